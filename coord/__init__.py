@@ -1,0 +1,1 @@
+"""Generated from protos/coord by `make proto`; do not edit."""

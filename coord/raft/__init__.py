@@ -1,0 +1,1 @@
+"""Generated from protos/coord/raft by `make proto`; do not edit."""
