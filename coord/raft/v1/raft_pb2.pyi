@@ -212,6 +212,48 @@ ENTRY_TYPE_CONF_CHANGE: EntryType.ValueType  # 2
 """ENTRY_TYPE_CONF_CHANGE holds one encoded membership change (one server at a time)."""
 Global___EntryType: _TypeAlias = EntryType  # noqa: Y015
 
+class _ForwardKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ForwardKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ForwardKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FORWARD_KIND_UNSPECIFIED: _ForwardKind.ValueType  # 0
+    """FORWARD_KIND_UNSPECIFIED is never valid."""
+    FORWARD_KIND_PROPOSE: _ForwardKind.ValueType  # 1
+    """FORWARD_KIND_PROPOSE: payload is a serialized coord.raft.v1.Command to propose; the
+    response payload is the serialized CommandResult once the command is applied.
+    """
+    FORWARD_KIND_LEASE_KEEP_ALIVE: _ForwardKind.ValueType  # 2
+    """FORWARD_KIND_LEASE_KEEP_ALIVE: payload is a serialized coord.v1.LeaseKeepAliveRequest;
+    the response payload is a serialized coord.v1.LeaseKeepAliveResponse, answered only
+    after the leader confirmed its leadership with a quorum.
+    """
+    FORWARD_KIND_LEASE_TIME_TO_LIVE: _ForwardKind.ValueType  # 3
+    """FORWARD_KIND_LEASE_TIME_TO_LIVE: payload is a serialized
+    coord.v1.LeaseTimeToLiveRequest; the response payload a LeaseTimeToLiveResponse.
+    """
+
+class ForwardKind(_ForwardKind, metaclass=_ForwardKindEnumTypeWrapper):
+    """ForwardKind says what a ForwardRequest's payload is."""
+
+FORWARD_KIND_UNSPECIFIED: ForwardKind.ValueType  # 0
+"""FORWARD_KIND_UNSPECIFIED is never valid."""
+FORWARD_KIND_PROPOSE: ForwardKind.ValueType  # 1
+"""FORWARD_KIND_PROPOSE: payload is a serialized coord.raft.v1.Command to propose; the
+response payload is the serialized CommandResult once the command is applied.
+"""
+FORWARD_KIND_LEASE_KEEP_ALIVE: ForwardKind.ValueType  # 2
+"""FORWARD_KIND_LEASE_KEEP_ALIVE: payload is a serialized coord.v1.LeaseKeepAliveRequest;
+the response payload is a serialized coord.v1.LeaseKeepAliveResponse, answered only
+after the leader confirmed its leadership with a quorum.
+"""
+FORWARD_KIND_LEASE_TIME_TO_LIVE: ForwardKind.ValueType  # 3
+"""FORWARD_KIND_LEASE_TIME_TO_LIVE: payload is a serialized
+coord.v1.LeaseTimeToLiveRequest; the response payload a LeaseTimeToLiveResponse.
+"""
+Global___ForwardKind: _TypeAlias = ForwardKind  # noqa: Y015
+
 @_typing.final
 class Entry(_message.Message):
     """Entry is one entry of the replicated log."""
@@ -607,3 +649,59 @@ class InstallSnapshotResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InstallSnapshotResponse: _TypeAlias = InstallSnapshotResponse  # noqa: Y015
+
+@_typing.final
+class ForwardRequest(_message.Message):
+    """ForwardRequest is one client request relayed by a follower."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLUSTER_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    cluster_id: _builtins.int
+    """cluster_id is the ID of the sender's cluster; a mismatch is refused."""
+    kind: Global___ForwardKind.ValueType
+    """kind says how to read payload."""
+    payload: _builtins.bytes
+    """payload is the serialized request; see ForwardKind."""
+    def __init__(
+        self,
+        *,
+        cluster_id: _builtins.int = ...,
+        kind: Global___ForwardKind.ValueType = ...,
+        payload: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "kind", b"kind", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForwardRequest: _TypeAlias = ForwardRequest  # noqa: Y015
+
+@_typing.final
+class ForwardResponse(_message.Message):
+    """ForwardResponse is the leader's answer to a ForwardRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.int
+    """member_id is the ID of the leader that handled the request."""
+    payload: _builtins.bytes
+    """payload is the serialized response; see ForwardKind."""
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.int = ...,
+        payload: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForwardResponse: _TypeAlias = ForwardResponse  # noqa: Y015

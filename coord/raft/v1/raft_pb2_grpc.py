@@ -45,6 +45,11 @@ class RaftStub:
                 request_serializer=coord_dot_raft_dot_v1_dot_raft__pb2.SnapshotChunk.SerializeToString,
                 response_deserializer=coord_dot_raft_dot_v1_dot_raft__pb2.InstallSnapshotResponse.FromString,
                 _registered_method=True)
+        self.Forward = channel.unary_unary(
+                '/coord.raft.v1.Raft/Forward',
+                request_serializer=coord_dot_raft_dot_v1_dot_raft__pb2.ForwardRequest.SerializeToString,
+                response_deserializer=coord_dot_raft_dot_v1_dot_raft__pb2.ForwardResponse.FromString,
+                _registered_method=True)
 
 
 class RaftServicer:
@@ -61,8 +66,9 @@ class RaftServicer:
         Errors (they end the stream): FAILED_PRECONDITION when cluster_id is not the
         receiver's cluster, a message is addressed to another member, or the sender was
         removed from the cluster; INVALID_ARGUMENT for a local message type (HUP, BEAT, PROP,
-        TRANSFER_LEADER, UNREACHABLE, SNAP_STATUS, CHECK_QUORUM), an unspecified type or a
-        SNAP message; UNAVAILABLE when the receiver is stopping.
+        UNREACHABLE, SNAP_STATUS, CHECK_QUORUM), an unspecified type or a SNAP message;
+        UNAVAILABLE when the receiver is stopping. TRANSFER_LEADER is allowed: a follower
+        forwards a transfer request to its leader that way.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -85,6 +91,20 @@ class RaftServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Forward(self, request, context):
+        """Forward carries a client's request from a follower to the leader, so that a client
+        that knows any live member is served. The leader handles it exactly as if the client
+        had called it directly and returns the outcome; a member that is not the leader
+        answers UNAVAILABLE (with `coord-leader` when it knows the leader) and the follower
+        passes that on to its client.
+        Errors: FAILED_PRECONDITION when cluster_id is not the receiver's cluster;
+        INVALID_ARGUMENT for an unspecified kind or an undecodable payload; UNAVAILABLE when
+        the receiver is not the leader or is stopping; any error of the forwarded request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RaftServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +117,11 @@ def add_RaftServicer_to_server(servicer, server):
                     servicer.InstallSnapshot,
                     request_deserializer=coord_dot_raft_dot_v1_dot_raft__pb2.SnapshotChunk.FromString,
                     response_serializer=coord_dot_raft_dot_v1_dot_raft__pb2.InstallSnapshotResponse.SerializeToString,
+            ),
+            'Forward': grpc.unary_unary_rpc_method_handler(
+                    servicer.Forward,
+                    request_deserializer=coord_dot_raft_dot_v1_dot_raft__pb2.ForwardRequest.FromString,
+                    response_serializer=coord_dot_raft_dot_v1_dot_raft__pb2.ForwardResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -154,6 +179,33 @@ class Raft:
             '/coord.raft.v1.Raft/InstallSnapshot',
             coord_dot_raft_dot_v1_dot_raft__pb2.SnapshotChunk.SerializeToString,
             coord_dot_raft_dot_v1_dot_raft__pb2.InstallSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Forward(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coord.raft.v1.Raft/Forward',
+            coord_dot_raft_dot_v1_dot_raft__pb2.ForwardRequest.SerializeToString,
+            coord_dot_raft_dot_v1_dot_raft__pb2.ForwardResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,8 +55,9 @@ class RaftStub:
     Errors (they end the stream): FAILED_PRECONDITION when cluster_id is not the
     receiver's cluster, a message is addressed to another member, or the sender was
     removed from the cluster; INVALID_ARGUMENT for a local message type (HUP, BEAT, PROP,
-    TRANSFER_LEADER, UNREACHABLE, SNAP_STATUS, CHECK_QUORUM), an unspecified type or a
-    SNAP message; UNAVAILABLE when the receiver is stopping.
+    UNREACHABLE, SNAP_STATUS, CHECK_QUORUM), an unspecified type or a SNAP message;
+    UNAVAILABLE when the receiver is stopping. TRANSFER_LEADER is allowed: a follower
+    forwards a transfer request to its leader that way.
     """
     InstallSnapshot: _grpc.StreamUnaryMultiCallable[_raft_pb2.SnapshotChunk, _raft_pb2.InstallSnapshotResponse]
     """InstallSnapshot streams one snapshot from the leader to a follower, in chunks: the
@@ -70,6 +71,16 @@ class RaftStub:
     SNAP message, an offset is not where the previous chunk ended, or the stream ends
     without a chunk with done set; DATA_LOSS when the size or checksum does not match;
     UNAVAILABLE when the receiver is stopping.
+    """
+    Forward: _grpc.UnaryUnaryMultiCallable[_raft_pb2.ForwardRequest, _raft_pb2.ForwardResponse]
+    """Forward carries a client's request from a follower to the leader, so that a client
+    that knows any live member is served. The leader handles it exactly as if the client
+    had called it directly and returns the outcome; a member that is not the leader
+    answers UNAVAILABLE (with `coord-leader` when it knows the leader) and the follower
+    passes that on to its client.
+    Errors: FAILED_PRECONDITION when cluster_id is not the receiver's cluster;
+    INVALID_ARGUMENT for an unspecified kind or an undecodable payload; UNAVAILABLE when
+    the receiver is not the leader or is stopping; any error of the forwarded request.
     """
 
 @_typing.type_check_only
@@ -87,8 +98,9 @@ class RaftAsyncStub(RaftStub):
     Errors (they end the stream): FAILED_PRECONDITION when cluster_id is not the
     receiver's cluster, a message is addressed to another member, or the sender was
     removed from the cluster; INVALID_ARGUMENT for a local message type (HUP, BEAT, PROP,
-    TRANSFER_LEADER, UNREACHABLE, SNAP_STATUS, CHECK_QUORUM), an unspecified type or a
-    SNAP message; UNAVAILABLE when the receiver is stopping.
+    UNREACHABLE, SNAP_STATUS, CHECK_QUORUM), an unspecified type or a SNAP message;
+    UNAVAILABLE when the receiver is stopping. TRANSFER_LEADER is allowed: a follower
+    forwards a transfer request to its leader that way.
     """
     InstallSnapshot: _aio.StreamUnaryMultiCallable[_raft_pb2.SnapshotChunk, _raft_pb2.InstallSnapshotResponse]  # type: ignore[assignment]
     """InstallSnapshot streams one snapshot from the leader to a follower, in chunks: the
@@ -102,6 +114,16 @@ class RaftAsyncStub(RaftStub):
     SNAP message, an offset is not where the previous chunk ended, or the stream ends
     without a chunk with done set; DATA_LOSS when the size or checksum does not match;
     UNAVAILABLE when the receiver is stopping.
+    """
+    Forward: _aio.UnaryUnaryMultiCallable[_raft_pb2.ForwardRequest, _raft_pb2.ForwardResponse]  # type: ignore[assignment]
+    """Forward carries a client's request from a follower to the leader, so that a client
+    that knows any live member is served. The leader handles it exactly as if the client
+    had called it directly and returns the outcome; a member that is not the leader
+    answers UNAVAILABLE (with `coord-leader` when it knows the leader) and the follower
+    passes that on to its client.
+    Errors: FAILED_PRECONDITION when cluster_id is not the receiver's cluster;
+    INVALID_ARGUMENT for an unspecified kind or an undecodable payload; UNAVAILABLE when
+    the receiver is not the leader or is stopping; any error of the forwarded request.
     """
 
 class RaftServicer(metaclass=_abc_1.ABCMeta):
@@ -122,8 +144,9 @@ class RaftServicer(metaclass=_abc_1.ABCMeta):
         Errors (they end the stream): FAILED_PRECONDITION when cluster_id is not the
         receiver's cluster, a message is addressed to another member, or the sender was
         removed from the cluster; INVALID_ARGUMENT for a local message type (HUP, BEAT, PROP,
-        TRANSFER_LEADER, UNREACHABLE, SNAP_STATUS, CHECK_QUORUM), an unspecified type or a
-        SNAP message; UNAVAILABLE when the receiver is stopping.
+        UNREACHABLE, SNAP_STATUS, CHECK_QUORUM), an unspecified type or a SNAP message;
+        UNAVAILABLE when the receiver is stopping. TRANSFER_LEADER is allowed: a follower
+        forwards a transfer request to its leader that way.
         """
 
     @_abc_1.abstractmethod
@@ -143,6 +166,22 @@ class RaftServicer(metaclass=_abc_1.ABCMeta):
         SNAP message, an offset is not where the previous chunk ended, or the stream ends
         without a chunk with done set; DATA_LOSS when the size or checksum does not match;
         UNAVAILABLE when the receiver is stopping.
+        """
+
+    @_abc_1.abstractmethod
+    def Forward(
+        self,
+        request: _raft_pb2.ForwardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_raft_pb2.ForwardResponse, _abc.Awaitable[_raft_pb2.ForwardResponse]]:
+        """Forward carries a client's request from a follower to the leader, so that a client
+        that knows any live member is served. The leader handles it exactly as if the client
+        had called it directly and returns the outcome; a member that is not the leader
+        answers UNAVAILABLE (with `coord-leader` when it knows the leader) and the follower
+        passes that on to its client.
+        Errors: FAILED_PRECONDITION when cluster_id is not the receiver's cluster;
+        INVALID_ARGUMENT for an unspecified kind or an undecodable payload; UNAVAILABLE when
+        the receiver is not the leader or is stopping; any error of the forwarded request.
         """
 
 def add_RaftServicer_to_server(servicer: RaftServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
