@@ -94,7 +94,7 @@ PUBLIC_SERVICES: dict[str, tuple[str, dict[str, tuple[bool, bool]]]] = {
 INTERNAL_SERVICES: dict[str, tuple[str, dict[str, tuple[bool, bool]]]] = {
     "Raft": (
         "coord.raft.v1.raft_pb2",
-        {"Send": (True, False), "InstallSnapshot", "Forward": (True, False)},
+        {"Send": (True, False), "InstallSnapshot": (True, False), "Forward": (False, False)},
     ),
 }
 
