@@ -1,50 +1,66 @@
-"""``coord-server``: the command that runs one coord node.
+"""``coord-server``: run one coord member until SIGTERM or SIGINT.
 
-The node itself (serving ``protos/coord/v1`` on gRPC, with the Raft core, storage and
-state machine behind it) arrives with the coord-server work. Until then this command
-parses its arguments, explains what is missing and exits with status 2, so scripts that
-call it fail loudly instead of silently doing nothing.
+With no arguments it runs a one-member cluster on 127.0.0.1:7379 with its data in
+``./default.coord`` (the embedded default). ``coord-server --help`` lists the settings.
+Exit status: 0 after a clean shutdown, 1 when the node failed (storage error), 2 for a
+settings mistake.
 """
 
 from __future__ import annotations
 
-import argparse
+import asyncio
+import logging
+import signal
 import sys
 from collections.abc import Sequence
 
-_NOT_YET = (
-    "coord-server: the server is not implemented yet; it arrives with the coord-server "
-    "work (see README.md). Nothing was started."
-)
+from coord_server.settings import SettingsError, load_settings
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of ``coord-server``."""
-    parser = argparse.ArgumentParser(
-        prog="coord-server",
-        description=(
-            "Run one node of a coord cluster: a Raft-replicated key-value store with "
-            "watches, leases, locks, elections and hash rings, served over gRPC. "
-            "With no arguments it will run a one-node cluster with its data directory "
-            "in the working folder. NOTE: the server arrives with the coord-server "
-            "work; this build only prints this help."
-        ),
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser(
-        "run",
-        help="run a node (not yet available)",
-        description="Run a node. Not yet available: arrives with the coord-server work.",
-    )
-    return parser
+async def _serve(settings: object) -> int:
+    from coord_server.server import CoordServer
+
+    server = CoordServer(settings)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    print(f"coord-server: serving on {server.settings.listen}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+    assert server.node is not None
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+        except asyncio.TimeoutError:
+            pass
+        if server.node.failed is not None:
+            await server.stop(grace=0.5)
+            return 1
+    await server.stop()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``coord-server``; returns the process exit status."""
-    parser = build_parser()
-    parser.parse_args(argv)
-    print(_NOT_YET, file=sys.stderr)
-    return 2
+    try:
+        settings = load_settings(list(argv) if argv is not None else None)
+    except SettingsError as err:
+        print(f"coord-server: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s [{settings.name}] %(name)s: %(message)s",
+    )
+    from coord_server.storage import DiskStorageError
+
+    try:
+        return asyncio.run(_serve(settings))
+    except SettingsError as err:
+        print(f"coord-server: {err}", file=sys.stderr)
+        return 2
+    except DiskStorageError as err:
+        print(f"coord-server: storage error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,315 @@
+"""Peer-to-peer transport over gRPC: the coord.raft.v1 Raft service, both sides.
+
+Sending (``PeerTransport``): one long-lived client stream per peer (``Raft.Send``), fed by
+a bounded queue. Everything queued while the previous write was in flight goes out as one
+envelope (batching on the wire). Delivery is best effort, as Raft expects: when a stream
+breaks the queue is dropped, the core is told the peer is unreachable, and the stream is
+reopened with backoff. Snapshots go through ``Raft.InstallSnapshot`` in chunks, and the
+outcome is reported to the core.
+
+Receiving (``RaftPeerService``): checks the cluster id, decodes and steps each message
+into the node; ``Forward`` hands follower-relayed client requests to a callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+
+from coord.raft.v1 import raft_pb2, raft_pb2_grpc
+from coord_server.errors import CoordError, Unavailable
+from coord_server.raft import LOCAL_TYPES, Message, MessageType
+
+from .codec import DecodeError, message_from_pb, message_to_pb
+
+log = logging.getLogger("coord.transport")
+
+MAX_MESSAGE_BYTES = 64 << 20
+"""gRPC message size limit between peers (an envelope carries many entries)."""
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+SNAPSHOT_CHUNK_BYTES = 1 << 20
+ENVELOPE_BYTES = 8 << 20
+"""Soft limit on one envelope's entry data; a larger backlog goes in several envelopes."""
+
+
+class _Peer:
+    """The sending side of one peer link."""
+
+    def __init__(self, transport: PeerTransport, node_id: int, address: str) -> None:
+        self.transport = transport
+        self.node_id = node_id
+        self.address = address
+        self.queue: list[Message] = []
+        self.wake = asyncio.Event()
+        self.channel: grpc.aio.Channel | None = None
+        self.task = asyncio.create_task(self._run(), name=f"peer-send-{node_id:x}")
+        self.snapshot_task: asyncio.Task[None] | None = None
+
+    def stub(self) -> raft_pb2_grpc.RaftStub:
+        if self.channel is None:
+            self.channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        return raft_pb2_grpc.RaftStub(self.channel)
+
+    def enqueue(self, m: Message) -> None:
+        if len(self.queue) >= self.transport.max_queue:
+            return  # the peer is not keeping up; Raft resends what matters
+        self.queue.append(m)
+        self.wake.set()
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        call = None
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.queue:
+                batch = self._take_batch()
+                envelope = raft_pb2.RaftEnvelope(
+                    cluster_id=self.transport.cluster_id,
+                    messages=[message_to_pb(m) for m in batch],
+                )
+                try:
+                    if call is None:
+                        call = self.stub().Send()
+                    await call.write(envelope)
+                    backoff = 0.05
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as err:
+                    if call is not None:
+                        call.cancel()
+                    call = None
+                    self.queue.clear()
+                    log.debug("peer %x at %s unreachable: %s", self.node_id, self.address, err)
+                    self.transport.on_unreachable(self.node_id)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 1.0)
+
+    def _take_batch(self) -> list[Message]:
+        size = 0
+        for i, m in enumerate(self.queue):
+            size += sum(len(e.data) for e in m.entries)
+            if size > ENVELOPE_BYTES and i > 0:
+                batch, self.queue = self.queue[:i], self.queue[i:]
+                return batch
+        batch, self.queue = self.queue, []
+        return batch
+
+    def send_snapshot(self, m: Message) -> None:
+        if self.snapshot_task is not None and not self.snapshot_task.done():
+            return  # one snapshot at a time; the core waits for its status
+        self.snapshot_task = asyncio.create_task(self._send_snapshot(m))
+
+    async def _send_snapshot(self, m: Message) -> None:
+        assert m.snapshot is not None
+        data = m.snapshot.data
+        digest = hashlib.sha256(data).digest()
+        cluster_id = self.transport.cluster_id
+
+        async def chunks() -> AsyncIterator[raft_pb2.SnapshotChunk]:
+            yield raft_pb2.SnapshotChunk(
+                cluster_id=cluster_id, message=message_to_pb(m, with_snapshot_data=False),
+                total_size=len(data), offset=0, done=not data, checksum=digest if not data else b"",
+            )
+            for offset in range(0, len(data), SNAPSHOT_CHUNK_BYTES):
+                piece = data[offset : offset + SNAPSHOT_CHUNK_BYTES]
+                last = offset + len(piece) >= len(data)
+                yield raft_pb2.SnapshotChunk(
+                    cluster_id=cluster_id, offset=offset, data=piece, done=last,
+                    checksum=digest if last else b"", total_size=len(data),
+                )
+
+        failed = False
+        try:
+            await self.stub().InstallSnapshot(chunks(), timeout=max(30.0, len(data) / (1 << 20)))
+        except grpc.aio.AioRpcError as err:
+            failed = True
+            log.warning("sending a snapshot to %x failed: %s", self.node_id, err.details())
+        self.transport.on_snapshot_status(self.node_id, failed)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        if self.snapshot_task is not None:
+            self.snapshot_task.cancel()
+        if self.channel is not None:
+            await self.channel.close()
+
+
+class PeerTransport:
+    """Sends the core's messages to peers; the node wires in the two report callbacks."""
+
+    def __init__(
+        self,
+        cluster_id: int,
+        on_unreachable: Callable[[int], None],
+        on_snapshot_status: Callable[[int, bool], None],
+        max_queue: int = 8192,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.on_unreachable = on_unreachable
+        self.on_snapshot_status = on_snapshot_status
+        self.max_queue = max_queue
+        self._addresses: dict[int, str] = {}
+        self._peers: dict[int, _Peer] = {}
+
+    def set_address(self, node_id: int, address: str) -> None:
+        if self._addresses.get(node_id) == address:
+            return
+        self._addresses[node_id] = address
+        old = self._peers.pop(node_id, None)
+        if old is not None:
+            asyncio.get_running_loop().create_task(old.close())
+
+    def remove_peer(self, node_id: int) -> None:
+        self._addresses.pop(node_id, None)
+        peer = self._peers.pop(node_id, None)
+        if peer is not None:
+            asyncio.get_running_loop().create_task(peer.close())
+
+    def _peer(self, node_id: int) -> _Peer | None:
+        peer = self._peers.get(node_id)
+        if peer is None:
+            address = self._addresses.get(node_id)
+            if address is None:
+                return None
+            peer = self._peers[node_id] = _Peer(self, node_id, address)
+        return peer
+
+    def send(self, messages: list[Message]) -> None:
+        for m in messages:
+            peer = self._peer(m.to)
+            if peer is None:
+                continue  # an unknown peer: nothing to do but let Raft retry later
+            if m.type == MessageType.SNAP:
+                peer.send_snapshot(m)
+            else:
+                peer.enqueue(m)
+
+    async def forward(self, to: int, kind: int, payload: bytes, timeout: float | None) -> bytes:
+        peer = self._peer(to)
+        if peer is None:
+            raise Unavailable(f"the leader {to:#x} has no known address yet; retry")
+        request = raft_pb2.ForwardRequest(cluster_id=self.cluster_id, kind=kind, payload=payload)  # type: ignore[arg-type]
+        try:
+            response = await peer.stub().Forward(request, timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            raise ForwardedError(err) from None
+        return response.payload
+
+    async def close(self) -> None:
+        for peer in self._peers.values():
+            await peer.close()
+        self._peers.clear()
+
+
+class ForwardedError(CoordError):
+    """The leader answered a forwarded request with an error status: pass it on as is."""
+
+    def __init__(self, err: grpc.aio.AioRpcError) -> None:
+        super().__init__(err.details() or str(err.code()))
+        self.code = err.code()
+        leader = dict(err.trailing_metadata() or ()).get("coord-leader", "")
+        self.leader_address = str(leader)
+
+
+ForwardHandler = Callable[[int, bytes, float | None], Awaitable[bytes]]
+
+
+class RaftPeerService(raft_pb2_grpc.RaftServicer):
+    """The receiving side: peers' messages into the node, forwarded requests to a handler."""
+
+    def __init__(
+        self,
+        cluster_id: int,
+        member_id: int,
+        step: Callable[[Message], None],
+        forward: ForwardHandler,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.member_id = member_id
+        self._step = step
+        self._forward = forward
+
+    async def Send(self, request_iterator: AsyncIterator[raft_pb2.RaftEnvelope], context: grpc.aio.ServicerContext) -> raft_pb2.SendResponse:  # type: ignore[override]
+        received = 0
+        async for envelope in request_iterator:
+            if envelope.cluster_id != self.cluster_id:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"peer belongs to cluster {envelope.cluster_id:#x}, this member to {self.cluster_id:#x}",
+                )
+            for pm in envelope.messages:
+                try:
+                    m = message_from_pb(pm)
+                except DecodeError as err:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+                if m.to != self.member_id:
+                    await context.abort(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"message for member {m.to:#x} reached member {self.member_id:#x}",
+                    )
+                if (m.type in LOCAL_TYPES and m.type != MessageType.TRANSFER_LEADER) or m.type == MessageType.SNAP:
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"message type {m.type.name} cannot travel between peers"
+                    )
+                self._step(m)
+                received += 1
+        return raft_pb2.SendResponse(member_id=self.member_id, messages_received=received)
+
+    async def InstallSnapshot(self, request_iterator: AsyncIterator[raft_pb2.SnapshotChunk], context: grpc.aio.ServicerContext) -> raft_pb2.InstallSnapshotResponse:  # type: ignore[override]
+        first: raft_pb2.SnapshotChunk | None = None
+        parts: list[bytes] = []
+        received = 0
+        done = False
+        checksum = b""
+        async for chunk in request_iterator:
+            if chunk.cluster_id != self.cluster_id:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "snapshot from another cluster")
+            if first is None:
+                if not chunk.HasField("message") or chunk.message.type != raft_pb2.MESSAGE_TYPE_SNAP:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first chunk must carry the SNAP message")
+                first = chunk
+            if chunk.data:
+                if chunk.offset != received:
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"chunk at offset {chunk.offset}, expected {received}",
+                    )
+                parts.append(chunk.data)
+                received += len(chunk.data)
+            if chunk.done:
+                done = True
+                checksum = chunk.checksum
+                break
+        if first is None or not done:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the snapshot stream ended early")
+        assert first is not None
+        data = b"".join(parts)
+        if len(data) != first.total_size or hashlib.sha256(data).digest() != checksum:
+            await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot size or checksum mismatch")
+        m = message_from_pb(first.message, snapshot_data=data)
+        if m.to != self.member_id:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "snapshot addressed to another member")
+        self._step(m)
+        return raft_pb2.InstallSnapshotResponse(member_id=self.member_id, bytes_received=received)
+
+    async def Forward(self, request: raft_pb2.ForwardRequest, context: grpc.aio.ServicerContext) -> raft_pb2.ForwardResponse:  # type: ignore[override]
+        if request.cluster_id != self.cluster_id:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "request from another cluster")
+        try:
+            payload = await self._forward(request.kind, request.payload, context.time_remaining())
+        except CoordError as err:
+            leader = getattr(err, "leader_address", "")
+            if leader:
+                context.set_trailing_metadata((("coord-leader", leader),))
+            await context.abort(err.code, str(err))
+        return raft_pb2.ForwardResponse(member_id=self.member_id, payload=payload)
