@@ -1,0 +1,352 @@
+"""The multi-version key-value store: every key's history, a sorted key index, the change log.
+
+Data structures and their costs (n keys with history, h records of one key, c changes
+since the last compaction, k keys in a range):
+
+- ``_history``: dict key -> list of records, oldest first. A record is a plain tuple
+  ``(mod_revision, sub, create_revision, version, value, lease)``; ``version`` 0 marks a
+  deletion (tombstone). The latest state of a key is ``history[-1]``: O(1). The state
+  at a past revision is found by bisecting the list on mod_revision: O(log h).
+- ``_sorted`` + ``_unsorted``: every key with history, for range scans. New keys are
+  appended to ``_unsorted`` (O(1) per put); the first range scan afterwards merges them
+  (Timsort on a sorted run plus a short tail: O(n) copying, done once per batch of new
+  keys rather than once per key as insort would). A scan is then O(log n + k).
+- ``_log_revs`` / ``_log_keys``: the change log, one row (revision, key) per change in
+  apply order, for watches: ``events_since`` bisects to the start revision and walks
+  O(changes since then).
+- ``_compactable``: the keys whose history holds more than their live value (two or more
+  records, or a tombstone), so that compaction costs O(keys changed since the previous
+  compaction), not O(n).
+
+Rules:
+
+Rule 1: writes happen only through a ``Write``: it appends records at one pending
+        revision (current + 1) and remembers them, so reads inside a transaction see its
+        own writes, and ``rollback`` can undo them exactly when a later operation fails.
+        ``commit`` makes the revision current, if anything changed.
+Rule 2: a key changes at most once per revision (validation refuses a Txn that would
+        write a key twice); ``sub`` numbers a revision's changes in the order applied,
+        which is the order of its events.
+Rule 3: compaction at revision C keeps, for every key, the records that reads at C and
+        later need: everything after C, and the last record at or before C unless it is
+        a tombstone. Events at or before C are dropped (watches must start after C).
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from operator import itemgetter
+from typing import Final
+
+from coord.v1 import common_pb2
+
+from . import keys as keyspan
+
+Record = tuple[int, int, int, int, bytes, int]
+"""(mod_revision, sub, create_revision, version, value, lease); version 0 = tombstone."""
+
+# Field positions in a Record (Final, so that type checkers know each field's type).
+MOD: Final = 0
+SUB: Final = 1
+CREATE: Final = 2
+VERSION: Final = 3
+VALUE: Final = 4
+LEASE: Final = 5
+_mod_of = itemgetter(MOD)
+
+Change = tuple[bytes, "Record | None", Record]
+"""One change of a Write: (key, the live record before it or None, the new record)."""
+
+KeyValue = common_pb2.KeyValue
+Event = common_pb2.Event
+_PUT = common_pb2.EVENT_TYPE_PUT
+_DELETE = common_pb2.EVENT_TYPE_DELETE
+
+
+def to_kv(key: bytes, rec: Record) -> common_pb2.KeyValue:
+    """The public KeyValue of a live record."""
+    return KeyValue(
+        key=key,
+        create_revision=rec[CREATE],
+        mod_revision=rec[MOD],
+        version=rec[VERSION],
+        value=rec[VALUE],
+        lease=rec[LEASE],
+    )
+
+
+def to_event(key: bytes, rec: Record, prev: Record | None) -> common_pb2.Event:
+    """The public Event of a change, with prev_kv filled when there was a live value."""
+    if rec[VERSION]:
+        event = Event(type=_PUT, kv=to_kv(key, rec))
+    else:
+        event = Event(type=_DELETE, kv=KeyValue(key=key, mod_revision=rec[MOD]))
+    if prev is not None:
+        event.prev_kv.CopyFrom(to_kv(key, prev))
+    return event
+
+
+class MVCCStore:
+    """The store. ``revision`` starts at 1 (the empty store, as etcd); ``compact_revision``
+    is 0 until the first compaction."""
+
+    __slots__ = (
+        "revision",
+        "compact_revision",
+        "_history",
+        "_sorted",
+        "_unsorted",
+        "_log_revs",
+        "_log_keys",
+        "_compactable",
+    )
+
+    def __init__(self) -> None:
+        self.revision = 1
+        self.compact_revision = 0
+        self._history: dict[bytes, list[Record]] = {}
+        self._sorted: list[bytes] = []
+        self._unsorted: list[bytes] = []
+        self._log_revs = array("q")
+        self._log_keys: list[bytes] = []
+        self._compactable: set[bytes] = set()
+
+    # ------------------------------------------------------------------ reads
+
+    def latest(self, key: bytes) -> Record | None:
+        """The key's live record in the latest state (pending writes included), or None."""
+        hist = self._history.get(key)
+        if hist is None:
+            return None
+        rec = hist[-1]
+        return rec if rec[VERSION] else None
+
+    def get(self, key: bytes, rev: int) -> Record | None:
+        """The key's live record as of revision ``rev``, or None."""
+        hist = self._history.get(key)
+        if hist is None:
+            return None
+        rec = hist[-1]
+        if rec[MOD] > rev:
+            i = bisect_right(hist, rev, key=_mod_of)
+            if i == 0:
+                return None
+            rec = hist[i - 1]
+        return rec if rec[VERSION] else None
+
+    def scan(self, span: keyspan.Span, rev: int | None) -> list[tuple[bytes, Record]]:
+        """The live (key, record) pairs in ``span`` as of ``rev`` (None: the latest state),
+        in ascending key order."""
+        start, end = span
+        if end is not None and end <= start:
+            return []
+        if end is not None and len(end) == len(start) + 1 and end == start + b"\x00":
+            rec = self.latest(start) if rev is None else self.get(start, rev)
+            return [] if rec is None else [(start, rec)]
+        out: list[tuple[bytes, Record]] = []
+        history = self._history
+        if rev is None:
+            for k in self._keys_in(start, end):
+                rec = history[k][-1]
+                if rec[VERSION]:
+                    out.append((k, rec))
+        else:
+            get = self.get
+            for k in self._keys_in(start, end):
+                found = get(k, rev)
+                if found is not None:
+                    out.append((k, found))
+        return out
+
+    def _keys_in(self, start: bytes, end: bytes | None) -> list[bytes]:
+        if self._unsorted:
+            self._sorted.extend(self._unsorted)
+            self._sorted.sort()
+            self._unsorted.clear()
+        ordered = self._sorted
+        lo = bisect_left(ordered, start)
+        hi = len(ordered) if end is None else bisect_left(ordered, end, lo)
+        return ordered[lo:hi]
+
+    def history_of(self, key: bytes) -> list[Record]:
+        """The kept records of ``key``, oldest first (a copy)."""
+        return list(self._history.get(key, ()))
+
+    # ------------------------------------------------------------------ watches
+
+    def events_since(self, start: int, span: keyspan.Span) -> list[common_pb2.Event]:
+        """Every event at revision >= ``start`` for keys in ``span``, in revision order and,
+        within a revision, in apply order; prev_kv filled. The caller has checked that
+        ``start`` is after the compact revision."""
+        s, end = span
+        if end is not None and len(end) == len(s) + 1 and end == s + b"\x00":
+            hist = self._history.get(s)
+            if hist is None:
+                return []
+            i = bisect_left(hist, start, key=_mod_of)
+            return [
+                to_event(s, hist[j], self._live_before(hist, j)) for j in range(i, len(hist))
+            ]
+        out: list[common_pb2.Event] = []
+        revs, log_keys = self._log_revs, self._log_keys
+        for j in range(bisect_left(revs, start), len(revs)):
+            k = log_keys[j]
+            if s <= k and (end is None or k < end):
+                hist = self._history[k]
+                i = bisect_left(hist, revs[j], key=_mod_of)
+                out.append(to_event(k, hist[i], self._live_before(hist, i)))
+        return out
+
+    @staticmethod
+    def _live_before(hist: list[Record], i: int) -> Record | None:
+        if i == 0:
+            return None
+        prev = hist[i - 1]
+        return prev if prev[VERSION] else None
+
+    # ------------------------------------------------------------------ writes
+
+    def begin(self) -> Write:
+        """Start a write at revision ``revision + 1`` (Rule 1)."""
+        return Write(self)
+
+    def compact(self, rev: int) -> None:
+        """Discard history before ``rev`` (Rule 3). The caller checked
+        compact_revision < rev <= revision."""
+        history = self._history
+        removed: list[bytes] = []
+        settled: list[bytes] = []
+        for k in self._compactable:
+            hist = history[k]
+            i = bisect_right(hist, rev, key=_mod_of) - 1
+            if i < 0:
+                continue
+            if hist[i][VERSION] == 0:
+                i += 1  # the tombstone goes too: nothing at or after rev needs it
+            if i:
+                del hist[:i]
+            if not hist:
+                del history[k]
+                removed.append(k)
+            elif len(hist) == 1 and hist[0][VERSION]:
+                settled.append(k)
+        self._compactable.difference_update(removed)
+        self._compactable.difference_update(settled)
+        if removed:
+            gone = set(removed)
+            self._sorted = [k for k in self._sorted if k not in gone]
+            self._unsorted = [k for k in self._unsorted if k not in gone]
+        cut = bisect_right(self._log_revs, rev)
+        del self._log_revs[:cut]
+        del self._log_keys[:cut]
+        self.compact_revision = rev
+
+    # ------------------------------------------------------------------ snapshot support
+
+    def items(self) -> Iterator[tuple[bytes, list[Record]]]:
+        """Every key with its kept records, in ascending key order (for snapshots)."""
+        history = self._history
+        for k in self._keys_in(b"", None):
+            yield k, history[k]
+
+    def load(
+        self,
+        revision: int,
+        compact_revision: int,
+        items: list[tuple[bytes, list[Record]]],
+    ) -> None:
+        """Replace the whole content (restoring a snapshot); ``items`` in key order."""
+        self.revision = revision
+        self.compact_revision = compact_revision
+        self._history = dict(items)
+        self._sorted = [k for k, _ in items]
+        self._unsorted = []
+        self._compactable = {
+            k for k, hist in items if len(hist) > 1 or not hist[-1][VERSION]
+        }
+        rows = sorted(
+            (rec[MOD], rec[SUB], k) for k, hist in items for rec in hist if rec[MOD] > compact_revision
+        )
+        self._log_revs = array("q", (r for r, _, _ in rows))
+        self._log_keys = [k for _, _, k in rows]
+
+
+class Write:
+    """One write transaction at revision ``rev`` (Rule 1). Use ``put`` and ``delete``, then
+    exactly one of ``commit`` or ``rollback``."""
+
+    __slots__ = ("store", "rev", "changes", "_created")
+
+    def __init__(self, store: MVCCStore) -> None:
+        self.store = store
+        self.rev = store.revision + 1
+        self.changes: list[Change] = []
+        self._created: list[bytes] = []
+
+    def put(self, key: bytes, value: bytes, lease: int) -> Change:
+        """Set ``key`` at this write's revision; returns the change (with the prior live
+        record, from which version and create_revision follow)."""
+        store = self.store
+        hist = store._history.get(key)
+        if hist is None:
+            hist = store._history[key] = []
+            store._unsorted.append(key)
+            self._created.append(key)
+            prev = None
+        else:
+            prev = hist[-1]
+            if not prev[VERSION]:
+                prev = None
+        rev = self.rev
+        if prev is None:
+            rec = (rev, len(self.changes), rev, 1, value, lease)
+        else:
+            rec = (rev, len(self.changes), prev[CREATE], prev[VERSION] + 1, value, lease)
+        hist.append(rec)
+        change = (key, prev, rec)
+        self.changes.append(change)
+        return change
+
+    def delete(self, key: bytes) -> Change | None:
+        """Delete ``key`` if it is live; returns the change, or None when nothing changed."""
+        hist = self.store._history.get(key)
+        if hist is None or not hist[-1][VERSION]:
+            return None
+        prev = hist[-1]
+        rec = (self.rev, len(self.changes), 0, 0, b"", 0)
+        hist.append(rec)
+        change = (key, prev, rec)
+        self.changes.append(change)
+        return change
+
+    def commit(self) -> list[Change]:
+        """Make this write's revision current if it changed anything; returns the changes."""
+        changes = self.changes
+        if changes:
+            store = self.store
+            store.revision = self.rev
+            history = store._history
+            compactable = store._compactable
+            for k, _, rec in changes:
+                store._log_revs.append(self.rev)
+                store._log_keys.append(k)
+                if not rec[VERSION] or len(history[k]) > 1:
+                    compactable.add(k)
+        return changes
+
+    def rollback(self) -> None:
+        """Undo every change of this write, newest first; the store is as before ``begin``."""
+        store = self.store
+        history = store._history
+        for k, _, _ in reversed(self.changes):
+            history[k].pop()
+        created = set(self._created)
+        for k in created:
+            del history[k]
+        if created:
+            store._unsorted = [k for k in store._unsorted if k not in created]
+            store._sorted = [k for k in store._sorted if k not in created]
+        self.changes = []
+        self._created = []

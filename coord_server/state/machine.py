@@ -1,0 +1,400 @@
+"""StateMachine: the replicated state of one member, changed only by applying log entries.
+
+It owns the multi-version KV store (kv.py), the leases (leases.py), the exactly-once
+sessions (sessions.py) and the member table (members.py), and is the only thing the node
+applies committed entries to. Reads (``range``, ``lease_info``, ``members``,
+``events_since``) are served from it locally; the node puts its ReadIndex barrier in
+front of the linearizable ones.
+
+Rule 1: deterministic. No clock, no randomness, no I/O, no iteration over unordered
+        containers where order shows: the same entries applied in the same order give the
+        same state, the same results and the same ``snapshot()`` bytes on every member.
+        Time enters only through entries (a LeaseExpire the leader proposes); IDs come
+        from the log index (leases.py Rule 3); sessions are evicted by index.
+Rule 2: total. ``apply`` turns any bytes into a CommandResult: a malformed or refused
+        command becomes a CommandError (INVALID_ARGUMENT, NOT_FOUND, ...) and changes
+        nothing but ``applied_index`` (and, with a client id, its session). Even a bug
+        (an unexpected exception) is answered INTERNAL rather than raised, after rolling
+        back the write in progress, so one bad entry cannot stop every member at the same
+        index (each member hits the same bug the same way, so they stay identical).
+Rule 3: every command is checked twice: at the edge by the services (validation.py),
+        and again here, because the log is the only thing every member trusts.
+Rule 4: results carry ``header.revision`` (the store revision once the command was
+        applied, in every nested header too, as each response's comment defines it),
+        which only the state machine knows exactly and which a retry must get unchanged;
+        the service fills in cluster_id, member_id and raft_term.
+
+Cost per entry: decoding the Command, O(1) dict and list work for a put (plus O(log n)
+for a read at a past revision), one response message; a Txn is linear in its operations.
+See kv.py for the data structures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from coord.raft.v1 import command_pb2
+from coord.v1 import cluster_pb2, common_pb2, kv_pb2, lease_pb2
+
+from . import keys, snapshot as snapshot_codec
+from .errors import (
+    Compacted,
+    FailedPrecondition,
+    FutureRevision,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    StateError,
+)
+from .kv import LEASE, VERSION, MVCCStore, Write, to_event
+from .leases import LeaseTable
+from .limits import MAX_COMMAND_BYTES, SESSION_RETENTION_ENTRIES
+from .members import Members
+from .ranges import read_range
+from .sessions import Sessions
+from .snapshot import SnapshotError, SnapshotParts
+from .txn import KVWrites, stamp_revision
+from .validation import (
+    validate_client,
+    validate_command,
+    validate_key,
+    validate_range,
+    validate_range_end,
+)
+
+CommandResult = command_pb2.CommandResult
+Listener = Callable[[int, "list[common_pb2.Event]"], None]
+
+
+class LeaseInfo(NamedTuple):
+    """What the state knows of one lease: its granted TTL and attached keys (sorted)."""
+
+    granted_ttl: int
+    keys: list[bytes]
+
+
+class StateMachine:
+    """The replicated state machine (see the module docstring for its rules).
+
+    ``session_retention`` is the number of entries an idle exactly-once session survives
+    (limits.SESSION_RETENTION_ENTRIES); like every limit it must be the same on every
+    member, and exists as a parameter for tests.
+    """
+
+    def __init__(self, *, session_retention: int = SESSION_RETENTION_ENTRIES) -> None:
+        self.applied_index = 0
+        """The index of the last entry applied (NORMAL or CONF_CHANGE); 0 before any."""
+        self._store = MVCCStore()
+        self._leases = LeaseTable()
+        self._sessions = Sessions(session_retention)
+        self._members = Members()
+        self._writes = KVWrites(self._store, self._leases, self.lock_tokens)
+        self._listeners: list[Listener] = []
+        self._events: list[common_pb2.Event] = []
+        self._ops: dict[str, Callable[[Any, int], CommandResult]] = {
+            "put": self._put,
+            "delete_range": self._delete_range,
+            "txn": self._txn,
+            "compact": self._compact,
+            "lease_grant": self._lease_grant,
+            "lease_revoke": self._lease_revoke,
+            "lease_expire": self._lease_expire,
+        }
+
+    @property
+    def revision(self) -> int:
+        """The store's current revision: 1 for the empty store, +1 per changing write."""
+        return self._store.revision
+
+    @property
+    def compact_revision(self) -> int:
+        """The revision of the last compaction (reads below it fail), 0 if none."""
+        return self._store.compact_revision
+
+    # ------------------------------------------------------------------ applying entries
+
+    def apply(self, index: int, data: bytes) -> CommandResult | None:
+        """Apply the NORMAL entry at ``index`` holding a serialized Command; None for the
+        empty entry a new leader appends. Never raises for any ``data`` (Rule 2); raises
+        ValueError only when ``index`` is not after ``applied_index`` (a node bug)."""
+        self._advance(index)
+        if not data:
+            return None
+        if len(data) > MAX_COMMAND_BYTES:
+            too_big = f"command is {len(data)} bytes; the limit is {MAX_COMMAND_BYTES}"
+            return _error(ResourceExhausted(too_big))
+        try:
+            cmd = command_pb2.Command.FromString(data)
+        except Exception:  # noqa: BLE001 - Rule 2: undecodable bytes are a refused command
+            return _error(InvalidArgument(f"entry {index} does not hold a valid Command"))
+        return self._apply_command(cmd, index)
+
+    def _apply_command(self, cmd: command_pb2.Command, index: int) -> CommandResult:
+        client_id = cmd.client_id
+        if client_id:
+            try:
+                validate_client(client_id)
+                stored = self._sessions.lookup(client_id, cmd.seq)
+            except StateError as err:
+                return _error(err)
+            if stored is not None:
+                return CommandResult.FromString(stored)
+        result = self._execute(cmd, index)
+        if client_id:
+            self._sessions.record(client_id, cmd.seq, index, result.SerializeToString())
+        if self._events:
+            events, self._events = self._events, []
+            for fn in self._listeners:
+                fn(self._store.revision, events)
+        return result
+
+    def _execute(self, cmd: command_pb2.Command, index: int) -> CommandResult:
+        try:
+            validate_command(cmd)
+            which = cmd.WhichOneof("op")
+            assert which is not None  # validate_command refused a command without one
+            return self._ops[which](getattr(cmd, which), index)
+        except StateError as err:
+            return _error(err)
+        except Exception as exc:  # noqa: BLE001 - Rule 2: a bug must not stop the cluster
+            # Writes not yet committed were rolled back by the operation; events queued
+            # for listeners belong to committed writes only, so they still go out.
+            return _error(Internal(f"internal error applying the command: {type(exc).__name__}"))
+
+    def apply_member_change(self, index: int, change_type: int, node_id: int, context: bytes) -> None:
+        """Apply the CONF_CHANGE entry at ``index``: ``change_type`` is a
+        raft.messages.ConfChangeType, ``context`` a serialized MemberInfo or empty."""
+        self._advance(index)
+        self._members.apply(change_type, node_id, context)
+
+    def _advance(self, index: int) -> None:
+        if index <= self.applied_index:
+            raise ValueError(
+                f"entry {index} applied out of order: entry {self.applied_index} is applied already"
+            )
+        self.applied_index = index
+        self._sessions.evict(index)
+
+    # ------------------------------------------------------------------ operations
+
+    def _begin(self) -> Write:
+        return self._store.begin()
+
+    def _commit(self, w: Write) -> None:
+        changes = w.commit()
+        if changes:
+            self._leases.track(changes)
+            if self._listeners:
+                self._events.extend(to_event(k, rec, prev) for k, prev, rec in changes)
+
+    def _put(self, req: kv_pb2.PutRequest, index: int) -> CommandResult:
+        w = self._begin()
+        try:
+            resp = self._writes.put(w, req)
+        except BaseException:
+            w.rollback()
+            raise
+        self._commit(w)
+        result = CommandResult(put=resp)
+        result.put.header.revision = self._store.revision
+        return result
+
+    def _delete_range(self, req: kv_pb2.DeleteRangeRequest, index: int) -> CommandResult:
+        w = self._begin()
+        try:
+            resp = self._writes.delete_range(w, req)
+        except BaseException:
+            w.rollback()
+            raise
+        self._commit(w)
+        resp.header.revision = self._store.revision
+        return CommandResult(delete_range=resp)
+
+    def _txn(self, req: kv_pb2.TxnRequest, index: int) -> CommandResult:
+        w = self._begin()
+        try:
+            resp = self._writes.txn(w, req)
+        except BaseException:
+            w.rollback()
+            raise
+        self._commit(w)
+        stamp_revision(resp, self._store.revision)
+        return CommandResult(txn=resp)
+
+    def _compact(self, req: kv_pb2.CompactRequest, index: int) -> CommandResult:
+        store = self._store
+        rev = req.revision
+        if rev <= store.compact_revision:
+            raise Compacted(rev, store.compact_revision)
+        if rev > store.revision:
+            raise FutureRevision(rev, store.revision)
+        store.compact(rev)
+        resp = kv_pb2.CompactResponse()
+        resp.header.revision = store.revision
+        return CommandResult(compact=resp)
+
+    def _lease_grant(self, req: lease_pb2.LeaseGrantRequest, index: int) -> CommandResult:
+        if req.id:
+            if req.id in self._leases:
+                raise FailedPrecondition(f"lease {req.id} already exists")
+            lease_id = req.id
+        else:
+            lease_id = self._leases.choose_id(index)
+        self._leases.grant(lease_id, req.ttl)
+        resp = lease_pb2.LeaseGrantResponse(id=lease_id, ttl=req.ttl)
+        resp.header.revision = self._store.revision
+        return CommandResult(lease_grant=resp)
+
+    def _lease_revoke(self, req: lease_pb2.LeaseRevokeRequest, index: int) -> CommandResult:
+        if req.id not in self._leases:
+            raise NotFound(f"lease {req.id} not found")
+        self._end_leases([req.id])
+        resp = lease_pb2.LeaseRevokeResponse()
+        resp.header.revision = self._store.revision
+        return CommandResult(lease_revoke=resp)
+
+    def _lease_expire(self, req: command_pb2.LeaseExpire, index: int) -> CommandResult:
+        ids = sorted({i for i in req.ids if i in self._leases})
+        self._end_leases(ids)
+        return CommandResult(lease_expire=command_pb2.LeaseExpireResult(revoked=ids))
+
+    def _end_leases(self, ids: list[int]) -> None:
+        """Delete every key of the leases ``ids`` (ascending) in one revision, then forget
+        the leases."""
+        w = self._begin()
+        try:
+            for lease_id in ids:
+                lease = self._leases.get(lease_id)
+                assert lease is not None
+                for key in sorted(lease.keys):
+                    w.delete(key)
+        except BaseException:
+            w.rollback()
+            raise
+        self._commit(w)
+        for lease_id in ids:
+            self._leases.remove(lease_id)
+
+    # ------------------------------------------------------------------ reads
+
+    def range(self, req: kv_pb2.RangeRequest) -> kv_pb2.RangeResponse:
+        """Serve a RangeRequest from the local state. Raises InvalidArgument for a bad
+        request, Compacted or FutureRevision (OUT_OF_RANGE) for an unreadable revision.
+        ``header.revision`` is the current revision (as etcd), also for a past read."""
+        validate_range(req)
+        store = self._store
+        rev = req.revision
+        if rev <= 0:
+            resp = read_range(store, req, None)
+        elif rev > store.revision:
+            raise FutureRevision(rev, store.revision)
+        elif rev < store.compact_revision:
+            raise Compacted(rev, store.compact_revision)
+        else:
+            resp = read_range(store, req, rev)
+        resp.header.revision = store.revision
+        return resp
+
+    def lease_list(self) -> list[lease_pb2.LeaseStatus]:
+        """Every live lease, by ascending ID."""
+        return [lease_pb2.LeaseStatus(id=le.id, granted_ttl=le.ttl) for le in self._leases.sorted()]
+
+    def lease_ids(self) -> list[tuple[int, int]]:
+        """(ID, granted TTL) of every live lease, by ascending ID: what a new leader needs
+        to start its expiry timers."""
+        return [(le.id, le.ttl) for le in self._leases.sorted()]
+
+    def lease_info(self, lease_id: int) -> LeaseInfo:
+        """The granted TTL and attached keys of a lease; NotFound when it does not exist."""
+        lease = self._leases.get(lease_id)
+        if lease is None:
+            raise NotFound(f"lease {lease_id} not found")
+        return LeaseInfo(lease.ttl, sorted(lease.keys))
+
+    def members(self) -> list[cluster_pb2.Member]:
+        """Every member (copies), by ascending ID, with is_learner."""
+        return self._members.list()
+
+    def lock_tokens(self, name: str) -> set[int]:
+        """The fencing tokens of the current holders of lock ``name``, for Txn's
+        COMPARE_TARGET_LOCK_TOKEN. No locks exist yet, so this is always empty (every lock
+        is free); the lock state, added later to this machine, overrides it."""
+        return set()
+
+    # ------------------------------------------------------------------ watches
+
+    def events_since(self, start_revision: int, key: bytes, range_end: bytes) -> list[common_pb2.Event]:
+        """Every event at revision >= ``start_revision`` for the keys ``key``/``range_end``
+        select (kv.proto rules), in revision order (apply order within one revision), with
+        prev_kv filled when the key had a value before. Raises Compacted when
+        ``start_revision`` <= ``compact_revision`` (those events may be gone); a future
+        start gives an empty list."""
+        validate_key(key)
+        validate_range_end(range_end)
+        store = self._store
+        if start_revision <= store.compact_revision:
+            raise Compacted(start_revision, store.compact_revision)
+        return store.events_since(start_revision, keys.span(key, range_end))
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(revision, events)`` after each applied entry that changed keys, with
+        the new revision and its events (prev_kv filled), before ``apply`` returns. The
+        events are shared between listeners: copy before changing one. A listener must
+        not raise; the state is complete when it runs."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        """Stop calling ``fn``."""
+        self._listeners.remove(fn)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot(self) -> bytes:
+        """The whole state as StateSnapshot bytes (snapshot.py); equal states, equal bytes."""
+        return snapshot_codec.encode(
+            SnapshotParts(
+                applied_index=self.applied_index,
+                revision=self._store.revision,
+                compact_revision=self._store.compact_revision,
+                history=list(self._store.items()),
+                leases=self.lease_ids(),
+                sessions=[
+                    (c, s.seq, s.last_index, s.result) for c, s in self._sessions.items()
+                ],
+                members=self._members.list(),
+            )
+        )
+
+    @classmethod
+    def restore(
+        cls, data: bytes, *, session_retention: int = SESSION_RETENTION_ENTRIES
+    ) -> StateMachine:
+        """A state machine in the state ``snapshot()`` captured (listeners not included).
+        Raises snapshot.SnapshotError when ``data`` is not a sound snapshot."""
+        parts = snapshot_codec.decode(data)
+        if parts.revision < 1 or not 0 <= parts.compact_revision <= parts.revision:
+            raise SnapshotError(
+                f"state snapshot revision {parts.revision} and compact revision "
+                f"{parts.compact_revision} are inconsistent"
+            )
+        sm = cls(session_retention=session_retention)
+        sm.applied_index = parts.applied_index
+        sm._store.load(parts.revision, parts.compact_revision, parts.history)
+        for lease_id, ttl in parts.leases:
+            sm._leases.grant(lease_id, ttl)
+        for key, hist in parts.history:
+            rec = hist[-1]
+            if rec[VERSION] and rec[LEASE]:
+                lease = sm._leases.get(rec[LEASE])
+                if lease is None:
+                    raise SnapshotError(f"key {key!r} is attached to lease {rec[LEASE]}, which is missing")
+                lease.keys.add(key)
+        sm._sessions.load(parts.sessions)
+        sm._members.load(parts.members)
+        return sm
+
+
+def _error(err: StateError) -> CommandResult:
+    return CommandResult(error=err.to_proto())
