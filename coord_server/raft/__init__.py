@@ -18,6 +18,7 @@ from .errors import (
 from .membership import MembershipError
 from .messages import (
     CAMPAIGN_TRANSFER,
+    LOCAL_TYPES,
     NONE,
     ConfChange,
     ConfChangeType,
@@ -35,7 +36,7 @@ from .progress import ProgressState
 from .storage import MemoryStorage, Storage
 
 __all__ = [
-    "CAMPAIGN_TRANSFER", "NONE", "CompactedError", "ConfChange", "ConfChangeType", "ConfState",
+    "CAMPAIGN_TRANSFER", "LOCAL_TYPES", "NONE", "CompactedError", "ConfChange", "ConfChangeType", "ConfState",
     "Config", "ConfigError", "Entry", "EntryType", "HardState", "MembershipError",
     "MemoryStorage", "Message", "MessageType", "NotLeaderError", "PeerStatus",
     "ProgressState", "ProposalDroppedError", "RaftCore", "RaftError", "RandomSource",

@@ -28,7 +28,8 @@ split by role (``_step_leader``, ``_step_candidate``, ``_step_follower``); role 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
@@ -171,6 +172,13 @@ class RaftCore:
         self.role = Role.FOLLOWER
         self.voters: set[int] = set(conf_state.voters)
         self.learners: set[int] = set(conf_state.learners)
+        # What conf_state() reports: the membership as of the applied index. ``voters`` and
+        # ``learners`` run ahead of it while a snapshot received from the leader (whose
+        # membership is adopted on receipt) waits for ``advance``.
+        self._applied_conf = ConfState(voters=frozenset(self.voters), learners=frozenset(self.learners))
+        # The index of the last snapshot adopted on receipt: CONF_CHANGE entries at or below
+        # it that are still being applied are already part of that snapshot's membership.
+        self._snapshot_conf_index = 0
         self.progress: dict[int, Progress] = {}
         self.votes: dict[int, bool] = {}
         self.election_elapsed = 0
@@ -202,11 +210,13 @@ class RaftCore:
 
     # ==================================================================== public API
 
-    def bootstrap(self, voters: Sequence[int]) -> None:
+    def bootstrap(self, voters: Sequence[int], contexts: Mapping[int, bytes] | None = None) -> None:
         """Start a brand-new cluster whose first members are ``voters``.
 
         Writes one ADD_NODE entry per voter at term 1, committed, on every founding member
-        alike (so their logs match). Only allowed on a node with an empty log.
+        alike (so their logs match); ``contexts`` gives each change's context (the server
+        puts the member's name and addresses there). Only allowed on a node with an empty
+        log.
         """
         if self.log.last_index() != 0 or self.term != 0:
             raise ValueError("bootstrap needs an empty log; this node already has history")
@@ -214,7 +224,7 @@ class RaftCore:
             raise ValueError("bootstrap needs at least one voter")
         entries = [
             Entry(term=1, index=i, type=EntryType.CONF_CHANGE,
-                  data=ConfChange(ConfChangeType.ADD_NODE, node).encode())
+                  data=ConfChange(ConfChangeType.ADD_NODE, node, (contexts or {}).get(node, b"")).encode())
             for i, node in enumerate(sorted(set(voters)), start=1)
         ]
         self.log.append(entries)
@@ -222,6 +232,7 @@ class RaftCore:
         self.become_follower(1, NONE)
         for entry in entries:
             self._apply_conf_change(ConfChange.decode(entry.data))
+        self._applied_conf = self._current_conf()
 
     def tick(self) -> None:
         """Advance logical time by one tick."""
@@ -239,7 +250,10 @@ class RaftCore:
         """Append several commands as one batch (one APP per follower); returns their
         indexes. The entry at each index carries this core's current term: if a later
         applied entry at that index has another term, the proposal was lost."""
-        entries = tuple(Entry(term=0, index=0, data=d) for d in datas)
+        # Built with the term and indexes they get if we lead, so the leader keeps these
+        # objects instead of copying each one (see _leader_append_proposal).
+        term, first = self.term, self.log.last_index() + 1
+        entries = tuple(Entry(term=term, index=i, data=d) for i, d in enumerate(datas, first))
         self.step(Message(type=MT.PROP, from_=self.id, entries=entries))
         last = self.log.last_index()
         return list(range(last - len(entries) + 1, last + 1))
@@ -271,6 +285,11 @@ class RaftCore:
 
     def conf_state(self) -> ConfState:
         """The membership as of the applied index (snapshot it with the state machine)."""
+        return self._applied_conf
+
+    def _current_conf(self) -> ConfState:
+        """The membership in use now (ahead of ``conf_state()`` while a received snapshot
+        awaits ``advance``)."""
         return ConfState(voters=frozenset(self.voters), learners=frozenset(self.learners))
 
     def hard_state(self) -> HardState:
@@ -285,16 +304,17 @@ class RaftCore:
             id=self.id, role=self.role, term=self.term, vote=self.vote, leader=self.lead,
             commit=self.log.committed, applied=self.log.applied,
             last_index=self.log.last_index(), first_index=self.log.first_index(),
-            conf_state=self.conf_state(), lead_transferee=self.lead_transferee,
+            conf_state=self._current_conf(), lead_transferee=self.lead_transferee,
             progress=progress,
         )
 
     # ------------------------------------------------------------------ Ready / advance
 
     def has_ready(self) -> bool:
-        if SoftState(self.lead, self.role) != self._prev_soft:
+        soft, hard = self._prev_soft, self._prev_hard
+        if self.lead != soft.leader or self.role != soft.role:
             return True
-        if self.hard_state() != self._prev_hard:
+        if self.term != hard.term or self.vote != hard.vote or self.log.committed != hard.commit:
             return True
         if self.log.pending_snapshot() is not None or self.log.unstable.entries:
             return True
@@ -313,12 +333,14 @@ class RaftCore:
             persisted_messages=self.msgs_after_persist,
             read_states=self.read_states,
         )
-        soft = SoftState(self.lead, self.role)
-        if soft != self._prev_soft:
+        prev_soft = self._prev_soft
+        if self.lead != prev_soft.leader or self.role != prev_soft.role:
+            soft = SoftState(self.lead, self.role)
             rd.soft_state = soft
             self._prev_soft = soft
-        hard = self.hard_state()
-        if hard != self._prev_hard:
+        prev_hard = self._prev_hard
+        if self.term != prev_hard.term or self.vote != prev_hard.vote or self.log.committed != prev_hard.commit:
+            hard = self.hard_state()
             rd.hard_state = hard
             rd.must_sync = hard.term != self._prev_hard.term or hard.vote != self._prev_hard.vote
             self._prev_hard = hard
@@ -336,6 +358,7 @@ class RaftCore:
             self.log.stable_snap_to(rd.snapshot.meta.index)
             if rd.snapshot.meta.index > self.log.applied:
                 self.log.applied_to(rd.snapshot.meta.index)
+            self._applied_conf = rd.snapshot.meta.conf_state
         if rd.entries:
             last = rd.entries[-1]
             self.log.stable_to(last.index, last.term)
@@ -346,11 +369,20 @@ class RaftCore:
                     if self._maybe_commit():
                         self._bcast_append()
         if rd.committed_entries:
+            conf_change = EntryType.CONF_CHANGE
             for entry in rd.committed_entries:
-                if entry.type == EntryType.CONF_CHANGE:
-                    self._apply_conf_change(ConfChange.decode(entry.data))
-                if self.role == Role.LEADER:
-                    self.uncommitted_size = max(0, self.uncommitted_size - len(entry.data))
+                if entry.type == conf_change:
+                    change = ConfChange.decode(entry.data)
+                    self._applied_conf = apply_change(self._applied_conf, change)
+                    # Bug fix (found by tests/sim): a snapshot received while this Ready was
+                    # out already carries a newer membership; re-applying this older change
+                    # on top of it would undo later changes (e.g. re-add a removed voter).
+                    if entry.index > self._snapshot_conf_index:
+                        self._apply_conf_change(change)
+            if self.role == Role.LEADER:
+                # (A leader that stepped down above has reset uncommitted_size to 0.)
+                size = sum(map(len, map(_entry_data, rd.committed_entries)))
+                self.uncommitted_size = max(0, self.uncommitted_size - size)
             self.log.applied_to(rd.committed_entries[-1].index)
 
     # ======================================================================= stepping
@@ -456,7 +488,7 @@ class RaftCore:
             raise ProposalDroppedError(
                 f"leadership is being transferred to node {self.lead_transferee}", self.lead_transferee
             )
-        size = sum(len(e.data) for e in m.entries)
+        size = sum(map(len, map(_entry_data, m.entries)))
         limit = self.config.max_uncommitted_bytes
         if limit and self.uncommitted_size > 0 and self.uncommitted_size + size > limit:
             raise ProposalDroppedError(
@@ -471,11 +503,12 @@ class RaftCore:
                         "another membership change is still being applied "
                         f"(index {self.pending_conf_index}, applied {self.log.applied})", self.id
                     )
-                check_change(self.conf_state(), ConfChange.decode(entry.data))
-        last = self.log.last_index()
+                check_change(self._current_conf(), ConfChange.decode(entry.data))
+        term = self.term
+        # Entries are immutable: one that already has its final term and index is kept.
         entries = [
-            Entry(term=self.term, index=last + i, type=e.type, data=e.data)
-            for i, e in enumerate(m.entries, start=1)
+            e if e.term == term and e.index == i else Entry(term=term, index=i, type=e.type, data=e.data)
+            for i, e in enumerate(m.entries, start=self.log.last_index() + 1)
         ]
         if entries[0].type == EntryType.CONF_CHANGE:
             self.pending_conf_index = entries[0].index
@@ -653,11 +686,15 @@ class RaftCore:
     def _well_formed_append(self, m: Message) -> bool:
         if m.index < 0 or m.log_term < 0 or m.commit < 0:
             return False
-        for offset, entry in enumerate(m.entries, start=1):
-            if entry.index != m.index + offset or entry.term > m.term or entry.term <= 0:
+        # Indexes follow m.index one by one; terms are positive, never above the leader's,
+        # and never decrease.
+        index, max_term, prev_term = m.index, m.term, 1
+        for entry in m.entries:
+            index += 1
+            term = entry.term
+            if entry.index != index or term > max_term or term < prev_term:
                 return False
-            if offset > 1 and entry.term < m.entries[offset - 2].term:
-                return False
+            prev_term = term
         return True
 
     def _handle_heartbeat(self, m: Message) -> None:
@@ -677,10 +714,13 @@ class RaftCore:
         if self.log.match_term(meta.index, meta.term):
             # We already hold the snapshot's last entry: just fast-forward commit.
             self.log.commit_to(meta.index)
-            self._send(Message(type=MT.APP_RESP, to=m.from_, index=self.log.last_index()))
+            # Acknowledge only what the snapshot vouches for: entries after it may be an
+            # old term's divergent suffix, which the leader must not count (§5.3).
+            self._send(Message(type=MT.APP_RESP, to=m.from_, index=self.log.committed))
             return
         self.log.restore(snap)
         self._set_membership(meta.conf_state)
+        self._snapshot_conf_index = meta.index
         self._send(Message(type=MT.APP_RESP, to=m.from_, index=self.log.last_index()))
 
     # =================================================================== role changes
@@ -812,11 +852,14 @@ class RaftCore:
     # ======================================================================= sending
 
     def _send(self, m: Message) -> None:
-        """Stamp ``m`` with our id and term and queue it in the right Ready list."""
+        """Stamp ``m`` with our id and term and queue it in the right Ready list.
+
+        ``m`` must be a message the core has just built and shared with no one: it is
+        stamped in place (copying the frozen Message cost a fifth of the benchmark)."""
         if m.from_ == NONE:
-            m = _with(m, from_=self.id)
+            _stamp(m, "from_", self.id)
         if m.term == 0 and m.type not in _TERM_SET_BY_CALLER:
-            m = _with(m, term=self.term)
+            _stamp(m, "term", self.term)
         if self.role == Role.LEADER and m.type in _SEND_BEFORE_PERSIST:
             self.msgs.append(m)
         else:
@@ -914,7 +957,7 @@ class RaftCore:
 
     def _apply_conf_change(self, change: ConfChange) -> None:
         try:
-            conf = apply_change(self.conf_state(), change)
+            conf = apply_change(self._current_conf(), change)
         except MembershipError:
             return
         self._set_membership(conf)
@@ -949,8 +992,7 @@ class RaftCore:
             pr.is_learner = node in self.learners
 
 
-def _with(m: Message, **changes: object) -> Message:
-    """A copy of ``m`` with some fields replaced (Message is frozen)."""
-    fields = {name: getattr(m, name) for name in Message.__slots__}  # type: ignore[attr-defined]
-    fields.update(changes)
-    return Message(**fields)  # type: ignore[arg-type]
+_stamp = object.__setattr__
+"""Sets a field of a frozen Message the core has just built (see ``_send``)."""
+
+_entry_data = attrgetter("data")
