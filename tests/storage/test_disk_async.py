@@ -1,0 +1,84 @@
+"""The asyncio face: writes run on one dedicated thread, memory changes on the loop after
+the fsync, one write at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from coord_server.raft import ConfState, HardState
+from coord_server.storage import FileIO
+
+from .helpers import entry, open_disk, state_of
+
+
+class SlowSync(FileIO):
+    """fdatasync blocks until the test lets it go, and records the thread it ran on."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.threads: set[str] = set()
+
+    def fdatasync(self, fd: int) -> None:  # type: ignore[override]
+        self.threads.add(threading.current_thread().name)
+        assert self.gate.wait(10)
+        super().fdatasync(fd)
+
+
+def test_save_async_persists_off_the_loop_and_applies_after(data_dir: str) -> None:
+    io = SlowSync()
+
+    async def main() -> None:
+        with open_disk(data_dir, io=io) as disk:
+            io.gate.clear()
+            task = asyncio.create_task(disk.save_async(HardState(1, 1, 0), [entry(1), entry(2)]))
+            ticks = 0
+            while not io.threads:
+                await asyncio.sleep(0.001)
+            for _ in range(5):  # the loop keeps running while the fsync is stuck
+                await asyncio.sleep(0.001)
+                ticks += 1
+            assert ticks == 5 and not task.done()
+            assert disk.last_index() == 0  # not acknowledged, not visible
+            with pytest.raises(RuntimeError, match="still in progress"):
+                disk.append([entry(1)])
+            io.gate.set()
+            await task
+            assert disk.last_index() == 2 and disk.hard_state == HardState(1, 1, 0)
+            await disk.create_snapshot_async(2, ConfState(frozenset({1})), b"two")
+            await disk.compact_async(1)
+            assert (disk.first_index(), disk.snapshot().data) == (2, b"two")
+            assert io.threads == {"coord-wal_0"}
+
+    asyncio.run(main())
+    with open_disk(data_dir) as disk:
+        assert (disk.first_index(), disk.last_index()) == (2, 2)
+
+
+def test_cancelling_save_async_still_applies_what_was_written(data_dir: str) -> None:
+    io = SlowSync()
+
+    async def main() -> None:
+        with open_disk(data_dir, io=io) as disk:
+            io.gate.clear()
+            task = asyncio.create_task(disk.save_async(None, [entry(1)]))
+            while not io.threads:
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            io.gate.set()
+            for _ in range(200):
+                if disk.last_index() == 1:
+                    break
+                await asyncio.sleep(0.005)
+            assert disk.last_index() == 1  # memory matches the disk
+            await disk.save_async(None, [entry(2)])  # and the storage is free again
+            want = state_of(disk)
+        with open_disk(data_dir) as disk:
+            assert state_of(disk) == want
+
+    asyncio.run(main())
