@@ -9,9 +9,16 @@ STAMP := $(VENV)/.installed
 
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# The local cluster (make cluster): its directory, and one loopback port per member,
+# e.g. make cluster PORTS="8001 8002 8003". NODE names one member: n1, n2, ...
+CLUSTER_DIR ?= .cluster
+PORTS ?=
+NODE ?=
+CLUSTER := $(VPY) tools/cluster.py --dir $(CLUSTER_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help $(VENV) proto proto-check test sim bench clean
+.PHONY: help $(VENV) proto proto-check test sim bench clean \
+	cluster cluster-status cluster-stop cluster-kill cluster-restart cluster-logs cluster-clean
 
 # help: list the targets (the default goal).
 help:
@@ -21,6 +28,14 @@ help:
 	@echo "make proto-check   fail if the committed stubs differ from what protos/ generates"
 	@echo "make sim           run the Raft simulation tests (SEED=S replays one, SEEDS=N runs N)"
 	@echo "make bench         run the load generator (bench/)"
+	@echo "make cluster       start 3 local nodes in the background on 127.0.0.1:7001-7003"
+	@echo "                   (PORTS=\"8001 8002 8003\" for others; data, pids, logs in $(CLUSTER_DIR)/)"
+	@echo "make cluster-status             role, term, leader, commit, applied of every node"
+	@echo "make cluster-stop               stop the nodes (SIGTERM, then SIGKILL); data is kept"
+	@echo "make cluster-kill NODE=n2       crash one node (SIGKILL)"
+	@echo "make cluster-restart NODE=n2    stop one node if it runs, start it again"
+	@echo "make cluster-logs [NODE=n2]     the last lines of every node's log (LINES=N)"
+	@echo "make cluster-clean              stop the nodes and delete $(CLUSTER_DIR)/"
 	@echo "make .venv         create .venv and install coord with its dev extras"
 	@echo "make clean         remove $(VENV) and build leftovers"
 
@@ -42,8 +57,10 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	$(VPY) tools/protogen.py --check
 
-# test: the whole suite, after proto-check. This is what CI runs (.ci/run).
+# test: the whole suite, after proto-check and a strict type check of the client library
+# (it ships py.typed). This is what CI runs (.ci/run).
 test: proto-check
+	$(VPY) -m mypy coord_client
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
 
 # sim: the seeded Raft simulation tests; SEED=S replays one seed, SEEDS=N runs N seeds.
@@ -53,6 +70,37 @@ sim: $(STAMP)
 # bench: the load generator and comparisons (bench/__main__.py); options in BENCH_ARGS.
 bench: $(STAMP)
 	$(VPY) -m bench $(BENCH_ARGS)
+
+# cluster: start 3 nodes in the background (tools/cluster.py), wait until they agree on a
+# leader, print the endpoints and a first command; a second `make cluster` leaves a running
+# cluster alone, and a stopped one is started again with its data.
+cluster: $(STAMP)
+	@$(CLUSTER) start $(if $(PORTS),--ports "$(PORTS)")
+
+# cluster-status: a table of every node: name, endpoint, role, term, leader, commit, applied.
+cluster-status: $(STAMP)
+	@$(CLUSTER) status
+
+# cluster-stop: SIGTERM every node, wait, SIGKILL what is left (by recorded pid); keeps data.
+cluster-stop: $(STAMP)
+	@$(CLUSTER) stop
+
+# cluster-kill: crash one node with SIGKILL, e.g. make cluster-kill NODE=n2.
+cluster-kill: $(STAMP)
+	@$(CLUSTER) kill $(NODE)
+
+# cluster-restart: stop one node if it runs, then start it again on its data, e.g.
+# make cluster-restart NODE=n2.
+cluster-restart: $(STAMP)
+	@$(CLUSTER) restart $(NODE)
+
+# cluster-logs: the last LINES (default 20) lines of every node's log, or of NODE's.
+cluster-logs: $(STAMP)
+	@$(CLUSTER) logs $(NODE) $(if $(LINES),--lines $(LINES))
+
+# cluster-clean: stop the nodes and delete $(CLUSTER_DIR) (data and logs).
+cluster-clean: $(STAMP)
+	@$(CLUSTER) clean
 
 # clean: remove the virtualenv and packaging leftovers (build/, dist/, *.egg-info).
 clean:

@@ -1,4 +1,5 @@
-"""The console scripts: help works, and coord-server refuses bad settings with a clear message."""
+"""The console scripts: help works, and coord-server refuses bad settings with a clear message
+(coordctl's commands are tested in tests/client)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,6 @@ def test_help_exits_zero(cli: object, capsys: pytest.CaptureFixture[str]) -> Non
         cli.main(["--help"])  # type: ignore[attr-defined]
     assert exited.value.code == 0
     assert "usage:" in capsys.readouterr().out
-
-
-def test_coordctl_without_command_says_not_yet_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
-    assert client_cli.main([]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

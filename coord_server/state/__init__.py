@@ -1,7 +1,8 @@
 """The deterministic replicated state machine of a coord member.
 
 ``StateMachine`` (machine.py) is the only owner of replicated state: the multi-version KV
-store, leases, exactly-once client sessions and the member table. The node applies
+store, leases, exactly-once client sessions, the member table, and the coordination
+tables (locks, elections, rings). The node applies
 committed entries to it; the services read from it and check requests at the edge with
 the pure functions of ``validation``. Modules, one idea each:
 
@@ -10,6 +11,8 @@ the pure functions of ``validation``. Modules, one idea each:
 - ranges.py: Range reads (filters, sorting, limit).
 - txn.py: Put, DeleteRange and Txn (with comparisons) inside one write.
 - leases.py, sessions.py, members.py: the other tables.
+- locks.py, elections.py, rings.py: locks and semaphores with fencing tokens, elections,
+  consistent-hash ring membership (placement itself is coord_client/hashring.py).
 - keys.py: the range_end rules; validation.py: stateless request checks.
 - errors.py: domain errors carrying a gRPC status; limits.py: cluster-wide limits.
 - snapshot.py: the StateSnapshot encoding (command.proto).

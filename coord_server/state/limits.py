@@ -57,3 +57,13 @@ def min_lease_ttl(election_timeout: float) -> int:
         req.ttl = max(req.ttl, min_lease_ttl(config.election_timeout))
     """
     return max(MIN_LEASE_TTL, math.ceil(1.5 * election_timeout - 1e-9))
+
+MAX_NAME_BYTES = MAX_KEY_BYTES
+"""A lock, election or ring name, or a ring member id, is at most 4 KiB of UTF-8
+(common.proto "Default limits")."""
+
+MAX_OWNER_BYTES = 256
+"""LockAcquireRequest.owner is at most 256 bytes (lock.proto)."""
+
+MAX_ELECTION_VALUE_BYTES = 1 << 20
+"""An election value is at most 1 MiB (election.proto)."""

@@ -1,8 +1,10 @@
 """StateMachine: the replicated state of one member, changed only by applying log entries.
 
 It owns the multi-version KV store (kv.py), the leases (leases.py), the exactly-once
-sessions (sessions.py) and the member table (members.py), and is the only thing the node
-applies committed entries to. Reads (``range``, ``lease_info``, ``members``,
+sessions (sessions.py), the member table (members.py), and the coordination tables: locks
+(locks.py), elections (elections.py) and rings (rings.py), and is the only thing the node
+applies committed entries to. A lease's end (revoke or expiry) deletes its keys, releases
+its locks, resigns its candidacies and removes its ring members, all in the one entry. Reads (``range``, ``lease_info``, ``members``,
 ``events_since``) are served from it locally; the node puts its ReadIndex barrier in
 front of the linearizable ones.
 
@@ -35,7 +37,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from coord.raft.v1 import command_pb2
-from coord.v1 import cluster_pb2, common_pb2, kv_pb2, lease_pb2
+from coord.v1 import cluster_pb2, common_pb2, election_pb2, kv_pb2, lease_pb2, lock_pb2, ring_pb2
 
 from . import keys, snapshot as snapshot_codec
 from .errors import (
@@ -48,8 +50,11 @@ from .errors import (
     ResourceExhausted,
     StateError,
 )
+from .elections import ElectionTable, LeaderChange
 from .kv import LEASE, VERSION, MVCCStore, Write, to_event
 from .leases import LeaseTable
+from .locks import LockTable
+from .rings import Ring, RingTable
 from .limits import MAX_COMMAND_BYTES, SESSION_RETENTION_ENTRIES
 from .members import Members
 from .ranges import read_range
@@ -66,6 +71,9 @@ from .validation import (
 
 CommandResult = command_pb2.CommandResult
 Listener = Callable[[int, "list[common_pb2.Event]"], None]
+CoordinationListener = Callable[[int, "list[object]"], None]
+"""Called with the applied index and the coordination events of that entry: LockGrant,
+LockWaitEnd (locks.py), LeaderChange, CandidateGone (elections.py), RingChange (rings.py)."""
 
 
 class LeaseInfo(NamedTuple):
@@ -93,6 +101,12 @@ class StateMachine:
         self._writes = KVWrites(self._store, self._leases, self.lock_tokens)
         self._listeners: list[Listener] = []
         self._events: list[common_pb2.Event] = []
+        self._coord_listeners: list[CoordinationListener] = []
+        self._coord_events: list[object] = []
+        emit = self._coord_events.append
+        self._locks = LockTable(emit)
+        self._elections = ElectionTable(emit)
+        self._rings = RingTable(emit)
         self._ops: dict[str, Callable[[Any, int], CommandResult]] = {
             "put": self._put,
             "delete_range": self._delete_range,
@@ -101,6 +115,15 @@ class StateMachine:
             "lease_grant": self._lease_grant,
             "lease_revoke": self._lease_revoke,
             "lease_expire": self._lease_expire,
+            "lock_acquire": self._lock_acquire,
+            "lock_release": self._lock_release,
+            "lock_cancel": self._lock_cancel,
+            "election_campaign": self._election_campaign,
+            "election_proclaim": self._election_proclaim,
+            "election_resign": self._election_resign,
+            "election_cancel": self._election_cancel,
+            "ring_join": self._ring_join,
+            "ring_leave": self._ring_leave,
         }
 
     @property
@@ -148,6 +171,11 @@ class StateMachine:
             events, self._events = self._events, []
             for fn in self._listeners:
                 fn(self._store.revision, events)
+        if self._coord_events:
+            coord_events = list(self._coord_events)
+            self._coord_events.clear()  # the tables hold its append method: keep the list
+            for cfn in self._coord_listeners:
+                cfn(index, coord_events)
         return result
 
     def _execute(self, cmd: command_pb2.Command, index: int) -> CommandResult:
@@ -176,6 +204,7 @@ class StateMachine:
             )
         self.applied_index = index
         self._sessions.evict(index)
+        self._locks.advance(index)
 
     # ------------------------------------------------------------------ operations
 
@@ -250,19 +279,20 @@ class StateMachine:
     def _lease_revoke(self, req: lease_pb2.LeaseRevokeRequest, index: int) -> CommandResult:
         if req.id not in self._leases:
             raise NotFound(f"lease {req.id} not found")
-        self._end_leases([req.id])
+        self._end_leases([req.id], index)
         resp = lease_pb2.LeaseRevokeResponse()
         resp.header.revision = self._store.revision
         return CommandResult(lease_revoke=resp)
 
     def _lease_expire(self, req: command_pb2.LeaseExpire, index: int) -> CommandResult:
         ids = sorted({i for i in req.ids if i in self._leases})
-        self._end_leases(ids)
+        self._end_leases(ids, index)
         return CommandResult(lease_expire=command_pb2.LeaseExpireResult(revoked=ids))
 
-    def _end_leases(self, ids: list[int]) -> None:
-        """Delete every key of the leases ``ids`` (ascending) in one revision, then forget
-        the leases."""
+    def _end_leases(self, ids: list[int], index: int) -> None:
+        """Delete every key of the leases ``ids`` (ascending) in one revision, forget the
+        leases, then release their locks (granting waiters), resign their candidacies and
+        remove their ring members, all at ``index``."""
         w = self._begin()
         try:
             for lease_id in ids:
@@ -276,6 +306,64 @@ class StateMachine:
         self._commit(w)
         for lease_id in ids:
             self._leases.remove(lease_id)
+        revision = self._store.revision
+        self._locks.end_leases(ids, index, revision)
+        self._elections.end_leases(ids, index, revision)
+        self._rings.end_leases(ids, index)
+
+    def _require_lease(self, lease_id: int) -> None:
+        if lease_id not in self._leases:
+            raise NotFound(f"lease {lease_id} not found")
+
+    def _lock_acquire(self, req: lock_pb2.LockAcquireRequest, index: int) -> CommandResult:
+        self._require_lease(req.lease)
+        result = self._locks.acquire(req, index, self._store.revision)
+        result.response.header.revision = self._store.revision
+        return CommandResult(lock_acquire=result)
+
+    def _lock_release(self, req: lock_pb2.LockReleaseRequest, index: int) -> CommandResult:
+        self._locks.release(req, index, self._store.revision)
+        resp = lock_pb2.LockReleaseResponse()
+        resp.header.revision = self._store.revision
+        return CommandResult(lock_release=resp)
+
+    def _lock_cancel(self, req: command_pb2.WaitCancel, index: int) -> CommandResult:
+        removed = self._locks.cancel(req, index)
+        return CommandResult(lock_cancel=command_pb2.WaitCancelResult(removed=removed))
+
+    def _election_campaign(self, req: election_pb2.ElectionCampaignRequest, index: int) -> CommandResult:
+        self._require_lease(req.lease)
+        result = self._elections.campaign(req, index, self._store.revision)
+        result.response.header.revision = self._store.revision
+        return CommandResult(election_campaign=result)
+
+    def _election_proclaim(self, req: election_pb2.ElectionProclaimRequest, index: int) -> CommandResult:
+        self._elections.proclaim(req)
+        resp = election_pb2.ElectionProclaimResponse()
+        resp.header.revision = self._store.revision
+        return CommandResult(election_proclaim=resp)
+
+    def _election_resign(self, req: election_pb2.ElectionResignRequest, index: int) -> CommandResult:
+        self._elections.resign(req, index, self._store.revision)
+        resp = election_pb2.ElectionResignResponse()
+        resp.header.revision = self._store.revision
+        return CommandResult(election_resign=resp)
+
+    def _election_cancel(self, req: command_pb2.WaitCancel, index: int) -> CommandResult:
+        removed = self._elections.cancel(req)
+        return CommandResult(election_cancel=command_pb2.WaitCancelResult(removed=removed))
+
+    def _ring_join(self, req: ring_pb2.RingJoinRequest, index: int) -> CommandResult:
+        if req.lease:
+            self._require_lease(req.lease)
+        resp = self._rings.join(req, index)
+        resp.header.revision = self._store.revision
+        return CommandResult(ring_join=resp)
+
+    def _ring_leave(self, req: ring_pb2.RingLeaveRequest, index: int) -> CommandResult:
+        resp = self._rings.leave(req, index)
+        resp.header.revision = self._store.revision
+        return CommandResult(ring_leave=resp)
 
     # ------------------------------------------------------------------ reads
 
@@ -319,9 +407,39 @@ class StateMachine:
 
     def lock_tokens(self, name: str) -> set[int]:
         """The fencing tokens of the current holders of lock ``name``, for Txn's
-        COMPARE_TARGET_LOCK_TOKEN. No locks exist yet, so this is always empty (every lock
-        is free); the lock state, added later to this machine, overrides it."""
-        return set()
+        COMPARE_TARGET_LOCK_TOKEN (empty when the lock is free)."""
+        return self._locks.tokens(name)
+
+    def lock_inspect(self, name: str) -> lock_pb2.LockInspectResponse:
+        """Lock.Inspect from the local state; ``header.revision`` is the current revision."""
+        resp = self._locks.inspect(name)
+        resp.header.revision = self._store.revision
+        return resp
+
+    def lock_holder_token(self, name: str, lease: int) -> int | None:
+        """The token with which ``lease`` holds ``name``, or None."""
+        return self._locks.holder_token(name, lease)
+
+    def lock_waiting(self, name: str, lease: int) -> int | None:
+        """The queued_at of ``lease``'s wait for ``name``, or None when it does not wait."""
+        return self._locks.waiting(name, lease)
+
+    def election_leader(self, name: str) -> LeaderChange:
+        """The current leadership of ``name`` (lease 0 when nobody leads) and its value."""
+        return self._elections.leader(name)
+
+    def election_candidate(self, name: str, lease: int) -> tuple[int, int] | None:
+        """(token, queued_at) of ``lease``'s candidacy in ``name`` (token 0 unless it
+        leads), or None when it is no candidate."""
+        c = self._elections.candidate(name, lease)
+        return None if c is None else (c.token, c.queued_at)
+
+    def ring(self, name: str) -> Ring | None:
+        """Ring ``name`` (read only: do not change it), or None when it does not exist."""
+        return self._rings.get(name)
+
+    def has_lease(self, lease_id: int) -> bool:
+        return lease_id in self._leases
 
     # ------------------------------------------------------------------ watches
 
@@ -349,6 +467,16 @@ class StateMachine:
         """Stop calling ``fn``."""
         self._listeners.remove(fn)
 
+    def add_coordination_listener(self, fn: CoordinationListener) -> None:
+        """Call ``fn(index, events)`` after each applied entry that granted a lock, ended a
+        wait, changed an election's leader or value, or changed a ring, with the events in
+        the order they happened, before ``apply`` returns. The state is complete (the
+        entry fully applied) when it runs; it must not raise or change the state."""
+        self._coord_listeners.append(fn)
+
+    def remove_coordination_listener(self, fn: CoordinationListener) -> None:
+        self._coord_listeners.remove(fn)
+
     # ------------------------------------------------------------------ snapshots
 
     def snapshot(self) -> bytes:
@@ -364,6 +492,9 @@ class StateMachine:
                     (c, s.seq, s.last_index, s.result) for c, s in self._sessions.items()
                 ],
                 members=self._members.list(),
+                locks=self._locks.records(),
+                elections=self._elections.records(),
+                rings=self._rings.records(),
             )
         )
 
@@ -393,6 +524,13 @@ class StateMachine:
                 lease.keys.add(key)
         sm._sessions.load(parts.sessions)
         sm._members.load(parts.members)
+        live = sm._leases.__contains__
+        try:
+            sm._locks.load(parts.locks, live)
+            sm._elections.load(parts.elections, live)
+            sm._rings.load(parts.rings, live)
+        except ValueError as err:
+            raise SnapshotError(f"state snapshot coordination state is inconsistent: {err}") from None
         return sm
 
 

@@ -4,7 +4,8 @@ Why protobuf and not pickle or JSON: the format is declared (command.proto docum
 every field), versioned (``format``), safe to decode from untrusted bytes, and its
 encoding is deterministic for a given message: fields are written in number order and
 repeated fields in list order, and the state machine fills every list in a fixed order
-(keys ascending, leases and members by ID, sessions oldest first). Equal states therefore
+(keys ascending, leases and members by ID, sessions oldest first, locks, elections
+and rings by name). Equal states therefore
 give equal bytes, which the determinism tests compare. The multi-version history is stored
 in columns (one packed array per record field) rather than one message per record, which
 keeps encoding and decoding in protobuf's C code: a few hundred nanoseconds per record.
@@ -17,7 +18,7 @@ Rule 2: ``decode`` refuses anything it cannot fully trust with SnapshotError (a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import cluster_pb2
@@ -43,6 +44,9 @@ class SnapshotParts:
     leases: list[tuple[int, int]]
     sessions: list[tuple[str, int, int, bytes]]
     members: list[cluster_pb2.Member]
+    locks: list[command_pb2.LockRecord] = field(default_factory=list)
+    elections: list[command_pb2.ElectionRecord] = field(default_factory=list)
+    rings: list[command_pb2.RingRecord] = field(default_factory=list)
 
 
 def encode(parts: SnapshotParts) -> bytes:
@@ -70,6 +74,9 @@ def encode(parts: SnapshotParts) -> bytes:
         for c, s, i, r in parts.sessions
     )
     snap.members.extend(parts.members)
+    snap.locks.extend(parts.locks)
+    snap.elections.extend(parts.elections)
+    snap.rings.extend(parts.rings)
     return snap.SerializeToString()
 
 
@@ -106,4 +113,7 @@ def decode(data: bytes) -> SnapshotParts:
         leases=[(rec.id, rec.ttl) for rec in snap.leases],
         sessions=[(s.client_id, s.seq, s.last_index, s.result) for s in snap.sessions],
         members=list(snap.members),
+        locks=list(snap.locks),
+        elections=list(snap.elections),
+        rings=list(snap.rings),
     )

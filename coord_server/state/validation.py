@@ -16,11 +16,21 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from coord.raft.v1 import command_pb2
-from coord.v1 import kv_pb2, lease_pb2
+from coord.v1 import election_pb2, kv_pb2, lease_pb2, lock_pb2, ring_pb2
+from coord_client import hashring
 
 from . import keys
 from .errors import InvalidArgument, NotFound, OutOfRange
-from .limits import MAX_CLIENT_ID_BYTES, MAX_KEY_BYTES, MAX_LEASE_TTL, MAX_TXN_OPS, MIN_LEASE_TTL
+from .limits import (
+    MAX_CLIENT_ID_BYTES,
+    MAX_ELECTION_VALUE_BYTES,
+    MAX_KEY_BYTES,
+    MAX_LEASE_TTL,
+    MAX_NAME_BYTES,
+    MAX_OWNER_BYTES,
+    MAX_TXN_OPS,
+    MIN_LEASE_TTL,
+)
 
 _SORT_ORDERS = frozenset(kv_pb2.SortOrder.values())
 _SORT_TARGETS = frozenset(kv_pb2.SortTarget.values())
@@ -170,6 +180,112 @@ def validate_command(cmd: command_pb2.Command) -> None:
         check(getattr(cmd, which))
 
 
+# ---------------------------------------------------------------- locks, elections, rings
+
+
+def validate_name(name: str, what: str) -> None:
+    """A lock, election or ring name, or a ring member id: not empty, at most 4 KiB."""
+    if not name:
+        raise InvalidArgument(f"{what} must not be empty")
+    size = len(name.encode())
+    if size > MAX_NAME_BYTES:
+        raise InvalidArgument(f"{what} is {size} bytes; the limit is {MAX_NAME_BYTES}")
+
+
+def _validate_lease(lease: int) -> None:
+    """A lease a lock or candidate binds to: 0 is malformed, a negative ID names no lease."""
+    if lease == 0:
+        raise InvalidArgument("lease must be set (a lock or a candidacy is bound to a lease)")
+    if lease < 0:
+        raise NotFound(f"lease {lease} not found")
+
+
+def validate_lock_acquire(req: lock_pb2.LockAcquireRequest) -> None:
+    """LockAcquireRequest: name, a lease, an owner of at most 256 bytes."""
+    validate_name(req.name, "lock name")
+    _validate_lease(req.lease)
+    size = len(req.owner.encode())
+    if size > MAX_OWNER_BYTES:
+        raise InvalidArgument(f"owner is {size} bytes; the limit is {MAX_OWNER_BYTES}")
+
+
+def validate_lock_release(req: lock_pb2.LockReleaseRequest) -> None:
+    """LockReleaseRequest: name and a token (tokens are never 0)."""
+    validate_name(req.name, "lock name")
+    if req.token == 0:
+        raise InvalidArgument("token must be set")
+
+
+def validate_lock_inspect(req: lock_pb2.LockInspectRequest) -> None:
+    validate_name(req.name, "lock name")
+
+
+def validate_wait_cancel(req: command_pb2.WaitCancel) -> None:
+    """WaitCancel: the name and a positive lease."""
+    validate_name(req.name, "name")
+    if req.lease <= 0:
+        raise InvalidArgument(f"lease must be positive, got {req.lease}")
+
+
+def validate_election_campaign(req: election_pb2.ElectionCampaignRequest) -> None:
+    """ElectionCampaignRequest: name, a lease, a value of at most 1 MiB."""
+    validate_name(req.name, "election name")
+    _validate_lease(req.lease)
+    _validate_value(req.value)
+
+
+def _validate_value(value: bytes) -> None:
+    if len(value) > MAX_ELECTION_VALUE_BYTES:
+        raise InvalidArgument(
+            f"value is {len(value)} bytes; the limit is {MAX_ELECTION_VALUE_BYTES}"
+        )
+
+
+def validate_leader_key(req: Any) -> None:
+    """A request with a ``leader`` LeaderKey (Proclaim, Resign): name, lease and token
+    set, or INVALID_ARGUMENT (a missing leader key)."""
+    if not req.HasField("leader"):
+        raise InvalidArgument("leader key is missing")
+    key = req.leader
+    validate_name(key.name, "leader key name")
+    if key.lease == 0 or key.token == 0:
+        raise InvalidArgument("leader key must carry the lease and token from Campaign")
+
+
+def validate_election_proclaim(req: election_pb2.ElectionProclaimRequest) -> None:
+    validate_leader_key(req)
+    _validate_value(req.value)
+
+
+def validate_election_resign(req: election_pb2.ElectionResignRequest) -> None:
+    validate_leader_key(req)
+
+
+def validate_ring_settings(settings: ring_pb2.RingSettings) -> None:
+    """RingSettings: a known hash mode, vnodes at most 1024."""
+    if settings.hash_mode not in (ring_pb2.HASH_MODE_UNSPECIFIED, ring_pb2.HASH_MODE_FAST, ring_pb2.HASH_MODE_KETAMA):
+        raise InvalidArgument(f"unknown hash mode {settings.hash_mode}")
+    if settings.vnodes > hashring.MAX_VNODES:
+        raise InvalidArgument(f"vnodes must be at most {hashring.MAX_VNODES}, got {settings.vnodes}")
+
+
+def validate_ring_join(req: ring_pb2.RingJoinRequest) -> None:
+    """RingJoinRequest: ring name, member id, weight at most 65535 (0 means 1), settings;
+    a negative lease names no lease."""
+    validate_name(req.ring, "ring name")
+    validate_name(req.member_id, "member id")
+    if req.weight > hashring.MAX_WEIGHT:
+        raise InvalidArgument(f"weight must be between 1 and {hashring.MAX_WEIGHT}, got {req.weight}")
+    if req.lease < 0:
+        raise NotFound(f"lease {req.lease} not found")
+    validate_ring_settings(req.settings)
+
+
+def validate_ring_leave(req: ring_pb2.RingLeaveRequest) -> None:
+    validate_name(req.ring, "ring name")
+    validate_name(req.member_id, "member id")
+
+
 _OP_CHECKS: dict[str, Callable[[Any], None]] = {
     "put": validate_put,
     "delete_range": validate_delete_range,
@@ -177,6 +293,15 @@ _OP_CHECKS: dict[str, Callable[[Any], None]] = {
     "compact": validate_compact,
     "lease_grant": validate_lease_grant,
     "lease_revoke": validate_lease_revoke,
+    "lock_acquire": validate_lock_acquire,
+    "lock_release": validate_lock_release,
+    "lock_cancel": validate_wait_cancel,
+    "election_campaign": validate_election_campaign,
+    "election_proclaim": validate_election_proclaim,
+    "election_resign": validate_election_resign,
+    "election_cancel": validate_wait_cancel,
+    "ring_join": validate_ring_join,
+    "ring_leave": validate_ring_leave,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from coord.raft.v1 import command_pb2
-from coord.v1 import kv_pb2, lease_pb2
+from coord.v1 import election_pb2, kv_pb2, lease_pb2, lock_pb2, ring_pb2
 
 KEYS = [b"a", b"ab", b"abc", b"b", b"ba", b"c", b"\x00", b"\xff", b"a\x00"]
 VALUES = [b"", b"1", b"2", b"x", b"xyz"]
@@ -63,8 +63,8 @@ def compares(draw: st.DrawFn) -> kv_pb2.Compare:
     result = getattr(kv_pb2, "COMPARE_RESULT_" + draw(st.sampled_from(["EQUAL", "NOT_EQUAL", "LESS", "GREATER"])))
     c = kv_pb2.Compare(target=getattr(kv_pb2, "COMPARE_TARGET_" + target), result=result)
     if target == "LOCK_TOKEN":
-        c.lock_name = "lock"
-        c.lock_token = draw(st.integers(0, 3))
+        c.lock_name = draw(st.sampled_from(COORD_NAMES))
+        c.lock_token = draw(st.integers(0, 40))
         return c
     key, end = draw(spans()) if draw(st.booleans()) else (draw(keys), b"")
     c.key, c.range_end = key, end
@@ -134,9 +134,53 @@ def with_clients(draw: st.DrawFn, cmd: st.SearchStrategy[command_pb2.Command]) -
     return c
 
 
+COORD_NAMES = ["lock", "l2"]
+COORD_LEASES = [1, 2, 3, 5]
+
+
+@st.composite
+def coordination_commands(draw: st.DrawFn) -> command_pb2.Command:
+    """Lock, election and ring commands over a few names and the PRELUDE leases; tokens
+    and leader keys are small numbers, so that some of them name a current grant."""
+    kind = draw(st.sampled_from(["acquire", "acquire", "release", "lock_cancel", "campaign", "proclaim",
+                                 "resign", "election_cancel", "join", "join", "leave"]))
+    name = draw(st.sampled_from(COORD_NAMES))
+    lease = draw(st.sampled_from(COORD_LEASES))
+    token = draw(st.integers(0, 40))
+    if kind == "acquire":
+        return command_pb2.Command(lock_acquire=lock_pb2.LockAcquireRequest(
+            name=name, lease=lease, no_wait=draw(st.booleans()), permits=draw(st.sampled_from([0, 1, 2])),
+            owner=draw(st.sampled_from(["", "me"]))))
+    if kind == "release":
+        return command_pb2.Command(lock_release=lock_pb2.LockReleaseRequest(name=name, token=token))
+    if kind in ("lock_cancel", "election_cancel"):
+        return command_pb2.Command(**{kind: command_pb2.WaitCancel(name=name, lease=lease, queued_at=draw(st.sampled_from([0, token])))})
+    key = election_pb2.LeaderKey(name=name, lease=lease, token=token)
+    if kind == "campaign":
+        return command_pb2.Command(election_campaign=election_pb2.ElectionCampaignRequest(
+            name=name, lease=lease, value=draw(values)))
+    if kind == "proclaim":
+        return command_pb2.Command(election_proclaim=election_pb2.ElectionProclaimRequest(leader=key, value=draw(values)))
+    if kind == "resign":
+        return command_pb2.Command(election_resign=election_pb2.ElectionResignRequest(leader=key))
+    member = draw(st.sampled_from(["m1", "m2", "m3"]))
+    if kind == "leave":
+        return command_pb2.Command(ring_leave=ring_pb2.RingLeaveRequest(ring=name, member_id=member))
+    join = ring_pb2.RingJoinRequest(ring=name, member_id=member, address=draw(st.sampled_from(["", "h:1"])),
+                                    weight=draw(st.integers(0, 3)), lease=draw(st.sampled_from([0, *COORD_LEASES])))
+    if draw(st.booleans()):
+        join.settings.hash_mode = draw(st.sampled_from([0, 1, 2]))
+    return command_pb2.Command(ring_join=join)
+
+
 def entries() -> st.SearchStrategy[bytes]:
-    """Any entry data a log may hold: commands, no-ops, garbage, and mutated commands."""
-    good = with_clients(commands()).map(lambda c: c.SerializeToString())
+    """Any entry data a log may hold: commands (KV, leases, locks, elections, rings), no-ops,
+    garbage, and mutated commands."""
+    # About 40% lock, election and ring commands (one_of would weigh them as one branch
+    # against the eight of commands()).
+    any_command = st.sampled_from(["kv", "kv", "kv", "coord", "coord"]).flatmap(
+        lambda kind: commands() if kind == "kv" else coordination_commands())
+    good = with_clients(any_command).map(lambda c: c.SerializeToString())
     return st.one_of(
         good,
         good,

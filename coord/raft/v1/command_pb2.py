@@ -23,35 +23,56 @@ _sym_db = _symbol_database.Default()
 
 
 from coord.v1 import cluster_pb2 as coord_dot_v1_dot_cluster__pb2
+from coord.v1 import election_pb2 as coord_dot_v1_dot_election__pb2
 from coord.v1 import kv_pb2 as coord_dot_v1_dot_kv__pb2
 from coord.v1 import lease_pb2 as coord_dot_v1_dot_lease__pb2
+from coord.v1 import lock_pb2 as coord_dot_v1_dot_lock__pb2
+from coord.v1 import ring_pb2 as coord_dot_v1_dot_ring__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63oord/raft/v1/command.proto\x12\rcoord.raft.v1\x1a\x16\x63oord/v1/cluster.proto\x1a\x11\x63oord/v1/kv.proto\x1a\x14\x63oord/v1/lease.proto\"\xfa\x02\n\x07\x43ommand\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12#\n\x03put\x18\n \x01(\x0b\x32\x14.coord.v1.PutRequestH\x00\x12\x34\n\x0c\x64\x65lete_range\x18\x0b \x01(\x0b\x32\x1c.coord.v1.DeleteRangeRequestH\x00\x12#\n\x03txn\x18\x0c \x01(\x0b\x32\x14.coord.v1.TxnRequestH\x00\x12+\n\x07\x63ompact\x18\r \x01(\x0b\x32\x18.coord.v1.CompactRequestH\x00\x12\x32\n\x0blease_grant\x18\x0e \x01(\x0b\x32\x1b.coord.v1.LeaseGrantRequestH\x00\x12\x34\n\x0clease_revoke\x18\x0f \x01(\x0b\x32\x1c.coord.v1.LeaseRevokeRequestH\x00\x12\x32\n\x0clease_expire\x18\x10 \x01(\x0b\x32\x1a.coord.raft.v1.LeaseExpireH\x00\x42\x04\n\x02op\"\x1a\n\x0bLeaseExpire\x12\x0b\n\x03ids\x18\x01 \x03(\x03\"$\n\x11LeaseExpireResult\x12\x0f\n\x07revoked\x18\x01 \x03(\x03\"-\n\x0c\x43ommandError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x9e\x03\n\rCommandResult\x12,\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x1b.coord.raft.v1.CommandErrorH\x00\x12$\n\x03put\x18\n \x01(\x0b\x32\x15.coord.v1.PutResponseH\x00\x12\x35\n\x0c\x64\x65lete_range\x18\x0b \x01(\x0b\x32\x1d.coord.v1.DeleteRangeResponseH\x00\x12$\n\x03txn\x18\x0c \x01(\x0b\x32\x15.coord.v1.TxnResponseH\x00\x12,\n\x07\x63ompact\x18\r \x01(\x0b\x32\x19.coord.v1.CompactResponseH\x00\x12\x33\n\x0blease_grant\x18\x0e \x01(\x0b\x32\x1c.coord.v1.LeaseGrantResponseH\x00\x12\x35\n\x0clease_revoke\x18\x0f \x01(\x0b\x32\x1d.coord.v1.LeaseRevokeResponseH\x00\x12\x38\n\x0clease_expire\x18\x10 \x01(\x0b\x32 .coord.raft.v1.LeaseExpireResultH\x00\x42\x08\n\x06result\"T\n\nMemberInfo\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cpeer_address\x18\x03 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x04 \x01(\t\"\x8d\x02\n\rStateSnapshot\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x15\n\rapplied_index\x18\x02 \x01(\x04\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x18\n\x10\x63ompact_revision\x18\x04 \x01(\x03\x12*\n\x07history\x18\x05 \x01(\x0b\x32\x19.coord.raft.v1.KeyHistory\x12*\n\x06leases\x18\x06 \x03(\x0b\x32\x1a.coord.raft.v1.LeaseRecord\x12.\n\x08sessions\x18\x07 \x03(\x0b\x32\x1c.coord.raft.v1.SessionRecord\x12!\n\x07members\x18\x08 \x03(\x0b\x32\x10.coord.v1.Member\"\x9b\x01\n\nKeyHistory\x12\x0c\n\x04keys\x18\x01 \x03(\x0c\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\r\x12\x15\n\rmod_revisions\x18\x03 \x03(\x03\x12\x0c\n\x04subs\x18\x04 \x03(\r\x12\x18\n\x10\x63reate_revisions\x18\x05 \x03(\x03\x12\x10\n\x08versions\x18\x06 \x03(\x03\x12\x0e\n\x06values\x18\x07 \x03(\x0c\x12\x0e\n\x06leases\x18\x08 \x03(\x03\"&\n\x0bLeaseRecord\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0b\n\x03ttl\x18\x02 \x01(\x03\"S\n\rSessionRecord\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nlast_index\x18\x03 \x01(\x04\x12\x0e\n\x06result\x18\x04 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63oord/raft/v1/command.proto\x12\rcoord.raft.v1\x1a\x16\x63oord/v1/cluster.proto\x1a\x17\x63oord/v1/election.proto\x1a\x11\x63oord/v1/kv.proto\x1a\x14\x63oord/v1/lease.proto\x1a\x13\x63oord/v1/lock.proto\x1a\x13\x63oord/v1/ring.proto\"\xec\x06\n\x07\x43ommand\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12#\n\x03put\x18\n \x01(\x0b\x32\x14.coord.v1.PutRequestH\x00\x12\x34\n\x0c\x64\x65lete_range\x18\x0b \x01(\x0b\x32\x1c.coord.v1.DeleteRangeRequestH\x00\x12#\n\x03txn\x18\x0c \x01(\x0b\x32\x14.coord.v1.TxnRequestH\x00\x12+\n\x07\x63ompact\x18\r \x01(\x0b\x32\x18.coord.v1.CompactRequestH\x00\x12\x32\n\x0blease_grant\x18\x0e \x01(\x0b\x32\x1b.coord.v1.LeaseGrantRequestH\x00\x12\x34\n\x0clease_revoke\x18\x0f \x01(\x0b\x32\x1c.coord.v1.LeaseRevokeRequestH\x00\x12\x32\n\x0clease_expire\x18\x10 \x01(\x0b\x32\x1a.coord.raft.v1.LeaseExpireH\x00\x12\x34\n\x0clock_acquire\x18\x11 \x01(\x0b\x32\x1c.coord.v1.LockAcquireRequestH\x00\x12\x34\n\x0clock_release\x18\x12 \x01(\x0b\x32\x1c.coord.v1.LockReleaseRequestH\x00\x12\x30\n\x0block_cancel\x18\x13 \x01(\x0b\x32\x19.coord.raft.v1.WaitCancelH\x00\x12>\n\x11\x65lection_campaign\x18\x14 \x01(\x0b\x32!.coord.v1.ElectionCampaignRequestH\x00\x12>\n\x11\x65lection_proclaim\x18\x15 \x01(\x0b\x32!.coord.v1.ElectionProclaimRequestH\x00\x12:\n\x0f\x65lection_resign\x18\x16 \x01(\x0b\x32\x1f.coord.v1.ElectionResignRequestH\x00\x12\x34\n\x0f\x65lection_cancel\x18\x17 \x01(\x0b\x32\x19.coord.raft.v1.WaitCancelH\x00\x12.\n\tring_join\x18\x18 \x01(\x0b\x32\x19.coord.v1.RingJoinRequestH\x00\x12\x30\n\nring_leave\x18\x19 \x01(\x0b\x32\x1a.coord.v1.RingLeaveRequestH\x00\x42\x04\n\x02op\"<\n\nWaitCancel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lease\x18\x02 \x01(\x03\x12\x11\n\tqueued_at\x18\x03 \x01(\x04\"#\n\x10WaitCancelResult\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"W\n\x11LockAcquireResult\x12/\n\x08response\x18\x01 \x01(\x0b\x32\x1d.coord.v1.LockAcquireResponse\x12\x11\n\tqueued_at\x18\x02 \x01(\x04\"a\n\x16\x45lectionCampaignResult\x12\x34\n\x08response\x18\x01 \x01(\x0b\x32\".coord.v1.ElectionCampaignResponse\x12\x11\n\tqueued_at\x18\x02 \x01(\x04\"\x1a\n\x0bLeaseExpire\x12\x0b\n\x03ids\x18\x01 \x03(\x03\"$\n\x11LeaseExpireResult\x12\x0f\n\x07revoked\x18\x01 \x03(\x03\"-\n\x0c\x43ommandError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa9\x07\n\rCommandResult\x12,\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x1b.coord.raft.v1.CommandErrorH\x00\x12$\n\x03put\x18\n \x01(\x0b\x32\x15.coord.v1.PutResponseH\x00\x12\x35\n\x0c\x64\x65lete_range\x18\x0b \x01(\x0b\x32\x1d.coord.v1.DeleteRangeResponseH\x00\x12$\n\x03txn\x18\x0c \x01(\x0b\x32\x15.coord.v1.TxnResponseH\x00\x12,\n\x07\x63ompact\x18\r \x01(\x0b\x32\x19.coord.v1.CompactResponseH\x00\x12\x33\n\x0blease_grant\x18\x0e \x01(\x0b\x32\x1c.coord.v1.LeaseGrantResponseH\x00\x12\x35\n\x0clease_revoke\x18\x0f \x01(\x0b\x32\x1d.coord.v1.LeaseRevokeResponseH\x00\x12\x38\n\x0clease_expire\x18\x10 \x01(\x0b\x32 .coord.raft.v1.LeaseExpireResultH\x00\x12\x38\n\x0clock_acquire\x18\x11 \x01(\x0b\x32 .coord.raft.v1.LockAcquireResultH\x00\x12\x35\n\x0clock_release\x18\x12 \x01(\x0b\x32\x1d.coord.v1.LockReleaseResponseH\x00\x12\x36\n\x0block_cancel\x18\x13 \x01(\x0b\x32\x1f.coord.raft.v1.WaitCancelResultH\x00\x12\x42\n\x11\x65lection_campaign\x18\x14 \x01(\x0b\x32%.coord.raft.v1.ElectionCampaignResultH\x00\x12?\n\x11\x65lection_proclaim\x18\x15 \x01(\x0b\x32\".coord.v1.ElectionProclaimResponseH\x00\x12;\n\x0f\x65lection_resign\x18\x16 \x01(\x0b\x32 .coord.v1.ElectionResignResponseH\x00\x12:\n\x0f\x65lection_cancel\x18\x17 \x01(\x0b\x32\x1f.coord.raft.v1.WaitCancelResultH\x00\x12/\n\tring_join\x18\x18 \x01(\x0b\x32\x1a.coord.v1.RingJoinResponseH\x00\x12\x31\n\nring_leave\x18\x19 \x01(\x0b\x32\x1b.coord.v1.RingLeaveResponseH\x00\x42\x08\n\x06result\"T\n\nMemberInfo\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cpeer_address\x18\x03 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x04 \x01(\t\"\x93\x03\n\rStateSnapshot\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x15\n\rapplied_index\x18\x02 \x01(\x04\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x18\n\x10\x63ompact_revision\x18\x04 \x01(\x03\x12*\n\x07history\x18\x05 \x01(\x0b\x32\x19.coord.raft.v1.KeyHistory\x12*\n\x06leases\x18\x06 \x03(\x0b\x32\x1a.coord.raft.v1.LeaseRecord\x12.\n\x08sessions\x18\x07 \x03(\x0b\x32\x1c.coord.raft.v1.SessionRecord\x12!\n\x07members\x18\x08 \x03(\x0b\x32\x10.coord.v1.Member\x12(\n\x05locks\x18\t \x03(\x0b\x32\x19.coord.raft.v1.LockRecord\x12\x30\n\telections\x18\n \x03(\x0b\x32\x1d.coord.raft.v1.ElectionRecord\x12(\n\x05rings\x18\x0b \x03(\x0b\x32\x19.coord.raft.v1.RingRecord\"\x98\x01\n\nLockRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07permits\x18\x02 \x01(\r\x12%\n\x07holders\x18\x03 \x03(\x0b\x32\x14.coord.v1.LockHolder\x12\x30\n\x07waiters\x18\x04 \x03(\x0b\x32\x1f.coord.raft.v1.LockWaiterRecord\x12\x12\n\nlast_token\x18\x05 \x01(\x04\"U\n\x10LockWaiterRecord\x12\r\n\x05lease\x18\x01 \x01(\x03\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x11\n\tqueued_at\x18\x04 \x01(\x04\"R\n\x0e\x45lectionRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\ncandidates\x18\x02 \x03(\x0b\x32\x1e.coord.raft.v1.CandidateRecord\"c\n\x0f\x43\x61ndidateRecord\x12\r\n\x05lease\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x11\n\tqueued_at\x18\x03 \x01(\x04\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\r\n\x05token\x18\x05 \x01(\x04\"|\n\nRingRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x08settings\x18\x02 \x01(\x0b\x32\x16.coord.v1.RingSettings\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12%\n\x07members\x18\x04 \x03(\x0b\x32\x14.coord.v1.RingMember\"\x9b\x01\n\nKeyHistory\x12\x0c\n\x04keys\x18\x01 \x03(\x0c\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\r\x12\x15\n\rmod_revisions\x18\x03 \x03(\x03\x12\x0c\n\x04subs\x18\x04 \x03(\r\x12\x18\n\x10\x63reate_revisions\x18\x05 \x03(\x03\x12\x10\n\x08versions\x18\x06 \x03(\x03\x12\x0e\n\x06values\x18\x07 \x03(\x0c\x12\x0e\n\x06leases\x18\x08 \x03(\x03\"&\n\x0bLeaseRecord\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0b\n\x03ttl\x18\x02 \x01(\x03\"S\n\rSessionRecord\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nlast_index\x18\x03 \x01(\x04\x12\x0e\n\x06result\x18\x04 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'coord.raft.v1.command_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMMAND']._serialized_start=112
-  _globals['_COMMAND']._serialized_end=490
-  _globals['_LEASEEXPIRE']._serialized_start=492
-  _globals['_LEASEEXPIRE']._serialized_end=518
-  _globals['_LEASEEXPIRERESULT']._serialized_start=520
-  _globals['_LEASEEXPIRERESULT']._serialized_end=556
-  _globals['_COMMANDERROR']._serialized_start=558
-  _globals['_COMMANDERROR']._serialized_end=603
-  _globals['_COMMANDRESULT']._serialized_start=606
-  _globals['_COMMANDRESULT']._serialized_end=1020
-  _globals['_MEMBERINFO']._serialized_start=1022
-  _globals['_MEMBERINFO']._serialized_end=1106
-  _globals['_STATESNAPSHOT']._serialized_start=1109
-  _globals['_STATESNAPSHOT']._serialized_end=1378
-  _globals['_KEYHISTORY']._serialized_start=1381
-  _globals['_KEYHISTORY']._serialized_end=1536
-  _globals['_LEASERECORD']._serialized_start=1538
-  _globals['_LEASERECORD']._serialized_end=1576
-  _globals['_SESSIONRECORD']._serialized_start=1578
-  _globals['_SESSIONRECORD']._serialized_end=1661
+  _globals['_COMMAND']._serialized_start=179
+  _globals['_COMMAND']._serialized_end=1055
+  _globals['_WAITCANCEL']._serialized_start=1057
+  _globals['_WAITCANCEL']._serialized_end=1117
+  _globals['_WAITCANCELRESULT']._serialized_start=1119
+  _globals['_WAITCANCELRESULT']._serialized_end=1154
+  _globals['_LOCKACQUIRERESULT']._serialized_start=1156
+  _globals['_LOCKACQUIRERESULT']._serialized_end=1243
+  _globals['_ELECTIONCAMPAIGNRESULT']._serialized_start=1245
+  _globals['_ELECTIONCAMPAIGNRESULT']._serialized_end=1342
+  _globals['_LEASEEXPIRE']._serialized_start=1344
+  _globals['_LEASEEXPIRE']._serialized_end=1370
+  _globals['_LEASEEXPIRERESULT']._serialized_start=1372
+  _globals['_LEASEEXPIRERESULT']._serialized_end=1408
+  _globals['_COMMANDERROR']._serialized_start=1410
+  _globals['_COMMANDERROR']._serialized_end=1455
+  _globals['_COMMANDRESULT']._serialized_start=1458
+  _globals['_COMMANDRESULT']._serialized_end=2395
+  _globals['_MEMBERINFO']._serialized_start=2397
+  _globals['_MEMBERINFO']._serialized_end=2481
+  _globals['_STATESNAPSHOT']._serialized_start=2484
+  _globals['_STATESNAPSHOT']._serialized_end=2887
+  _globals['_LOCKRECORD']._serialized_start=2890
+  _globals['_LOCKRECORD']._serialized_end=3042
+  _globals['_LOCKWAITERRECORD']._serialized_start=3044
+  _globals['_LOCKWAITERRECORD']._serialized_end=3129
+  _globals['_ELECTIONRECORD']._serialized_start=3131
+  _globals['_ELECTIONRECORD']._serialized_end=3213
+  _globals['_CANDIDATERECORD']._serialized_start=3215
+  _globals['_CANDIDATERECORD']._serialized_end=3314
+  _globals['_RINGRECORD']._serialized_start=3316
+  _globals['_RINGRECORD']._serialized_end=3440
+  _globals['_KEYHISTORY']._serialized_start=3443
+  _globals['_KEYHISTORY']._serialized_end=3598
+  _globals['_LEASERECORD']._serialized_start=3600
+  _globals['_LEASERECORD']._serialized_end=3638
+  _globals['_SESSIONRECORD']._serialized_start=3640
+  _globals['_SESSIONRECORD']._serialized_end=3723
 # @@protoc_insertion_point(module_scope)

@@ -19,8 +19,11 @@ it only by adding fields and oneof members, never by renumbering or reusing a nu
 
 from collections import abc as _abc
 from coord.v1 import cluster_pb2 as _cluster_pb2
+from coord.v1 import election_pb2 as _election_pb2
 from coord.v1 import kv_pb2 as _kv_pb2
 from coord.v1 import lease_pb2 as _lease_pb2
+from coord.v1 import lock_pb2 as _lock_pb2
+from coord.v1 import ring_pb2 as _ring_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -57,6 +60,15 @@ class Command(_message.Message):
     LEASE_GRANT_FIELD_NUMBER: _builtins.int
     LEASE_REVOKE_FIELD_NUMBER: _builtins.int
     LEASE_EXPIRE_FIELD_NUMBER: _builtins.int
+    LOCK_ACQUIRE_FIELD_NUMBER: _builtins.int
+    LOCK_RELEASE_FIELD_NUMBER: _builtins.int
+    LOCK_CANCEL_FIELD_NUMBER: _builtins.int
+    ELECTION_CAMPAIGN_FIELD_NUMBER: _builtins.int
+    ELECTION_PROCLAIM_FIELD_NUMBER: _builtins.int
+    ELECTION_RESIGN_FIELD_NUMBER: _builtins.int
+    ELECTION_CANCEL_FIELD_NUMBER: _builtins.int
+    RING_JOIN_FIELD_NUMBER: _builtins.int
+    RING_LEAVE_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     """client_id is the value of the caller's `coord-client-id` metadata (at most 128
     bytes), or empty when the call carried none.
@@ -95,6 +107,46 @@ class Command(_message.Message):
     def lease_expire(self) -> Global___LeaseExpire:
         """lease_expire ends leases whose TTL ran out by the leader's clock."""
 
+    @_builtins.property
+    def lock_acquire(self) -> _lock_pb2.LockAcquireRequest:
+        """lock_acquire is Lock.Acquire: grants a permit at once, or queues the lease."""
+
+    @_builtins.property
+    def lock_release(self) -> _lock_pb2.LockReleaseRequest:
+        """lock_release is Lock.Release."""
+
+    @_builtins.property
+    def lock_cancel(self) -> Global___WaitCancel:
+        """lock_cancel takes a lease out of a lock's queue when its Acquire call ended without
+        a grant (deadline or cancellation); proposed by the service, never by a client.
+        """
+
+    @_builtins.property
+    def election_campaign(self) -> _election_pb2.ElectionCampaignRequest:
+        """election_campaign is Election.Campaign: leads at once, or queues the candidate."""
+
+    @_builtins.property
+    def election_proclaim(self) -> _election_pb2.ElectionProclaimRequest:
+        """election_proclaim is Election.Proclaim."""
+
+    @_builtins.property
+    def election_resign(self) -> _election_pb2.ElectionResignRequest:
+        """election_resign is Election.Resign."""
+
+    @_builtins.property
+    def election_cancel(self) -> Global___WaitCancel:
+        """election_cancel takes a waiting candidate out of an election when its Campaign call
+        ended before it led; proposed by the service.
+        """
+
+    @_builtins.property
+    def ring_join(self) -> _ring_pb2.RingJoinRequest:
+        """ring_join is Ring.Join."""
+
+    @_builtins.property
+    def ring_leave(self) -> _ring_pb2.RingLeaveRequest:
+        """ring_leave is Ring.Leave."""
+
     def __init__(
         self,
         *,
@@ -107,16 +159,145 @@ class Command(_message.Message):
         lease_grant: _lease_pb2.LeaseGrantRequest | None = ...,
         lease_revoke: _lease_pb2.LeaseRevokeRequest | None = ...,
         lease_expire: Global___LeaseExpire | None = ...,
+        lock_acquire: _lock_pb2.LockAcquireRequest | None = ...,
+        lock_release: _lock_pb2.LockReleaseRequest | None = ...,
+        lock_cancel: Global___WaitCancel | None = ...,
+        election_campaign: _election_pb2.ElectionCampaignRequest | None = ...,
+        election_proclaim: _election_pb2.ElectionProclaimRequest | None = ...,
+        election_resign: _election_pb2.ElectionResignRequest | None = ...,
+        election_cancel: Global___WaitCancel | None = ...,
+        ring_join: _ring_pb2.RingJoinRequest | None = ...,
+        ring_leave: _ring_pb2.RingLeaveRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "op", b"op", "put", b"put", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "op", b"op", "put", b"put", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "compact", b"compact", "delete_range", b"delete_range", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "op", b"op", "put", b"put", "seq", b"seq", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "op", b"op", "put", b"put", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "seq", b"seq", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_expire"]  # noqa: Y015
+    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_expire", "lock_acquire", "lock_release", "lock_cancel", "election_campaign", "election_proclaim", "election_resign", "election_cancel", "ring_join", "ring_leave"]  # noqa: Y015
     _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_op) -> _WhichOneofReturnType_op | None: ...
 
 Global___Command: _TypeAlias = Command  # noqa: Y015
+
+@_typing.final
+class WaitCancel(_message.Message):
+    """WaitCancel takes a waiter out of a queue (a lock's waiters, an election's candidates)
+    when the call that put it there ended without a grant. It names the place in the queue
+    (queued_at), so a cancel that arrives late never removes a newer wait of the same
+    lease, and it never undoes a grant or a leadership: a waiter granted meanwhile keeps
+    what it got (lock.proto, Acquire: find the grant with Inspect or a retry).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
+    QUEUED_AT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """name is the lock or election."""
+    lease: _builtins.int
+    """lease is the waiting lease."""
+    queued_at: _builtins.int
+    """queued_at is the log index at which the lease joined the queue (from the
+    LockAcquireResult or ElectionCampaignResult); 0 matches any.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        lease: _builtins.int = ...,
+        queued_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "name", b"name", "queued_at", b"queued_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitCancel: _TypeAlias = WaitCancel  # noqa: Y015
+
+@_typing.final
+class WaitCancelResult(_message.Message):
+    """WaitCancelResult reports a WaitCancel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMOVED_FIELD_NUMBER: _builtins.int
+    removed: _builtins.bool
+    """removed is true when the waiter was still in the queue and left it."""
+    def __init__(
+        self,
+        *,
+        removed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitCancelResult: _TypeAlias = WaitCancelResult  # noqa: Y015
+
+@_typing.final
+class LockAcquireResult(_message.Message):
+    """LockAcquireResult answers lock_acquire: the public response, and where the lease
+    waits when it was queued rather than granted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    QUEUED_AT_FIELD_NUMBER: _builtins.int
+    queued_at: _builtins.int
+    """queued_at is the log index at which the lease joined the lock's queue (kept from an
+    earlier Acquire when the lease already waited); 0 when it was granted or not queued.
+    The service waits until its member has applied this index, then for the grant.
+    """
+    @_builtins.property
+    def response(self) -> _lock_pb2.LockAcquireResponse:
+        """response is what Acquire answers once granted (or at once with no_wait)."""
+
+    def __init__(
+        self,
+        *,
+        response: _lock_pb2.LockAcquireResponse | None = ...,
+        queued_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queued_at", b"queued_at", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LockAcquireResult: _TypeAlias = LockAcquireResult  # noqa: Y015
+
+@_typing.final
+class ElectionCampaignResult(_message.Message):
+    """ElectionCampaignResult answers election_campaign."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    QUEUED_AT_FIELD_NUMBER: _builtins.int
+    queued_at: _builtins.int
+    """queued_at is the log index at which the candidate joined the queue; 0 when it leads."""
+    @_builtins.property
+    def response(self) -> _election_pb2.ElectionCampaignResponse:
+        """response holds the leadership when the candidate leads at once (or already led)."""
+
+    def __init__(
+        self,
+        *,
+        response: _election_pb2.ElectionCampaignResponse | None = ...,
+        queued_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queued_at", b"queued_at", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ElectionCampaignResult: _TypeAlias = ElectionCampaignResult  # noqa: Y015
 
 @_typing.final
 class LeaseExpire(_message.Message):
@@ -219,6 +400,15 @@ class CommandResult(_message.Message):
     LEASE_GRANT_FIELD_NUMBER: _builtins.int
     LEASE_REVOKE_FIELD_NUMBER: _builtins.int
     LEASE_EXPIRE_FIELD_NUMBER: _builtins.int
+    LOCK_ACQUIRE_FIELD_NUMBER: _builtins.int
+    LOCK_RELEASE_FIELD_NUMBER: _builtins.int
+    LOCK_CANCEL_FIELD_NUMBER: _builtins.int
+    ELECTION_CAMPAIGN_FIELD_NUMBER: _builtins.int
+    ELECTION_PROCLAIM_FIELD_NUMBER: _builtins.int
+    ELECTION_RESIGN_FIELD_NUMBER: _builtins.int
+    ELECTION_CANCEL_FIELD_NUMBER: _builtins.int
+    RING_JOIN_FIELD_NUMBER: _builtins.int
+    RING_LEAVE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def error(self) -> Global___CommandError:
         """error is set when the command was refused."""
@@ -251,6 +441,42 @@ class CommandResult(_message.Message):
     def lease_expire(self) -> Global___LeaseExpireResult:
         """lease_expire answers Command.lease_expire."""
 
+    @_builtins.property
+    def lock_acquire(self) -> Global___LockAcquireResult:
+        """lock_acquire answers Command.lock_acquire."""
+
+    @_builtins.property
+    def lock_release(self) -> _lock_pb2.LockReleaseResponse:
+        """lock_release answers Command.lock_release."""
+
+    @_builtins.property
+    def lock_cancel(self) -> Global___WaitCancelResult:
+        """lock_cancel answers Command.lock_cancel."""
+
+    @_builtins.property
+    def election_campaign(self) -> Global___ElectionCampaignResult:
+        """election_campaign answers Command.election_campaign."""
+
+    @_builtins.property
+    def election_proclaim(self) -> _election_pb2.ElectionProclaimResponse:
+        """election_proclaim answers Command.election_proclaim."""
+
+    @_builtins.property
+    def election_resign(self) -> _election_pb2.ElectionResignResponse:
+        """election_resign answers Command.election_resign."""
+
+    @_builtins.property
+    def election_cancel(self) -> Global___WaitCancelResult:
+        """election_cancel answers Command.election_cancel."""
+
+    @_builtins.property
+    def ring_join(self) -> _ring_pb2.RingJoinResponse:
+        """ring_join answers Command.ring_join."""
+
+    @_builtins.property
+    def ring_leave(self) -> _ring_pb2.RingLeaveResponse:
+        """ring_leave answers Command.ring_leave."""
+
     def __init__(
         self,
         *,
@@ -262,12 +488,21 @@ class CommandResult(_message.Message):
         lease_grant: _lease_pb2.LeaseGrantResponse | None = ...,
         lease_revoke: _lease_pb2.LeaseRevokeResponse | None = ...,
         lease_expire: Global___LeaseExpireResult | None = ...,
+        lock_acquire: Global___LockAcquireResult | None = ...,
+        lock_release: _lock_pb2.LockReleaseResponse | None = ...,
+        lock_cancel: Global___WaitCancelResult | None = ...,
+        election_campaign: Global___ElectionCampaignResult | None = ...,
+        election_proclaim: _election_pb2.ElectionProclaimResponse | None = ...,
+        election_resign: _election_pb2.ElectionResignResponse | None = ...,
+        election_cancel: Global___WaitCancelResult | None = ...,
+        ring_join: _ring_pb2.RingJoinResponse | None = ...,
+        ring_leave: _ring_pb2.RingLeaveResponse | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "error", b"error", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "put", b"put", "result", b"result", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "error", b"error", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "put", b"put", "result", b"result", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "error", b"error", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "put", b"put", "result", b"result", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "error", b"error", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "put", b"put", "result", b"result", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["error", "put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_expire"]  # noqa: Y015
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["error", "put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_expire", "lock_acquire", "lock_release", "lock_cancel", "election_campaign", "election_proclaim", "election_resign", "election_cancel", "ring_join", "ring_leave"]  # noqa: Y015
     _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
 
@@ -325,6 +560,9 @@ class StateSnapshot(_message.Message):
     LEASES_FIELD_NUMBER: _builtins.int
     SESSIONS_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
+    LOCKS_FIELD_NUMBER: _builtins.int
+    ELECTIONS_FIELD_NUMBER: _builtins.int
+    RINGS_FIELD_NUMBER: _builtins.int
     format: _builtins.int
     """format is the version of this layout; this version writes and reads 1."""
     applied_index: _builtins.int
@@ -349,6 +587,21 @@ class StateSnapshot(_message.Message):
     def members(self) -> _containers.RepeatedCompositeFieldContainer[_cluster_pb2.Member]:
         """members lists the cluster members, by ascending ID."""
 
+    @_builtins.property
+    def locks(self) -> _containers.RepeatedCompositeFieldContainer[Global___LockRecord]:
+        """locks lists every lock with holders or waiters, by ascending name, and the token
+        floors of locks emptied so recently that their last token is not yet below the log
+        index (a record with no holders and no waiters).
+        """
+
+    @_builtins.property
+    def elections(self) -> _containers.RepeatedCompositeFieldContainer[Global___ElectionRecord]:
+        """elections lists every election with candidates, by ascending name."""
+
+    @_builtins.property
+    def rings(self) -> _containers.RepeatedCompositeFieldContainer[Global___RingRecord]:
+        """rings lists every ring with members, by ascending name."""
+
     def __init__(
         self,
         *,
@@ -360,14 +613,201 @@ class StateSnapshot(_message.Message):
         leases: _abc.Iterable[Global___LeaseRecord] | None = ...,
         sessions: _abc.Iterable[Global___SessionRecord] | None = ...,
         members: _abc.Iterable[_cluster_pb2.Member] | None = ...,
+        locks: _abc.Iterable[Global___LockRecord] | None = ...,
+        elections: _abc.Iterable[Global___ElectionRecord] | None = ...,
+        rings: _abc.Iterable[Global___RingRecord] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["history", b"history"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "compact_revision", b"compact_revision", "format", b"format", "history", b"history", "leases", b"leases", "members", b"members", "revision", b"revision", "sessions", b"sessions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "compact_revision", b"compact_revision", "elections", b"elections", "format", b"format", "history", b"history", "leases", b"leases", "locks", b"locks", "members", b"members", "revision", b"revision", "rings", b"rings", "sessions", b"sessions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StateSnapshot: _TypeAlias = StateSnapshot  # noqa: Y015
+
+@_typing.final
+class LockRecord(_message.Message):
+    """LockRecord is one lock: its permits, holders by ascending token, and queue in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PERMITS_FIELD_NUMBER: _builtins.int
+    HOLDERS_FIELD_NUMBER: _builtins.int
+    WAITERS_FIELD_NUMBER: _builtins.int
+    LAST_TOKEN_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """name is the lock's name."""
+    permits: _builtins.int
+    """permits is the number of holders allowed at once (0 only in a token-floor record)."""
+    last_token: _builtins.int
+    """last_token is the highest token ever granted for this name while the lock existed;
+    the next grant gets max(its log index, last_token + 1).
+    """
+    @_builtins.property
+    def holders(self) -> _containers.RepeatedCompositeFieldContainer[_lock_pb2.LockHolder]:
+        """holders lists the current grants, by ascending token."""
+
+    @_builtins.property
+    def waiters(self) -> _containers.RepeatedCompositeFieldContainer[Global___LockWaiterRecord]:
+        """waiters lists the queue, first in line first."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        permits: _builtins.int = ...,
+        holders: _abc.Iterable[_lock_pb2.LockHolder] | None = ...,
+        waiters: _abc.Iterable[Global___LockWaiterRecord] | None = ...,
+        last_token: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holders", b"holders", "last_token", b"last_token", "name", b"name", "permits", b"permits", "waiters", b"waiters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LockRecord: _TypeAlias = LockRecord  # noqa: Y015
+
+@_typing.final
+class LockWaiterRecord(_message.Message):
+    """LockWaiterRecord is one lease in a lock's queue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    QUEUED_AT_FIELD_NUMBER: _builtins.int
+    lease: _builtins.int
+    """lease is the waiting lease."""
+    owner: _builtins.str
+    """owner is the description given at Acquire."""
+    revision: _builtins.int
+    """revision is the KV revision when the lease joined the queue."""
+    queued_at: _builtins.int
+    """queued_at is the log index at which the lease joined the queue."""
+    def __init__(
+        self,
+        *,
+        lease: _builtins.int = ...,
+        owner: _builtins.str = ...,
+        revision: _builtins.int = ...,
+        queued_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "owner", b"owner", "queued_at", b"queued_at", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LockWaiterRecord: _TypeAlias = LockWaiterRecord  # noqa: Y015
+
+@_typing.final
+class ElectionRecord(_message.Message):
+    """ElectionRecord is one election: its candidates in queue order; the first one leads."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """name is the election's name."""
+    @_builtins.property
+    def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___CandidateRecord]:
+        """candidates lists the candidates, the leader first."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        candidates: _abc.Iterable[Global___CandidateRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ElectionRecord: _TypeAlias = ElectionRecord  # noqa: Y015
+
+@_typing.final
+class CandidateRecord(_message.Message):
+    """CandidateRecord is one candidate of an election."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    QUEUED_AT_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    lease: _builtins.int
+    """lease is the candidate's lease."""
+    value: _builtins.bytes
+    """value is the value it publishes (the current value, for the leader)."""
+    queued_at: _builtins.int
+    """queued_at is the log index at which it joined the election."""
+    revision: _builtins.int
+    """revision is the KV revision when it became leader (the leader) or joined the queue."""
+    token: _builtins.int
+    """token is the fencing token of its leadership: the log index at which it began; 0
+    for a candidate that does not lead.
+    """
+    def __init__(
+        self,
+        *,
+        lease: _builtins.int = ...,
+        value: _builtins.bytes = ...,
+        queued_at: _builtins.int = ...,
+        revision: _builtins.int = ...,
+        token: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "queued_at", b"queued_at", "revision", b"revision", "token", b"token", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CandidateRecord: _TypeAlias = CandidateRecord  # noqa: Y015
+
+@_typing.final
+class RingRecord(_message.Message):
+    """RingRecord is one ring with its members, by ascending ID."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """name is the ring's name."""
+    version: _builtins.int
+    """version is the log index of the ring's last change."""
+    @_builtins.property
+    def settings(self) -> _ring_pb2.RingSettings:
+        """settings are the ring's settings with defaults applied."""
+
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[_ring_pb2.RingMember]:
+        """members lists the members, by ascending ID."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        settings: _ring_pb2.RingSettings | None = ...,
+        version: _builtins.int = ...,
+        members: _abc.Iterable[_ring_pb2.RingMember] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "name", b"name", "settings", b"settings", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RingRecord: _TypeAlias = RingRecord  # noqa: Y015
 
 @_typing.final
 class KeyHistory(_message.Message):

@@ -233,6 +233,12 @@ class _ForwardKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ForwardKi
     """FORWARD_KIND_LEASE_TIME_TO_LIVE: payload is a serialized
     coord.v1.LeaseTimeToLiveRequest; the response payload a LeaseTimeToLiveResponse.
     """
+    FORWARD_KIND_PROPOSE_BATCH: _ForwardKind.ValueType  # 4
+    """FORWARD_KIND_PROPOSE_BATCH: payload is a serialized ForwardBatch of serialized
+    Commands, all proposed together (a follower coalesces the writes its clients send
+    while a previous batch is in flight); the response payload is a ForwardBatch of the
+    serialized CommandResults, in the same order.
+    """
 
 class ForwardKind(_ForwardKind, metaclass=_ForwardKindEnumTypeWrapper):
     """ForwardKind says what a ForwardRequest's payload is."""
@@ -251,6 +257,12 @@ after the leader confirmed its leadership with a quorum.
 FORWARD_KIND_LEASE_TIME_TO_LIVE: ForwardKind.ValueType  # 3
 """FORWARD_KIND_LEASE_TIME_TO_LIVE: payload is a serialized
 coord.v1.LeaseTimeToLiveRequest; the response payload a LeaseTimeToLiveResponse.
+"""
+FORWARD_KIND_PROPOSE_BATCH: ForwardKind.ValueType  # 4
+"""FORWARD_KIND_PROPOSE_BATCH: payload is a serialized ForwardBatch of serialized
+Commands, all proposed together (a follower coalesces the writes its clients send
+while a previous batch is in flight); the response payload is a ForwardBatch of the
+serialized CommandResults, in the same order.
 """
 Global___ForwardKind: _TypeAlias = ForwardKind  # noqa: Y015
 
@@ -649,6 +661,30 @@ class InstallSnapshotResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InstallSnapshotResponse: _TypeAlias = InstallSnapshotResponse  # noqa: Y015
+
+@_typing.final
+class ForwardBatch(_message.Message):
+    """ForwardBatch carries several serialized requests or responses in one Forward call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """items are the serialized messages, in order."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForwardBatch: _TypeAlias = ForwardBatch  # noqa: Y015
 
 @_typing.final
 class ForwardRequest(_message.Message):

@@ -1,0 +1,669 @@
+"""Node: drives one RaftCore on the asyncio loop, with durable storage, the peer transport
+and the replicated state machine.
+
+One coroutine (``_run``) owns the Ready cycle; everything else (gRPC handlers, the ticker,
+the transport's receivers) only steps the core and wakes that coroutine. The cycle:
+
+1. hand every proposal queued since the last cycle to the core as one batch (group
+   commit: proposals that arrive while the disk is busy share the next fsync);
+2. start one ReadIndex round for every linearizable read queued since the last cycle;
+3. take a Ready; send ``messages`` (the leader's appends go out while its own fsync runs,
+   Raft thesis §10.2.1); persist snapshot + entries + hard state with one fsync, off the
+   event loop; only then send ``persisted_messages``;
+4. apply committed entries in order, resolving proposals by (index, term), and release
+   reads whose read point is applied; ``advance``.
+
+Rule 1: nothing a peer or client is told depends on data that is not yet fsynced.
+Rule 2: the state machine only changes here, in log order.
+Rule 3: a proposal's future resolves when the entry at its index is applied: with the
+        result if that entry is ours (same term), with Unavailable if another leader's
+        entry replaced it (then ours was never committed and a retry is safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+
+from coord.raft.v1 import command_pb2, raft_pb2
+from coord_server.errors import CoordError, FailedPrecondition, NotFound, Unavailable
+from coord_server.lease_timer import LeaseTimers
+from coord_server.raft import (
+    ConfChange,
+    ConfChangeType,
+    Config,
+    EntryType,
+    MembershipError,
+    Message,
+    ProposalDroppedError,
+    RaftCore,
+    Ready,
+    Role,
+)
+from coord_server.state import StateMachine
+
+log = logging.getLogger("coord.node")
+
+
+class DurableLog(Protocol):
+    """What the node needs from storage beyond the core's read-only view."""
+
+    async def save_async(self, hard_state: Any, entries: list[Any], snapshot: Any) -> None: ...
+
+    async def create_snapshot_async(self, index: int, conf_state: Any, data: bytes) -> Any: ...
+
+    async def compact_async(self, index: int) -> None: ...
+
+
+class Transport(Protocol):
+    def send(self, messages: list[Message]) -> None: ...
+
+    async def forward(self, to: int, kind: int, payload: bytes, timeout: float | None) -> bytes: ...
+
+    def set_address(self, node_id: int, address: str) -> None: ...
+
+    def remove_peer(self, node_id: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Runtime settings of one node. Times are in seconds."""
+
+    node_id: int
+    cluster_id: int
+    name: str = "default"
+    client_address: str = ""
+    tick_interval: float = 0.02
+    """One core tick. Heartbeats and election timeouts are whole numbers of ticks."""
+    heartbeat_ticks: int = 5
+    """Ticks between heartbeats: 5 x 20 ms = 100 ms (DESIGN.md default)."""
+    election_ticks: int = 15
+    """Base election timeout in ticks: 15 x 20 ms = 300 ms, randomised up to 600 ms."""
+    snapshot_entries: int = 10_000
+    """Take a snapshot after this many applied entries since the last one."""
+    snapshot_catchup_entries: int = 5_000
+    """Entries kept in the log behind a snapshot, so a slightly slow follower catches up
+    from the log rather than with a whole snapshot."""
+    max_batch: int = 1024
+    """Most proposals handed to the core in one batch."""
+    peer_overrides: dict[str, str] = field(default_factory=dict)
+    """Member name -> the address to send its peer traffic to instead of the advertised
+    one (settings.peer_overrides: fault proxies in tests, NAT)."""
+
+    @property
+    def election_timeout(self) -> float:
+        return self.tick_interval * self.election_ticks
+
+
+@dataclass
+class _ReadRound:
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class Node:
+    """One coord member. Create, ``await start()``, serve, ``await stop()``."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        storage: Any,
+        transport: Transport,
+        bootstrap_members: dict[int, command_pb2.MemberInfo] | None = None,
+        known_members: dict[int, command_pb2.MemberInfo] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """``bootstrap_members``: found a new cluster of these members (only used when the
+        storage is empty). ``known_members``: addresses to start with (a joining member's
+        view of the cluster, before its log tells it)."""
+        self.config = config
+        self.id = config.node_id
+        self.storage = storage
+        self.transport = transport
+        snapshot = storage.snapshot()
+        if snapshot.is_empty:
+            self.state = StateMachine()
+        else:
+            self.state = StateMachine.restore(snapshot.data)
+        self._snapshot_index = snapshot.meta.index
+        self._applied_index = snapshot.meta.index
+        """The last index applied to ``state`` (ahead of the core's until ``advance``)."""
+        raft_config = Config(
+            id=config.node_id,
+            election_tick=config.election_ticks,
+            heartbeat_tick=config.heartbeat_ticks,
+            pre_vote=True,
+            check_quorum=True,
+        )
+        self.core = RaftCore(raft_config, storage, rng or random.Random(), applied=snapshot.meta.index)
+        if bootstrap_members and storage.last_index() == 0 and self.core.term == 0:
+            contexts = {nid: info.SerializeToString() for nid, info in bootstrap_members.items()}
+            self.core.bootstrap(sorted(bootstrap_members), contexts)
+        self._addresses: dict[int, str] = {}
+        for nid, info in {**(known_members or {}), **(bootstrap_members or {})}.items():
+            self._learn_member(nid, info)
+        for info in self.state.members():
+            self._learn_member(info.id, info)
+        self._wake = asyncio.Event()
+        self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._forwards: list[tuple[bytes, asyncio.Future[Any], float]] = []
+        self._forward_tasks: set[asyncio.Task[None]] = set()
+        self._after_advance: list[asyncio.Future[Any]] = []
+        self._waiting: dict[int, tuple[int, asyncio.Future[Any]]] = {}
+        self._read_waiters: list[asyncio.Future[None]] = []
+        self._read_rounds: dict[bytes, _ReadRound] = {}
+        self._read_ids = itertools.count(1)
+        self._parked_reads: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._parked_seq = itertools.count()
+        self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._state_listeners: list[Callable[[StateMachine], None]] = []
+        self.lease_timers = LeaseTimers(time.monotonic)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._solo_campaign = False
+        self._fatal: BaseException | None = None
+        self.leader_changes = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        # A one-member cluster need not wait an election timeout: campaign as soon as its
+        # membership is applied (the first Ready applies the bootstrap entries).
+        self._solo_campaign = self.core.voters == {self.id} or self.core.log.committed > self.core.log.applied
+        self._wake.set()
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"raft-ready-{self.id}"),
+            asyncio.create_task(self._ticker(), name=f"raft-tick-{self.id}"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._fail_all(Unavailable("the node is stopping"))
+
+    @property
+    def failed(self) -> BaseException | None:
+        """The error that stopped the Ready loop (a storage failure), if any."""
+        return self._fatal
+
+    # ------------------------------------------------------------------ status
+
+    @property
+    def is_leader(self) -> bool:
+        return self.core.role == Role.LEADER
+
+    @property
+    def applied_index(self) -> int:
+        """The last log index applied to the state machine."""
+        return self._applied_index
+
+    @property
+    def leader_id(self) -> int:
+        return self.core.lead
+
+    def leader_address(self) -> str:
+        return self._addresses.get(self.core.lead, "") if self.core.lead else ""
+
+    def address_of(self, node_id: int) -> str:
+        return self._addresses.get(node_id, "")
+
+    def add_state_listener(self, fn: Callable[[StateMachine], None]) -> None:
+        """Call ``fn(new_state)`` whenever the state machine is replaced by a snapshot."""
+        self._state_listeners.append(fn)
+
+    # ------------------------------------------------------------------ stepping
+
+    def step(self, m: Message) -> None:
+        """A message from a peer (the transport calls this)."""
+        if self._stopping:
+            return
+        if m.to != self.id:
+            return
+        try:
+            self.core.step(m)
+        except ProposalDroppedError:
+            pass  # e.g. a forwarded ReadIndex reaching a node that just lost its leader
+        self._wake.set()
+
+    def report_unreachable(self, node_id: int) -> None:
+        self.core.report_unreachable(node_id)
+
+    def report_snapshot(self, node_id: int, failed: bool) -> None:
+        self.core.report_snapshot(node_id, failed)
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        interval = self.config.tick_interval
+        next_at = time.monotonic()
+        while not self._stopping:
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < -interval * 10:
+                next_at = time.monotonic()  # the loop was blocked; do not burst-tick
+            await asyncio.sleep(max(0.0, delay))
+            self.core.tick()
+            if self.is_leader and self.lease_timers.active:
+                expired = self.lease_timers.expired()
+                if expired:
+                    self._propose_internal(command_pb2.Command(lease_expire=command_pb2.LeaseExpire(ids=expired)))
+            self._wake.set()
+
+    # ------------------------------------------------------------------ proposals
+
+    async def propose(self, command: command_pb2.Command, timeout: float | None = None) -> command_pb2.CommandResult:
+        """Replicate and apply ``command`` on the leader; forwarded when this node follows.
+
+        Raises Unavailable (nothing applied; retry) or OutcomeUnknown via the caller's
+        deadline; domain errors come back inside the CommandResult.
+        """
+        data = command.SerializeToString()
+        if self.is_leader:
+            return await self.propose_local(data)
+        if self.core.lead == 0:
+            raise Unavailable("no leader is elected yet; retry shortly")
+        # Coalesce: every write this follower receives in one loop iteration travels to
+        # the leader in one Forward call (the leader's per-call gRPC cost is paid once).
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        deadline = loop.time() + (timeout if timeout is not None else 30.0)
+        self._forwards.append((data, fut, deadline))
+        if len(self._forwards) == 1:
+            loop.call_soon(self._flush_forwards)
+        result = await fut
+        assert isinstance(result, command_pb2.CommandResult)
+        return result
+
+    def _flush_forwards(self) -> None:
+        batch, self._forwards = self._forwards, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._forward_batch(self.core.lead, batch))
+            self._forward_tasks.add(task)
+            task.add_done_callback(self._forward_tasks.discard)
+
+    async def _forward_batch(self, leader: int, batch: list[tuple[bytes, asyncio.Future[Any], float]]) -> None:
+        if leader == 0:
+            error: BaseException = Unavailable("no leader is elected yet; retry shortly")
+        else:
+            payload = raft_pb2.ForwardBatch(items=[data for data, _, _ in batch]).SerializeToString()
+            timeout = max(0.0, max(d for _, _, d in batch) - asyncio.get_running_loop().time())
+            try:
+                answer = await self.transport.forward(leader, raft_pb2.FORWARD_KIND_PROPOSE_BATCH, payload, timeout)
+                items = raft_pb2.ForwardBatch.FromString(answer).items
+                if len(items) != len(batch):
+                    raise Unavailable(f"the leader answered {len(items)} of {len(batch)} forwarded writes")
+                for (_, fut, _), item in zip(batch, items):
+                    if not fut.done():
+                        fut.set_result(command_pb2.CommandResult.FromString(item))
+                return
+            except Exception as err:  # noqa: BLE001 - every waiter gets the failure
+                error = err
+        for _, fut, _ in batch:
+            if not fut.done():
+                fut.set_exception(error)
+
+    async def propose_local_many(self, datas: list[bytes]) -> list[command_pb2.CommandResult]:
+        """Propose several serialized commands together (a follower's forwarded batch);
+        each outcome is a CommandResult, a failure becoming its ``error``."""
+        loop = asyncio.get_running_loop()
+        if self._stopping or not self.is_leader:
+            raise Unavailable("this node is not the leader", self.leader_address())
+        futures = [loop.create_future() for _ in datas]
+        self._proposals.extend(zip(datas, futures))
+        self._wake.set()
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        results = []
+        for outcome in outcomes:
+            if isinstance(outcome, command_pb2.CommandResult):
+                results.append(outcome)
+            else:
+                code = getattr(outcome, "code", grpc.StatusCode.UNAVAILABLE)
+                results.append(command_pb2.CommandResult(
+                    error=command_pb2.CommandError(code=code.value[0], message=str(outcome))
+                ))
+        return results
+
+    async def propose_local(self, data: bytes) -> command_pb2.CommandResult:
+        """Propose serialized command ``data`` on this node, which must lead."""
+        if self._stopping:
+            raise Unavailable("the node is stopping")
+        if not self.is_leader:
+            raise Unavailable("this node is not the leader", self.leader_address())
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._proposals.append((data, fut))
+        self._wake.set()
+        result = await fut
+        assert isinstance(result, command_pb2.CommandResult)
+        return result
+
+    def _propose_internal(self, command: command_pb2.Command) -> None:
+        """A leader-originated command whose outcome nobody awaits (lease expiry)."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_consume_exception)
+        self._proposals.append((command.SerializeToString(), fut))
+
+    def _flush_proposals(self) -> None:
+        while self._proposals:
+            batch = self._proposals[: self.config.max_batch]
+            del self._proposals[: self.config.max_batch]
+            try:
+                indexes = self.core.propose_batch([data for data, _ in batch])
+            except ProposalDroppedError as err:
+                failure = Unavailable(str(err), self._addresses.get(err.leader, ""))
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(failure)
+                continue
+            term = self.core.term
+            for index, (_, fut) in zip(indexes, batch):
+                self._waiting[index] = (term, fut)
+
+    # ------------------------------------------------------------------ membership
+
+    async def propose_conf_change(self, change: ConfChange) -> int:
+        """Propose one membership change on the leader; returns once it is applied."""
+        if not self.is_leader:
+            raise Unavailable("membership changes go through the leader", self.leader_address())
+        try:
+            index = self.core.propose_conf_change(change)
+        except MembershipError as err:
+            raise FailedPrecondition(str(err)) from None
+        except ProposalDroppedError as err:
+            raise FailedPrecondition(str(err)) from None
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[index] = (self.core.term, fut)
+        self._wake.set()
+        await fut
+        return index
+
+    def transfer_leadership(self, target: int) -> None:
+        if target not in self.core.voters:
+            raise NotFound(f"member {target:#x} is not a voting member")
+        self.core.transfer_leadership(target)
+        self._wake.set()
+
+    def learner_caught_up(self, node_id: int, slack: int = 100) -> bool:
+        """Whether a learner's log is within ``slack`` entries of the leader's. A learner
+        that never acknowledged anything (match 0) has not caught up, however short the
+        log: promoting it would add a voter that cannot vote."""
+        pr = self.core.progress.get(node_id)
+        return pr is not None and pr.match > 0 and pr.match + slack >= self.core.log.last_index()
+
+    # ------------------------------------------------------------------ reads
+
+    async def read_barrier(self) -> None:
+        """Return once this node's state reflects every write committed before the call
+        (ReadIndex, Raft thesis §6.4). Concurrent callers share one quorum round."""
+        if self._stopping:
+            raise Unavailable("the node is stopping")
+        if self.core.lead == 0:
+            raise Unavailable("no leader is elected yet; retry shortly")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._read_waiters.append(fut)
+        self._wake.set()
+        await fut
+
+    async def wait_applied(self, index: int) -> None:
+        if self._applied_index >= index:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._applied_waiters, (index, next(self._parked_seq), fut))
+        await fut
+
+    def _start_read_round(self) -> None:
+        if not self._read_waiters:
+            return
+        waiters, self._read_waiters = self._read_waiters, []
+        context = f"{self.id}:{next(self._read_ids)}".encode()
+        try:
+            self.core.read_index(context)
+        except ProposalDroppedError as err:
+            failure = Unavailable(str(err), self._addresses.get(err.leader, ""))
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_exception(failure)
+            return
+        self._read_rounds[context] = _ReadRound(waiters)
+
+    def _release_reads(self, read_states: list[Any]) -> None:
+        for rs in read_states:
+            rnd = self._read_rounds.pop(rs.context, None)
+            if rnd is None:
+                continue
+            for fut in rnd.waiters:
+                heapq.heappush(self._parked_reads, (rs.index, next(self._parked_seq), fut))
+        self._wake_parked()
+
+    def _wake_parked(self) -> None:
+        applied = self._applied_index
+        for heap in (self._parked_reads, self._applied_waiters):
+            while heap and heap[0][0] <= applied:
+                _, _, fut = heapq.heappop(heap)
+                if not fut.done():
+                    fut.set_result(None)
+
+    # ------------------------------------------------------------------ leases
+
+    async def lease_keepalive(self, lease_id: int) -> int:
+        """Renew a lease on the leader after confirming leadership (lease_timer Rule 2)."""
+        if not self.is_leader:
+            raise Unavailable("keepalives go to the leader", self.leader_address())
+        await self.read_barrier()
+        if not self.is_leader or not self.lease_timers.active:
+            raise Unavailable("leadership changed during the keepalive", self.leader_address())
+        ttl = self.lease_timers.keepalive(lease_id)
+        if ttl is None:
+            raise NotFound(f"lease {lease_id} does not exist or has expired")
+        return ttl
+
+    def lease_remaining(self, lease_id: int) -> float | None:
+        if not self.is_leader:
+            raise Unavailable("lease clocks live on the leader", self.leader_address())
+        return self.lease_timers.remaining(lease_id)
+
+    # ------------------------------------------------------------------ the Ready cycle
+
+    async def _run(self) -> None:
+        try:
+            while not self._stopping:
+                await self._wake.wait()
+                self._wake.clear()
+                self._flush_proposals()
+                self._start_read_round()
+                while self.core.has_ready() and not self._stopping:
+                    await self._handle_ready(self.core.ready())
+                    self._flush_proposals()
+                    self._start_read_round()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as err:  # a storage failure: stop serving rather than lie
+            self._fatal = err
+            log.critical("node %#x stops: %s", self.id, err, exc_info=True)
+            self._stopping = True
+            self._fail_all(Unavailable(f"the node failed: {err}"))
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        if rd.soft_state is not None:
+            self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
+        if rd.messages:
+            self.transport.send(rd.messages)
+        if rd.snapshot is None:
+            # Committed entries are durable here already (Ready contract): apply them while
+            # the disk writes the new ones, rather than after (one fsync less per request).
+            if rd.committed_entries:
+                self._apply(rd.committed_entries)
+            if rd.read_states:
+                self._release_reads(rd.read_states)
+        if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
+            await self.storage.save_async(rd.hard_state, rd.entries, rd.snapshot)
+        if rd.persisted_messages:
+            self.transport.send(rd.persisted_messages)
+        if rd.snapshot is not None:
+            # A snapshot replaces the state machine: restore it (once it is on disk) before
+            # applying the entries that follow it.
+            self._restore_snapshot(rd.snapshot)
+            if rd.committed_entries:
+                self._apply(rd.committed_entries)
+            if rd.read_states:
+                self._release_reads(rd.read_states)
+        self.core.advance(rd)
+        for fut in self._after_advance:
+            if not fut.done():
+                fut.set_result(None)
+        self._after_advance.clear()
+        if self._solo_campaign and self.core.log.applied >= self.core.log.committed:
+            self._solo_campaign = False
+            if self.core.voters == {self.id} and not self.is_leader:
+                self.core.campaign()
+        self._wake_parked()
+        await self._maybe_snapshot()
+
+    def _on_soft_state(self, role: Role, leader: int) -> None:
+        self.leader_changes += 1
+        if role == Role.LEADER:
+            self.lease_timers.start(self.state.lease_ids(), extension=self.config.election_timeout)
+        else:
+            self.lease_timers.stop()
+            # ReadIndex rounds of a lost leadership will never complete: fail them now so
+            # clients retry at once rather than at their deadline.
+            failure = Unavailable("leadership changed; retry", self._addresses.get(leader, ""))
+            for rnd in self._read_rounds.values():
+                for fut in rnd.waiters:
+                    if not fut.done():
+                        fut.set_exception(failure)
+            self._read_rounds.clear()
+
+    def _apply(self, entries: list[Any]) -> None:
+        for entry in entries:
+            result: Any = None
+            if entry.type == EntryType.CONF_CHANGE:
+                change = ConfChange.decode(entry.data)
+                self.state.apply_member_change(entry.index, int(change.type), change.node_id, change.context)
+                self._on_member_change(change)
+            else:
+                result = self.state.apply(entry.index, entry.data)
+                if result is not None and self.lease_timers.active:
+                    self._track_leases(entry.data, result)
+            waiter = self._waiting.pop(entry.index, None)
+            if waiter is not None:
+                term, fut = waiter
+                if fut.done():
+                    continue
+                if term == entry.term and entry.type == EntryType.CONF_CHANGE:
+                    # The core adopts a membership change in ``advance``: answer after it.
+                    self._after_advance.append(fut)
+                elif term == entry.term:
+                    fut.set_result(result)
+                else:
+                    fut.set_exception(Unavailable("leadership changed before the request committed; retry"))
+        self._applied_index = entries[-1].index
+        self._wake_parked()
+        # A waiter at or below the applied index that was not resolved above was skipped
+        # over by a snapshot: another leader's entries were applied there (Rule 3).
+        applied = entries[-1].index
+        for index in [i for i in self._waiting if i <= applied]:
+            _, fut = self._waiting.pop(index)
+            if not fut.done():
+                fut.set_exception(Unavailable("leadership changed before the request committed; retry"))
+
+    def _track_leases(self, data: bytes, result: command_pb2.CommandResult) -> None:
+        which = result.WhichOneof("result")
+        if which == "lease_grant":
+            self.lease_timers.granted(result.lease_grant.id, result.lease_grant.ttl)
+        elif which in ("lease_revoke", "lease_expire"):
+            command = command_pb2.Command()
+            command.ParseFromString(data)
+            if which == "lease_revoke":
+                self.lease_timers.revoked(command.lease_revoke.id)
+            else:
+                for lease_id in command.lease_expire.ids:
+                    self.lease_timers.revoked(lease_id)
+
+    def _on_member_change(self, change: ConfChange) -> None:
+        if change.type == ConfChangeType.REMOVE_NODE:
+            if change.node_id != self.id:
+                self.transport.remove_peer(change.node_id)
+            return
+        if change.context:
+            info = command_pb2.MemberInfo()
+            try:
+                info.ParseFromString(change.context)
+            except Exception:
+                return
+            self._learn_member(change.node_id, info)
+
+    def _learn_member(self, node_id: int, info: Any) -> None:
+        address = info.client_address or info.peer_address
+        if address:
+            self._addresses[node_id] = address
+        if node_id != self.id and info.peer_address:
+            peer_address = self.config.peer_overrides.get(info.name, info.peer_address) if info.name else info.peer_address
+            self.transport.set_address(node_id, peer_address)
+
+    def _restore_snapshot(self, snapshot: Any) -> None:
+        self.state = StateMachine.restore(snapshot.data)
+        self._snapshot_index = snapshot.meta.index
+        self._applied_index = snapshot.meta.index
+        for info in self.state.members():
+            self._learn_member(info.id, info)
+        for fn in self._state_listeners:
+            fn(self.state)
+
+    async def _maybe_snapshot(self) -> None:
+        applied = self.core.log.applied
+        if applied - self._snapshot_index < self.config.snapshot_entries:
+            return
+        data = self.state.snapshot()
+        await self.storage.create_snapshot_async(applied, self.core.conf_state(), data)
+        self._snapshot_index = applied
+        compact_to = applied - self.config.snapshot_catchup_entries
+        if compact_to > self.storage.first_index():
+            await self.storage.compact_async(compact_to)
+
+    def _fail_all(self, error: CoordError) -> None:
+        for _, fut, _ in self._forwards:
+            if not fut.done():
+                fut.set_exception(error)
+        self._forwards.clear()
+        for _, fut in self._proposals:
+            if not fut.done():
+                fut.set_exception(error)
+        self._proposals.clear()
+        for _, fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self._waiting.clear()
+        for fut in self._read_waiters:
+            if not fut.done():
+                fut.set_exception(error)
+        self._read_waiters.clear()
+        for rnd in self._read_rounds.values():
+            for fut in rnd.waiters:
+                if not fut.done():
+                    fut.set_exception(error)
+        self._read_rounds.clear()
+        for heap in (self._parked_reads, self._applied_waiters):
+            for _, _, fut in heap:
+                if not fut.done():
+                    fut.set_exception(error)
+            heap.clear()
+
+
+def _consume_exception(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+

@@ -1,0 +1,217 @@
+"""Wiring of one coord member: storage, node, peer transport, gRPC services.
+
+``CoordServer.start()`` opens the data directory (refusing one of another cluster), finds
+this member's identity (founding member, restarted member, or joiner), starts the node
+and serves every service on one gRPC port: the public coord.v1 services, the internal
+coord.raft.v1 Raft service, grpc.health.v1 and server reflection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from coord.raft.v1 import command_pb2, raft_pb2, raft_pb2_grpc
+from coord.v1 import cluster_pb2, cluster_pb2_grpc
+from coord_server.node import Node, NodeConfig
+from coord_server.settings import ServerSettings, SettingsError, cluster_id_of, member_id_of
+from coord_server.storage import DiskStorage
+from coord_server.transport import PeerTransport, RaftPeerService
+from coord_server.transport.grpc_peer import CHANNEL_OPTIONS
+
+log = logging.getLogger("coord.server")
+
+IDENTITY_FILE = "member.json"
+"""In the data directory: this member's name, id and cluster id, written once."""
+
+
+class CoordServer:
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.node: Node | None = None
+        self.grpc_server: grpc.aio.Server | None = None
+        self.transport: PeerTransport | None = None
+        self.storage: Any = None
+        self.port = 0
+
+    async def start(self) -> None:
+        s = self.settings
+        os.makedirs(s.data_directory, exist_ok=True)
+        identity = _read_identity(s.data_directory)
+        initial_members: dict[int, command_pb2.MemberInfo] | None = None
+        if identity is not None:
+            cluster_id, member_id = identity["cluster_id"], identity["member_id"]
+            if identity["name"] != s.name:
+                raise SettingsError(
+                    f"data directory {s.data_directory} belongs to member {identity['name']!r}, not {s.name!r}"
+                )
+        elif s.join:
+            cluster_id, member_id, initial_members = await _join(s)
+        else:
+            cluster_id = cluster_id_of(s.members)
+            member_id = member_id_of(cluster_id, s.name)
+            initial_members = {
+                member_id_of(cluster_id, name): command_pb2.MemberInfo(
+                    id=member_id_of(cluster_id, name), name=name, peer_address=address, client_address=address
+                )
+                for name, address in s.members.items()
+            }
+        self.storage = DiskStorage(s.data_directory, cluster_id=cluster_id)
+        if identity is None:
+            _write_identity(s.data_directory, {"name": s.name, "member_id": member_id, "cluster_id": cluster_id})
+        self.transport = PeerTransport(
+            cluster_id,
+            on_unreachable=lambda nid: self.node.report_unreachable(nid) if self.node else None,
+            on_snapshot_status=lambda nid, failed: self.node.report_snapshot(nid, failed) if self.node else None,
+        )
+        config = NodeConfig(
+            node_id=member_id,
+            cluster_id=cluster_id,
+            name=s.name,
+            client_address=s.advertise_address,
+            tick_interval=s.tick_ms / 1000,
+            heartbeat_ticks=s.heartbeat_ms // s.tick_ms,
+            election_ticks=s.election_ms // s.tick_ms,
+            snapshot_entries=s.snapshot_entries,
+            snapshot_catchup_entries=max(50, s.snapshot_entries // 2),
+            peer_overrides=dict(s.peer_overrides),
+        )
+        bootstrap = initial_members if (identity is None and not s.join) else None
+        known = initial_members if s.join else None
+        node = Node(config, self.storage, self.transport, bootstrap_members=bootstrap, known_members=known)
+        self.node = node
+
+        server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        from coord_server.services import add_services
+
+        forward = add_services(server, node)
+        raft_pb2_grpc.add_RaftServicer_to_server(
+            RaftPeerService(cluster_id, member_id, node.step, forward), server
+        )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        service_names = [
+            raft_pb2.DESCRIPTOR.services_by_name["Raft"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+            *_public_service_names(),
+        ]
+        reflection.enable_server_reflection(service_names, server)
+        self.port = server.add_insecure_port(s.listen)
+        if self.port == 0:
+            raise SettingsError(f"cannot listen on {s.listen}: the address is in use or not local")
+        await server.start()
+        self.grpc_server = server
+        await node.start()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._health = health_servicer
+        log.info(
+            "member %s (%#x) of cluster %#x serving on %s, data in %s",
+            s.name, member_id, cluster_id, s.listen, s.data_directory,
+        )
+
+    async def stop(self, grace: float = 2.0) -> None:
+        if getattr(self, "_health", None) is not None:
+            await self._health.enter_graceful_shutdown()
+        for hub_name in ("watch_hub", "coord_hub"):
+            # Open streams (watches, observers, lock waiters) end now rather than holding
+            # the shutdown for the whole grace period.
+            hub = getattr(self.node, hub_name, None)
+            if hub is not None:
+                await hub.close()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace)
+        if self.node is not None:
+            await self.node.stop()
+        if self.transport is not None:
+            await self.transport.close()
+        if self.storage is not None:
+            self.storage.close()
+
+
+def _public_service_names() -> list[str]:
+    from coord.v1 import election_pb2, kv_pb2, lease_pb2, lock_pb2, ring_pb2
+
+    names = []
+    for module in (kv_pb2, lease_pb2, cluster_pb2, lock_pb2, election_pb2, ring_pb2):
+        names.extend(s.full_name for s in module.DESCRIPTOR.services_by_name.values())
+    return names
+
+
+def _read_identity(directory: str) -> dict[str, Any] | None:
+    path = os.path.join(directory, IDENTITY_FILE)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise SettingsError(f"{path} is unreadable ({err}); the data directory is damaged") from None
+    if not {"name", "member_id", "cluster_id"} <= set(data):
+        raise SettingsError(f"{path} lacks name, member_id or cluster_id; the data directory is damaged")
+    return data
+
+
+def _write_identity(directory: str, data: dict[str, Any]) -> None:
+    path = os.path.join(directory, IDENTITY_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def _join(s: ServerSettings) -> tuple[int, int, dict[int, command_pb2.MemberInfo]]:
+    """Ask a live member for the cluster, adding this member as a learner if it is not
+    there yet; returns (cluster id, member id, the members' addresses)."""
+    deadline = asyncio.get_running_loop().time() + 30
+    target = s.join
+    last_error = ""
+    while asyncio.get_running_loop().time() < deadline:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = cluster_pb2_grpc.ClusterStub(channel)
+            try:
+                listing = await stub.MemberList(cluster_pb2.ClusterMemberListRequest(linearizable=True), timeout=5)
+                mine = [m for m in listing.members if m.name == s.name]
+                if mine:
+                    member = mine[0]
+                    members = listing.members
+                else:
+                    added = await stub.MemberAdd(
+                        cluster_pb2.ClusterMemberAddRequest(
+                            name=s.name, peer_address=s.advertise_address, client_address=s.advertise_address
+                        ),
+                        timeout=10,
+                    )
+                    member = added.member
+                    members = added.members
+                infos = {
+                    m.id: command_pb2.MemberInfo(
+                        id=m.id, name=m.name, peer_address=m.peer_address, client_address=m.client_address
+                    )
+                    for m in members
+                }
+                return listing.header.cluster_id, member.id, infos
+            except grpc.aio.AioRpcError as err:
+                last_error = f"{err.code().name}: {err.details()}"
+                leader = dict(err.trailing_metadata() or ()).get("coord-leader")
+                if err.code() == grpc.StatusCode.UNAVAILABLE and leader:
+                    target = str(leader)
+                    continue
+                if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    break
+        await asyncio.sleep(0.5)
+    raise SettingsError(f"cannot join the cluster through {s.join}: {last_error or 'no answer'}")

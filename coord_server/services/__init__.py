@@ -1,0 +1,50 @@
+"""coord's public gRPC services (coord.v1): thin servicers over the Node.
+
+``add_services(server, node)`` registers KV (with Watch), Lease, Cluster, Lock, Election
+and Ring on a grpc.aio server and returns the handler for Raft.Forward (requests followers relay to the leader),
+which the caller passes to ``RaftPeerService``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from coord.v1 import cluster_pb2_grpc, election_pb2_grpc, kv_pb2_grpc, lease_pb2_grpc, lock_pb2_grpc, ring_pb2_grpc
+from coord_server.coord_hub import CoordHub
+from coord_server.watch import WatchHub
+
+from .cluster import ClusterService
+from .common import SERVER_OPTIONS
+from .forward import ForwardHandler, make_forward_handler
+from .kv import KVService
+from .election import ElectionService
+from .lease import LeaseService
+from .lock import LockService
+from .ring import RingService
+
+__all__ = [
+    "SERVER_OPTIONS", "ClusterService", "ForwardHandler", "KVService", "LeaseService", "WatchHub",
+    "add_services", "make_forward_handler",
+]
+
+
+def add_services(server: grpc.aio.Server, node: Any, hub: WatchHub | None = None) -> ForwardHandler:
+    """Register the public services for ``node`` on ``server``; returns the forward handler.
+
+    The WatchHub is created here unless given (to set its limits); it is reachable as
+    ``node.watch_hub`` for shutdown (``await hub.close()``)."""
+    if hub is None:
+        hub = WatchHub(node)
+    node.watch_hub = hub
+    kv_pb2_grpc.add_KVServicer_to_server(KVService(node, hub), server)
+    lease_pb2_grpc.add_LeaseServicer_to_server(LeaseService(node), server)
+    cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(node), server)
+    # Lock, Election, Ring: their waiting calls and streams are fed by one CoordHub,
+    # reachable as ``node.coord_hub`` for shutdown (``await node.coord_hub.close()``).
+    coord_hub = node.coord_hub = CoordHub(node)
+    lock_pb2_grpc.add_LockServicer_to_server(LockService(node, coord_hub), server)
+    election_pb2_grpc.add_ElectionServicer_to_server(ElectionService(node, coord_hub), server)
+    ring_pb2_grpc.add_RingServicer_to_server(RingService(node, coord_hub), server)
+    return make_forward_handler(node)

@@ -1,0 +1,281 @@
+"""What every servicer shares: response headers, exactly-once metadata, deadlines, and the
+one translation of errors into gRPC statuses.
+
+Rule 1: a servicer validates at the edge (``coord_server.state.validation``), then either
+        proposes a Command (writes) or passes a read barrier and reads the local state
+        (reads), then stamps the response's headers. Nothing malformed is ever proposed.
+Rule 2: every error leaves through ``status_of``: the runtime's ``CoordError`` family
+        (including ``ForwardedError``, a status the leader answered a forwarded request
+        with), the state machine's ``StateError`` family, and a ``CommandResult.error``
+        all carry their gRPC code; an Unavailable that knows the leader adds trailing
+        metadata ``coord-leader``. Anything else is a bug: INTERNAL, logged.
+Rule 3: the state machine fills in ``header.revision`` of the responses it returns; the
+        services add what only they know (cluster, member, term), in nested headers too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message as PbMessage
+
+from coord.raft.v1 import command_pb2
+from coord.v1 import common_pb2
+from coord_server.errors import CoordError
+from coord_server.state.errors import StateError
+from coord_server.state.limits import MAX_CLIENT_ID_BYTES, MAX_REQUEST_BYTES
+
+log = logging.getLogger("coord.services")
+
+LEADER_METADATA_KEY = "coord-leader"
+CLIENT_ID_METADATA_KEY = "coord-client-id"
+SEQ_METADATA_KEY = "coord-seq"
+
+DEFAULT_TIMEOUT = 30.0
+"""How long a call without a deadline may wait for a proposal or a read barrier. A write
+that times out this way may still be applied (DEADLINE_EXCEEDED, as with a deadline)."""
+
+GRPC_OVERHEAD_BYTES = 512 * 1024
+"""Slack above MAX_REQUEST_BYTES for the server's receive limit (as etcd): a request a bit
+over the limit still arrives and gets a clear RESOURCE_EXHAUSTED from ``check_size``;
+a far bigger one is refused by gRPC itself, also with RESOURCE_EXHAUSTED."""
+
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES),
+]
+"""Options for a server that serves only the public API. A server that also carries the
+Raft peer service needs its larger limits; ``check_size`` keeps the public limit then."""
+
+_STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
+
+Context = grpc.aio.ServicerContext[Any, Any]
+"""The servicer context of any call."""
+
+
+class DeadlineExceeded(CoordError):
+    """The call's deadline (or DEFAULT_TIMEOUT) passed while waiting."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class ServiceError(CoordError):
+    """An error with any status code, raised by the services themselves (and by the
+    forward handler, so that RaftPeerService, which catches CoordError, passes it on)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, leader_address: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.leader_address = leader_address
+
+
+def status_code(number: int) -> grpc.StatusCode:
+    return _STATUS_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, str]:
+    """(code, message, leader address or "") for any error a servicer may meet."""
+    if isinstance(exc, CoordError):
+        code = exc.code if isinstance(exc.code, grpc.StatusCode) else status_code(int(exc.code))
+        return code, str(exc), str(getattr(exc, "leader_address", "") or "")
+    if isinstance(exc, StateError):
+        return exc.code, exc.message, ""
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the request completed", ""
+    log.error("unexpected error in a service", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}", ""
+
+
+def as_coord_error(exc: BaseException) -> CoordError:
+    """``exc`` as a CoordError (for the forward handler, whose caller catches only those)."""
+    if isinstance(exc, CoordError):
+        return exc
+    code, message, leader = status_of(exc)
+    return ServiceError(code, message, leader)
+
+
+def leader_metadata(leader: str) -> tuple[tuple[str, str], ...]:
+    return ((LEADER_METADATA_KEY, leader),) if leader else ()
+
+
+async def abort(context: Context, exc: BaseException) -> None:
+    code, message, leader = status_of(exc)
+    await context.abort(code, message, trailing_metadata=leader_metadata(leader))
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def unary(fn: Handler) -> Handler:
+    """Wrap a unary handler so that every error is answered through ``status_of``."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: Context) -> Any:
+        try:
+            return await fn(self, request, context)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated, INTERNAL ones logged
+            await abort(context, exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------- headers
+
+
+class Headers:
+    """Stamps response headers for one node."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    def header(self, revision: int | None = None) -> common_pb2.ResponseHeader:
+        """A header for this member; revision defaults to the store's current one."""
+        node = self.node
+        if revision is None:
+            revision = node.state.revision
+        return common_pb2.ResponseHeader(
+            cluster_id=node.config.cluster_id,
+            member_id=node.config.node_id,
+            revision=revision,
+            raft_term=node.core.term,
+        )
+
+    def stamp(self, msg: PbMessage, revision: int | None = None) -> PbMessage:
+        """Set cluster, member and term in ``msg.header`` and every nested header (Txn
+        responses); keep the revisions the state machine set, unless ``revision`` is given
+        for the top-level header. Returns ``msg``."""
+        node = self.node
+        _stamp(msg, node.config.cluster_id, node.config.node_id, node.core.term)
+        if revision is not None:
+            msg.header.revision = revision  # type: ignore[attr-defined]
+        return msg
+
+
+_HEADER_NAME = common_pb2.ResponseHeader.DESCRIPTOR.full_name
+_HOLDS_HEADER: dict[str, bool] = {}
+
+
+def _holds_header(desc: Any, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether messages of type ``desc`` can contain a ResponseHeader (memoized), so that
+    stamping never walks the key-values of a large Range."""
+    name = desc.full_name
+    if name in _HOLDS_HEADER:
+        return _HOLDS_HEADER[name]
+    if name in seen:
+        return False
+    found = False
+    for field in desc.fields:
+        sub = field.message_type
+        if sub is not None and (sub.full_name == _HEADER_NAME or _holds_header(sub, seen | {name})):
+            found = True
+            break
+    if not seen:
+        _HOLDS_HEADER[name] = found
+    return found
+
+
+def _stamp(msg: PbMessage, cluster_id: int, member_id: int, term: int) -> None:
+    desc = msg.DESCRIPTOR
+    if "header" in desc.fields_by_name:
+        h = msg.header  # type: ignore[attr-defined]  # set even when absent: zeroes would mislead
+        h.cluster_id = cluster_id
+        h.member_id = member_id
+        h.raft_term = term
+    for field, value in msg.ListFields():
+        sub = field.message_type
+        if sub is None or field.name == "header" or not _holds_header(sub):
+            continue
+        if field.is_repeated:
+            for item in value:
+                _stamp(item, cluster_id, member_id, term)
+        else:
+            _stamp(value, cluster_id, member_id, term)
+
+
+# ----------------------------------------------------------------- exactly-once, sizes
+
+
+def session_of(context: Context) -> tuple[str, int]:
+    """(client id, seq) from the call's `coord-client-id` / `coord-seq` metadata; ("", 0)
+    when absent. INVALID_ARGUMENT for an oversized id or a seq that is not a decimal u64,
+    or an id without a seq."""
+    client_id = ""
+    seq_text: str | None = None
+    for key, value in context.invocation_metadata() or ():
+        if key == CLIENT_ID_METADATA_KEY:
+            client_id = value.decode() if isinstance(value, bytes) else value
+        elif key == SEQ_METADATA_KEY:
+            seq_text = value.decode() if isinstance(value, bytes) else value
+    if not client_id:
+        return "", 0
+    if len(client_id.encode()) > MAX_CLIENT_ID_BYTES:
+        raise ServiceError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{CLIENT_ID_METADATA_KEY} is {len(client_id.encode())} bytes; the limit is {MAX_CLIENT_ID_BYTES}",
+        )
+    if seq_text is None:
+        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"{CLIENT_ID_METADATA_KEY} needs {SEQ_METADATA_KEY}")
+    seq_text = seq_text.strip()
+    if not seq_text.isdigit() or not seq_text.isascii() or int(seq_text) >= 1 << 64:
+        raise ServiceError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{SEQ_METADATA_KEY} must be a decimal unsigned 64-bit number, got {seq_text!r}",
+        )
+    return client_id, int(seq_text)
+
+
+def check_size(request: PbMessage) -> None:
+    size = request.ByteSize()
+    if size > MAX_REQUEST_BYTES:
+        raise ServiceError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"request is {size} bytes; the limit is {MAX_REQUEST_BYTES}",
+        )
+
+
+def timeout_of(context: Context | None) -> float:
+    remaining = context.time_remaining() if context is not None else None
+    if remaining is None:
+        return DEFAULT_TIMEOUT
+    return max(0.0, remaining)
+
+
+T = TypeVar("T")
+
+
+async def bounded(awaitable: Awaitable[T], timeout: float, what: str) -> T:
+    """Await with a time limit; DeadlineExceeded (mentioning ``what``) when it passes.
+
+    ``asyncio.timeout`` arms a timer on the current task; ``asyncio.wait_for`` would wrap
+    the awaitable in a task of its own, a cost paid on every request."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await awaitable
+    except (asyncio.TimeoutError, TimeoutError):
+        raise DeadlineExceeded(f"the deadline passed before {what}") from None
+
+
+async def propose(node: Any, command: command_pb2.Command, context: Context | None) -> Any:
+    """Propose ``command`` (forwarded when this node follows) and return the response in
+    its CommandResult; raise the CommandResult's error. Headers are not stamped."""
+    timeout = timeout_of(context)
+    result = await bounded(
+        node.propose(command, timeout), timeout, "the request was applied (it may still be applied)"
+    )
+    which = result.WhichOneof("result")
+    if which is None:
+        raise ServiceError(grpc.StatusCode.INTERNAL, "the state machine returned no result")
+    if which == "error":
+        raise ServiceError(status_code(result.error.code), result.error.message)
+    return getattr(result, which)
+
+
+async def read_barrier(node: Any, context: Context | None) -> None:
+    """Linearizable read point (ReadIndex); works on followers too."""
+    await bounded(node.read_barrier(), timeout_of(context), "the read could be confirmed with a quorum")

@@ -1,0 +1,113 @@
+"""The Election service: Campaign (proposed, then waits to lead), Proclaim and Resign
+(proposed), Leader (a read) and Observe (a stream of states).
+
+Campaign waits like Lock.Acquire (services/waits.py): on its own member, for its own
+lease's leadership only. Observe streams the election's state after every change, in the
+order the log applied them (coord_server/coord_hub.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from coord.raft.v1 import command_pb2
+from coord.v1 import election_pb2, election_pb2_grpc
+from coord_server.coord_hub import CoordHub
+from coord_server.state import validation
+
+from .common import Context, Headers, abort, check_size, propose, read_barrier, session_of, unary
+from .waits import WaitGone, deadline_of, wait_in_queue
+
+log = logging.getLogger("coord.services.election")
+
+
+class ElectionService(election_pb2_grpc.ElectionServicer):
+    def __init__(self, node: Any, hub: CoordHub) -> None:
+        self.node = node
+        self.hub = hub
+        self.headers = Headers(node)
+
+    def _command(self, context: Context, **op: Any) -> command_pb2.Command:
+        client_id, seq = session_of(context)
+        return command_pb2.Command(client_id=client_id, seq=seq, **op)
+
+    @unary
+    async def Campaign(
+        self, request: election_pb2.ElectionCampaignRequest, context: Context
+    ) -> election_pb2.ElectionCampaignResponse:
+        check_size(request)
+        validation.validate_election_campaign(request)
+        deadline = deadline_of(context)
+        result: command_pb2.ElectionCampaignResult = await propose(
+            self.node, self._command(context, election_campaign=request), context
+        )
+        response = result.response
+        if response.HasField("leader") or not result.queued_at:
+            return self.headers.stamp(response)  # type: ignore[return-value]
+        try:
+            key = await wait_in_queue(self.node, self.hub, "election", request.name, request.lease, result.queued_at, deadline)
+        except WaitGone:
+            # A retry of a call whose wait was cancelled: queue again (see waits.py).
+            result = await propose(self.node, command_pb2.Command(election_campaign=request), context)
+            if result.response.HasField("leader") or not result.queued_at:
+                return self.headers.stamp(result.response)  # type: ignore[return-value]
+            key = await wait_in_queue(self.node, self.hub, "election", request.name, request.lease, result.queued_at, deadline)
+        won = election_pb2.ElectionCampaignResponse(leader=key)
+        return self.headers.stamp(won, self.node.state.revision)  # type: ignore[return-value]
+
+    @unary
+    async def Proclaim(
+        self, request: election_pb2.ElectionProclaimRequest, context: Context
+    ) -> election_pb2.ElectionProclaimResponse:
+        check_size(request)
+        validation.validate_election_proclaim(request)
+        response = await propose(self.node, self._command(context, election_proclaim=request), context)
+        return self.headers.stamp(response)  # type: ignore[return-value]
+
+    @unary
+    async def Resign(
+        self, request: election_pb2.ElectionResignRequest, context: Context
+    ) -> election_pb2.ElectionResignResponse:
+        validation.validate_election_resign(request)
+        response = await propose(self.node, self._command(context, election_resign=request), context)
+        return self.headers.stamp(response)  # type: ignore[return-value]
+
+    @unary
+    async def Leader(
+        self, request: election_pb2.ElectionLeaderRequest, context: Context
+    ) -> election_pb2.ElectionLeaderResponse:
+        validation.validate_name(request.name, "election name")
+        if not request.serializable:
+            await read_barrier(self.node, context)
+        state = self.node.state.election_leader(request.name)
+        response = election_pb2.ElectionLeaderResponse(value=state.value)
+        key = state.leader_key()
+        if key is not None:
+            response.leader.CopyFrom(key)
+        return self.headers.stamp(response, self.node.state.revision)  # type: ignore[return-value]
+
+    async def Observe(
+        self, request: election_pb2.ElectionObserveRequest, context: Context
+    ) -> AsyncIterator[election_pb2.ElectionObserveResponse]:
+        feed = None
+        try:
+            validation.validate_name(request.name, "election name")
+            await read_barrier(self.node, context)
+            feed = self.hub.observe(request.name)
+            while True:
+                body = await self.hub.next(feed)
+                response = election_pb2.ElectionObserveResponse()
+                response.CopyFrom(body)
+                yield self.headers.stamp(response, self.node.state.revision)  # type: ignore[misc]
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated
+            await abort(context, exc)
+        finally:
+            if feed is not None:
+                self.hub.close_feed(feed)

@@ -1,0 +1,114 @@
+"""The KV service: Range, Put, DeleteRange, Txn, Compact (unary) and Watch (bidi stream).
+
+Writes are proposed as Commands (forwarded to the leader by the node when this member
+follows); reads pass a ReadIndex barrier unless serializable, then read the local state.
+Watch streams are served by the member's WatchHub (coord_server/watch.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from coord.raft.v1 import command_pb2
+from coord.v1 import kv_pb2, kv_pb2_grpc
+from coord_server.state import validation
+from coord_server.watch import WatchHub
+
+from .common import Context, Headers, abort, check_size, propose, read_barrier, session_of, timeout_of, unary
+
+log = logging.getLogger("coord.services.kv")
+
+
+class KVService(kv_pb2_grpc.KVServicer):
+    def __init__(self, node: Any, hub: WatchHub) -> None:
+        self.node = node
+        self.hub = hub
+        self.headers = Headers(node)
+
+    # ------------------------------------------------------------------ reads
+
+    @unary
+    async def Range(self, request: kv_pb2.RangeRequest, context: Context) -> kv_pb2.RangeResponse:
+        check_size(request)
+        validation.validate_range(request)
+        if not request.serializable:
+            await read_barrier(self.node, context)
+        response: kv_pb2.RangeResponse = self.node.state.range(request)
+        self.headers.stamp(response)
+        return response
+
+    # ------------------------------------------------------------------ writes
+
+    def _command(self, context: Context, **op: Any) -> command_pb2.Command:
+        client_id, seq = session_of(context)
+        return command_pb2.Command(client_id=client_id, seq=seq, **op)
+
+    @unary
+    async def Put(self, request: kv_pb2.PutRequest, context: Context) -> kv_pb2.PutResponse:
+        check_size(request)
+        validation.validate_put(request)
+        response = await propose(self.node, self._command(context, put=request), context)
+        return self.headers.stamp(response)  # type: ignore[return-value]
+
+    @unary
+    async def DeleteRange(
+        self, request: kv_pb2.DeleteRangeRequest, context: Context
+    ) -> kv_pb2.DeleteRangeResponse:
+        check_size(request)
+        validation.validate_delete_range(request)
+        response = await propose(self.node, self._command(context, delete_range=request), context)
+        return self.headers.stamp(response)  # type: ignore[return-value]
+
+    @unary
+    async def Txn(self, request: kv_pb2.TxnRequest, context: Context) -> kv_pb2.TxnResponse:
+        check_size(request)
+        validation.validate_txn(request)
+        response = await propose(self.node, self._command(context, txn=request), context)
+        return self.headers.stamp(response)  # type: ignore[return-value]
+
+    @unary
+    async def Compact(self, request: kv_pb2.CompactRequest, context: Context) -> kv_pb2.CompactResponse:
+        validation.validate_compact(request)
+        response = await propose(self.node, self._command(context, compact=request), context)
+        if request.physical:
+            await self._wait_replicated(context)
+        return self.headers.stamp(response)  # type: ignore[return-value]
+
+    async def _wait_replicated(self, context: Context) -> None:
+        """For a physical compaction: wait, within the deadline, until every member's log
+        holds this member's applied index (on the leader; a follower waits to have applied
+        it itself). Members apply what they store within a heartbeat, and compaction frees
+        memory as it is applied, so this is as close to "every member applied it" as the
+        leader can observe."""
+        node = self.node
+        target = node.core.log.applied
+        deadline = time.monotonic() + timeout_of(context)
+        if not node.is_leader:
+            await node.wait_applied(target)
+            return
+        interval = node.config.tick_interval
+        while time.monotonic() < deadline:
+            status = node.core.status()
+            if status.role.name != "LEADER":
+                return
+            if all(p.match >= target for p in status.progress.values()):
+                return
+            await asyncio.sleep(interval)
+
+    # ------------------------------------------------------------------ watch
+
+    async def Watch(  # type: ignore[override]  # writes with context.write, returns nothing
+        self, request_iterator: AsyncIterator[kv_pb2.WatchRequest], context: Context
+    ) -> None:
+        try:
+            await self.hub.serve(request_iterator, context)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await abort(context, exc)

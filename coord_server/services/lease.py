@@ -1,0 +1,175 @@
+"""The Lease service: Grant, Revoke (proposed), KeepAlive and TimeToLive (the leader's
+lease clock, forwarded from followers), List (from the state).
+
+Rule 1: remaining time exists only on the leader (coord_server/lease_timer.py). A member
+        that follows forwards KeepAlive and TimeToLive to the leader through the Raft
+        service's Forward RPC (FORWARD_KIND_LEASE_KEEP_ALIVE / _TIME_TO_LIVE), so a client
+        connected to any member is served; the leader answers them with
+        ``keepalive_on_leader`` / ``time_to_live_on_leader``, the same code it uses for
+        its own clients.
+Rule 2: a keepalive is answered only after the leader confirmed its leadership with a
+        quorum (``Node.lease_keepalive``), so no deposed leader promises a TTL.
+Rule 3: TTLs are whole seconds, truncated as etcd does (``int(remaining)``); a lease whose
+        time ran out but whose revocation is not applied yet reports -1.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from coord.raft.v1 import command_pb2, raft_pb2
+from coord.v1 import lease_pb2, lease_pb2_grpc
+from coord_server.errors import CoordError, NotFound, Unavailable
+from coord_server.state import validation
+from coord_server.state.limits import min_lease_ttl
+
+from .common import (
+    Context,
+    Headers,
+    abort,
+    bounded,
+    check_size,
+    propose,
+    read_barrier,
+    session_of,
+    timeout_of,
+    unary,
+)
+
+log = logging.getLogger("coord.services.lease")
+
+KEEPALIVE_TIMEOUT = 5.0
+"""Longest wait for one keepalive on a stream (stream calls rarely carry a deadline): a
+keepalive not confirmed by then ends the stream with UNAVAILABLE so the client reconnects,
+well before a lease of the minimum TTL could expire."""
+
+
+# ------------------------------------------------------------------ the leader's side
+
+
+async def keepalive_on_leader(node: Any, lease_id: int) -> lease_pb2.LeaseKeepAliveResponse:
+    """Renew ``lease_id`` on this member, which must lead (Unavailable otherwise)."""
+    try:
+        ttl = await node.lease_keepalive(lease_id)
+    except NotFound:
+        ttl = 0
+    response = lease_pb2.LeaseKeepAliveResponse(id=lease_id, ttl=ttl)
+    return Headers(node).stamp(response, node.state.revision)  # type: ignore[return-value]
+
+
+async def time_to_live_on_leader(node: Any, request: lease_pb2.LeaseTimeToLiveRequest) -> lease_pb2.LeaseTimeToLiveResponse:
+    """Describe a lease by this member's lease clock; it must lead (Unavailable otherwise)."""
+    if not node.is_leader:
+        raise Unavailable("lease clocks live on the leader", node.leader_address())
+    response = _lease_info(node, request)
+    remaining = node.lease_remaining(request.id)
+    response.ttl = -1 if remaining is None or remaining <= 0 else int(remaining)
+    return Headers(node).stamp(response, node.state.revision)  # type: ignore[return-value]
+
+
+def _lease_info(node: Any, request: lease_pb2.LeaseTimeToLiveRequest) -> lease_pb2.LeaseTimeToLiveResponse:
+    """The state's description of a lease (granted TTL and, on request, attachments);
+    NOT_FOUND when it does not exist."""
+    info = node.state.lease_info(request.id)
+    response = lease_pb2.LeaseTimeToLiveResponse(id=request.id, granted_ttl=info.granted_ttl)
+    if request.attachments:
+        response.keys.extend(info.keys)
+    return response
+
+
+# ------------------------------------------------------------------ the service
+
+
+class LeaseService(lease_pb2_grpc.LeaseServicer):
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.headers = Headers(node)
+
+    @unary
+    async def Grant(self, request: lease_pb2.LeaseGrantRequest, context: Context) -> lease_pb2.LeaseGrantResponse:
+        check_size(request)
+        validation.validate_lease_grant(request)
+        grant = lease_pb2.LeaseGrantRequest()
+        grant.CopyFrom(request)
+        grant.ttl = max(request.ttl, min_lease_ttl(self.node.config.election_timeout))
+        client_id, seq = session_of(context)
+        command = command_pb2.Command(client_id=client_id, seq=seq, lease_grant=grant)
+        response = await propose(self.node, command, context)
+        return self.headers.stamp(response)  # type: ignore[return-value]
+
+    @unary
+    async def Revoke(self, request: lease_pb2.LeaseRevokeRequest, context: Context) -> lease_pb2.LeaseRevokeResponse:
+        validation.validate_lease_revoke(request)
+        client_id, seq = session_of(context)
+        command = command_pb2.Command(client_id=client_id, seq=seq, lease_revoke=request)
+        response = await propose(self.node, command, context)
+        return self.headers.stamp(response)  # type: ignore[return-value]
+
+    async def KeepAlive(
+        self, request_iterator: AsyncIterator[lease_pb2.LeaseKeepAliveRequest], context: Context
+    ) -> AsyncIterator[lease_pb2.LeaseKeepAliveResponse]:
+        try:
+            async for request in request_iterator:
+                yield await self._keepalive(request)
+        except (grpc.aio.AbortError, grpc.aio.UsageError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated
+            await abort(context, exc)
+
+    async def _keepalive(self, request: lease_pb2.LeaseKeepAliveRequest) -> lease_pb2.LeaseKeepAliveResponse:
+        node = self.node
+        for attempt in range(2):
+            try:
+                if node.is_leader:
+                    response = await bounded(
+                        keepalive_on_leader(node, request.id), KEEPALIVE_TIMEOUT, "the keepalive was confirmed"
+                    )
+                else:
+                    response = await self._forward(
+                        raft_pb2.FORWARD_KIND_LEASE_KEEP_ALIVE, request, lease_pb2.LeaseKeepAliveResponse,
+                        KEEPALIVE_TIMEOUT,
+                    )
+                return response
+            except Unavailable:
+                # Leadership moved under us: once more, now forwarding to the new leader.
+                if attempt or node.is_leader or not node.leader_id:
+                    raise
+            except CoordError as err:
+                if err.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise Unavailable("the keepalive could not be confirmed in time; reconnect", node.leader_address()) from None
+                raise
+        raise AssertionError("unreachable")
+
+    @unary
+    async def TimeToLive(
+        self, request: lease_pb2.LeaseTimeToLiveRequest, context: Context
+    ) -> lease_pb2.LeaseTimeToLiveResponse:
+        if self.node.is_leader:
+            return await time_to_live_on_leader(self.node, request)
+        return await self._forward(  # type: ignore[no-any-return]
+            raft_pb2.FORWARD_KIND_LEASE_TIME_TO_LIVE, request, lease_pb2.LeaseTimeToLiveResponse, timeout_of(context)
+        )
+
+    @unary
+    async def List(self, request: lease_pb2.LeaseListRequest, context: Context) -> lease_pb2.LeaseListResponse:
+        await read_barrier(self.node, context)
+        response = lease_pb2.LeaseListResponse(leases=self.node.state.lease_list())
+        return self.headers.stamp(response, self.node.state.revision)  # type: ignore[return-value]
+
+    async def _forward(self, kind: int, request: Any, response_type: Any, timeout: float) -> Any:
+        """Send ``request`` to the leader through Raft.Forward; the answer, re-stamped as
+        this member's."""
+        node = self.node
+        leader = node.leader_id
+        if not leader:
+            raise Unavailable("no leader is elected yet; retry shortly")
+        payload = await bounded(
+            node.transport.forward(leader, kind, request.SerializeToString(), timeout), timeout,
+            "the leader answered",
+        )
+        response = response_type.FromString(payload)
+        return self.headers.stamp(response, node.state.revision)

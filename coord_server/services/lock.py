@@ -1,0 +1,72 @@
+"""The Lock service: Acquire (proposed, then waits in the lock's queue), Release
+(proposed), Inspect (a read).
+
+Acquire proposes a ``lock_acquire`` command. The state machine grants a free lock at once
+(the result carries the token) or queues the lease (the result carries ``queued_at``);
+then the call waits on its own member for that lease's grant only (services/waits.py,
+coord_server/coord_hub.py), up to the call's deadline. The grant itself is decided in the
+log: by the Release, or the end of the holder's lease, that frees a permit, in the same
+entry. So every member answers the same, and a waiting call survives a change of leader:
+its place in the queue is in the replicated state, and the member it waits on applies
+the grant whoever leads.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from coord.raft.v1 import command_pb2
+from coord.v1 import lock_pb2, lock_pb2_grpc
+from coord_server.coord_hub import CoordHub
+from coord_server.state import validation
+
+from .common import Context, Headers, check_size, propose, read_barrier, session_of, unary
+from .waits import WaitGone, deadline_of, wait_in_queue
+
+log = logging.getLogger("coord.services.lock")
+
+
+class LockService(lock_pb2_grpc.LockServicer):
+    def __init__(self, node: Any, hub: CoordHub) -> None:
+        self.node = node
+        self.hub = hub
+        self.headers = Headers(node)
+
+    @unary
+    async def Acquire(self, request: lock_pb2.LockAcquireRequest, context: Context) -> lock_pb2.LockAcquireResponse:
+        check_size(request)
+        validation.validate_lock_acquire(request)
+        deadline = deadline_of(context)
+        client_id, seq = session_of(context)
+        command = command_pb2.Command(client_id=client_id, seq=seq, lock_acquire=request)
+        result: command_pb2.LockAcquireResult = await propose(self.node, command, context)
+        response = result.response
+        if response.acquired or request.no_wait or not result.queued_at:
+            return self.headers.stamp(response)  # type: ignore[return-value]
+        try:
+            token = await wait_in_queue(self.node, self.hub, "lock", request.name, request.lease, result.queued_at, deadline)
+        except WaitGone:
+            # A retry of a call whose wait was cancelled: queue again (see waits.py).
+            result = await propose(self.node, command_pb2.Command(lock_acquire=request), context)
+            if result.response.acquired or not result.queued_at:
+                return self.headers.stamp(result.response)  # type: ignore[return-value]
+            token = await wait_in_queue(self.node, self.hub, "lock", request.name, request.lease, result.queued_at, deadline)
+        granted = lock_pb2.LockAcquireResponse(acquired=True, token=token)
+        return self.headers.stamp(granted, self.node.state.revision)  # type: ignore[return-value]
+
+    @unary
+    async def Release(self, request: lock_pb2.LockReleaseRequest, context: Context) -> lock_pb2.LockReleaseResponse:
+        validation.validate_lock_release(request)
+        client_id, seq = session_of(context)
+        command = command_pb2.Command(client_id=client_id, seq=seq, lock_release=request)
+        response = await propose(self.node, command, context)
+        return self.headers.stamp(response)  # type: ignore[return-value]
+
+    @unary
+    async def Inspect(self, request: lock_pb2.LockInspectRequest, context: Context) -> lock_pb2.LockInspectResponse:
+        validation.validate_lock_inspect(request)
+        if not request.serializable:
+            await read_barrier(self.node, context)
+        response = self.node.state.lock_inspect(request.name)
+        return self.headers.stamp(response)  # type: ignore[return-value]

@@ -1,0 +1,63 @@
+"""The load generator (bench/loadgen.py) runs end to end against a real coord cluster, and
+its etcd messages are wire-compatible with etcd's (the same field numbers as coord's KV,
+which keeps etcd's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import etcd
+from coord.v1 import kv_pb2
+
+pytestmark = pytest.mark.timeout(180)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_etcd_messages_match_etcds_field_numbers() -> None:
+    # coord's KV messages keep etcd's field numbers, so the bytes must be identical.
+    put = etcd.PutRequest(key=b"k", value=b"v").SerializeToString()
+    assert put == kv_pb2.PutRequest(key=b"k", value=b"v").SerializeToString()
+    get = etcd.RangeRequest(key=b"k", range_end=b"l", limit=3, serializable=True).SerializeToString()
+    assert get == kv_pb2.RangeRequest(key=b"k", range_end=b"l", limit=3, serializable=True).SerializeToString()
+    response = kv_pb2.RangeResponse(count=1)
+    response.header.revision = 7
+    response.kvs.add(key=b"k", value=b"v", mod_revision=7, version=2)
+    parsed = etcd.RangeResponse.FromString(response.SerializeToString())
+    assert (parsed.header.revision, parsed.kvs[0].key, parsed.kvs[0].version, parsed.count) == (7, b"k", 2, 1)
+
+
+def test_etcd_is_reported_missing_without_the_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    ok, why = etcd.available()
+    assert not ok and "etcd-server" in why
+
+
+def test_loadgen_measures_coord_and_says_when_etcd_is_skipped(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable)}  # no etcd on PATH
+    out = tmp_path / "result.json"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "bench", "kv", "--seconds", "0.5", "--warmup", "0.3",
+            "--put", "4", "--get", "2", "--failover-runs", "1", "--failover-window", "20",
+            "--dir", str(tmp_path), "--json", str(out),
+        ],
+        capture_output=True, text=True, timeout=170, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "etcd comparison SKIPPED" in result.stdout
+    data = json.loads(out.read_text())
+    points = {(p["op"], p["concurrency"]): p for p in data["coord"]["points"]}
+    assert set(points) == {("put", 4), ("get", 2)}
+    for p in points.values():
+        assert p["ops"] > 0 and p["p50_ms"] > 0 and p["p99_ms"] >= p["p50_ms"]
+        assert {"n1", "n2", "n3", "client1", "servers", "clients", "machine"} <= set(p["cpu"])
+    failover = data["coord"]["failover"]
+    assert failover["runs"][0]["resumed"] is not None and failover["runs"][0]["resumed"] < 20
+    assert not list(tmp_path.glob("coord-bench-kv-*")), "the data directory was not removed"

@@ -1,0 +1,522 @@
+"""A local coord cluster in the background: what `make cluster` and its friends run.
+
+    tools/cluster.py [--dir DIR] start [--ports "7001 7002 7003"] [--timeout S]
+    tools/cluster.py [--dir DIR] status
+    tools/cluster.py [--dir DIR] stop [--timeout S]
+    tools/cluster.py [--dir DIR] kill NODE
+    tools/cluster.py [--dir DIR] restart NODE
+    tools/cluster.py [--dir DIR] logs [NODE] [--lines N]
+    tools/cluster.py [--dir DIR] clean
+
+Everything lives under DIR (default ``.cluster``): ``cluster.json`` (the members and the
+arguments each was started with), and per member ``NAME/`` (data), ``NAME.pid`` and
+``NAME.log`` (appended to across restarts). Members are named n1, n2, ... and listen on
+127.0.0.1 at the given ports (default 7001-7003), one per port.
+
+Rules:
+
+1. Signals go only to pids recorded in DIR whose command line is that member's
+   coord-server; a stale pid file (the process is gone, or the pid was reused) is ignored.
+2. ``start`` while members run changes nothing: it says so, shows the status and exits 0.
+   With a stopped cluster's data in DIR it starts those members again on their ports.
+3. ``start`` returns once every member agrees on a leader, or fails (exit 1) with each
+   member's log tail and stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORTS = (7001, 7002, 7003)
+HOST = "127.0.0.1"
+STATE_FILE = "cluster.json"
+
+
+def first_command(endpoints: list[str]) -> str:
+    """What `make cluster` suggests trying first. (coordctl's commands are still to come;
+    until then, a Put and a Range through the generated stubs.)"""
+    return (
+        f".venv/bin/python -c \"import grpc; from coord.v1 import kv_pb2 as p, kv_pb2_grpc as g; "
+        f"kv = g.KVStub(grpc.insecure_channel('{endpoints[0]}')); "
+        f"kv.Put(p.PutRequest(key=b'hello', value=b'world')); print(kv.Range(p.RangeRequest(key=b'hello')))\""
+    )
+
+
+class ClusterError(Exception):
+    """A command cannot be carried out; the message says why and what to do."""
+
+
+@dataclass
+class Member:
+    name: str
+    address: str
+    base: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / self.name
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base / f"{self.name}.log"
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2])
+
+
+class LocalCluster:
+    def __init__(self, base: Path) -> None:
+        self.base = base.resolve()
+        self.members: list[Member] = []
+        self.args: dict[str, list[str]] = {}
+        state = self.base / STATE_FILE
+        if state.exists():
+            data = json.loads(state.read_text())
+            for m in data["members"]:
+                self.members.append(Member(m["name"], m["address"], self.base))
+                self.args[m["name"]] = m["args"]
+
+    # -- definition -------------------------------------------------------------------
+
+    def define(self, ports: list[int]) -> None:
+        """Record a new cluster with one member per port (no data yet)."""
+        self.members = [Member(f"n{i + 1}", f"{HOST}:{port}", self.base) for i, port in enumerate(ports)]
+        initial = ",".join(f"{m.name}={m.address}" for m in self.members)
+        self.args = {
+            m.name: [
+                "--name", m.name,
+                "--data-dir", str(m.data_dir),
+                "--listen", m.address,
+                "--initial-cluster", initial,
+            ]
+            for m in self.members
+        }
+        self.base.mkdir(parents=True, exist_ok=True)
+        payload = {"members": [{"name": m.name, "address": m.address, "args": self.args[m.name]} for m in self.members]}
+        tmp = self.base / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        tmp.replace(self.base / STATE_FILE)
+
+    @property
+    def defined(self) -> bool:
+        return bool(self.members)
+
+    def member(self, name: str | None) -> Member:
+        if not self.defined:
+            raise ClusterError(f"no cluster in {self.base}; start one with `make cluster`")
+        names = [m.name for m in self.members]
+        if not name:
+            raise ClusterError(f"name a member: NODE=<{'|'.join(names)}>")
+        for m in self.members:
+            if m.name == name:
+                return m
+        raise ClusterError(f"no member {name!r}; the members are {', '.join(names)}")
+
+    # -- processes ----------------------------------------------------------------------
+
+    def pid(self, member: Member) -> int | None:
+        """The pid of ``member``'s running coord-server, or None."""
+        try:
+            pid = int(member.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _is_member_process(pid, member) else None
+
+    def running(self) -> dict[str, int]:
+        return {m.name: pid for m in self.members if (pid := self.pid(m)) is not None}
+
+    def spawn(self, member: Member) -> int:
+        member.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(member.log_file, "ab") as log:
+            log.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} tools/cluster.py: starting {member.name}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "coord_server.cli", *self.args[member.name]],
+                cwd=self.base,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives this script and the terminal's Ctrl-C
+            )
+        member.pid_file.write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def signal_and_wait(self, member: Member, pid: int, sig: int, timeout: float) -> bool:
+        """Send ``sig`` (0: none) to ``pid`` and wait until it is gone; True if it is."""
+        try:
+            if sig:
+                os.kill(pid, sig)
+            if sig == signal.SIGTERM:
+                os.kill(pid, signal.SIGCONT)  # a paused (SIGSTOP) member must run to exit
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return True
+            time.sleep(0.05)
+        return not _alive(pid)
+
+    def stop_member(self, member: Member, timeout: float) -> str:
+        pid = self.pid(member)
+        if pid is None:
+            member.pid_file.unlink(missing_ok=True)
+            return "not running"
+        if self.signal_and_wait(member, pid, signal.SIGTERM, timeout):
+            how = "stopped"
+        elif self.signal_and_wait(member, pid, signal.SIGKILL, 10):
+            how = f"killed (did not exit within {timeout:g}s of SIGTERM)"
+        else:
+            raise ClusterError(f"{member.name} (pid {pid}) survives SIGKILL")
+        member.pid_file.unlink(missing_ok=True)
+        return f"{how} (pid {pid})"
+
+    # -- status -------------------------------------------------------------------------
+
+    def statuses(self, timeout: float = 1.0) -> dict[str, Any]:
+        """name -> ClusterStatusResponse, or a short string saying why there is none."""
+        import grpc
+
+        from coord.v1 import cluster_pb2, cluster_pb2_grpc
+
+        out: dict[str, Any] = {}
+        self.names_by_id: dict[int, str] = {}
+        running = self.running()
+        for m in self.members:
+            if m.name not in running:
+                out[m.name] = "down"
+                continue
+            if _process_state(running[m.name]) == "T":
+                out[m.name] = "paused"
+                continue
+            with grpc.insecure_channel(m.address) as channel:
+                stub = cluster_pb2_grpc.ClusterStub(channel)
+                try:
+                    out[m.name] = stub.Status(cluster_pb2.ClusterStatusRequest(), timeout=timeout)
+                    if not self.names_by_id:  # names of all members, down ones included
+                        listing = stub.MemberList(cluster_pb2.ClusterMemberListRequest(), timeout=timeout)
+                        self.names_by_id = {member.id: member.name for member in listing.members}
+                except grpc.RpcError as err:
+                    out[m.name] = f"no answer ({err.code().name})"
+        for name, status in out.items():
+            if not isinstance(status, str):
+                self.names_by_id.setdefault(status.header.member_id, name)
+        return out
+
+    def leader_of(self, statuses: dict[str, Any]) -> str | None:
+        """The member every answering member names as leader (and which says it leads)."""
+        from coord.v1 import cluster_pb2
+
+        answers = {n: s for n, s in statuses.items() if not isinstance(s, str)}
+        if not answers or any(isinstance(s, str) and s != "down" for s in statuses.values()):
+            return None
+        ids = {s.header.member_id: n for n, s in answers.items()}
+        leaders = {s.leader for s in answers.values()}
+        if len(leaders) != 1:
+            return None
+        name = ids.get(leaders.pop())
+        if name is None or answers[name].role != cluster_pb2.RAFT_ROLE_LEADER:
+            return None
+        return name
+
+    def table(self, statuses: dict[str, Any]) -> str:
+        from coord.v1 import cluster_pb2
+
+        names = getattr(self, "names_by_id", {})
+        rows = [("NAME", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED")]
+        for m in self.members:
+            s = statuses.get(m.name, "down")
+            if isinstance(s, str):
+                rows.append((m.name, m.address, s, "-", "-", "-", "-"))
+                continue
+            role = cluster_pb2.RaftRole.Name(s.role).removeprefix("RAFT_ROLE_").lower().replace("_", "-")
+            if s.is_learner:
+                role += " (learner)"
+            leader = names.get(s.leader, f"{s.leader:#x}") if s.leader else "none"
+            rows.append((m.name, m.address, role, str(s.header.raft_term), leader, str(s.commit_index), str(s.applied_index)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+    def wait_for_leader(self, timeout: float, started: dict[str, int]) -> str:
+        deadline = time.monotonic() + timeout
+        statuses: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            for name, pid in started.items():
+                if not _alive(pid):
+                    raise ClusterError(f"{name} exited during start-up\n{self.log_tails([name])}")
+            statuses = self.statuses()
+            leader = self.leader_of(statuses)
+            if leader is not None and all(not isinstance(statuses[n], str) for n in started):
+                return leader
+            time.sleep(0.1)
+        raise ClusterError(
+            f"no leader that every member agrees on within {timeout:g}s\n{self.table(statuses)}\n{self.log_tails()}"
+        )
+
+    def log_tails(self, names: list[str] | None = None, lines: int = 20) -> str:
+        out = []
+        for m in self.members:
+            if names is not None and m.name not in names:
+                continue
+            out.append(f"==> {m.log_file} <==")
+            out.append(_tail(m.log_file, lines))
+        return "\n".join(out)
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    ports = _parse_ports(args.ports) if args.ports else None
+    running = cluster.running()
+    if running:
+        recorded = [m.port for m in cluster.members]
+        note = "" if ports in (None, recorded) else f" (on ports {' '.join(map(str, recorded))}, not {' '.join(map(str, ports))})"
+        print(f"A cluster is already running in {cluster.base}{note}; leaving it as it is.")
+        print(cluster.table(cluster.statuses()))
+        down = [m.name for m in cluster.members if m.name not in running]
+        if down:
+            print(f"Stopped: {', '.join(down)}; start one with `make cluster-restart NODE={down[0]}`.")
+        print("Stop it with `make cluster-stop`.")
+        return 0
+    has_data = cluster.defined and any(m.data_dir.exists() for m in cluster.members)
+    if has_data:
+        recorded = [m.port for m in cluster.members]
+        if ports is not None and ports != recorded:
+            raise ClusterError(
+                f"{cluster.base} holds a stopped cluster on ports {' '.join(map(str, recorded))}; "
+                f"start it on those ports (omit PORTS), or remove it with `make cluster-clean` first"
+            )
+        print(f"Starting the stopped cluster in {cluster.base} again (its data is kept).")
+    else:
+        cluster.define(ports or list(DEFAULT_PORTS))
+    for m in cluster.members:
+        if not _port_free(m.port):
+            raise ClusterError(f"port {m.port} ({m.name}) is in use by another process; choose others with PORTS=\"...\"")
+    started = {m.name: cluster.spawn(m) for m in cluster.members}
+    try:
+        leader = cluster.wait_for_leader(args.timeout, started)
+    except ClusterError:
+        for m in cluster.members:
+            cluster.stop_member(m, timeout=5)
+        raise
+    endpoints = [m.address for m in cluster.members]
+    print(f"coord cluster of {len(endpoints)} is up in {cluster.base}; leader: {leader}.")
+    print(cluster.table(cluster.statuses()))
+    print()
+    print(f"Endpoints: {','.join(endpoints)}")
+    print("Try:")
+    print(f"  {first_command(endpoints)}")
+    print("  make cluster-status | cluster-logs | cluster-kill NODE=n2 | cluster-restart NODE=n2 | cluster-stop")
+    return 0
+
+
+def cmd_status(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    if not cluster.defined:
+        print(f"No cluster in {cluster.base}; start one with `make cluster`.")
+        return 1
+    statuses = cluster.statuses()
+    print(cluster.table(statuses))
+    if not cluster.running():
+        print("No member is running; `make cluster` starts them again.")
+        return 1
+    return 0
+
+
+def cmd_stop(cluster: LocalCluster, args: argparse.Namespace, keep_note: bool = True) -> int:
+    if not cluster.defined:
+        print(f"No cluster in {cluster.base}.")
+        return 0
+    running = cluster.running()
+    # SIGTERM every member first, so they shut down side by side.
+    for pid in running.values():
+        try:
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)  # a paused (SIGSTOP) member must run to exit
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + args.timeout
+    for m in cluster.members:
+        member_pid = running.get(m.name)
+        if member_pid is None:
+            print(f"{m.name}: not running")
+            m.pid_file.unlink(missing_ok=True)
+            continue
+        pid = member_pid
+        if cluster.signal_and_wait(m, pid, 0, max(0.0, deadline - time.monotonic())):
+            print(f"{m.name}: stopped (pid {pid})")
+        elif cluster.signal_and_wait(m, pid, signal.SIGKILL, 10):
+            print(f"{m.name}: killed (pid {pid}; still running {args.timeout:g}s after SIGTERM)")
+        else:
+            raise ClusterError(f"{m.name} (pid {pid}) survives SIGKILL")
+        m.pid_file.unlink(missing_ok=True)
+    if keep_note:
+        print(f"Data and logs are kept in {cluster.base}; `make cluster` starts it again, `make cluster-clean` removes it.")
+    return 0
+
+
+def cmd_kill(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    m = cluster.member(args.node)
+    pid = cluster.pid(m)
+    if pid is None:
+        print(f"{m.name} is not running.")
+        return 1
+    cluster.signal_and_wait(m, pid, signal.SIGKILL, 10)
+    m.pid_file.unlink(missing_ok=True)
+    print(f"{m.name} killed (SIGKILL, pid {pid}); `make cluster-restart NODE={m.name}` starts it again.")
+    return 0
+
+
+def cmd_restart(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    m = cluster.member(args.node)
+    if cluster.pid(m) is not None:
+        print(f"{m.name}: {cluster.stop_member(m, args.timeout)}")
+    if not _port_free(m.port):
+        raise ClusterError(f"port {m.port} of {m.name} is in use by another process")
+    pid = cluster.spawn(m)
+    deadline = time.monotonic() + args.timeout
+    while True:
+        if not _alive(pid):
+            raise ClusterError(f"{m.name} exited during start-up\n{cluster.log_tails([m.name])}")
+        status = cluster.statuses().get(m.name)
+        if not isinstance(status, str) and status is not None and status.leader:
+            break
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{m.name} (pid {pid}) runs but found no leader within {args.timeout:g}s\n{cluster.log_tails([m.name])}")
+        time.sleep(0.1)
+    print(f"{m.name} started (pid {pid}).")
+    print(cluster.table(cluster.statuses()))
+    return 0
+
+
+def cmd_logs(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    if not cluster.defined:
+        print(f"No cluster in {cluster.base}.")
+        return 1
+    names = [cluster.member(args.node).name] if args.node else None
+    print(cluster.log_tails(names, args.lines))
+    return 0
+
+
+def cmd_clean(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    if cluster.defined and cluster.running():
+        cmd_stop(cluster, args, keep_note=False)
+    if cluster.base.exists():
+        shutil.rmtree(cluster.base)
+        print(f"Removed {cluster.base}.")
+    return 0
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _parse_ports(text: str) -> list[int]:
+    parts = text.replace(",", " ").split()
+    try:
+        ports = [int(p) for p in parts]
+    except ValueError:
+        raise ClusterError(f"PORTS must be port numbers separated by spaces, got {text!r}") from None
+    if not ports or any(not 0 < p < 65536 for p in ports) or len(set(ports)) != len(ports):
+        raise ClusterError(f"PORTS must be distinct port numbers (1-65535), got {text!r}")
+    return ports
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _process_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (R, S, T, Z, ...), or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    state = _process_state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+def _is_member_process(pid: int, member: Member) -> bool:
+    """Whether ``pid`` is a live coord-server started for ``member`` (its name and data
+    directory on the command line)."""
+    if not _alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"coord_server.cli" in argv and member.name.encode() in argv and str(member.data_dir).encode() in argv
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 256 * lines))
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return "(no log yet)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tools/cluster.py", description="A local coord cluster in the background.")
+    parser.add_argument("--dir", default=".cluster", help="where data, pids and logs live (default: .cluster)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="start the members and wait for a leader")
+    start.add_argument("--ports", help='one port per member, e.g. "7001 7002 7003" (default)')
+    start.add_argument("--timeout", type=float, default=60, help="seconds to wait for a leader (default: 60)")
+    sub.add_parser("status", help="role, term, leader, commit and applied index of every member")
+    stop = sub.add_parser("stop", help="SIGTERM every member, then SIGKILL what is left")
+    stop.add_argument("--timeout", type=float, default=15, help="seconds to wait after SIGTERM (default: 15)")
+    kill = sub.add_parser("kill", help="SIGKILL one member (a crash)")
+    kill.add_argument("node", nargs="?")
+    restart = sub.add_parser("restart", help="stop one member if it runs, then start it again")
+    restart.add_argument("node", nargs="?")
+    restart.add_argument("--timeout", type=float, default=30, help="seconds to wait for it to stop or join (default: 30)")
+    logs = sub.add_parser("logs", help="the last lines of every member's log (or one's)")
+    logs.add_argument("node", nargs="?")
+    logs.add_argument("--lines", type=int, default=20)
+    clean = sub.add_parser("clean", help="stop the cluster and delete its directory (data and logs)")
+    clean.add_argument("--timeout", type=float, default=15)
+    args = parser.parse_args(argv)
+    cluster = LocalCluster(Path(args.dir))
+    command = {
+        "start": cmd_start, "status": cmd_status, "stop": cmd_stop, "kill": cmd_kill,
+        "restart": cmd_restart, "logs": cmd_logs, "clean": cmd_clean,
+    }[args.command]
+    try:
+        return command(cluster, args)
+    except ClusterError as err:
+        print(f"cluster: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
