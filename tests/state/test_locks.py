@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coord.raft.v1 import command_pb2
-from coord.v1 import kv_pb2, lock_pb2
+from coord.v1 import lock_pb2
 from coord_server.state import StateMachine
 from coord_server.state.elections import LeaderChange
 from coord_server.state.locks import LockGrant, LockWaitEnd
