@@ -271,22 +271,30 @@ class Node:
         Raises Unavailable (nothing applied; retry) or OutcomeUnknown via the caller's
         deadline; domain errors come back inside the CommandResult.
         """
-        data = command.SerializeToString()
-        if self.is_leader:
-            return await self.propose_local(data)
-        if self.core.lead == 0:
-            raise Unavailable("no leader is elected yet; retry shortly")
-        # Coalesce: every write this follower receives in one loop iteration travels to
-        # the leader in one Forward call (the leader's per-call gRPC cost is paid once).
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        deadline = loop.time() + (timeout if timeout is not None else 30.0)
-        self._forwards.append((data, fut, deadline))
-        if len(self._forwards) == 1:
-            loop.call_soon(self._flush_forwards)
-        result = await fut
+        result = await self.submit(command.SerializeToString(), timeout)
         assert isinstance(result, command_pb2.CommandResult)
         return result
+
+    def submit(self, data: bytes, timeout: float | None = None) -> asyncio.Future[Any]:
+        """``propose`` without a coroutine: a future of the CommandResult for serialized
+        command ``data`` (the Pipeline service submits many per batch this way)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        if self._stopping:
+            fut.set_exception(Unavailable("the node is stopping"))
+        elif self.is_leader:
+            self._proposals.append((data, fut))
+            self._wake.set()
+        elif self.core.lead == 0:
+            fut.set_exception(Unavailable("no leader is elected yet; retry shortly"))
+        else:
+            # Coalesce: every write this follower receives in one loop iteration travels
+            # to the leader in one Forward call (the leader's per-call cost is paid once).
+            deadline = loop.time() + (timeout if timeout is not None else 30.0)
+            self._forwards.append((data, fut, deadline))
+            if len(self._forwards) == 1:
+                loop.call_soon(self._flush_forwards)
+        return fut
 
     def _flush_forwards(self) -> None:
         batch, self._forwards = self._forwards, []
@@ -408,14 +416,19 @@ class Node:
     async def read_barrier(self) -> None:
         """Return once this node's state reflects every write committed before the call
         (ReadIndex, Raft thesis §6.4). Concurrent callers share one quorum round."""
-        if self._stopping:
-            raise Unavailable("the node is stopping")
-        if self.core.lead == 0:
-            raise Unavailable("no leader is elected yet; retry shortly")
+        await self.read_barrier_future()
+
+    def read_barrier_future(self) -> asyncio.Future[None]:
+        """``read_barrier`` without a coroutine."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._read_waiters.append(fut)
-        self._wake.set()
-        await fut
+        if self._stopping:
+            fut.set_exception(Unavailable("the node is stopping"))
+        elif self.core.lead == 0:
+            fut.set_exception(Unavailable("no leader is elected yet; retry shortly"))
+        else:
+            self._read_waiters.append(fut)
+            self._wake.set()
+        return fut
 
     async def wait_applied(self, index: int) -> None:
         if self._applied_index >= index:

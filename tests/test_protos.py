@@ -41,6 +41,7 @@ PUBLIC_SERVICES: dict[str, tuple[str, dict[str, tuple[bool, bool]]]] = {
             "Txn": (False, False),
             "Compact": (False, False),
             "Watch": (True, True),
+            "Pipeline": (True, True),
         },
     ),
     "Lease": (

@@ -218,6 +218,186 @@ WATCH_FILTER_TYPE_NO_DELETE: WatchFilterType.ValueType  # 2
 Global___WatchFilterType: _TypeAlias = WatchFilterType  # noqa: Y015
 
 @_typing.final
+class PipelineRequest(_message.Message):
+    """PipelineRequest is one batch of operations sent on a Pipeline stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ops(self) -> _containers.RepeatedCompositeFieldContainer[Global___PipelineOp]:
+        """ops are the operations of this batch; at most 1024 per message."""
+
+    def __init__(
+        self,
+        *,
+        ops: _abc.Iterable[Global___PipelineOp] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ops", b"ops"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PipelineRequest: _TypeAlias = PipelineRequest  # noqa: Y015
+
+@_typing.final
+class PipelineOp(_message.Message):
+    """PipelineOp is one operation on a Pipeline stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    RANGE_FIELD_NUMBER: _builtins.int
+    PUT_FIELD_NUMBER: _builtins.int
+    DELETE_RANGE_FIELD_NUMBER: _builtins.int
+    TXN_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """id is chosen by the client and echoed in the operation's result; ids of operations
+    awaiting a result must be distinct.
+    """
+    client_id: _builtins.str
+    """client_id and seq play the role of the `coord-client-id` and `coord-seq` metadata of
+    a unary call (exactly-once, see common.proto); empty client_id means none.
+    """
+    seq: _builtins.int
+    """seq is the exactly-once sequence number; see client_id."""
+    @_builtins.property
+    def range(self) -> Global___RangeRequest:
+        """range is a Range call."""
+
+    @_builtins.property
+    def put(self) -> Global___PutRequest:
+        """put is a Put call."""
+
+    @_builtins.property
+    def delete_range(self) -> Global___DeleteRangeRequest:
+        """delete_range is a DeleteRange call."""
+
+    @_builtins.property
+    def txn(self) -> Global___TxnRequest:
+        """txn is a Txn call."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        client_id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        range: Global___RangeRequest | None = ...,
+        put: Global___PutRequest | None = ...,
+        delete_range: Global___DeleteRangeRequest | None = ...,
+        txn: Global___TxnRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_range", b"delete_range", "put", b"put", "range", b"range", "request", b"request", "txn", b"txn"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "delete_range", b"delete_range", "id", b"id", "put", b"put", "range", b"range", "request", b"request", "seq", b"seq", "txn", b"txn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["range", "put", "delete_range", "txn"]  # noqa: Y015
+    _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
+
+Global___PipelineOp: _TypeAlias = PipelineOp  # noqa: Y015
+
+@_typing.final
+class PipelineResponse(_message.Message):
+    """PipelineResponse is one batch of results on a Pipeline stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> _common_pb2.ResponseHeader:
+        """header describes the answering member when the batch was sent; each result's own
+        response carries the header of that operation.
+        """
+
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___PipelineResult]:
+        """results are the outcomes of operations sent earlier, in no particular order."""
+
+    def __init__(
+        self,
+        *,
+        header: _common_pb2.ResponseHeader | None = ...,
+        results: _abc.Iterable[Global___PipelineResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PipelineResponse: _TypeAlias = PipelineResponse  # noqa: Y015
+
+@_typing.final
+class PipelineResult(_message.Message):
+    """PipelineResult is the outcome of one PipelineOp."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    LEADER_FIELD_NUMBER: _builtins.int
+    RANGE_FIELD_NUMBER: _builtins.int
+    PUT_FIELD_NUMBER: _builtins.int
+    DELETE_RANGE_FIELD_NUMBER: _builtins.int
+    TXN_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """id is the id of the operation this result answers."""
+    code: _builtins.int
+    """code is the gRPC status code the unary RPC would have ended with (0 = OK); the
+    response below is set only when it is 0.
+    """
+    message: _builtins.str
+    """message is the error message when code is not 0."""
+    leader: _builtins.str
+    """leader is, for code UNAVAILABLE, the leader's client address when known (what the
+    unary RPC puts in the `coord-leader` trailing metadata).
+    """
+    @_builtins.property
+    def range(self) -> Global___RangeResponse:
+        """range answers a range operation."""
+
+    @_builtins.property
+    def put(self) -> Global___PutResponse:
+        """put answers a put operation."""
+
+    @_builtins.property
+    def delete_range(self) -> Global___DeleteRangeResponse:
+        """delete_range answers a delete_range operation."""
+
+    @_builtins.property
+    def txn(self) -> Global___TxnResponse:
+        """txn answers a txn operation."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        leader: _builtins.str = ...,
+        range: Global___RangeResponse | None = ...,
+        put: Global___PutResponse | None = ...,
+        delete_range: Global___DeleteRangeResponse | None = ...,
+        txn: Global___TxnResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_range", b"delete_range", "put", b"put", "range", b"range", "response", b"response", "txn", b"txn"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "delete_range", b"delete_range", "id", b"id", "leader", b"leader", "message", b"message", "put", b"put", "range", b"range", "response", b"response", "txn", b"txn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["range", "put", "delete_range", "txn"]  # noqa: Y015
+    _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
+
+Global___PipelineResult: _TypeAlias = PipelineResult  # noqa: Y015
+
+@_typing.final
 class RangeRequest(_message.Message):
     """RangeRequest selects the keys to read and how to return them."""
 

@@ -66,6 +66,11 @@ class KVStub:
                 request_serializer=coord_dot_v1_dot_kv__pb2.WatchRequest.SerializeToString,
                 response_deserializer=coord_dot_v1_dot_kv__pb2.WatchResponse.FromString,
                 _registered_method=True)
+        self.Pipeline = channel.stream_stream(
+                '/coord.v1.KV/Pipeline',
+                request_serializer=coord_dot_v1_dot_kv__pb2.PipelineRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_kv__pb2.PipelineResponse.FromString,
+                _registered_method=True)
 
 
 class KVServicer:
@@ -159,6 +164,22 @@ class KVServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pipeline(self, request_iterator, context):
+        """Pipeline carries many Range, Put, DeleteRange and Txn calls over one bidirectional
+        stream, so that a busy client pays the per-call cost of gRPC once per batch rather
+        than once per operation. Each operation has exactly the semantics, side effects and
+        error codes of the unary RPC of the same name; it carries a client-chosen id that its
+        result echoes. Results may arrive in any order and in batches of any size; operations
+        of one request message are proposed to Raft together (one group commit). An error of
+        one operation is reported in its result and never ends the stream.
+        Stream errors: UNAVAILABLE when the member stops (the client reopens the stream
+        elsewhere and retries the operations that got no result, reusing their exactly-once
+        client id and sequence); INVALID_ARGUMENT for a message with no operation set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KVServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +212,11 @@ def add_KVServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=coord_dot_v1_dot_kv__pb2.WatchRequest.FromString,
                     response_serializer=coord_dot_v1_dot_kv__pb2.WatchResponse.SerializeToString,
+            ),
+            'Pipeline': grpc.stream_stream_rpc_method_handler(
+                    servicer.Pipeline,
+                    request_deserializer=coord_dot_v1_dot_kv__pb2.PipelineRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_kv__pb2.PipelineResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +383,33 @@ class KV:
             '/coord.v1.KV/Watch',
             coord_dot_v1_dot_kv__pb2.WatchRequest.SerializeToString,
             coord_dot_v1_dot_kv__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pipeline(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/coord.v1.KV/Pipeline',
+            coord_dot_v1_dot_kv__pb2.PipelineRequest.SerializeToString,
+            coord_dot_v1_dot_kv__pb2.PipelineResponse.FromString,
             options,
             channel_credentials,
             insecure,

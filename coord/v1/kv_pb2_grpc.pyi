@@ -104,6 +104,18 @@ class KVStub:
     stops; the client should reopen the stream elsewhere and resume each watcher from its
     last seen revision plus one. The stream has no side effects on the store.
     """
+    Pipeline: _grpc.StreamStreamMultiCallable[_kv_pb2.PipelineRequest, _kv_pb2.PipelineResponse]
+    """Pipeline carries many Range, Put, DeleteRange and Txn calls over one bidirectional
+    stream, so that a busy client pays the per-call cost of gRPC once per batch rather
+    than once per operation. Each operation has exactly the semantics, side effects and
+    error codes of the unary RPC of the same name; it carries a client-chosen id that its
+    result echoes. Results may arrive in any order and in batches of any size; operations
+    of one request message are proposed to Raft together (one group commit). An error of
+    one operation is reported in its result and never ends the stream.
+    Stream errors: UNAVAILABLE when the member stops (the client reopens the stream
+    elsewhere and retries the operations that got no result, reusing their exactly-once
+    client id and sequence); INVALID_ARGUMENT for a message with no operation set.
+    """
 
 @_typing.type_check_only
 class KVAsyncStub(KVStub):
@@ -173,6 +185,18 @@ class KVAsyncStub(KVStub):
     Stream errors: UNAVAILABLE (with `coord-leader`) when the member loses its leader or
     stops; the client should reopen the stream elsewhere and resume each watcher from its
     last seen revision plus one. The stream has no side effects on the store.
+    """
+    Pipeline: _aio.StreamStreamMultiCallable[_kv_pb2.PipelineRequest, _kv_pb2.PipelineResponse]  # type: ignore[assignment]
+    """Pipeline carries many Range, Put, DeleteRange and Txn calls over one bidirectional
+    stream, so that a busy client pays the per-call cost of gRPC once per batch rather
+    than once per operation. Each operation has exactly the semantics, side effects and
+    error codes of the unary RPC of the same name; it carries a client-chosen id that its
+    result echoes. Results may arrive in any order and in batches of any size; operations
+    of one request message are proposed to Raft together (one group commit). An error of
+    one operation is reported in its result and never ends the stream.
+    Stream errors: UNAVAILABLE when the member stops (the client reopens the stream
+    elsewhere and retries the operations that got no result, reusing their exactly-once
+    client id and sequence); INVALID_ARGUMENT for a message with no operation set.
     """
 
 class KVServicer(metaclass=_abc_1.ABCMeta):
@@ -276,6 +300,24 @@ class KVServicer(metaclass=_abc_1.ABCMeta):
         Stream errors: UNAVAILABLE (with `coord-leader`) when the member loses its leader or
         stops; the client should reopen the stream elsewhere and resume each watcher from its
         last seen revision plus one. The stream has no side effects on the store.
+        """
+
+    @_abc_1.abstractmethod
+    def Pipeline(
+        self,
+        request_iterator: _MaybeAsyncIterator[_kv_pb2.PipelineRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_kv_pb2.PipelineResponse], _abc.AsyncIterator[_kv_pb2.PipelineResponse]]:
+        """Pipeline carries many Range, Put, DeleteRange and Txn calls over one bidirectional
+        stream, so that a busy client pays the per-call cost of gRPC once per batch rather
+        than once per operation. Each operation has exactly the semantics, side effects and
+        error codes of the unary RPC of the same name; it carries a client-chosen id that its
+        result echoes. Results may arrive in any order and in batches of any size; operations
+        of one request message are proposed to Raft together (one group commit). An error of
+        one operation is reported in its result and never ends the stream.
+        Stream errors: UNAVAILABLE when the member stops (the client reopens the stream
+        elsewhere and retries the operations that got no result, reusing their exactly-once
+        client id and sequence); INVALID_ARGUMENT for a message with no operation set.
         """
 
 def add_KVServicer_to_server(servicer: KVServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -21,6 +21,7 @@ from coord_server.state import validation
 from coord_server.watch import WatchHub
 
 from .common import Context, Headers, abort, check_size, propose, read_barrier, session_of, timeout_of, unary
+from .pipeline import PipelineSession
 
 log = logging.getLogger("coord.services.kv")
 
@@ -100,6 +101,18 @@ class KVService(kv_pb2_grpc.KVServicer):
             if all(p.match >= target for p in status.progress.values()):
                 return
             await asyncio.sleep(interval)
+
+    # ------------------------------------------------------------------ pipeline
+
+    async def Pipeline(  # type: ignore[override]  # writes with context.write
+        self, request_iterator: AsyncIterator[kv_pb2.PipelineRequest], context: Context
+    ) -> None:
+        try:
+            await PipelineSession(self.node, self.headers, context).serve(request_iterator)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await abort(context, exc)
 
     # ------------------------------------------------------------------ watch
 

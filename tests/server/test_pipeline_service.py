@@ -1,0 +1,94 @@
+"""KV.Pipeline: many operations on one stream, each with its unary RPC's semantics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from coord.v1 import kv_pb2
+
+OK = 0
+INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
+
+
+async def _send(*batches: list[kv_pb2.PipelineOp]) -> AsyncIterator[kv_pb2.PipelineRequest]:
+    for ops in batches:
+        yield kv_pb2.PipelineRequest(ops=ops)
+
+
+async def run(stub: object, *batches: list[kv_pb2.PipelineOp]) -> dict[int, kv_pb2.PipelineResult]:
+    """Send the batches, half-close, and collect every result by id."""
+    results: dict[int, kv_pb2.PipelineResult] = {}
+    async for response in stub.Pipeline(_send(*batches), timeout=30):  # type: ignore[attr-defined]
+        assert response.header.member_id
+        for result in response.results:
+            assert result.id not in results, f"result {result.id} came twice"
+            results[result.id] = result
+    return results
+
+
+async def test_writes_and_reads_of_one_batch_all_answer(cluster: object) -> None:
+    kv = cluster.kv()  # type: ignore[attr-defined]
+    ops = [kv_pb2.PipelineOp(id=i, put=kv_pb2.PutRequest(key=b"p%d" % i, value=b"v%d" % i)) for i in range(50)]
+    results = await run(kv, ops)
+    assert sorted(results) == list(range(50))
+    revisions = sorted(r.put.header.revision for r in results.values())
+    assert revisions == list(range(revisions[0], revisions[0] + 50)), "each put is its own revision"
+    assert all(r.code == OK and r.put.header.cluster_id for r in results.values())
+    # A linearizable range after the writes sees all of them.
+    results = await run(kv, [kv_pb2.PipelineOp(id=1, range=kv_pb2.RangeRequest(key=b"p", range_end=b"q"))])
+    assert results[1].range.count == 50
+
+
+async def test_one_bad_op_fails_alone(cluster: object) -> None:
+    kv = cluster.kv()  # type: ignore[attr-defined]
+    ops = [
+        kv_pb2.PipelineOp(id=1, put=kv_pb2.PutRequest(key=b"", value=b"x")),
+        kv_pb2.PipelineOp(id=2, put=kv_pb2.PutRequest(key=b"good", value=b"x")),
+        kv_pb2.PipelineOp(id=3, put=kv_pb2.PutRequest(key=b"leased", value=b"x", lease=424242)),
+        kv_pb2.PipelineOp(id=4),
+        kv_pb2.PipelineOp(id=5, range=kv_pb2.RangeRequest(key=b"good", serializable=True)),
+    ]
+    results = await run(kv, ops)
+    assert results[1].code == INVALID and "key" in results[1].message
+    assert results[2].code == OK
+    assert results[3].code == NOT_FOUND
+    assert results[4].code == INVALID and "no request" in results[4].message
+    assert results[5].code == OK
+    # The unary API agrees with what the pipeline wrote.
+    got = await kv.Range(kv_pb2.RangeRequest(key=b"good"))
+    assert got.kvs[0].value == b"x"
+
+
+async def test_exactly_once_through_the_pipeline(cluster: object) -> None:
+    kv = cluster.kv()  # type: ignore[attr-defined]
+    op = kv_pb2.PipelineOp(id=1, client_id="pipe-client", seq=7, put=kv_pb2.PutRequest(key=b"once", value=b"1"))
+    first = (await run(kv, [op]))[1]
+    again = (await run(kv, [op]))[1]
+    assert first.code == again.code == OK
+    assert first.put.header.revision == again.put.header.revision
+    got = await kv.Range(kv_pb2.RangeRequest(key=b"once"))
+    assert got.kvs[0].version == 1, "the retried put was applied once"
+
+
+async def test_an_empty_message_ends_the_stream_with_invalid_argument(cluster: object) -> None:
+    kv = cluster.kv()  # type: ignore[attr-defined]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await run(kv, [])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.cluster(size=3)
+async def test_a_follower_pipelines_writes_to_the_leader(cluster: object) -> None:
+    follower = cluster.followers()[0]  # type: ignore[attr-defined]
+    kv = cluster.kv(follower)  # type: ignore[attr-defined]
+    ops = [kv_pb2.PipelineOp(id=i, put=kv_pb2.PutRequest(key=b"f%d" % i, value=b"v")) for i in range(20)]
+    results = await run(kv, ops, [kv_pb2.PipelineOp(id=100, range=kv_pb2.RangeRequest(key=b"f0"))])
+    assert all(r.code == OK for r in results.values()), [r.message for r in results.values() if r.code]
+    assert results[100].range.count in (0, 1)  # sent in a later message; ordering across messages is not promised
+    leader_kv = cluster.kv(cluster.leader())  # type: ignore[attr-defined]
+    got = await leader_kv.Range(kv_pb2.RangeRequest(key=b"f", range_end=b"g", count_only=True))
+    assert got.count == 20
