@@ -17,7 +17,7 @@ NODE ?=
 CLUSTER := $(VPY) tools/cluster.py --dir $(CLUSTER_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help $(VENV) proto proto-check test sim bench clean \
+.PHONY: help $(VENV) proto proto-check test sim chaos bench clean \
 	cluster cluster-status cluster-stop cluster-kill cluster-restart cluster-logs cluster-clean
 
 # help: list the targets (the default goal).
@@ -27,6 +27,8 @@ help:
 	@echo "make proto         regenerate coord/** stubs from protos/ (commit the result)"
 	@echo "make proto-check   fail if the committed stubs differ from what protos/ generates"
 	@echo "make sim           run the Raft simulation tests (SEED=S replays one, SEEDS=N runs N)"
+	@echo "make chaos         faults + workloads + linearizability/lock/watch checkers on real processes"
+	@echo "                   (DURATION=seconds, default 300; SEED=S replays; CHAOS_ARGS='--help')"
 	@echo "make bench         run the load generator (bench/)"
 	@echo "make cluster       start 3 local nodes in the background on 127.0.0.1:7001-7003"
 	@echo "                   (PORTS=\"8001 8002 8003\" for others; data, pids, logs in $(CLUSTER_DIR)/)"
@@ -66,6 +68,13 @@ test: proto-check
 # sim: the seeded Raft simulation tests; SEED=S replays one seed, SEEDS=N runs N seeds.
 sim: $(STAMP)
 	$(VPY) -m pytest tests/sim -q $(if $(SEED),--seed $(SEED)) $(if $(SEEDS),--seeds $(SEEDS))
+
+# chaos: one Jepsen-style run (tests/chaos/): 3 coord-server processes whose peer links
+# all pass through fault proxies, nemeses chosen from a seed, client workloads, checkers.
+# DURATION=seconds (default 300), SEED=S repeats a run; the last line is the verdict and
+# the exit status is non-zero on a violation. More options: CHAOS_ARGS='--help'.
+chaos: $(STAMP)
+	$(VPY) -m tests.chaos --duration $(or $(DURATION),300) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 # bench: the load generator and comparisons (bench/__main__.py); options in BENCH_ARGS.
 bench: $(STAMP)

@@ -1,5 +1,118 @@
-"""Typed Python client for coord (sync and asyncio), and the ``coordctl`` CLI.
+"""Typed Python client for coord, synchronous and asyncio, and the ``coordctl`` CLI.
 
-The client library arrives with the coord-client work. Until then, any gRPC client can
-talk to coord through the generated stubs in ``coord.v1`` (from ``protos/coord/v1``).
+    from coord_client import Client
+
+    with Client() as client:               # $COORD_ENDPOINTS, else 127.0.0.1:7001-7003
+        client.put("greeting", "hello")
+        print(client.get("greeting").value)
+        with client.lock("jobs", ttl=10) as held:
+            print("holding jobs with fencing token", held.fencing_token)
+
+``AsyncClient`` has the same methods as coroutines (``async with AsyncClient() as c``).
+Both find the leader, follow ``coord-leader`` hints, fail over between endpoints and
+retry with backoff within each call's timeout; a retried write is applied at most once
+(``coord-client-id`` + ``coord-seq``). Results are the frozen dataclasses of
+``coord_client.types``; failures are the exceptions of ``coord_client.errors``.
+
+Modules: ``aio`` (AsyncClient and its Lease, Lock, Campaign, Watch, RingView...),
+``sync`` (Client and their synchronous twins), ``txn`` (Compare, Op), ``types``,
+``errors``, ``hashring`` (the placement rules shared with the server), ``cli``
+(coordctl).
 """
+
+from ._transport import DEFAULT_ENDPOINTS, ENDPOINTS_ENV, resolve_endpoints
+from .aio import AsyncClient
+from .errors import (
+    Cancelled,
+    ClientClosed,
+    Compacted,
+    CoordError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InternalError,
+    InvalidArgument,
+    LeadershipLost,
+    LeaseLost,
+    LeaseNotFound,
+    LockLost,
+    LockNotHeld,
+    NotFound,
+    NotLeader,
+    ResourceExhausted,
+    RevisionOutOfRange,
+    Unavailable,
+)
+from .sync import Client
+from .txn import Compare, Op
+from .types import (
+    DeleteResult,
+    EndpointHealth,
+    EndpointStatus,
+    Event,
+    EventType,
+    HashMode,
+    KeyValue,
+    Leader,
+    LeaseInfo,
+    LockHolder,
+    LockInfo,
+    LockWaiter,
+    Member,
+    PutResult,
+    RangeResult,
+    Role,
+    RingMember,
+    RingState,
+    Status,
+    TxnResult,
+    prefix_end,
+)
+
+__all__ = [
+    "DEFAULT_ENDPOINTS",
+    "ENDPOINTS_ENV",
+    "AsyncClient",
+    "Cancelled",
+    "Client",
+    "ClientClosed",
+    "Compacted",
+    "Compare",
+    "CoordError",
+    "DeadlineExceeded",
+    "DeleteResult",
+    "EndpointHealth",
+    "EndpointStatus",
+    "Event",
+    "EventType",
+    "FailedPrecondition",
+    "HashMode",
+    "InternalError",
+    "InvalidArgument",
+    "KeyValue",
+    "Leader",
+    "LeadershipLost",
+    "LeaseInfo",
+    "LeaseLost",
+    "LeaseNotFound",
+    "LockHolder",
+    "LockInfo",
+    "LockLost",
+    "LockNotHeld",
+    "LockWaiter",
+    "Member",
+    "NotFound",
+    "NotLeader",
+    "Op",
+    "PutResult",
+    "RangeResult",
+    "ResourceExhausted",
+    "RevisionOutOfRange",
+    "Role",
+    "RingMember",
+    "RingState",
+    "Status",
+    "TxnResult",
+    "Unavailable",
+    "prefix_end",
+    "resolve_endpoints",
+]

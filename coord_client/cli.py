@@ -1,42 +1,814 @@
-"""``coordctl``: the command-line client of coord.
+"""``coordctl``: the command-line client of coord, in the manner of etcdctl.
 
-The commands (get, put, watch, lease, lock, elect, ring, member, status) arrive with the
-coord-client work. Until then this command prints its usage, says what is missing and
-exits with status 2.
+    coordctl put greeting hello
+    coordctl get greeting --print-value-only
+    coordctl get app/ --prefix --json
+    coordctl watch app/ --prefix
+    coordctl lease grant 30
+    coordctl lock nightly-report -- ./make-report.sh      # $COORD_FENCING_TOKEN inside
+    coordctl elect scheduler host-a                       # campaign, then hold until Ctrl-C
+    coordctl elect --observe scheduler
+    coordctl ring join cache cache-a 10.0.0.1:11211
+    coordctl ring lookup cache user:42 -n 2
+    coordctl member list
+    coordctl status
+    coordctl endpoint health
+
+Endpoints come from ``--endpoints`` (comma-separated host:port), else $COORD_ENDPOINTS,
+else `make cluster`'s 127.0.0.1:7001-7003. Human output by default; ``--json`` prints
+JSON (one object per line for streams). Keys and values are shown as UTF-8 text;
+in JSON, a key or value that is not valid UTF-8 is given base64-encoded as
+``key_base64`` / ``value_base64`` instead. Member IDs are hexadecimal, as etcdctl shows
+them; lease IDs decimal.
+
+Exit status: 0 success (and Ctrl-C ending a command that runs until interrupted);
+1 the cluster refused the request (not found, invalid, precondition, compacted) or a
+check failed (``endpoint health``, ``status`` with a member down); 2 usage error;
+3 the cluster could not be reached in time; 4 a lease, lock or leadership was lost while
+held; ``lock``/``elect`` with a command exit with the command's status (128+N when it
+died of signal N).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TextIO
 
-_NOT_YET = (
-    "coordctl: the client commands are not implemented yet; they arrive with the "
-    "coord-client work (see README.md)."
-)
+from . import errors
+from .aio import AsyncClient, Campaign, Lock
+from .types import EventType, HashMode, KeyValue, Leader, Member, RingMember, Status, key_range
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_LOST = 4
+
+Handler = Callable[[AsyncClient, argparse.Namespace, TextIO], Awaitable[int]]
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (exit 2)."""
+
+
+# ----------------------------------------------------------------------- output helpers
+
+
+def _text(data: bytes) -> str:
+    return data.decode(errors="replace")
+
+
+def _bytes_field(out: dict[str, Any], name: str, data: bytes) -> None:
+    try:
+        out[name] = data.decode()
+    except UnicodeDecodeError:
+        out[f"{name}_base64"] = base64.b64encode(data).decode()
+
+
+def kv_json(kv: KeyValue) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    _bytes_field(out, "key", kv.key)
+    _bytes_field(out, "value", kv.value)
+    out.update(create_revision=kv.create_revision, mod_revision=kv.mod_revision, version=kv.version, lease=kv.lease)
+    return out
+
+
+def leader_json(leader: Leader | None, name: str) -> dict[str, Any]:
+    if leader is None:
+        return {"name": name, "leader": None}
+    out: dict[str, Any] = {"name": leader.name, "lease": leader.lease, "token": leader.token, "revision": leader.revision}
+    _bytes_field(out, "value", leader.value)
+    return out
+
+
+def member_json(m: Member) -> dict[str, Any]:
+    return {"id": f"{m.id:x}", "name": m.name, "peer_address": m.peer_address,
+            "client_address": m.client_address, "is_learner": m.is_learner}
+
+
+def ring_member_json(m: RingMember) -> dict[str, Any]:
+    return {"id": m.id, "address": m.address, "weight": m.weight, "lease": m.lease}
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def emit(out: TextIO, obj: Any) -> None:
+    out.write(json.dumps(obj) + "\n")
+    out.flush()
+
+
+def parse_member_id(text: str) -> int:
+    try:
+        return int(text.lower().removeprefix("0x"), 16)
+    except ValueError:
+        raise UsageError(f"member ID {text!r} is not hexadecimal (as `coordctl member list` shows it)") from None
+
+
+def exit_status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+@contextlib.contextmanager
+def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, received: list[int] | None = None) -> Any:
+    """SIGINT and SIGTERM set ``stop`` (and are appended to ``received``) instead of
+    killing the process, so that what is held is released first."""
+    installed = []
+
+    def handler(sig: int) -> None:
+        if received is not None:
+            received.append(sig)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, handler, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def _first(*aws: Awaitable[Any]) -> set[asyncio.Future[Any]]:
+    tasks: set[asyncio.Future[Any]] = {asyncio.ensure_future(a) for a in aws}
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for t in pending:
+        t.cancel()
+    return done
+
+
+# ----------------------------------------------------------------------------- KV
+
+
+async def cmd_put(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    value = args.value if args.value is not None else sys.stdin.buffer.read()
+    result = await client.put(args.key, value, lease=args.lease, prev_kv=args.prev_kv)
+    if args.json:
+        emit(out, {"revision": result.revision, "prev_kv": kv_json(result.prev_kv) if result.prev_kv else None})
+    else:
+        out.write("OK\n")
+        if result.prev_kv is not None:
+            out.write(f"{result.prev_kv.key_str}\n{result.prev_kv.value_str}\n")
+    return EXIT_OK
+
+
+async def cmd_get(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.prefix and args.range_end:
+        raise UsageError("give either --prefix or RANGE_END, not both")
+    key, end = key_range(args.key, args.prefix, args.range_end or b"")
+    result = await client.range(
+        key, end, revision=args.rev, limit=args.limit, keys_only=args.keys_only,
+        serializable=args.consistency == "s", count_only=args.count_only,
+        sort_order=args.order, sort_target=args.sort_by,
+    )
+    if args.json:
+        emit(out, {"revision": result.revision, "count": result.count, "more": result.more,
+                   "kvs": [kv_json(kv) for kv in result.kvs]})
+    elif args.count_only:
+        out.write(f"{result.count}\n")
+    else:
+        for kv in result.kvs:
+            if args.print_value_only:
+                out.write(kv.value_str + "\n")
+            elif args.keys_only:
+                out.write(kv.key_str + "\n")
+            else:
+                out.write(f"{kv.key_str}\n{kv.value_str}\n")
+    return EXIT_OK
+
+
+async def cmd_del(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.prefix and args.range_end:
+        raise UsageError("give either --prefix or RANGE_END, not both")
+    result = await client.delete(args.key, prefix=args.prefix, range_end=args.range_end or b"", prev_kv=args.prev_kv)
+    if args.json:
+        emit(out, {"revision": result.revision, "deleted": result.deleted,
+                   "prev_kvs": [kv_json(kv) for kv in result.prev_kvs]})
+    else:
+        out.write(f"{result.deleted}\n")
+        for kv in result.prev_kvs:
+            out.write(f"{kv.key_str}\n{kv.value_str}\n")
+    return EXIT_OK
+
+
+async def cmd_compact(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    await client.compact(args.revision, physical=args.physical)
+    if args.json:
+        emit(out, {"compacted": args.revision})
+    else:
+        out.write(f"compacted revision {args.revision}\n")
+    return EXIT_OK
+
+
+async def cmd_watch(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    stop = asyncio.Event()
+    seen = 0
+    with stop_on_signals(asyncio.get_running_loop(), stop):
+        async with client.watch(args.key, prefix=args.prefix, range_end=args.range_end or b"",
+                                start_revision=args.rev, prev_kv=args.prev_kv) as events:
+            while not stop.is_set():
+                next_event = asyncio.ensure_future(events.__anext__())
+                await _first(asyncio.shield(next_event), stop.wait())
+                if not next_event.done():
+                    next_event.cancel()
+                    break
+                try:
+                    event = next_event.result()
+                except StopAsyncIteration:
+                    break
+                if args.json:
+                    item: dict[str, Any] = {"type": event.type.name, **kv_json(event.kv)}
+                    if event.prev_kv is not None:
+                        item["prev_kv"] = kv_json(event.prev_kv)
+                    emit(out, item)
+                else:
+                    lines = [event.type.name, event.kv.key_str]
+                    if event.prev_kv is not None:
+                        lines.append(event.prev_kv.value_str)
+                    if event.type == EventType.PUT:
+                        lines.append(event.kv.value_str)
+                    out.write("\n".join(lines) + "\n")
+                    out.flush()
+                seen += 1
+                if args.count and seen >= args.count:
+                    break
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- leases
+
+
+async def cmd_lease_grant(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    lease = await client.grant_lease(args.ttl, lease_id=args.id, keepalive=False)
+    if args.json:
+        emit(out, {"id": lease.id, "ttl": lease.ttl})
+    else:
+        out.write(f"lease {lease.id} granted with TTL {lease.ttl}s\n")
+    return EXIT_OK
+
+
+async def cmd_lease_revoke(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    await client.revoke_lease(args.id)
+    if args.json:
+        emit(out, {"id": args.id, "revoked": True})
+    else:
+        out.write(f"lease {args.id} revoked\n")
+    return EXIT_OK
+
+
+async def cmd_lease_keepalive(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    stop = asyncio.Event()
+    with stop_on_signals(asyncio.get_running_loop(), stop):
+        while not stop.is_set():
+            ttl = await client.keepalive_once(args.id)
+            if ttl <= 0:
+                if args.json:
+                    emit(out, {"id": args.id, "ttl": 0})
+                print(f"coordctl: lease {args.id} expired or was revoked", file=sys.stderr)
+                return EXIT_LOST
+            if args.json:
+                emit(out, {"id": args.id, "ttl": ttl})
+            else:
+                out.write(f"lease {args.id} keepalived with TTL {ttl}\n")
+                out.flush()
+            if args.once:
+                break
+            await _first(stop.wait(), asyncio.sleep(max(0.1, ttl / 3)))
+    return EXIT_OK
+
+
+async def cmd_lease_list(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    leases = await client.leases()
+    if args.json:
+        emit(out, [{"id": l.id, "granted_ttl": l.granted_ttl} for l in leases])
+    else:
+        out.write(f"found {len(leases)} leases\n")
+        for l in leases:
+            out.write(f"{l.id} (granted TTL {l.granted_ttl}s)\n")
+    return EXIT_OK
+
+
+async def cmd_lease_ttl(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    info = await client.lease_info(args.id, attachments=args.keys)
+    if args.json:
+        emit(out, {"id": info.id, "ttl": info.ttl, "granted_ttl": info.granted_ttl,
+                   "keys": [_text(k) for k in info.keys], "locks": list(info.locks),
+                   "elections": list(info.elections),
+                   "ring_members": [{"ring": r, "member_id": m} for r, m in info.ring_members]})
+    else:
+        line = f"lease {info.id} granted with TTL {info.granted_ttl}s, remaining {info.ttl}s"
+        if args.keys:
+            line += f", keys {[_text(k) for k in info.keys]}, locks {list(info.locks)}, elections {list(info.elections)}"
+        out.write(line + "\n")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- locks, elections
+
+
+async def run_holding(
+    held: Lock | Campaign, command: list[str], env: dict[str, str], out: TextIO, what: str, quiet_line: str,
+    json_obj: dict[str, Any] | None,
+) -> int:
+    """Run ``command`` while ``held`` is held (or, without a command, hold until SIGINT or
+    SIGTERM); then release. Exit with the command's status, or EXIT_LOST.
+
+    SIGINT and SIGTERM are passed on to the command, which is waited for. When the lock
+    (or leadership) is lost, the command is sent SIGTERM (SIGKILL 10 s later): work must
+    not go on unprotected. Unless stdin is a terminal (an interactive command), the command
+    runs in a process group of its own, so that the signals reach everything it started."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[int] = []
+    with stop_on_signals(loop, stop, received):
+        if not command:
+            if json_obj is not None:
+                emit(out, json_obj)
+            else:
+                out.write(quiet_line + "\n")
+                out.flush()
+            await _first(stop.wait(), held.lost.wait())
+            if held.lost.is_set():
+                print(f"coordctl: {what} was lost: {held.lost_reason}", file=sys.stderr)
+                return EXIT_LOST
+            return EXIT_OK
+        own_group = not sys.stdin.isatty()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command, env={**os.environ, **env}, process_group=0 if own_group else None
+            )
+        except OSError as err:
+            print(f"coordctl: cannot run {command[0]!r}: {err}", file=sys.stderr)
+            return 127 if isinstance(err, FileNotFoundError) else 126
+
+        def send(sig: int) -> None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if own_group:
+                    os.killpg(proc.pid, sig)
+                else:
+                    proc.send_signal(sig)
+
+        waiter = asyncio.ensure_future(proc.wait())
+        while True:
+            await _first(asyncio.shield(waiter), held.lost.wait(), stop.wait())
+            if waiter.done():
+                return exit_status(waiter.result())
+            if held.lost.is_set():
+                print(f"coordctl: {what} was lost ({held.lost_reason}); stopping the command", file=sys.stderr)
+                send(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiter), 10)
+                except TimeoutError:
+                    send(signal.SIGKILL)
+                    await waiter
+                return EXIT_LOST
+            if stop.is_set():  # pass the signal on, then wait for the command
+                while received:
+                    send(received.pop(0))
+                stop.clear()
+
+
+async def cmd_lock(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.permits > 1:
+        lock = client.semaphore(args.name, args.permits, ttl=args.ttl, timeout=args.timeout)
+    else:
+        lock = client.lock(args.name, ttl=args.ttl, timeout=args.timeout)
+    await lock.acquire()
+    try:
+        lease_id = lock.lease.id if lock.lease is not None else 0
+        env = {"COORD_FENCING_TOKEN": str(lock.fencing_token), "COORD_LOCK_NAME": args.name, "COORD_LEASE_ID": str(lease_id)}
+        return await run_holding(
+            lock, args.command, env, out, f"lock {args.name!r}",
+            f"{args.name} {lock.fencing_token}",
+            {"name": args.name, "token": lock.fencing_token, "lease": lease_id} if args.json else None,
+        )
+    finally:
+        try:
+            await asyncio.shield(lock.release())
+        except errors.CoordError as err:
+            print(f"coordctl: could not release lock {args.name!r} ({err}); it is released when its lease ends",
+                  file=sys.stderr)
+
+
+async def cmd_elect(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.observe:
+        if args.value is not None or args.command:
+            raise UsageError("elect --observe NAME takes no VALUE or COMMAND")
+        return await observe(client, args, out)
+    if args.value is None:
+        raise UsageError("elect NAME VALUE campaigns (or use --observe NAME)")
+    campaign = client.campaign(args.name, args.value, ttl=args.ttl, timeout=args.timeout)
+    leader = await campaign.campaign()
+    try:
+        env = {"COORD_LEADER_TOKEN": str(leader.token), "COORD_ELECTION_NAME": args.name, "COORD_LEASE_ID": str(leader.lease)}
+        return await run_holding(
+            campaign, args.command, env, out, f"leadership of {args.name!r}",
+            f"{args.name} {args.value} (token {leader.token})",
+            leader_json(leader, args.name) if args.json else None,
+        )
+    finally:
+        try:
+            await asyncio.shield(campaign.resign())
+        except errors.CoordError as err:
+            print(f"coordctl: could not resign {args.name!r} ({err}); the leadership ends with its lease",
+                  file=sys.stderr)
+
+
+async def observe(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    stop = asyncio.Event()
+    seen = 0
+    with stop_on_signals(asyncio.get_running_loop(), stop):
+        async with client.observe(args.name) as observation:
+            iterator = observation.__aiter__()
+            while not stop.is_set():
+                next_state = asyncio.ensure_future(iterator.__anext__())
+                await _first(asyncio.shield(next_state), stop.wait())
+                if not next_state.done():
+                    next_state.cancel()
+                    break
+                try:
+                    leader = next_state.result()
+                except StopAsyncIteration:
+                    break
+                if args.json:
+                    emit(out, leader_json(leader, args.name))
+                else:
+                    out.write((leader.value_str if leader is not None else "(no leader)") + "\n")
+                    out.flush()
+                seen += 1
+                if args.count and seen >= args.count:
+                    break
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- rings
+
+
+async def cmd_ring_join(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    mode = {"fast": HashMode.FAST, "ketama": HashMode.KETAMA}[args.mode] if args.mode else None
+    version = await client.ring_join(args.ring, args.member, args.address, weight=args.weight,
+                                     lease=args.lease, hash_mode=mode, vnodes=args.vnodes)
+    if args.json:
+        emit(out, {"ring": args.ring, "member": args.member, "version": version})
+    else:
+        out.write(f"{args.member} joined ring {args.ring} (version {version})\n")
+    return EXIT_OK
+
+
+async def cmd_ring_leave(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    version = await client.ring_leave(args.ring, args.member)
+    if args.json:
+        emit(out, {"ring": args.ring, "member": args.member, "version": version})
+    else:
+        out.write(f"{args.member} left ring {args.ring} (version {version})\n")
+    return EXIT_OK
+
+
+async def cmd_ring_lookup(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.local:
+        async with client.ring_view(args.ring) as view:
+            members = view.lookup_members(args.key, args.n)
+    else:
+        members = await client.ring_lookup(args.ring, args.key, args.n)
+    if args.json:
+        emit(out, [ring_member_json(m) for m in members])
+    else:
+        for m in members:
+            out.write(f"{m.id} {m.address}".rstrip() + "\n")
+    return EXIT_OK
+
+
+async def cmd_ring_show(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    state = await client.ring_get(args.ring)
+    if args.json:
+        emit(out, {"ring": state.name, "version": state.version, "hash_mode": state.hash_mode.name.lower(),
+                   "vnodes": state.vnodes, "members": [ring_member_json(m) for m in state.members]})
+    else:
+        out.write(f"ring {state.name}: version {state.version}, {state.hash_mode.name.lower()} hashing, "
+                  f"{state.vnodes} vnodes, {len(state.members)} members\n")
+        rows = [("ID", "ADDRESS", "WEIGHT", "LEASE")]
+        rows += [(m.id, m.address or "-", str(m.weight), str(m.lease) if m.lease else "-") for m in state.members]
+        out.write(table(rows) + "\n")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- cluster
+
+
+async def cmd_member_list(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    members = await client.members(linearizable=args.consistency == "l")
+    if args.json:
+        emit(out, [member_json(m) for m in members])
+    else:
+        rows = [("ID", "NAME", "PEER ADDRESS", "CLIENT ADDRESS", "LEARNER")]
+        rows += [(f"{m.id:x}", m.name or "-", m.peer_address, m.client_address, "true" if m.is_learner else "false")
+                 for m in members]
+        out.write(table(rows) + "\n")
+    return EXIT_OK
+
+
+async def cmd_member_add(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    member = await client.member_add(args.peer_address, client_address=args.client_address or "", name=args.name or "")
+    if args.json:
+        emit(out, member_json(member))
+    else:
+        out.write(f"member {member.id:x} added as a learner ({member.peer_address}); start it, then "
+                  f"`coordctl member promote {member.id:x}`\n")
+    return EXIT_OK
+
+
+async def cmd_member_promote(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    members = await client.member_promote(parse_member_id(args.id))
+    if args.json:
+        emit(out, [member_json(m) for m in members])
+    else:
+        out.write(f"member {args.id} promoted to voter\n")
+    return EXIT_OK
+
+
+async def cmd_member_remove(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    members = await client.member_remove(parse_member_id(args.id))
+    if args.json:
+        emit(out, [member_json(m) for m in members])
+    else:
+        out.write(f"member {args.id} removed\n")
+    return EXIT_OK
+
+
+def status_json(name: str, endpoint: str, s: Status | None, names: dict[int, str], error: str) -> dict[str, Any]:
+    if s is None:
+        return {"name": name, "endpoint": endpoint, "error": error}
+    return {
+        "name": name, "endpoint": endpoint, "id": f"{s.member_id:x}", "role": str(s.role),
+        "term": s.term, "leader": names.get(s.leader, f"{s.leader:x}") if s.leader else None,
+        "commit": s.commit_index, "applied": s.applied_index, "revision": s.revision,
+        "is_learner": s.is_learner, "version": s.version, "log_entries": s.log_entries,
+        "log_size_bytes": s.log_size_bytes, "snapshot_index": s.snapshot_index,
+    }
+
+
+async def cmd_status(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    rows = await client.cluster_status()
+    names = {r.status.member_id: r.name for r in rows if r.status is not None and r.name}
+    objects = [status_json(r.name or "-", r.endpoint, r.status, names, r.error) for r in rows]
+    if args.json:
+        emit(out, objects)
+    else:
+        lines = [("NAME", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED")]
+        for o in objects:
+            if "error" in o:
+                lines.append((o["name"], o["endpoint"], "unreachable", "-", "-", "-", "-"))
+            else:
+                role = o["role"] + (" (learner)" if o["is_learner"] else "")
+                lines.append((o["name"], o["endpoint"], role, str(o["term"]), o["leader"] or "none",
+                              str(o["commit"]), str(o["applied"])))
+        out.write(table(lines) + "\n")
+        for r in rows:
+            if r.error:
+                print(f"coordctl: {r.endpoint}: {r.error}", file=sys.stderr)
+    answered = sum(1 for r in rows if r.status is not None)
+    if answered == 0:
+        return EXIT_UNAVAILABLE
+    return EXIT_OK if answered == len(rows) else EXIT_FAILED
+
+
+async def cmd_endpoint_health(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    results = await client.health()
+    if args.json:
+        emit(out, [{"endpoint": h.endpoint, "healthy": h.healthy, "took_ms": round(h.took * 1000, 3),
+                    "error": h.error or None} for h in results])
+    else:
+        for h in results:
+            if h.healthy:
+                out.write(f"{h.endpoint} is healthy: took = {h.took * 1000:.1f}ms\n")
+            else:
+                out.write(f"{h.endpoint} is unhealthy: {h.error}\n")
+    return EXIT_OK if all(h.healthy for h in results) else EXIT_FAILED
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """Options accepted before or after the command name."""
+    default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    p.add_argument("--endpoints", default=default(None), metavar="HOST:PORT,...",
+                   help="members to talk to (default: $COORD_ENDPOINTS, else 127.0.0.1:7001-7003)")
+    p.add_argument("--command-timeout", type=float, default=default(10.0), metavar="SECONDS",
+                   help="time limit of each request, retries included (default 10)")
+    p.add_argument("--json", action="store_true", default=default(False), help="print JSON")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``coordctl``."""
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="coordctl",
-        description=(
-            "Command-line client of coord: read and write keys, watch, manage leases, "
-            "locks, elections, hash rings and cluster members. NOTE: the commands arrive "
-            "with the coord-client work; this build only prints this help."
-        ),
-        epilog="Until then, any gRPC tool (e.g. grpcurl) can use protos/coord/v1 directly.",
+        description="Command-line client of coord: keys, watches, leases, locks, elections, hash rings, "
+                    "cluster members and status.",
+        epilog="Exit status: 0 ok; 1 refused or check failed; 2 usage; 3 cluster unreachable or timed out; "
+               "4 lease/lock/leadership lost; lock/elect with a command: the command's status.",
     )
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
+
+    def leaf(parent: Any, name: str, handler: Handler, help: str, **kw: Any) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help, **kw)
+        _common(p)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = leaf(sub, "put", cmd_put, "set a key (VALUE from stdin when omitted)")
+    p.add_argument("key")
+    p.add_argument("value", nargs="?")
+    p.add_argument("--lease", type=int, default=0, help="attach the key to this lease ID")
+    p.add_argument("--prev-kv", action="store_true", help="print the previous pair")
+
+    p = leaf(sub, "get", cmd_get, "read a key, a range [KEY, RANGE_END) or a prefix")
+    p.add_argument("key")
+    p.add_argument("range_end", nargs="?")
+    p.add_argument("--prefix", action="store_true", help="every key starting with KEY")
+    p.add_argument("--rev", type=int, default=0, help="read at this revision")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--keys-only", action="store_true")
+    p.add_argument("--count-only", action="store_true")
+    p.add_argument("--print-value-only", action="store_true", help="print the values only")
+    p.add_argument("--order", choices=["ascend", "descend"])
+    p.add_argument("--sort-by", choices=["key", "version", "create", "mod", "value"], default="key")
+    p.add_argument("--consistency", choices=["l", "s"], default="l",
+                   help="l: linearizable (default), s: serializable (possibly stale, no leader needed)")
+
+    p = leaf(sub, "del", cmd_del, "delete a key, a range or a prefix; prints how many were deleted")
+    p.add_argument("key")
+    p.add_argument("range_end", nargs="?")
+    p.add_argument("--prefix", action="store_true")
+    p.add_argument("--prev-kv", action="store_true", help="print the deleted pairs")
+
+    p = leaf(sub, "compact", cmd_compact, "discard the history before a revision")
+    p.add_argument("revision", type=int)
+    p.add_argument("--physical", action="store_true", help="wait until every member applied it")
+
+    p = leaf(sub, "watch", cmd_watch, "print changes to a key, range or prefix until interrupted")
+    p.add_argument("key")
+    p.add_argument("range_end", nargs="?")
+    p.add_argument("--prefix", action="store_true")
+    p.add_argument("--rev", type=int, default=0, help="start at this revision (replaying history)")
+    p.add_argument("--prev-kv", action="store_true")
+    p.add_argument("--count", type=int, default=0, help="exit after this many events")
+
+    lease = sub.add_parser("lease", help="grant, revoke, keep alive and list leases")
+    lsub = lease.add_subparsers(dest="lease_command", metavar="SUBCOMMAND", required=True)
+    p = leaf(lsub, "grant", cmd_lease_grant, "grant a lease of TTL seconds (not kept alive)")
+    p.add_argument("ttl", type=int)
+    p.add_argument("--id", type=int, default=0, help="the lease ID to ask for")
+    p = leaf(lsub, "revoke", cmd_lease_revoke, "revoke a lease (deleting its keys, releasing its locks)")
+    p.add_argument("id", type=int)
+    p = leaf(lsub, "keepalive", cmd_lease_keepalive, "keep a lease alive until interrupted")
+    p.add_argument("id", type=int)
+    p.add_argument("--once", action="store_true", help="renew once and exit")
+    p = leaf(lsub, "list", cmd_lease_list, "list the live leases")
+    p = leaf(lsub, "timetolive", cmd_lease_ttl, "show a lease's remaining TTL")
+    p.add_argument("id", type=int)
+    p.add_argument("--keys", action="store_true", help="also list what is attached to it")
+
+    p = leaf(sub, "lock", cmd_lock, "acquire a lock; run COMMAND while holding it (token in $COORD_FENCING_TOKEN), "
+                                     "or hold it until interrupted")
+    p.usage = "coordctl lock [options] NAME [-- COMMAND [ARG...]]"
+    p.add_argument("name")
+    p.add_argument("--ttl", type=int, default=10, help="TTL of the lock's lease, seconds (default 10)")
+    p.add_argument("--timeout", type=float, default=None, help="give up waiting after SECONDS (default: wait)")
+    p.add_argument("--permits", type=int, default=1, help="a semaphore with this many holders")
+
+    p = leaf(sub, "elect", cmd_elect, "campaign in an election with VALUE and lead until interrupted (or while "
+                                       "COMMAND runs); --observe NAME prints the leader's value on every change")
+    p.usage = "coordctl elect [options] NAME VALUE [-- COMMAND [ARG...]]\n       coordctl elect --observe NAME"
+    p.add_argument("name")
+    p.add_argument("value", nargs="?")
+    p.add_argument("--observe", action="store_true")
+    p.add_argument("--ttl", type=int, default=10)
+    p.add_argument("--timeout", type=float, default=None, help="give up campaigning after SECONDS")
+    p.add_argument("--count", type=int, default=0, help="with --observe: exit after this many states")
+
+    ring = sub.add_parser("ring", help="consistent-hash rings: join, leave, lookup, show")
+    rsub = ring.add_subparsers(dest="ring_command", metavar="SUBCOMMAND", required=True)
+    p = leaf(rsub, "join", cmd_ring_join, "add or update a ring member")
+    p.add_argument("ring")
+    p.add_argument("member")
+    p.add_argument("address", nargs="?", default="")
+    p.add_argument("--weight", type=int, default=1)
+    p.add_argument("--lease", type=int, default=0, help="leave the ring when this lease ends")
+    p.add_argument("--mode", choices=["fast", "ketama"], help="hash mode, when this join creates the ring")
+    p.add_argument("--vnodes", type=int, default=0)
+    p = leaf(rsub, "leave", cmd_ring_leave, "remove a ring member")
+    p.add_argument("ring")
+    p.add_argument("member")
+    p = leaf(rsub, "lookup", cmd_ring_lookup, "the members responsible for KEY, in preference order")
+    p.add_argument("ring")
+    p.add_argument("key")
+    p.add_argument("-n", type=int, default=1, help="how many distinct members (default 1)")
+    p.add_argument("--local", action="store_true", help="compute locally from the ring (as a RingView does)")
+    p = leaf(rsub, "show", cmd_ring_show, "a ring's version, settings and members")
+    p.add_argument("ring")
+
+    member = sub.add_parser("member", help="cluster membership: list, add, promote, remove")
+    msub = member.add_subparsers(dest="member_command", metavar="SUBCOMMAND", required=True)
+    p = leaf(msub, "list", cmd_member_list, "list the members")
+    p.add_argument("--consistency", choices=["l", "s"], default="s")
+    p = leaf(msub, "add", cmd_member_add, "add a learner at PEER_ADDRESS (host:port)")
+    p.add_argument("peer_address")
+    p.add_argument("--client-address")
+    p.add_argument("--name")
+    p = leaf(msub, "promote", cmd_member_promote, "make a caught-up learner a voter (ID in hex)")
+    p.add_argument("id")
+    p = leaf(msub, "remove", cmd_member_remove, "remove a member (ID in hex)")
+    p.add_argument("id")
+
+    leaf(sub, "status", cmd_status, "role, term, leader, commit and applied index of every member")
+
+    endpoint = sub.add_parser("endpoint", help="endpoint health and status")
+    esub = endpoint.add_subparsers(dest="endpoint_command", metavar="SUBCOMMAND", required=True)
+    leaf(esub, "health", cmd_endpoint_health, "check that every endpoint serves and knows a leader")
+    leaf(esub, "status", cmd_status, "the same as `coordctl status`")
+    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+_TAKES_COMMAND = ("lock", "elect")
+_GLOBAL_WITH_VALUE = ("--endpoints", "--command-timeout")
+
+
+def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
+    """For ``lock`` and ``elect``: (coordctl's own arguments, the COMMAND after "--").
+    Other commands keep "--" for argparse (``coordctl put -- key -value``)."""
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    skip = False
+    for token in argv[:cut]:
+        if skip:
+            skip = False
+            continue
+        if token in _GLOBAL_WITH_VALUE:
+            skip = True
+            continue
+        if token.startswith("-"):
+            continue
+        if token in _TAKES_COMMAND:
+            return argv[:cut], argv[cut + 1 :]
+        break
+    return argv, []
+
+
+async def _run(args: argparse.Namespace, out: TextIO) -> int:
+    async with AsyncClient(args.endpoints, timeout=args.command_timeout) as client:
+        handler: Handler = args.handler
+        return await handler(client, args, out)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of ``coordctl``; returns the process exit status."""
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_usage(sys.stderr)
-    print(_NOT_YET, file=sys.stderr)
-    return 2
+    own, command = split_command(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args = parser.parse_args(own)
+    except SystemExit as exited:  # usage errors return 2 (``--help`` still exits 0)
+        if exited.code in (0, None):
+            raise
+        return int(exited.code) if isinstance(exited.code, int) else EXIT_USAGE
+    args.command = command
+    try:
+        return asyncio.run(_run(args, out or sys.stdout))
+    except UsageError as err:
+        parser.print_usage(sys.stderr)
+        print(f"coordctl: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (errors.LockLost, errors.LeaseLost) as err:
+        print(f"coordctl: {err}", file=sys.stderr)
+        return EXIT_LOST
+    except (errors.Unavailable, errors.DeadlineExceeded) as err:
+        print(f"coordctl: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except errors.CoordError as err:
+        print(f"coordctl: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -44,13 +44,12 @@ STATE_FILE = "cluster.json"
 
 
 def first_command(endpoints: list[str]) -> str:
-    """What `make cluster` suggests trying first. (coordctl's commands are still to come;
-    until then, a Put and a Range through the generated stubs.)"""
-    return (
-        f".venv/bin/python -c \"import grpc; from coord.v1 import kv_pb2 as p, kv_pb2_grpc as g; "
-        f"kv = g.KVStub(grpc.insecure_channel('{endpoints[0]}')); "
-        f"kv.Put(p.PutRequest(key=b'hello', value=b'world')); print(kv.Range(p.RangeRequest(key=b'hello')))\""
-    )
+    """What `make cluster` suggests trying first: a coordctl line (``--endpoints`` only when
+    the ports are not coordctl's defaults)."""
+    ctl = ".venv/bin/coordctl"
+    if endpoints != [f"{HOST}:{port}" for port in DEFAULT_PORTS]:
+        ctl += f" --endpoints {','.join(endpoints)}"
+    return f"{ctl} put hello world && {ctl} get hello"
 
 
 class ClusterError(Exception):

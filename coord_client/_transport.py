@@ -1,0 +1,354 @@
+"""Endpoints, channels, leader following, retries and exactly-once sessions: everything
+between a client method and one gRPC attempt.
+
+Rule 1: one grpc.aio channel per member address, opened lazily and kept. Calls go to the
+        *preferred* endpoint: the leader last named by a ``coord-leader`` hint, else the
+        last endpoint that answered, else the first configured one.
+Rule 2: a unary call is retried, within the caller's deadline, on UNAVAILABLE (following
+        the hint at once when the member named a leader not known to be down; otherwise
+        on the next endpoint after an exponential backoff with jitter), and on an attempt
+        that timed out before the call's own deadline (a hung member). Every other status
+        is final and becomes a CoordError (errors.py).
+Rule 3: every mutating call carries ``coord-client-id`` and ``coord-seq``; all attempts of
+        one call reuse them, so the server applies it at most once (common.proto
+        "Exactly-once"). A client id has at most one call outstanding: concurrent calls
+        take different ids from a pool. An id whose call ended ambiguously (it may still
+        be in flight: deadline, cancellation, cluster unavailable) is retired, never
+        reused, so no later sequence can overtake it.
+Rule 4: a call that waits on the server by design (Lock.Acquire, Election.Campaign) gets
+        one attempt with the whole remaining deadline; "forever" is sent as a long
+        deadline, since a call without one is cut by the server's default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+import grpc.aio
+
+from coord.v1 import (
+    cluster_pb2_grpc,
+    election_pb2_grpc,
+    kv_pb2_grpc,
+    lease_pb2_grpc,
+    lock_pb2_grpc,
+    ring_pb2_grpc,
+)
+
+from . import errors
+
+__all__ = ["DEFAULT_ENDPOINTS", "ENDPOINTS_ENV", "Backoff", "Transport", "resolve_endpoints"]
+
+DEFAULT_ENDPOINTS = ("127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003")
+"""`make cluster`'s members."""
+ENDPOINTS_ENV = "COORD_ENDPOINTS"
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds a call may take, retries included, unless the caller says otherwise."""
+ATTEMPT_TIMEOUT = 5.0
+"""Longest single attempt of a call that does not wait by design: past it the member is
+presumed hung and the call moves on (same client id and seq)."""
+LONG_WAIT = 7 * 86400.0
+"""The deadline sent for "wait forever" (Rule 4)."""
+
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    # A restarted member is found again quickly (gRPC's default starts at 1s and grows
+    # to 120s).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    # Ranges may be larger than gRPC's default 4 MiB.
+    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+]
+
+T = TypeVar("T")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def resolve_endpoints(endpoints: str | Sequence[str] | None = None) -> list[str]:
+    """The endpoints to use: ``endpoints`` (a list, or one comma-separated string), else
+    ``$COORD_ENDPOINTS``, else `make cluster`'s three. ``http://`` prefixes are dropped."""
+    if endpoints is None:
+        endpoints = os.environ.get(ENDPOINTS_ENV) or ",".join(DEFAULT_ENDPOINTS)
+    if isinstance(endpoints, str):
+        endpoints = endpoints.split(",")
+    out: list[str] = []
+    for e in endpoints:
+        e = e.strip()
+        for scheme in ("http://", "grpc://", "dns:///"):
+            e = e.removeprefix(scheme)
+        e = e.rstrip("/")
+        if e and e not in out:
+            out.append(e)
+    if not out:
+        raise errors.InvalidArgument("no endpoints given")
+    for e in out:
+        host, sep, port = e.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise errors.InvalidArgument(f"endpoint {e!r} is not host:port")
+    return out
+
+
+class Backoff:
+    """Exponential backoff with jitter: the n-th delay is uniform in [d/2, d] where
+    d = min(cap, base * 2**n) ("equal jitter": spread out, never zero)."""
+
+    def __init__(self, base: float = 0.05, cap: float = 1.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def next(self) -> float:
+        d = min(self.cap, self.base * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        return random.uniform(d / 2, d)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Stubs:
+    """The async stubs of one member."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.channel = channel
+        self.kv = kv_pb2_grpc.KVStub(channel)
+        self.lease = lease_pb2_grpc.LeaseStub(channel)
+        self.lock = lock_pb2_grpc.LockStub(channel)
+        self.election = election_pb2_grpc.ElectionStub(channel)
+        self.ring = ring_pb2_grpc.RingStub(channel)
+        self.cluster = cluster_pb2_grpc.ClusterStub(channel)
+
+
+@dataclass
+class Session:
+    """One exactly-once client id and the sequence of its current call."""
+
+    client_id: str
+    seq: int = 0
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("coord-client-id", self.client_id), ("coord-seq", str(self.seq)))
+
+
+class SessionPool:
+    """Client ids for mutating calls, one outstanding call each (Rule 3)."""
+
+    def __init__(self) -> None:
+        self._prefix = uuid.uuid4().hex
+        self._free: list[Session] = []
+        self._made = 0
+        self.retired = 0
+
+    def acquire(self) -> Session:
+        if self._free:
+            session = self._free.pop()
+        else:
+            self._made += 1
+            session = Session(f"{self._prefix}-{self._made}")
+        session.seq += 1
+        return session
+
+    def release(self, session: Session, reusable: bool) -> None:
+        if reusable:
+            self._free.append(session)
+        else:
+            self.retired += 1
+
+    @property
+    def size(self) -> int:
+        return self._made
+
+
+Method = Callable[[Stubs], Callable[..., Awaitable[Resp]]]
+"""Picks the RPC from a member's stubs: ``lambda s: s.kv.Put``."""
+
+
+class Transport:
+    """Channels to the members and the retry loop; one per client, used on one event
+    loop."""
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str] | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        attempt_timeout: float = ATTEMPT_TIMEOUT,
+    ) -> None:
+        self.endpoints = resolve_endpoints(endpoints)
+        self.timeout = timeout
+        self.attempt_timeout = attempt_timeout
+        self.sessions = SessionPool()
+        self._known: list[str] = list(self.endpoints)
+        self._stubs: dict[str, Stubs] = {}
+        self._preferred = self.endpoints[0]
+        self._down_until: dict[str, float] = {}
+        self.closed = False
+        self.retries = 0
+        """Attempts retried after UNAVAILABLE or a timed-out attempt (for tests, metrics)."""
+
+    # -- endpoints ----------------------------------------------------------------
+
+    def stubs(self, address: str) -> Stubs:
+        if self.closed:
+            raise errors.ClientClosed("the client is closed")
+        stubs = self._stubs.get(address)
+        if stubs is None:
+            stubs = Stubs(grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
+            self._stubs[address] = stubs
+        return stubs
+
+    def pick(self) -> str:
+        """The endpoint to try next (Rule 1)."""
+        return self._preferred
+
+    def succeeded(self, address: str) -> None:
+        self._down_until.pop(address, None)
+        self._preferred = address
+
+    def failed(self, address: str, hint: str = "") -> bool:
+        """Record that ``address`` could not serve a call and choose the next endpoint;
+        True when the next attempt may go at once (a fresh leader hint), False when it
+        should back off first."""
+        now = time.monotonic()
+        if hint and hint != address and self._down_until.get(hint, 0.0) <= now:
+            if hint not in self._known:
+                self._known.append(hint)
+            self._preferred = hint
+            return True
+        if not hint:
+            self._down_until[address] = now + 1.0
+        known = self._known
+        i = known.index(address) if address in known else -1
+        for step in range(1, len(known) + 1):
+            candidate = known[(i + step) % len(known)]
+            if self._down_until.get(candidate, 0.0) <= now or step == len(known):
+                self._preferred = candidate
+                break
+        return False
+
+    @property
+    def leader_hint(self) -> str:
+        return self._preferred
+
+    def deadline(self, timeout: float | None, *, forever: bool = False) -> float:
+        """The monotonic deadline for a call with ``timeout`` (None: the client's default,
+        or no deadline when ``forever``)."""
+        if timeout is None:
+            timeout = math.inf if forever else self.timeout
+        return time.monotonic() + timeout
+
+    # -- unary calls --------------------------------------------------------------
+
+    async def call(
+        self,
+        method: Method[Resp],
+        request: object,
+        *,
+        timeout: float | None = None,
+        mutating: bool = False,
+        waits: bool = False,
+        forever: bool = False,
+        refine: Mapping[grpc.StatusCode, type[errors.CoordError]] | None = None,
+    ) -> Resp:
+        """``method(request)`` on the preferred member with retries (Rules 2-4).
+
+        ``timeout`` bounds the whole call (None: the client's default, or unbounded with
+        ``forever``); ``waits`` marks a call that waits on the server by design."""
+        deadline = self.deadline(timeout, forever=forever)
+        session = self.sessions.acquire() if mutating else None
+        metadata = session.metadata() if session is not None else ()
+        backoff = Backoff()
+        last: grpc.RpcError | None = None
+        clean = False
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._exhausted(last, timeout)
+                address = self.pick()
+                if waits:
+                    attempt = min(remaining, LONG_WAIT)
+                else:
+                    attempt = min(remaining, self.attempt_timeout)
+                try:
+                    response = await method(self.stubs(address))(request, timeout=attempt, metadata=metadata)
+                except grpc.aio.AioRpcError as err:
+                    code = err.code()
+                    if code not in _RETRYABLE or (code == grpc.StatusCode.DEADLINE_EXCEEDED and waits):
+                        if code not in _RETRYABLE:
+                            clean = True
+                        raise errors.error_from_rpc(err, refine) from None
+                    last = err
+                    self.retries += 1
+                    at_once = self.failed(address, errors.leader_hint(err) if code == grpc.StatusCode.UNAVAILABLE else "")
+                    if not at_once:
+                        await asyncio.sleep(max(0.0, min(backoff.next(), deadline - time.monotonic())))
+                    continue
+                except grpc.aio.UsageError as err:
+                    raise errors.ClientClosed(f"the client is closed ({err})") from None
+                self.succeeded(address)
+                clean = True
+                return response
+        finally:
+            if session is not None:
+                self.sessions.release(session, clean)
+
+    async def call_at(
+        self,
+        address: str,
+        method: Method[Resp],
+        request: object,
+        *,
+        timeout: float | None = None,
+    ) -> Resp:
+        """One attempt on one member, no retries (Status, health of one endpoint)."""
+        try:
+            return await method(self.stubs(address))(request, timeout=timeout or self.timeout)
+        except grpc.aio.AioRpcError as err:
+            raise errors.error_from_rpc(err) from None
+
+    def _exhausted(self, last: grpc.RpcError | None, timeout: float | None) -> errors.CoordError:
+        if last is None:
+            return errors.DeadlineExceeded(f"the deadline ({timeout}s) passed before the call could be sent")
+        err = errors.error_from_rpc(last)
+        if isinstance(err, errors.Unavailable):
+            err.details = f"no member could serve the call within its deadline; last error: {err.details}"
+        elif isinstance(err, errors.DeadlineExceeded):
+            err.details = f"the deadline passed; last attempt: {err.details}"
+        return err
+
+    # -- streams ------------------------------------------------------------------
+
+    async def sleep_backoff(self, backoff: Backoff, deadline: float = math.inf) -> None:
+        """Sleep before reconnecting a stream; DeadlineExceeded past ``deadline``."""
+        delay = backoff.next()
+        if time.monotonic() + delay > deadline:
+            raise errors.Unavailable("no member could be reached before the deadline")
+        await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        stubs, self._stubs = list(self._stubs.values()), {}
+        await asyncio.gather(*(s.channel.close() for s in stubs), return_exceptions=True)
+
+    def all_addresses(self, extra: Iterable[str] = ()) -> list[str]:
+        out = list(self.endpoints)
+        for a in extra:
+            if a and a not in out:
+                out.append(a)
+        return out
