@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -45,6 +45,7 @@ from coord.v1 import (
 )
 
 from . import errors
+from ._pipeline import PipelineStream
 
 __all__ = ["DEFAULT_ENDPOINTS", "ENDPOINTS_ENV", "Backoff", "Transport", "resolve_endpoints"]
 
@@ -130,6 +131,16 @@ class Stubs:
         self.election = election_pb2_grpc.ElectionStub(channel)
         self.ring = ring_pb2_grpc.RingStub(channel)
         self.cluster = cluster_pb2_grpc.ClusterStub(channel)
+        self.pipeline = PipelineStream(self.kv)
+
+    def pipelined(self, kind: str) -> Callable[..., Awaitable[Any]]:
+        """A unary-looking callable (``request, timeout=, metadata=``) that sends a KV
+        operation of ``kind`` through this member's Pipeline stream (_pipeline.py)."""
+
+        async def invoke(request: object, timeout: float | None = None, metadata: Sequence[tuple[str, str]] = ()) -> Any:
+            return await self.pipeline.call(kind, request, timeout, metadata)
+
+        return invoke
 
 
 @dataclass
@@ -344,6 +355,7 @@ class Transport:
             return
         self.closed = True
         stubs, self._stubs = list(self._stubs.values()), {}
+        await asyncio.gather(*(s.pipeline.close() for s in stubs), return_exceptions=True)
         await asyncio.gather(*(s.channel.close() for s in stubs), return_exceptions=True)
 
     def all_addresses(self, extra: Iterable[str] = ()) -> list[str]:

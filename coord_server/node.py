@@ -522,7 +522,9 @@ class Node:
             if rd.read_states:
                 self._release_reads(rd.read_states)
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
-            await self.storage.save_async(rd.hard_state, rd.entries, rd.snapshot)
+            # A Ready that only moves the commit index needs no fsync (must_sync False):
+            # the commit index is an optimisation, never required for safety.
+            await self.storage.save_async(rd.hard_state, rd.entries, rd.snapshot, sync=rd.must_sync)
         if rd.persisted_messages:
             self.transport.send(rd.persisted_messages)
         if rd.snapshot is not None:

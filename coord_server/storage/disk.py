@@ -157,7 +157,7 @@ class DiskStorage:
         self._cache_bytes = 0
 
         self._snaps = SnapshotStore(self._io, self._snap_dir, keep_snapshots)
-        self._wal = WalWriter(self._io, self._wal_dir, segment_size, preallocate)
+        self._wal = WalWriter(self._io, self._wal_dir, segment_size, preallocate, self._checkpoint_for)
         try:
             self._open(cluster_id)
         except BaseException:
@@ -213,7 +213,7 @@ class DiskStorage:
                     "the metadata file is missing but the directory holds a log",
                 )
             leftovers += [s.path for s in segments]
-        first = WalWriter(self._io, self._wal_dir, self._wal.segment_size, self._wal.preallocate)
+        first = WalWriter(self._io, self._wal_dir, self._wal.segment_size, self._wal.preallocate, self._checkpoint_for)
         try:
             for p in leftovers:
                 self._io.unlink(p)
@@ -572,10 +572,10 @@ class DiskStorage:
         wal = self._wal
         try:
             if snapshot is None:
-                seq, off = wal.append(buf, sync, self._checkpoint_for)
+                seq, off = wal.append(buf, sync)
                 return seq, off, _NONE_REMOVED
             self._snaps.write(snapshot.meta, snapshot.data)
-            seq, off = wal.append(buf, sync, self._checkpoint_for)
+            seq, off = wal.append(buf, sync)
             # The installed snapshot replaces the whole log: older segments are dead.
             removed = wal.remove_before(seq)
             self._snaps.clean(snapshot.meta)
@@ -686,7 +686,7 @@ class DiskStorage:
                 # Nothing refers to the file yet: the storage stays usable.
                 raise StorageWriteError(f"cannot write snapshot {index} in {self.path}: {e}", e.errno) from e
 
-        record_it = self._guarded(lambda: wal.append(record, True, self._checkpoint_for), "recording a snapshot")
+        record_it = self._guarded(lambda: wal.append(record, True), "recording a snapshot")
 
         def io() -> None:
             write_file()
@@ -716,7 +716,7 @@ class DiskStorage:
         wal = self._wal
 
         def io() -> list[Any]:
-            wal.append(record, True, self._checkpoint_for)
+            wal.append(record, True)
             # A segment S was started when the log ended at S.next_index - 1, so every live
             # entry in the segments before S is at most that. If that is compacted, they can
             # go: S's checkpoint and the COMPACT record just written replay without them.

@@ -387,13 +387,24 @@ class WalWriter:
     thread (or the caller's); ``read_fd`` may run on another thread at the same time.
     """
 
-    def __init__(self, io: FileIO, wal_dir: str, segment_size: int, preallocate: bool) -> None:
+    def __init__(
+        self,
+        io: FileIO,
+        wal_dir: str,
+        segment_size: int,
+        preallocate: bool,
+        checkpoint: Callable[[int], Checkpoint],
+    ) -> None:
         self.io = io
+        self.checkpoint = checkpoint
+        """Makes the checkpoint of a new segment ``seq`` when ``append`` rotates."""
         self.wal_dir = wal_dir
         self.segment_size = segment_size
         self.preallocate = preallocate
         self.segments: list[Segment] = []
         self.fd = -1
+        self.seq = 0
+        """The newest segment's sequence number."""
         self.off = 0
         self.header_end = 0
         self._readers: dict[int, int] = {}
@@ -410,6 +421,7 @@ class WalWriter:
             self._paths[s.seq] = s.path
         tail = self.tail
         self.fd = self.io.open(tail.path, os.O_RDWR)
+        self.seq = tail.seq
         self._readers[tail.seq] = self.fd
         self.off = tail_offset
         with open(tail.path, "rb") as f:
@@ -453,6 +465,7 @@ class WalWriter:
         self._readers[seg.seq] = fd
         self.segments.append(seg)
         self.fd = fd
+        self.seq = seg.seq
         self.off = self.header_end = len(header)
 
     def seal(self) -> None:
@@ -464,7 +477,7 @@ class WalWriter:
             self.io.ftruncate(self.fd, self.off)
         self.io.fdatasync(self.fd)
 
-    def append(self, buf: bytes, sync: bool, checkpoint: Callable[[int], Checkpoint]) -> tuple[int, int]:
+    def append(self, buf: bytes, sync: bool) -> tuple[int, int]:
         """Write ``buf`` (whole records) and, if ``sync``, fdatasync; returns (seq, offset)
         where it landed. Rotates first when it would overflow the segment."""
         off = self.off
@@ -477,7 +490,7 @@ class WalWriter:
                 raise
             # If this fails, the sealed segment stays the newest; its successor's temp
             # file is deleted at the next open, which starts a fresh segment.
-            self.create_segment(checkpoint(self.tail.seq + 1))
+            self.create_segment(self.checkpoint(self.seq + 1))
             off = self.off
         fd = self.fd
         try:
@@ -490,7 +503,7 @@ class WalWriter:
             self._undo(off)
             raise
         self.off = off + n
-        return self.tail.seq, off
+        return self.seq, off
 
     def _undo(self, off: int) -> None:
         """After a failed write: cut the newest segment back to ``off``, so that the part

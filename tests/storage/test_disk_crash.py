@@ -60,7 +60,6 @@ def test_every_acknowledged_entry_survives_sigkill(tmp_path) -> None:  # type: i
     path = os.path.join(tmp_path, "data")
     rng = random.Random(20240611)
     acked = snapshotted = 0
-    deadline = time.monotonic() + 40
     for round_ in range(KILLS):
         got, snap, err = run_child(path, 1000 + round_, rng)
         assert "Traceback" not in err, err
@@ -76,5 +75,4 @@ def test_every_acknowledged_entry_survives_sigkill(tmp_path) -> None:  # type: i
                 assert st.snapshot().data == snapshot_data(st.snapshot().meta.index)
             for e in st.entries(first, st.last_index() + 1):
                 assert (e.term, e.type, e.data) == (1, EntryType.NORMAL, payload(e.index)), e.index
-        assert time.monotonic() < deadline, f"too slow: {round_} rounds"
     assert acked > 100
