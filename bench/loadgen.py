@@ -21,6 +21,9 @@ The client code is the same for both systems: requests are serialized once up fr
 sent as bytes through grpc.aio (coord's KV and etcd's KV share etcd's field numbers, and
 bench/etcd.py says how etcd's messages are obtained), responses are not parsed, a failed
 attempt moves to the member named in ``coord-leader`` or else the next one, after 10 ms.
+One difference, stated in the report: coord's driver sends through KV.Pipeline, the path
+coord_client uses (operations issued together share one stream message), unless
+``--coord-path unary`` asks for one unary call per operation as etcd's driver makes.
 
 CPU: for every point, each server's and each client process's CPU time over the measured
 window (utime+stime from /proc/PID/stat), in percent of one core. With 2 cores the clients
@@ -190,9 +193,14 @@ class CoordCluster:
 # -- the client side (runs in worker processes) ----------------------------------------
 
 
+COORD_PATH = {"path": "pipeline"}
+"""How coord's driver sends operations: "pipeline" (KV.Pipeline, the path coord_client
+uses) or "unary" (one KV.Put/Range call per operation, as etcd's driver does)."""
+
+
 def _paths(system: str) -> tuple[str, str, str | None]:
     """(put method, range method, leader metadata key) of ``system``."""
-    if system == "coord":
+    if system in ("coord", "coord-unary"):
         return "/coord.v1.KV/Put", "/coord.v1.KV/Range", "coord-leader"
     if system == "etcd":
         from bench import etcd
@@ -201,8 +209,12 @@ def _paths(system: str) -> tuple[str, str, str | None]:
     raise ValueError(f"unknown system {system!r}")
 
 
-def _serialize_put(system: str, key: bytes, value: bytes) -> bytes:
+def _serialize_put(system: str, key: bytes, value: bytes) -> Any:
     if system == "coord":
+        from coord.v1 import kv_pb2
+
+        return kv_pb2.PutRequest(key=key, value=value)  # the pipeline takes messages
+    if system == "coord-unary":
         from coord.v1 import kv_pb2
 
         return kv_pb2.PutRequest(key=key, value=value).SerializeToString()
@@ -212,8 +224,12 @@ def _serialize_put(system: str, key: bytes, value: bytes) -> bytes:
     return data
 
 
-def _serialize_range(system: str, key: bytes) -> bytes:
+def _serialize_range(system: str, key: bytes) -> Any:
     if system == "coord":
+        from coord.v1 import kv_pb2
+
+        return kv_pb2.RangeRequest(key=key)  # linearizable (the default)
+    if system == "coord-unary":
         from coord.v1 import kv_pb2
 
         return kv_pb2.RangeRequest(key=key).SerializeToString()  # linearizable (the default)
@@ -240,11 +256,22 @@ class Driver:
             "get": [c.unary_unary(range_) for c in self.channels],
         }
         self.op_timeout = op_timeout
+        self.pipes: list[Any] = []
+        if system == "coord":
+            # coord_client's own path: one KV.Pipeline stream per member, operations issued
+            # in one loop iteration travel together (coord_client/_pipeline.py).
+            from coord.v1 import kv_pb2_grpc
+            from coord_client._pipeline import PipelineStream
 
-    async def attempt(self, op: str, request: bytes, index: int) -> tuple[bool, int, str]:
+            self.pipes = [PipelineStream(kv_pb2_grpc.KVStub(c)) for c in self.channels]
+
+    async def attempt(self, op: str, request: Any, index: int) -> tuple[bool, int, str]:
         """One RPC to member ``index``: (ok, member for the next attempt, error code)."""
         try:
-            await self.calls[op][index](request, timeout=self.op_timeout)
+            if self.pipes:
+                await self.pipes[index].call("put" if op == "put" else "range", request, self.op_timeout)
+            else:
+                await self.calls[op][index](request, timeout=self.op_timeout)
             return True, index, ""
         except self.grpc.aio.AioRpcError as err:
             following = None
@@ -256,6 +283,8 @@ class Driver:
             return False, nxt, err.code().name
 
     async def close(self) -> None:
+        for pipe in self.pipes:
+            await pipe.close()
         for c in self.channels:
             await c.close()
 
@@ -392,7 +421,8 @@ class Workers:
         self.processes: list[Any] = []
         for w, share in enumerate(s for s in shares if s):
             parent, child = ctx.Pipe()
-            cfg = WorkerConfig(cluster.system, cluster.endpoints(), op, share, w, op_timeout, record_attempts, seed=w)
+            system = "coord-unary" if cluster.system == "coord" and COORD_PATH["path"] == "unary" else cluster.system
+            cfg = WorkerConfig(system, cluster.endpoints(), op, share, w, op_timeout, record_attempts, seed=w)
             p = ctx.Process(target=_worker_main, args=(child, cfg, self.kill_time), daemon=True)
             p.start()
             child.close()
@@ -647,8 +677,9 @@ def report(results: dict[str, dict[str, Any]], etcd_note: str) -> str:
                 f"clients={p.cpu['clients']:.0f} ({p.procs} procs) | machine={p.cpu['machine']:.0f} of {100 * (os.cpu_count() or 1)}, "
                 f"other processes={max(0.0, p.cpu['machine'] - p.cpu['servers'] - p.cpu['clients']):.0f}"
             )
+    lines.append("")
+    lines.append(f"coord client path: {COORD_PATH['path']} ({'KV.Pipeline, as coord_client sends' if COORD_PATH['path'] == 'pipeline' else 'one unary call per operation'})")
     if etcd_note:
-        lines.append("")
         lines.append(etcd_note)
     return "\n".join(lines)
 
@@ -669,11 +700,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dir", default=".", help="the members' data and logs go to a new directory in DIR (default: .)")
     parser.add_argument("--keep", action="store_true", help="keep that directory (logs, data) instead of removing it")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--coord-path", choices=("pipeline", "unary"), default="pipeline",
+        help="coord's client path: KV.Pipeline as coord_client sends it (default), or one unary call per op",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None, parts: set[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    COORD_PATH["path"] = args.coord_path
     parts = parts or {p.strip() for p in args.parts.split(",") if p.strip()}
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     etcd_note = ""
