@@ -195,13 +195,15 @@ class RaftCore:
         self._step: Callable[[Message], None] = self._step_follower
         self._tick: Callable[[], None] = self._tick_election
 
-        if hard_state.commit:
-            if not self.log.committed <= hard_state.commit <= self.log.last_index():
-                raise AssertionError(
-                    f"persisted commit {hard_state.commit} is outside the log "
-                    f"[{self.log.committed}, {self.log.last_index()}]: storage is damaged"
-                )
-            self.log.committed = hard_state.commit
+        if hard_state.commit > self.log.last_index():
+            raise AssertionError(
+                f"persisted commit {hard_state.commit} is past the last index "
+                f"{self.log.last_index()}: storage is damaged"
+            )
+        # Bug fix (found by tests/sim): a persisted commit below the snapshot index is not
+        # damage. A crash can cut a write between a received snapshot and the hard state
+        # after it; the snapshot's index is committed by definition, so keep the larger.
+        self.log.committed = max(self.log.committed, hard_state.commit)
         if applied:
             self.log.applied_to(min(applied, self.log.committed))
         self.become_follower(self.term, NONE)

@@ -108,6 +108,29 @@ class Entry:
     data: bytes = b""
 
 
+def _fill_entry_slots() -> None:
+    """Give Entry an ``__init__`` that fills its slots through their descriptors: the
+    same signature and the same frozen object, built about twice as fast as by the
+    generated one (which calls object.__setattr__ per field). An Entry is built for every
+    proposed command, so this shows in bench/raft_core.py."""
+    slot = vars(Entry)
+    set_term, set_index = slot["term"].__set__, slot["index"].__set__
+    set_type, set_data = slot["type"].__set__, slot["data"].__set__
+
+    def __init__(self: Entry, term: int, index: int, type: EntryType = EntryType.NORMAL,
+                 data: bytes = b"") -> None:
+        set_term(self, term)
+        set_index(self, index)
+        set_type(self, type)
+        set_data(self, data)
+
+    __init__.__qualname__ = "Entry.__init__"
+    Entry.__init__ = __init__  # type: ignore[method-assign]
+
+
+_fill_entry_slots()
+
+
 @dataclass(frozen=True, slots=True)
 class HardState:
     """What must be on disk before the node says anything that depends on it (§5, Figure 2).
