@@ -24,7 +24,7 @@ from coord_server.node import Node, NodeConfig
 from coord_server.settings import ServerSettings, SettingsError, cluster_id_of, member_id_of
 from coord_server.storage import DiskStorage
 from coord_server.transport import PeerTransport, RaftPeerService
-from coord_server.transport.grpc_peer import CHANNEL_OPTIONS
+from coord_server.transport.grpc_peer import SERVER_OPTIONS
 
 log = logging.getLogger("coord.server")
 
@@ -46,26 +46,49 @@ class CoordServer:
         os.makedirs(s.data_directory, exist_ok=True)
         identity = _read_identity(s.data_directory)
         initial_members: dict[int, command_pb2.MemberInfo] | None = None
+        founders: dict[str, str] = {}
         if identity is not None:
             cluster_id, member_id = identity["cluster_id"], identity["member_id"]
             if identity["name"] != s.name:
                 raise SettingsError(
                     f"data directory {s.data_directory} belongs to member {identity['name']!r}, not {s.name!r}"
                 )
+            founders = identity.get("initial_cluster") or {}
+            known_peers = identity.get("join_peers") or {}
+            if not founders and known_peers:
+                initial_members = {
+                    int(mid): command_pb2.MemberInfo(id=int(mid), peer_address=addr, client_address=addr)
+                    for mid, addr in known_peers.items()
+                }
         elif s.join:
             cluster_id, member_id, initial_members = await _join(s)
         else:
-            cluster_id = cluster_id_of(s.members)
+            founders = s.members
+            cluster_id = cluster_id_of(founders)
             member_id = member_id_of(cluster_id, s.name)
+        if founders:
             initial_members = {
                 member_id_of(cluster_id, name): command_pb2.MemberInfo(
                     id=member_id_of(cluster_id, name), name=name, peer_address=address, client_address=address
                 )
-                for name, address in s.members.items()
+                for name, address in founders.items()
             }
         self.storage = DiskStorage(s.data_directory, cluster_id=cluster_id)
         if identity is None:
-            _write_identity(s.data_directory, {"name": s.name, "member_id": member_id, "cluster_id": cluster_id})
+            # The founding membership is kept with the identity: a founder that crashed
+            # before its bootstrap entries reached the disk must bootstrap again on
+            # restart, not come back empty (it would elect itself alone and overwrite
+            # the cluster's committed entries; found by tests/sim).
+            _write_identity(
+                s.data_directory,
+                {
+                    "name": s.name, "member_id": member_id, "cluster_id": cluster_id, "initial_cluster": founders,
+                    # A joiner remembers where the members were when it joined, to reach
+                    # them again after a restart that comes before its log says so.
+                    "join_peers": {str(mid): info.peer_address for mid, info in (initial_members or {}).items()}
+                    if not founders else {},
+                },
+            )
         self.transport = PeerTransport(
             cluster_id,
             on_unreachable=lambda nid: self.node.report_unreachable(nid) if self.node else None,
@@ -83,12 +106,14 @@ class CoordServer:
             snapshot_catchup_entries=max(50, s.snapshot_entries // 2),
             peer_overrides=dict(s.peer_overrides),
         )
-        bootstrap = initial_members if (identity is None and not s.join) else None
-        known = initial_members if s.join else None
+        # The node bootstraps only if its log is empty (a fresh founder, or one that crashed
+        # before the bootstrap was persisted); a joiner never does.
+        bootstrap = initial_members if founders else None
+        known = initial_members if not founders else None
         node = Node(config, self.storage, self.transport, bootstrap_members=bootstrap, known_members=known)
         self.node = node
 
-        server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         from coord_server.services import add_services
 
         forward = add_services(server, node)
@@ -120,6 +145,7 @@ class CoordServer:
     async def stop(self, grace: float = 2.0) -> None:
         if getattr(self, "_health", None) is not None:
             await self._health.enter_graceful_shutdown()
+        await self._hand_over_leadership()
         for hub_name in ("watch_hub", "coord_hub"):
             # Open streams (watches, observers, lock waiters) end now rather than holding
             # the shutdown for the whole grace period.
@@ -134,6 +160,30 @@ class CoordServer:
             await self.transport.close()
         if self.storage is not None:
             self.storage.close()
+
+    async def _hand_over_leadership(self) -> None:
+        """A leader that is asked to stop first hands leadership to its most up-to-date
+        voter (as etcd does). Otherwise it would keep heartbeating through the grace period,
+        so nobody could elect a new leader and writes would stall for the whole shutdown,
+        longer than after a crash. Bounded by a few election timeouts; best effort."""
+        node = self.node
+        if node is None or node.failed is not None or not node.is_leader:
+            return
+        status = node.core.status()
+        voters = [(p.match, nid) for nid, p in status.progress.items() if nid != node.id and nid in status.conf_state.voters]
+        if not voters:
+            return
+        _, target = max(voters)
+        try:
+            node.transfer_leadership(target)
+        except Exception as err:  # noqa: BLE001 - stopping anyway
+            log.warning("could not hand leadership over before stopping: %s", err)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3 * node.config.election_timeout
+        while node.leader_id != target and loop.time() < deadline:
+            await asyncio.sleep(node.config.tick_interval)
+        log.info("stopping: leadership %s to %#x", "handed over" if node.leader_id == target else "not handed over in time", target)
 
 
 def _public_service_names() -> list[str]:

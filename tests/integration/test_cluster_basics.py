@@ -264,3 +264,35 @@ def test_a_paused_leader_is_replaced_and_follows_when_resumed(cluster: Cluster) 
     cluster.wait_caught_up([old])
     assert cluster.get("during-pause", serializable=True, via=old).count == 1
     assert cluster.terminate(old) == 0  # and it shuts down cleanly on SIGTERM
+
+
+def test_a_founder_whose_bootstrap_never_reached_the_disk_bootstraps_again(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """A founding member that crashed after writing its identity (member.json) but before
+    its bootstrap entries were durable must bootstrap again when restarted. Coming back
+    with an empty log and no bootstrap, it would adopt the leader's membership entries one
+    at a time and could, after the first, think itself the only voter and elect itself
+    (found by tests/sim, churn profile seed 2404)."""
+    import json
+
+    from coord_server.settings import cluster_id_of, member_id_of
+
+    cluster = make_cluster(start=False)
+    for name in ("n1", "n2"):
+        cluster.start_node(name)
+    wait_until(cluster.leader, timeout=60, what="a leader among n1 and n2")
+    for i in range(20):
+        cluster.put(f"before/{i}", "v")
+    victim = cluster.nodes["n3"]
+    founders = {name: node.address for name, node in cluster.nodes.items()}
+    cluster_id = cluster_id_of(founders)
+    victim.data_dir.mkdir(parents=True, exist_ok=True)
+    (victim.data_dir / "member.json").write_text(json.dumps({
+        "name": "n3", "member_id": member_id_of(cluster_id, "n3"), "cluster_id": cluster_id,
+        "initial_cluster": founders,
+    }))
+    cluster.start_node("n3")
+    cluster.wait_caught_up(["n3"])
+    assert cluster.get("before/", prefix=True, serializable=True, via="n3").count == 20
+    statuses = {name: cluster.status(name) for name in cluster.nodes}
+    assert sum(1 for s in statuses.values() if s.role == LEADER) == 1
+    assert len({s.header.raft_term for s in statuses.values()}) == 1

@@ -35,7 +35,7 @@ from coord_server.services import add_services
 from coord_server.settings import cluster_id_of, member_id_of
 from coord_server.storage import DiskStorage
 from coord_server.transport import PeerTransport, RaftPeerService
-from coord_server.transport.grpc_peer import CHANNEL_OPTIONS
+from coord_server.transport.grpc_peer import SERVER_OPTIONS
 from coord_server.watch import WatchHub
 
 TEST_TIMEOUT = 60.0
@@ -100,7 +100,7 @@ class InProcessCluster:
         servers = {}
         addresses = {}
         for name in names:
-            server = grpc.aio.server(options=CHANNEL_OPTIONS)
+            server = grpc.aio.server(options=SERVER_OPTIONS)
             port = server.add_insecure_port("127.0.0.1:0")
             servers[name] = server
             addresses[name] = f"127.0.0.1:{port}"
@@ -154,7 +154,7 @@ class InProcessCluster:
     async def add_member(self, name: str, start: bool = True) -> Member:
         """Add a member as a learner through the leader's MemberAdd, and start it (its
         gRPC server always; its node unless ``start`` is False: call ``start_node``)."""
-        server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
         leader = self.leader()
         added = await leader.cluster().MemberAdd(
