@@ -157,6 +157,7 @@ class Node:
         self._forwards: list[tuple[bytes, asyncio.Future[Any], float]] = []
         self._forward_tasks: set[asyncio.Task[None]] = set()
         self._after_advance: list[asyncio.Future[Any]] = []
+        self._leaderless: list[tuple[float, asyncio.Future[Any], Callable[[], None]]] = []
         self._waiting: dict[int, tuple[int, asyncio.Future[Any]]] = {}
         self._read_waiters: list[asyncio.Future[None]] = []
         self._read_rounds: dict[bytes, _ReadRound] = {}
@@ -257,6 +258,8 @@ class Node:
                 next_at = time.monotonic()  # the loop was blocked; do not burst-tick
             await asyncio.sleep(max(0.0, delay))
             self.core.tick()
+            if self._leaderless:
+                self._expire_parked()
             if self.is_leader and self.lease_timers.active:
                 expired = self.lease_timers.expired()
                 if expired:
@@ -278,15 +281,21 @@ class Node:
     def submit(self, data: bytes, timeout: float | None = None) -> asyncio.Future[Any]:
         """``propose`` without a coroutine: a future of the CommandResult for serialized
         command ``data`` (the Pipeline service submits many per batch this way)."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._dispatch_submit(data, fut, timeout)
+        return fut
+
+    def _dispatch_submit(self, data: bytes, fut: asyncio.Future[Any], timeout: float | None) -> None:
+        if fut.done():
+            return
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
         if self._stopping:
             fut.set_exception(Unavailable("the node is stopping"))
         elif self.is_leader:
             self._proposals.append((data, fut))
             self._wake.set()
         elif self.core.lead == 0:
-            fut.set_exception(Unavailable("no leader is elected yet; retry shortly"))
+            self._park(fut, lambda: self._dispatch_submit(data, fut, timeout))
         else:
             # Coalesce: every write this follower receives in one loop iteration travels
             # to the leader in one Forward call (the leader's per-call cost is paid once).
@@ -294,7 +303,30 @@ class Node:
             self._forwards.append((data, fut, deadline))
             if len(self._forwards) == 1:
                 loop.call_soon(self._flush_forwards)
-        return fut
+
+    def _park(self, fut: asyncio.Future[Any], retry: Callable[[], None]) -> None:
+        """No leader is known (an election, or a pre-vote by a follower that missed
+        heartbeats on a busy machine): hold the request for up to two election timeouts
+        rather than fail it at once, and retry it as soon as a leader is known."""
+        expires = asyncio.get_running_loop().time() + 2 * self.config.election_timeout
+        self._leaderless.append((expires, fut, retry))
+
+    def _retry_parked(self) -> None:
+        parked, self._leaderless = self._leaderless, []
+        for _, _, retry in parked:
+            retry()
+
+    def _expire_parked(self) -> None:
+        now = asyncio.get_running_loop().time()
+        keep = []
+        for expires, fut, retry in self._leaderless:
+            if fut.done():
+                continue
+            if expires <= now:
+                fut.set_exception(Unavailable("no leader is elected yet; retry shortly"))
+            else:
+                keep.append((expires, fut, retry))
+        self._leaderless = keep
 
     def _flush_forwards(self) -> None:
         batch, self._forwards = self._forwards, []
@@ -421,14 +453,19 @@ class Node:
     def read_barrier_future(self) -> asyncio.Future[None]:
         """``read_barrier`` without a coroutine."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._dispatch_read(fut)
+        return fut
+
+    def _dispatch_read(self, fut: asyncio.Future[None]) -> None:
+        if fut.done():
+            return
         if self._stopping:
             fut.set_exception(Unavailable("the node is stopping"))
         elif self.core.lead == 0:
-            fut.set_exception(Unavailable("no leader is elected yet; retry shortly"))
+            self._park(fut, lambda: self._dispatch_read(fut))
         else:
             self._read_waiters.append(fut)
             self._wake.set()
-        return fut
 
     async def wait_applied(self, index: int) -> None:
         if self._applied_index >= index:
@@ -549,6 +586,8 @@ class Node:
 
     def _on_soft_state(self, role: Role, leader: int) -> None:
         self.leader_changes += 1
+        if leader != 0 and self._leaderless:
+            self._retry_parked()
         if role == Role.LEADER:
             self.lease_timers.start(self.state.lease_ids(), extension=self.config.election_timeout)
         else:
@@ -650,6 +689,10 @@ class Node:
             await self.storage.compact_async(compact_to)
 
     def _fail_all(self, error: CoordError) -> None:
+        for _, fut, _ in self._leaderless:
+            if not fut.done():
+                fut.set_exception(error)
+        self._leaderless.clear()
         for _, fut, _ in self._forwards:
             if not fut.done():
                 fut.set_exception(error)
