@@ -45,6 +45,10 @@ class ServerSettings:
     snapshot_entries: int = 10_000
     """Snapshot (and compact the log) after this many applied entries."""
     log_level: str = "info"
+    peer_overrides: dict[str, str] = field(default_factory=dict)
+    """name -> host:port: reach member NAME at this address instead of the peer address
+    it advertises. For tests (the chaos harness routes every peer link through a fault
+    proxy) and NAT setups; clients are still told the advertised addresses."""
 
     @property
     def advertise_address(self) -> str:
@@ -74,6 +78,8 @@ class ServerSettings:
             )
         for member, address in self.initial_cluster.items():
             parse_address(f"initial_cluster[{member}]", address)
+        for member, address in self.peer_overrides.items():
+            parse_address(f"peer_overrides[{member}]", address if isinstance(address, str) else "")
         if self.tick_ms <= 0:
             raise SettingsError(f"tick_ms must be positive, got {self.tick_ms}")
         for label, value in (("heartbeat_ms", self.heartbeat_ms), ("election_ms", self.election_ms)):
@@ -96,15 +102,15 @@ def parse_address(label: str, address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def parse_initial_cluster(text: str) -> dict[str, str]:
+def parse_initial_cluster(text: str, what: str = "initial_cluster") -> dict[str, str]:
     """``n1=127.0.0.1:7001,n2=127.0.0.1:7002`` -> {"n1": "127.0.0.1:7001", ...}."""
     members: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, address = item.partition("=")
         if not sep or not name or not address:
-            raise SettingsError(f"initial_cluster entries must be name=host:port, got {item!r}")
+            raise SettingsError(f"{what} entries must be name=host:port, got {item!r}")
         if name in members:
-            raise SettingsError(f"initial_cluster names {name!r} twice")
+            raise SettingsError(f"{what} names {name!r} twice")
         members[name] = address
     return members
 
@@ -141,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tick-ms", type=int, help="Raft clock granularity (default: 20)")
     parser.add_argument("--snapshot-entries", type=int, help="snapshot after this many applied entries (default: 10000)")
     parser.add_argument("--log-level", help="debug, info, warning or error (default: info)")
+    parser.add_argument(
+        "--peer-override", dest="peer_overrides", action="append", metavar="NAME=ADDR",
+        help="reach member NAME at ADDR instead of its advertised peer address (repeatable or "
+        "comma-separated; for testing through fault proxies and NAT setups)",
+    )
     return parser
 
 
@@ -164,8 +175,13 @@ def load_settings(argv: list[str] | None = None) -> ServerSettings:
         raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
     if isinstance(values.get("initial_cluster"), str):
         values["initial_cluster"] = parse_initial_cluster(values["initial_cluster"])
+    overrides = values.get("peer_overrides")
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    if isinstance(overrides, list) and all(isinstance(item, str) for item in overrides):
+        values["peer_overrides"] = parse_initial_cluster(",".join(overrides), "peer_overrides")
     for f in fields(ServerSettings):
-        expected = dict if f.name == "initial_cluster" else type(f.default)
+        expected = dict if f.name in ("initial_cluster", "peer_overrides") else type(f.default)
         if f.name in values and not isinstance(values[f.name], expected):
             raise SettingsError(
                 f"{f.name} must be {expected.__name__}, got {values[f.name]!r}"
