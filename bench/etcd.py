@@ -20,14 +20,13 @@ says whether it is there, and why not.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
+
+from bench.processes import MemberProcesses
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -143,7 +142,7 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-class EtcdCluster:
+class EtcdCluster(MemberProcesses):
     """``size`` etcd members on loopback with data under ``base_dir``, etcd's default
     timing (heartbeat 100 ms, election 1000 ms). Same interface as the load generator's
     CoordCluster: start, endpoints, pids, leader, kill, restart, stop."""
@@ -223,37 +222,3 @@ class EtcdCluster:
         if len(leaders) != 1:
             return None
         return self.member_ids.get(leaders.pop())
-
-    def wait_for_leader(self, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"etcd {name} exited with {proc.returncode}; see {self.base_dir / (name + '.log')}")
-            leader = self.leader()
-            if leader is not None:
-                return leader
-            time.sleep(0.05)
-        raise RuntimeError(f"etcd: no leader within {timeout}s; logs in {self.base_dir}")
-
-    def kill(self, name: str) -> None:
-        proc = self.procs[name]
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-    def restart(self, name: str, timeout: float = 60) -> None:
-        if self.procs[name].poll() is None:
-            self.kill(name)
-        self.start_member(name)
-        self.wait_for_leader(timeout)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)

@@ -44,7 +44,6 @@ import multiprocessing.connection
 import os
 import random
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -55,6 +54,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from bench.processes import MemberProcesses
 
 VALUE_SIZE = 100
 GET_KEYS = 1000
@@ -92,7 +93,7 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-class CoordCluster:
+class CoordCluster(MemberProcesses):
     """``size`` coord-server processes on free loopback ports, default settings (the
     numbers are for coord as shipped), data and logs under ``base_dir``."""
 
@@ -154,40 +155,6 @@ class CoordCluster:
         if len(leaders) != 1:
             return None
         return self.member_ids.get(leaders.pop())
-
-    def wait_for_leader(self, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None and proc.returncode != -signal.SIGKILL:
-                    raise RuntimeError(f"coord {name} exited with {proc.returncode}; see {self.base_dir / (name + '.log')}")
-            leader = self.leader()
-            if leader is not None:
-                return leader
-            time.sleep(0.05)
-        raise RuntimeError(f"coord: no leader within {timeout}s; logs in {self.base_dir}")
-
-    def kill(self, name: str) -> None:
-        proc = self.procs[name]
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-    def restart(self, name: str, timeout: float = 60) -> None:
-        if self.procs[name].poll() is None:
-            self.kill(name)
-        self.start_member(name)
-        self.wait_for_leader(timeout)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
 
 
 # -- the client side (runs in worker processes) ----------------------------------------
