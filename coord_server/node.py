@@ -48,16 +48,19 @@ from coord_server.raft import (
     RaftCore,
     Ready,
     Role,
+    Storage,
 )
 from coord_server.state import StateMachine
 
 log = logging.getLogger("coord.node")
 
 
-class DurableLog(Protocol):
-    """What the node needs from storage beyond the core's read-only view."""
+class DurableLog(Storage, Protocol):
+    """The core's read-only Storage plus the writes the node makes (DiskStorage)."""
 
-    async def save_async(self, hard_state: Any, entries: list[Any], snapshot: Any) -> None: ...
+    async def save_async(
+        self, hard_state: Any, entries: list[Any], snapshot: Any = None, *, sync: bool = True
+    ) -> None: ...
 
     async def create_snapshot_async(self, index: int, conf_state: Any, data: bytes) -> Any: ...
 
@@ -115,7 +118,7 @@ class Node:
     def __init__(
         self,
         config: NodeConfig,
-        storage: Any,
+        storage: DurableLog,
         transport: Transport,
         bootstrap_members: dict[int, command_pb2.MemberInfo] | None = None,
         known_members: dict[int, command_pb2.MemberInfo] | None = None,
@@ -150,8 +153,8 @@ class Node:
         self._addresses: dict[int, str] = {}
         for nid, info in {**(known_members or {}), **(bootstrap_members or {})}.items():
             self._learn_member(nid, info)
-        for info in self.state.members():
-            self._learn_member(info.id, info)
+        for member in self.state.members():
+            self._learn_member(member.id, member)
         self._wake = asyncio.Event()
         self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._forwards: list[tuple[bytes, asyncio.Future[Any], float]] = []
@@ -171,7 +174,6 @@ class Node:
         self._stopping = False
         self._solo_campaign = False
         self._fatal: BaseException | None = None
-        self.leader_changes = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -585,7 +587,6 @@ class Node:
         await self._maybe_snapshot()
 
     def _on_soft_state(self, role: Role, leader: int) -> None:
-        self.leader_changes += 1
         if leader != 0 and self._leaderless:
             self._retry_parked()
         if role == Role.LEADER:
@@ -626,13 +627,6 @@ class Node:
                     fut.set_exception(Unavailable("leadership changed before the request committed; retry"))
         self._applied_index = entries[-1].index
         self._wake_parked()
-        # A waiter at or below the applied index that was not resolved above was skipped
-        # over by a snapshot: another leader's entries were applied there (Rule 3).
-        applied = entries[-1].index
-        for index in [i for i in self._waiting if i <= applied]:
-            _, fut = self._waiting.pop(index)
-            if not fut.done():
-                fut.set_exception(Unavailable("leadership changed before the request committed; retry"))
 
     def _track_leases(self, data: bytes, result: command_pb2.CommandResult) -> None:
         which = result.WhichOneof("result")
@@ -672,6 +666,12 @@ class Node:
         self.state = StateMachine.restore(snapshot.data)
         self._snapshot_index = snapshot.meta.index
         self._applied_index = snapshot.meta.index
+        # Proposals at indexes the snapshot covers will never be applied here one by one:
+        # another leader's entries took those places, so ours were not committed (Rule 3).
+        for index in [i for i in self._waiting if i <= snapshot.meta.index]:
+            _, fut = self._waiting.pop(index)
+            if not fut.done():
+                fut.set_exception(Unavailable("leadership changed before the request committed; retry"))
         for info in self.state.members():
             self._learn_member(info.id, info)
         for fn in self._state_listeners:
