@@ -385,10 +385,7 @@ class Node:
             raise Unavailable("the node is stopping")
         if not self.is_leader:
             raise Unavailable("this node is not the leader", self.leader_address())
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._proposals.append((data, fut))
-        self._wake.set()
-        result = await fut
+        result = await self.submit(data)
         assert isinstance(result, command_pb2.CommandResult)
         return result
 
