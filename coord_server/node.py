@@ -50,7 +50,9 @@ from coord_server.raft import (
     Role,
     Storage,
 )
+from coord_server.raft.errors import SnapshotOutOfDateError
 from coord_server.state import StateMachine
+from coord_server.storage.errors import StorageWriteError
 
 log = logging.getLogger("coord.node")
 
@@ -62,7 +64,9 @@ class DurableLog(Storage, Protocol):
         self, hard_state: Any, entries: list[Any], snapshot: Any = None, *, sync: bool = True
     ) -> None: ...
 
-    async def create_snapshot_async(self, index: int, conf_state: Any, data: bytes) -> Any: ...
+    async def write_snapshot_async(self, index: int, conf_state: Any, data: bytes) -> Any: ...
+
+    async def record_snapshot_async(self, snapshot: Any) -> Any: ...
 
     async def compact_async(self, index: int) -> None: ...
 
@@ -174,6 +178,11 @@ class Node:
         self._stopping = False
         self._solo_campaign = False
         self._fatal: BaseException | None = None
+        self._snapshot_task: asyncio.Task[Any] | None = None
+        # Members snapshot at different indexes (an offset of up to 1/8 of the interval,
+        # from the member id): serialising the state pauses a member, and if all paused
+        # at once, so would the cluster.
+        self._snapshot_offset = config.node_id % max(1, config.snapshot_entries // 8)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -192,6 +201,9 @@ class Node:
         self._wake.set()
         for task in self._tasks:
             task.cancel()
+        if self._snapshot_task is not None:
+            self._tasks.append(self._snapshot_task)
+            self._snapshot_task = None
         for task in self._tasks:
             try:
                 await task
@@ -537,6 +549,8 @@ class Node:
                     await self._handle_ready(self.core.ready())
                     self._flush_proposals()
                     self._start_read_round()
+                if self._snapshot_task is not None and self._snapshot_task.done():
+                    await self._maybe_snapshot()
         except asyncio.CancelledError:
             raise
         except BaseException as err:  # a storage failure: stop serving rather than lie
@@ -675,15 +689,41 @@ class Node:
             fn(self.state)
 
     async def _maybe_snapshot(self) -> None:
+        """Snapshot every ``snapshot_entries`` applied entries (plus this member's offset).
+        The state is serialised here, at a consistent point; its file is written in the
+        background while the log goes on (a large state takes long to write), and the
+        snapshot is recorded and the log compacted at the first Ready after that."""
+        task = self._snapshot_task
+        if task is not None:
+            if not task.done():
+                return
+            self._snapshot_task = None
+            try:
+                written = task.result()
+            except (StorageWriteError, SnapshotOutOfDateError) as err:
+                # Only the file failed; nothing refers to it. The log keeps growing until
+                # the next attempt succeeds (a failing disk also fails the log's fsync).
+                log.error("snapshot not taken: %s", err)
+                self._snapshot_index = self.core.log.applied
+                return
+            try:
+                await self.storage.record_snapshot_async(written)
+            except SnapshotOutOfDateError:
+                return  # a newer snapshot was installed from the leader meanwhile
+            self._snapshot_index = written.meta.index
+            compact_to = written.meta.index - self.config.snapshot_catchup_entries
+            if compact_to > self.storage.first_index():
+                await self.storage.compact_async(compact_to)
+            return
         applied = self.core.log.applied
-        if applied - self._snapshot_index < self.config.snapshot_entries:
+        if applied - self._snapshot_index < self.config.snapshot_entries + self._snapshot_offset:
             return
         data = self.state.snapshot()
-        await self.storage.create_snapshot_async(applied, self.core.conf_state(), data)
-        self._snapshot_index = applied
-        compact_to = applied - self.config.snapshot_catchup_entries
-        if compact_to > self.storage.first_index():
-            await self.storage.compact_async(compact_to)
+        task = asyncio.get_running_loop().create_task(
+            self.storage.write_snapshot_async(applied, self.core.conf_state(), data), name=f"raft-snapshot-{self.id}"
+        )
+        task.add_done_callback(lambda _: self._wake.set())
+        self._snapshot_task = task
 
     def _fail_all(self, error: CoordError) -> None:
         for _, fut, _ in self._leaderless:

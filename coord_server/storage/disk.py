@@ -76,7 +76,7 @@ from .records import (
     frame,
     snapshot_payload,
 )
-from .snapshot import SnapshotStore
+from .snapshot import SnapshotStore, snapshot_name
 from .wal import POS_MASK, POS_SHIFT, Recovery, Segment, WalWriter, list_segments
 
 log = logging.getLogger("coord.storage")
@@ -142,6 +142,11 @@ class DiskStorage:
         self._busy = False
         self._closed = False
         self._executor: ThreadPoolExecutor | None = None
+        # Snapshot files written in the background (write_snapshot_async) have a thread
+        # of their own, so WAL saves go on meanwhile; their names, until recorded, are
+        # spared by SnapshotStore.clean.
+        self._snapshot_writer: ThreadPoolExecutor | None = None
+        self._pending_snapshots: set[str] = set()
         self._lock_fd = -1
 
         # The log: index base+1+i has term _terms[i], record at _positions[i].
@@ -269,6 +274,9 @@ class DiskStorage:
         self._release()
 
     def _release(self) -> None:
+        if self._snapshot_writer is not None:
+            self._snapshot_writer.shutdown(wait=True)
+            self._snapshot_writer = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -441,6 +449,60 @@ class DiskStorage:
         plan = self._plan_create_snapshot(index, conf_state, data)
         return await self._run_async(plan)  # type: ignore[no-any-return]
 
+    async def write_snapshot_async(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
+        """First half of a snapshot taken in the background: write its file (temp, fsync,
+        rename) on a thread of its own. Unlike the other writes this one may overlap
+        saves: writing a large snapshot must not hold up the log. Nothing refers to the
+        file until ``record_snapshot_async``; a crash in between leaves a file that
+        recovery deletes (snapshot.py Rule 1). A failure here leaves the storage usable."""
+        if self._poisoned is not None or self._closed:
+            self._check_writable()  # raises; a save in flight, though, is no obstacle
+        meta, snapshot = self._snapshot_of(index, conf_state, data)
+        name = snapshot_name(meta)
+        if self._snapshot_writer is None:
+            self._snapshot_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coord-snap")
+        self._pending_snapshots.add(name)
+
+        def write_file() -> None:
+            try:
+                self._snaps.write(meta, snapshot.data)
+            except OSError as e:
+                raise StorageWriteError(f"cannot write snapshot {index} in {self.path}: {e}", e.errno) from e
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._snapshot_writer, write_file)
+        except BaseException:
+            self._pending_snapshots.discard(name)
+            raise
+        return snapshot
+
+    async def record_snapshot_async(self, snapshot: Snapshot) -> Snapshot:
+        """Second half: make a snapshot written by ``write_snapshot_async`` the current one
+        (its WAL record; a save like any other, so not while another is in flight).
+        SnapshotOutOfDateError if a newer snapshot became current meanwhile (a follower
+        installed the leader's); the file is then an ordinary old snapshot."""
+        name = snapshot_name(snapshot.meta)
+        try:
+            self._check_writable()
+            if snapshot.meta.index <= self._snapshot.meta.index:
+                raise SnapshotOutOfDateError(snapshot.meta.index, self._snapshot.meta.index)
+            record = frame(SNAPSHOT, snapshot_payload(snapshot.meta, installed=False))
+            wal = self._wal
+            record_it = self._guarded(lambda: wal.append(record, True), "recording a snapshot")
+            self._pending_snapshots.discard(name)
+
+            def io() -> None:
+                record_it()
+                self._snaps.clean(snapshot.meta, self._pending_snapshots)
+
+            def apply(_: object) -> Snapshot:
+                self._snapshot = snapshot
+                return snapshot
+
+            return await self._run_async(_Plan(io, apply))  # type: ignore[no-any-return]
+        finally:
+            self._pending_snapshots.discard(name)
+
     def compact(self, index: int) -> None:
         """Drop entries up to ``index`` (kept as the dummy entry); segments holding only
         such entries are deleted. ``index`` must not pass the snapshot (Rule 4)."""
@@ -578,7 +640,7 @@ class DiskStorage:
             seq, off = wal.append(buf, sync)
             # The installed snapshot replaces the whole log: older segments are dead.
             removed = wal.remove_before(seq)
-            self._snaps.clean(snapshot.meta)
+            self._snaps.clean(snapshot.meta, self._pending_snapshots)
             return seq, off, removed
         except OSError as e:
             raise self._poison("saving", e) from e
@@ -667,15 +729,18 @@ class DiskStorage:
 
     # -- snapshots and compaction --------------------------------------------------------------
 
-    def _plan_create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> _Plan:
-        self._check_writable()
+    def _snapshot_of(self, index: int, conf_state: ConfState, data: bytes) -> tuple[SnapshotMeta, Snapshot]:
         current = self._snapshot.meta.index
         if index <= current:
             raise SnapshotOutOfDateError(index, current)
         if index > self.last_index():
             raise UnavailableError(index, self.last_index())
         meta = SnapshotMeta(index=index, term=self.term(index), conf_state=conf_state)
-        snapshot = Snapshot(meta=meta, data=bytes(data))
+        return meta, Snapshot(meta=meta, data=bytes(data))
+
+    def _plan_create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> _Plan:
+        self._check_writable()
+        meta, snapshot = self._snapshot_of(index, conf_state, data)
         record = frame(SNAPSHOT, snapshot_payload(meta, installed=False))
         wal = self._wal
 
@@ -691,7 +756,7 @@ class DiskStorage:
         def io() -> None:
             write_file()
             record_it()
-            self._snaps.clean(meta)
+            self._snaps.clean(meta, self._pending_snapshots)
 
         def apply(_: object) -> Snapshot:
             self._snapshot = snapshot

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Collection
 
 from ..raft.messages import Snapshot, SnapshotMeta
 from .errors import StorageCorruptError
@@ -69,12 +70,17 @@ class SnapshotStore:
         out.sort()
         return out
 
-    def clean(self, current: SnapshotMeta) -> list[str]:
+    def clean(self, current: SnapshotMeta, spare: Collection[str] = ()) -> list[str]:
         """Delete leftovers and all but the newest ``keep`` snapshots up to ``current``
-        (Rule 2). Failures are logged, not raised: nothing depends on the deletion."""
-        doomed = [os.path.join(self.dir, n) for n in os.listdir(self.dir) if n.endswith(TMP_SUFFIX)]
+        (Rule 2). Failures are logged, not raised: nothing depends on the deletion.
+        ``spare`` names files being written in the background right now (and their
+        temporary files): they are not leftovers yet."""
+        spared = set(spare) | {name + TMP_SUFFIX for name in spare}
+        doomed = [os.path.join(self.dir, n) for n in os.listdir(self.dir) if n.endswith(TMP_SUFFIX) and n not in spared]
         kept = 0
         for index, term, path in reversed(self.files()):
+            if os.path.basename(path) in spared:
+                continue
             if (index, term) == (current.index, current.term):
                 kept += 1
             elif index >= current.index:

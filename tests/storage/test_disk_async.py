@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from coord_server.raft import ConfState, HardState
+from coord_server.raft import ConfState, HardState, Snapshot, SnapshotMeta
+from coord_server.raft.errors import SnapshotOutOfDateError
 from coord_server.storage import FileIO
 
 from .helpers import entry, open_disk, state_of
@@ -82,3 +83,74 @@ def test_cancelling_save_async_still_applies_what_was_written(data_dir: str) -> 
             assert state_of(disk) == want
 
     asyncio.run(main())
+
+
+class SlowSnapshotFile(FileIO):
+    """fsync of a file on the background snapshot thread blocks until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+
+    def fsync(self, fd: int) -> None:
+        if threading.current_thread().name.startswith("coord-snap"):
+            self.started.set()
+            assert self.gate.wait(10)
+        super().fsync(fd)
+
+
+async def _until(event: threading.Event) -> None:
+    for _ in range(2000):
+        if event.is_set():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the background snapshot write never started")
+
+
+def test_background_snapshot_file_lets_saves_go_on(data_dir: str) -> None:
+    io = SlowSnapshotFile()
+
+    async def main() -> None:
+        with open_disk(data_dir, io=io) as disk:
+            await disk.save_async(HardState(1, 1, 2), [entry(1), entry(2)])
+            writing = asyncio.create_task(disk.write_snapshot_async(2, ConfState(frozenset({1})), b"two"))
+            await _until(io.started)
+            # The log goes on while the snapshot file is being written.
+            await disk.save_async(HardState(1, 1, 3), [entry(3)])
+            assert disk.last_index() == 3 and disk.snapshot().meta.index == 0
+            io.gate.set()
+            written = await writing
+            assert disk.snapshot().meta.index == 0  # written, not yet recorded
+            await disk.record_snapshot_async(written)
+            await disk.compact_async(2)
+            assert (disk.first_index(), disk.snapshot().data) == (3, b"two")
+
+    asyncio.run(main())
+    with open_disk(data_dir) as disk:
+        assert (disk.first_index(), disk.last_index(), disk.snapshot().data) == (3, 3, b"two")
+
+
+def test_snapshot_installed_while_ours_is_written_wins(data_dir: str) -> None:
+    """A follower installs the leader's newer snapshot while its own is being written:
+    the install must not delete the file being written (it is not a leftover yet), and
+    recording ours afterwards is refused as out of date."""
+    io = SlowSnapshotFile()
+    conf = ConfState(frozenset({1}))
+
+    async def main() -> None:
+        with open_disk(data_dir, io=io) as disk:
+            await disk.save_async(HardState(1, 1, 2), [entry(1), entry(2)])
+            writing = asyncio.create_task(disk.write_snapshot_async(2, conf, b"ours"))
+            await _until(io.started)
+            leaders = Snapshot(meta=SnapshotMeta(index=9, term=1, conf_state=conf), data=b"leader's")
+            await disk.save_async(HardState(1, 1, 9), [], leaders)
+            io.gate.set()
+            written = await writing  # its temporary file survived the install's clean-up
+            with pytest.raises(SnapshotOutOfDateError):
+                await disk.record_snapshot_async(written)
+            assert disk.snapshot().data == b"leader's"
+            await disk.save_async(None, [entry(10)])
+
+    asyncio.run(main())
+    with open_disk(data_dir) as disk:
+        assert (disk.snapshot().meta.index, disk.snapshot().data, disk.last_index()) == (9, b"leader's", 10)
