@@ -71,9 +71,8 @@ def restore(snapshot_path: str, name: str, members: dict[str, str], data_dir: st
     data = read_snapshot_file(snapshot_path)
     try:
         parts = snapshot_codec.decode(data)
-        StateMachine.restore(data)
     except SnapshotError as err:
-        raise RestoreError(f"{snapshot_path} passes its checksum but is not a sound coord snapshot: {err}") from None
+        raise RestoreError(f"{snapshot_path} passes its checksum but is not a coord snapshot: {err}") from None
     index = parts.applied_index
     if index < 1:
         raise RestoreError(f"{snapshot_path} covers no log entry (applied index {index}); nothing to restore")
@@ -84,7 +83,10 @@ def restore(snapshot_path: str, name: str, members: dict[str, str], data_dir: st
         for n, a in sorted(members.items(), key=lambda item: ids[item[0]])
     ]
     state = snapshot_codec.encode(parts)
-    StateMachine.restore(state)  # Rule 1: the rewritten state must load, too
+    try:
+        StateMachine.restore(state)  # Rule 1: exactly what a member will load on start
+    except SnapshotError as err:
+        raise RestoreError(f"{snapshot_path} passes its checksum but is not a sound coord snapshot: {err}") from None
     snapshot = Snapshot(SnapshotMeta(index, RESTORED_TERM, ConfState(voters=frozenset(ids.values()))), state)
 
     parent = os.path.dirname(os.path.abspath(target))
