@@ -12,8 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from coord_client import Client
+from coord_client import cli as coordctl_cli
+from coord_server import cli as server_cli
 from tests.integration.harness import Cluster
 
 pytestmark = pytest.mark.slow
@@ -116,7 +119,20 @@ def test_backup_restore_round_trip(make_cluster: Callable[..., Cluster], tmp_pat
         assert client.get("app/after-restore", serializable=True).value == b"new"  # type: ignore[union-attr]
 
 
-def test_damaged_snapshot_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+def test_damaged_snapshot_is_refused(cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The refusals run the two CLIs in-process (the same ``main`` the console scripts
+    call), to spare a Python start per case."""
+
+    def restore(*args: str) -> subprocess.CompletedProcess[str]:
+        code = server_cli.main(["restore", *args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    def coordctl(*args: str, endpoints: str) -> subprocess.CompletedProcess[str]:
+        code = coordctl_cli.main(["--endpoints", endpoints, *args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
     with Client(_endpoints(cluster)) as client:
         client.put("k", "v")
     backup = tmp_path / "good.snap"
@@ -134,27 +150,35 @@ def test_damaged_snapshot_is_refused(cluster: Cluster, tmp_path: Path) -> None:
     for bad, message in ((flipped, "checksum does not match"), (truncated, "checksum does not match"),
                          (tiny, "not a coord snapshot file"), (tmp_path / "missing.snap", "cannot read")):
         data_dir = tmp_path / f"restore-{bad.stem}"
-        done = _restore("--snapshot", str(bad), "--name", "n1", "--initial-cluster", "n1=127.0.0.1:7001",
+        done = restore("--snapshot", str(bad), "--name", "n1", "--initial-cluster", "n1=127.0.0.1:7001",
                         "--data-dir", str(data_dir))
         assert done.returncode == 1, (bad, done.stdout, done.stderr)
         assert message in done.stderr, done.stderr
         assert not data_dir.exists(), "a refused restore must not leave a data directory"
         assert not [p for p in os.listdir(tmp_path) if ".restoring-" in p]
-        status = _coordctl("snapshot", "status", str(bad), endpoints=_endpoints(cluster))
+        status = coordctl("snapshot", "status", str(bad), endpoints=_endpoints(cluster))
         assert status.returncode == 1 and message in status.stderr, status.stderr
 
     # A data directory that already holds something is never overwritten.
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("mine")
-    done = _restore("--snapshot", str(backup), "--name", "n1", "--initial-cluster", "n1=127.0.0.1:7001",
+    done = restore("--snapshot", str(backup), "--name", "n1", "--initial-cluster", "n1=127.0.0.1:7001",
                     "--data-dir", str(occupied))
     assert done.returncode == 1 and "not empty" in done.stderr
     assert (occupied / "keep.txt").read_text() == "mine"
     # The name must be one of the new members.
-    done = _restore("--snapshot", str(backup), "--name", "n9", "--initial-cluster", "n1=127.0.0.1:7001",
+    done = restore("--snapshot", str(backup), "--name", "n9", "--initial-cluster", "n1=127.0.0.1:7001",
                     "--data-dir", str(tmp_path / "n9"))
     assert done.returncode == 2 and "must name this member" in done.stderr
+    # A destination that cannot be written is a clear error too.
+    unwritable = coordctl("snapshot", "save", str(tmp_path / "no-such-dir" / "x.snap"), endpoints=_endpoints(cluster))
+    assert unwritable.returncode == 1 and "cannot write" in unwritable.stderr, unwritable.stderr
+    # Tools find the service by reflection, as grpcurl does.
+    answers = reflection_pb2_grpc.ServerReflectionStub(cluster.channel("n1")).ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+    )
+    assert "coord.v1.Maintenance" in {s.name for a in answers for s in a.list_services_response.service}
     # The source cluster was not disturbed by any of this.
     with Client(_endpoints(cluster)) as client:
         assert client.get("k").value == b"v"  # type: ignore[union-attr]
