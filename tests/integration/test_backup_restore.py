@@ -56,6 +56,8 @@ def _write_history(client: Client) -> dict[str, int]:
     client.delete("app/gone")
     lease = client.grant_lease(60, keepalive=False)
     client.put("app/session", "held", lease=lease)
+    with client.lock("nightly-job", ttl=10) as lock:
+        marks["token"] = lock.fencing_token
     marks["final"] = client.put("app/config", "v6").revision
     return marks
 
@@ -108,6 +110,9 @@ def test_backup_restore_round_trip(make_cluster: Callable[..., Cluster], tmp_pat
         assert not {m.id for m in members} & old_cluster_ids
         session = client.get("app/session")
         assert session is not None and session.lease != 0
+        # Fencing tokens come from log indexes, which continue: no token repeats.
+        with client.lock("nightly-job", ttl=10) as lock:
+            assert lock.fencing_token > marks["token"]
     # A fresh cluster id: the restored cluster is not the source cluster.
     assert restored.status("n1").header.cluster_id != source.status("n1").header.cluster_id
 
