@@ -13,6 +13,7 @@
     coordctl member list
     coordctl status
     coordctl endpoint health
+    coordctl snapshot save backup.snap                    # restore: coord-server restore
 
 Endpoints come from ``--endpoints`` (comma-separated host:port), else $COORD_ENDPOINTS,
 else `make cluster`'s 127.0.0.1:7001-7003. Human output by default; ``--json`` prints
@@ -600,6 +601,48 @@ async def cmd_endpoint_health(client: AsyncClient, args: argparse.Namespace, out
     return EXIT_OK if all(h.healthy for h in results) else EXIT_FAILED
 
 
+async def cmd_snapshot_save(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    from .snapshot import SnapshotFileError, save_snapshot
+
+    try:
+        info = await save_snapshot(client, args.file, endpoint=args.endpoint, linearizable=not args.serializable)
+    except OSError as err:
+        raise SnapshotFileError(f"cannot write {args.file}: {err.strerror}") from None
+    if args.json:
+        emit(out, {"path": info.path, "endpoint": info.endpoint, "size": info.size, "applied_index": info.applied_index,
+                   "revision": info.revision, "sha256": info.sha256, "cluster_id": f"{info.cluster_id:x}",
+                   "member_id": f"{info.member_id:x}", "took_ms": round(info.took * 1000, 1)})
+    else:
+        out.write(f"Snapshot saved at {info.path}: {info.size} bytes, revision {info.revision}, "
+                  f"index {info.applied_index}, from {info.endpoint} ({info.took:.2f}s)\n")
+    return EXIT_OK
+
+
+async def cmd_snapshot_status(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    import hashlib
+
+    from coord.raft.v1 import command_pb2
+
+    from .snapshot import SnapshotFileError, read_snapshot_file
+
+    data = read_snapshot_file(args.file)
+    try:
+        snap = command_pb2.StateSnapshot.FromString(data)
+    except Exception:  # noqa: BLE001 - any decoding failure: not a state snapshot
+        raise SnapshotFileError(f"{args.file} passes its checksum but does not hold a coord state snapshot") from None
+    status = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "applied_index": snap.applied_index,
+              "revision": snap.revision, "compact_revision": snap.compact_revision, "keys": len(snap.history.keys),
+              "leases": len(snap.leases), "members": [m.name or f"{m.id:x}" for m in snap.members]}
+    if args.json:
+        emit(out, status)
+    else:
+        rows = [["SHA256", "SIZE", "INDEX", "REVISION", "KEYS", "LEASES"],
+                [str(status["sha256"])[:16], str(len(data)), str(snap.applied_index), str(snap.revision),
+                 str(len(snap.history.keys)), str(len(snap.leases))]]
+        out.write(table(rows) + "\n")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -742,6 +785,17 @@ def build_parser() -> argparse.ArgumentParser:
     esub = endpoint.add_subparsers(dest="endpoint_command", metavar="SUBCOMMAND", required=True)
     leaf(esub, "health", cmd_endpoint_health, "check that every endpoint serves and knows a leader")
     leaf(esub, "status", cmd_status, "the same as `coordctl status`")
+
+    snapshot = sub.add_parser("snapshot", help="back up a member's state to a file; inspect such a file")
+    ssub = snapshot.add_subparsers(dest="snapshot_command", metavar="SUBCOMMAND", required=True)
+    p = leaf(ssub, "save", cmd_snapshot_save, "save a member's snapshot to FILE (checked by SHA-256), "
+                                              "for `coord-server restore`")
+    p.add_argument("file")
+    p.add_argument("--endpoint", help="the member to ask (default: the first of --endpoints that answers)")
+    p.add_argument("--serializable", action="store_true",
+                   help="snapshot what that member has applied, without a leader round (possibly stale)")
+    p = leaf(ssub, "status", cmd_snapshot_status, "check a snapshot FILE and show its index, revision and size")
+    p.add_argument("file")
     return parser
 
 

@@ -3,7 +3,8 @@
 With no arguments it runs a one-member cluster on 127.0.0.1:7379 with its data in
 ``./default.coord`` (the embedded default). ``coord-server --help`` lists the settings.
 Exit status: 0 after a clean shutdown, 1 when the node failed (storage error), 2 for a
-settings mistake.
+settings mistake. ``coord-server restore ...`` writes a data directory from a backup
+instead (restore.py).
 """
 
 from __future__ import annotations
@@ -42,8 +43,13 @@ async def _serve(settings: object) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``coord-server``; returns the process exit status."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    if args[:1] == ["restore"]:  # ``coord-server restore ...``: seed a new cluster from a backup
+        from coord_server.restore import main as restore_main
+
+        return restore_main(args[1:])
     try:
-        settings = load_settings(list(argv) if argv is not None else None)
+        settings = load_settings(args)
     except SettingsError as err:
         print(f"coord-server: {err}", file=sys.stderr)
         return 2

@@ -187,10 +187,10 @@ class CoordServer:
 
 
 def _public_service_names() -> list[str]:
-    from coord.v1 import election_pb2, kv_pb2, lease_pb2, lock_pb2, ring_pb2
+    from coord.v1 import election_pb2, kv_pb2, lease_pb2, lock_pb2, maintenance_pb2, ring_pb2
 
     names = []
-    for module in (kv_pb2, lease_pb2, cluster_pb2, lock_pb2, election_pb2, ring_pb2):
+    for module in (kv_pb2, lease_pb2, cluster_pb2, maintenance_pb2, lock_pb2, election_pb2, ring_pb2):
         names.extend(s.full_name for s in module.DESCRIPTOR.services_by_name.values())
     return names
 

@@ -89,6 +89,7 @@ PUBLIC_SERVICES: dict[str, tuple[str, dict[str, tuple[bool, bool]]]] = {
             "TransferLeadership": (False, False),
         },
     ),
+    "Maintenance": ("coord.v1.maintenance_pb2", {"Snapshot": (False, True)}),
 }
 
 # DESIGN.md "Internal, package coord.raft.v1, service Raft".

@@ -1,6 +1,6 @@
 """coord's public gRPC services (coord.v1): thin servicers over the Node.
 
-``add_services(server, node)`` registers KV (with Watch), Lease, Cluster, Lock, Election
+``add_services(server, node)`` registers KV (with Watch), Lease, Cluster, Maintenance, Lock, Election
 and Ring on a grpc.aio server and returns the handler for Raft.Forward (requests followers relay to the leader),
 which the caller passes to ``RaftPeerService``.
 """
@@ -11,7 +11,9 @@ from typing import Any
 
 import grpc
 
-from coord.v1 import cluster_pb2_grpc, election_pb2_grpc, kv_pb2_grpc, lease_pb2_grpc, lock_pb2_grpc, ring_pb2_grpc
+from coord.v1 import (
+    cluster_pb2_grpc, election_pb2_grpc, kv_pb2_grpc, lease_pb2_grpc, lock_pb2_grpc, maintenance_pb2_grpc, ring_pb2_grpc,
+)
 from coord_server.coord_hub import CoordHub
 from coord_server.watch import WatchHub
 
@@ -22,6 +24,7 @@ from .kv import KVService
 from .election import ElectionService
 from .lease import LeaseService
 from .lock import LockService
+from .maintenance import MaintenanceService
 from .ring import RingService
 
 __all__ = [
@@ -41,6 +44,7 @@ def add_services(server: grpc.aio.Server, node: Any, hub: WatchHub | None = None
     kv_pb2_grpc.add_KVServicer_to_server(KVService(node, hub), server)
     lease_pb2_grpc.add_LeaseServicer_to_server(LeaseService(node), server)
     cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(node), server)
+    maintenance_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(node), server)
     # Lock, Election, Ring: their waiting calls and streams are fed by one CoordHub,
     # reachable as ``node.coord_hub`` for shutdown (``await node.coord_hub.close()``).
     coord_hub = node.coord_hub = CoordHub(node)
