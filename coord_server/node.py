@@ -95,7 +95,7 @@ class NodeConfig:
     """Ticks between heartbeats: 5 x 20 ms = 100 ms (DESIGN.md default)."""
     election_ticks: int = 15
     """Base election timeout in ticks: 15 x 20 ms = 300 ms, randomised up to 600 ms."""
-    snapshot_entries: int = 10_000
+    snapshot_entries: int = 100_000
     """Take a snapshot after this many applied entries since the last one."""
     snapshot_catchup_entries: int = 5_000
     """Entries kept in the log behind a snapshot, so a slightly slow follower catches up
