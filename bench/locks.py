@@ -19,8 +19,11 @@ A figure is the median over ``--runs`` consecutive windows of ``--seconds`` each
 - coord and etcd: the workers are asyncio tasks spread over 2 client processes (spawned),
   each with one gRPC channel per member; worker i starts on member i mod 3 (a follower
   forwards to the leader, in coord as in etcd), or, with ``--target leader``, every
-  worker talks to the leader (no forwarding, no waiting on a follower). coord: Lock.Acquire / Lock.Release with a
-  lease per worker. etcd: ``v3lockpb.Lock/Lock`` and ``Unlock`` (etcd's lock service,
+  worker talks to the leader (no forwarding, no waiting on a follower). coord: lock_acquire
+  / lock_release operations on each member's KV.Pipeline stream, shared by the workers of
+  a process, through coord_client's own PipelineStream (the path coord_client's Lock
+  takes), or, with ``--coord-path unary``, Lock.Acquire / Lock.Release calls; a lease per
+  worker. etcd: ``v3lockpb.Lock/Lock`` and ``Unlock`` (etcd's lock service,
   which queues waiters on the revisions of their keys: no herd either), lease per worker;
   its messages are built here from a hand-written descriptor, as bench/etcd.py does.
 - PySyncObj: its lock manager lives inside the replicated processes, so the workers are
@@ -138,6 +141,8 @@ def _etcd_messages() -> dict[str, Any]:
 _ETCD: dict[str, Any] | None = None
 _METHODS: dict[tuple[int, str], Any] = {}
 """Multicallables by (member, method), shared by the workers of one client process."""
+_STREAMS: dict[int, Any] = {}
+"""coord's Pipeline streams by member, shared likewise."""
 
 
 def _serialize(message: Any) -> bytes:
@@ -147,10 +152,11 @@ def _serialize(message: Any) -> bytes:
 class _Client:
     """One worker's calls against one system, on the channel of its current member."""
 
-    def __init__(self, system: str, channels: list[Any], start: int) -> None:
+    def __init__(self, system: str, channels: list[Any], start: int, coord_path: str = "pipeline") -> None:
         self.system = system
         self.channels = channels
         self.at = start % len(channels)
+        self.pipelined = system == "coord" and coord_path == "pipeline"
         if system == "etcd":
             global _ETCD
             if _ETCD is None:
@@ -165,11 +171,24 @@ class _Client:
                 path, request_serializer=_serialize, response_deserializer=response.FromString)
         return method
 
-    async def call(self, path: str, request: Any, response: Any, timeout: float) -> Any:
+    def _pipeline(self) -> Any:
+        """This member's KV.Pipeline stream (coord_client's own class), shared by the
+        workers of the process, as coord_client's Lock shares it."""
+        stream = _STREAMS.get(self.at)
+        if stream is None:
+            from coord.v1 import kv_pb2_grpc
+            from coord_client._pipeline import PipelineStream
+
+            stream = _STREAMS[self.at] = PipelineStream(kv_pb2_grpc.KVStub(self.channels[self.at]))
+        return stream
+
+    async def call(self, path: str, request: Any, response: Any, timeout: float, kind: str = "") -> Any:
         import grpc
 
         for _ in range(100):
             try:
+                if kind and self.pipelined:
+                    return await self._pipeline().call(kind, request, timeout)
                 return await self._method(path, response)(request, timeout=timeout)
             except grpc.aio.AioRpcError as err:
                 if err.code() not in (grpc.StatusCode.UNAVAILABLE,):
@@ -195,7 +214,7 @@ class _Client:
             from coord.v1 import lock_pb2
 
             r = await self.call("/coord.v1.Lock/Acquire", lock_pb2.LockAcquireRequest(name=name, lease=lease),
-                                lock_pb2.LockAcquireResponse, 60)
+                                lock_pb2.LockAcquireResponse, 60, "lock_acquire")
             return r.token
         m = self.m
         r = await self.call("/v3lockpb.Lock/Lock", m["LockRequest"](name=name.encode(), lease=lease),
@@ -207,14 +226,14 @@ class _Client:
             from coord.v1 import lock_pb2
 
             await self.call("/coord.v1.Lock/Release", lock_pb2.LockReleaseRequest(name=name, token=handle),
-                            lock_pb2.LockReleaseResponse, 60)
+                            lock_pb2.LockReleaseResponse, 60, "lock_release")
             return
         m = self.m
         await self.call("/v3lockpb.Lock/Unlock", m["UnlockRequest"](key=handle), m["UnlockResponse"], 60)
 
 
 async def _client_main(system: str, endpoints: list[str], workers: list[int], contended: bool,
-                       windows: list[tuple[float, float]]) -> list[dict[str, Any]]:
+                       windows: list[tuple[float, float]], coord_path: str) -> list[dict[str, Any]]:
     import grpc
 
     channels = [grpc.aio.insecure_channel(e) for e in endpoints]
@@ -222,7 +241,7 @@ async def _client_main(system: str, endpoints: list[str], workers: list[int], co
     end = windows[-1][1]
 
     async def worker(i: int) -> None:
-        c = _Client(system, channels, i)
+        c = _Client(system, channels, i, coord_path)
         lease = await c.grant()
         name = "bench-contended" if contended else f"bench-own-{i}"
         while time.time() < end:
@@ -244,15 +263,18 @@ async def _client_main(system: str, endpoints: list[str], workers: list[int], co
                     s.waits.append(t1 - t0)
 
     await asyncio.gather(*(worker(i) for i in workers))
+    for stream in _STREAMS.values():
+        await stream.close()
     for ch in channels:
         await ch.close()
     return [asdict(s) for s in stats]
 
 
 def _client_process(conn: multiprocessing.connection.Connection, system: str, endpoints: list[str],
-                    workers: list[int], contended: bool, windows: list[tuple[float, float]]) -> None:
+                    workers: list[int], contended: bool, windows: list[tuple[float, float]],
+                    coord_path: str) -> None:
     try:
-        conn.send(("ok", asyncio.run(_client_main(system, endpoints, workers, contended, windows))))
+        conn.send(("ok", asyncio.run(_client_main(system, endpoints, workers, contended, windows, coord_path))))
     except BaseException as err:  # noqa: BLE001 - reported by the parent
         conn.send(("error", repr(err)))
 
@@ -266,7 +288,8 @@ def _run_grpc_workload(system: str, endpoints: list[str], workers: int, contende
     for p in range(CLIENT_PROCESSES):
         mine = list(range(p, workers, CLIENT_PROCESSES))
         parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_client_process, args=(child, system, endpoints, mine, contended, windows))
+        proc = ctx.Process(target=_client_process, args=(child, system, endpoints, mine, contended, windows,
+                                                                args.coord_path))
         proc.start()
         procs.append((proc, parent))
     merged = [Window(seconds=args.seconds) for _ in windows]
@@ -408,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--target", choices=("spread", "leader"), default="spread",
                         help="coord and etcd clients: spread over the members, or all on the leader")
+    parser.add_argument("--coord-path", choices=("pipeline", "unary"), default="pipeline",
+                        help="coord's client path: KV.Pipeline as coord_client sends Lock calls "
+                        "(default), or unary Lock.Acquire/Release calls")
     parser.add_argument("--dir", default=None, help="where the clusters keep their data")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
@@ -460,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(base, ignore_errors=True)
 
     print()
-    print(f"{args.workers} workers ({args.target}), median of {args.runs} windows of {args.seconds:g} s")
+    print(f"{args.workers} workers ({args.target}), median of {args.runs} windows of {args.seconds:g} s; "
+          f"coord client path: {args.coord_path}")
     print(f"{'system':<10} {'workload':<12} {'per s':>9} {'wait p50 ms':>12} {'wait p99 ms':>12} {'errors':>7}")
     for r in results:
         print(f"{r.system:<10} {r.workload:<12} {r.rate:>9.1f} {r.p50_ms:>12.1f} {r.p99_ms:>12.1f} {r.errors:>7}")

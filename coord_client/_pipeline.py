@@ -1,4 +1,4 @@
-"""KV operations multiplexed over one KV.Pipeline stream per member.
+"""KV and lock operations multiplexed over one KV.Pipeline stream per member.
 
 Why: a unary call costs a Python gRPC server about half a millisecond of CPU before any
 work, more than the rest of a Put. Operations issued concurrently (in one event-loop
@@ -10,12 +10,17 @@ Rule 1: each operation looks to the caller exactly like its unary RPC: same requ
 Rule 2: when the stream breaks, every operation still waiting fails with UNAVAILABLE; the
         retry loop resends it (with its exactly-once client id and sequence, so nothing
         is applied twice), and the next operation opens a new stream.
+Rule 3: an operation's timeout travels with it (``timeout_ms``), as a unary call's
+        deadline would; a lock_acquire that the caller abandons (its timeout passed, or
+        its task was cancelled) is cancelled on the stream too, so the server takes it
+        out of the lock's queue, as it would for a unary Acquire whose call ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -24,7 +29,8 @@ import grpc.aio
 
 from coord.v1 import kv_pb2, kv_pb2_grpc
 
-_RESPONSE_FIELD = {"range": "range", "put": "put", "delete_range": "delete_range", "txn": "txn"}
+_KINDS = frozenset({"range", "put", "delete_range", "txn", "lock_acquire", "lock_release"})
+"""The PipelineOp request fields, each answered in the PipelineResult field of its name."""
 
 
 def _rpc_error(code: grpc.StatusCode, details: str, leader: str = "") -> grpc.aio.AioRpcError:
@@ -43,6 +49,7 @@ class PipelineStream:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._queue: list[kv_pb2.PipelineOp] = []
+        self._cancels: list[int] = []
         self._wake = asyncio.Event()
         self._call: Any = None
         self._reader: asyncio.Task[None] | None = None
@@ -50,13 +57,16 @@ class PipelineStream:
     async def call(
         self, kind: str, request: Any, timeout: float | None, metadata: Sequence[tuple[str, str]] = ()
     ) -> Any:
-        """Run one operation of ``kind`` (range, put, delete_range, txn); raises
-        AioRpcError like the unary RPC would."""
+        """Run one operation of ``kind`` (range, put, delete_range, txn, lock_acquire,
+        lock_release); raises AioRpcError like the unary RPC would."""
+        if kind not in _KINDS:
+            raise ValueError(f"no pipelined operation {kind!r}")
         meta = dict(metadata)
         op = kv_pb2.PipelineOp(
             id=next(self._ids),
             client_id=meta.get("coord-client-id", ""),
             seq=int(meta.get("coord-seq", "0") or 0),
+            timeout_ms=math.ceil(timeout * 1000) if timeout is not None and timeout > 0 else 0,
             **{kind: request},
         )
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -69,14 +79,27 @@ class PipelineStream:
             async with asyncio.timeout(timeout):
                 result: kv_pb2.PipelineResult = await fut
         except TimeoutError:
-            self._waiting.pop(op.id, None)
+            self._abandon(op.id, kind)
             raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "the attempt's deadline passed") from None
+        except asyncio.CancelledError:
+            self._abandon(op.id, kind)
+            raise
         finally:
             self._waiting.pop(op.id, None)
         if result.code:
             code = _CODES.get(result.code, grpc.StatusCode.UNKNOWN)
             raise _rpc_error(code, result.message, result.leader)
-        return getattr(result, _RESPONSE_FIELD[kind])
+        return getattr(result, kind)
+
+    def _abandon(self, op_id: int, kind: str) -> None:
+        """Rule 3: tell the server about an acquire nobody waits for any more."""
+        if self._waiting.pop(op_id, None) is None or kind != "lock_acquire":
+            return
+        if any(op.id == op_id for op in self._queue):
+            self._queue = [op for op in self._queue if op.id != op_id]  # never sent
+            return
+        self._cancels.append(op_id)
+        self._wake.set()
 
     def _ensure_open(self) -> None:
         if self._reader is None or self._reader.done():
@@ -88,10 +111,11 @@ class PipelineStream:
             await self._wake.wait()
             self._wake.clear()
             batch, self._queue = self._queue[:1024], self._queue[1024:]
+            cancels, self._cancels = self._cancels, []
             if self._queue:
                 self._wake.set()
-            if batch:
-                yield kv_pb2.PipelineRequest(ops=batch)
+            if batch or cancels:
+                yield kv_pb2.PipelineRequest(ops=batch, cancel=cancels)
 
     async def _read(self, call: Any) -> None:
         error: grpc.aio.AioRpcError
@@ -110,6 +134,7 @@ class PipelineStream:
             error = _rpc_error(grpc.StatusCode.UNAVAILABLE, "the client is closing")
         # Rule 2: whatever was sent or queued on this stream has no answer coming.
         self._queue.clear()
+        self._cancels.clear()
         waiting, self._waiting = self._waiting, {}
         for fut in waiting.values():
             if not fut.done():

@@ -134,8 +134,8 @@ class Stubs:
         self.pipeline = PipelineStream(self.kv)
 
     def pipelined(self, kind: str) -> Callable[..., Awaitable[Any]]:
-        """A unary-looking callable (``request, timeout=, metadata=``) that sends a KV
-        operation of ``kind`` through this member's Pipeline stream (_pipeline.py)."""
+        """A unary-looking callable (``request, timeout=, metadata=``) that sends a KV or
+        lock operation of ``kind`` through this member's Pipeline stream (_pipeline.py)."""
 
         async def invoke(request: object, timeout: float | None = None, metadata: Sequence[tuple[str, str]] = ()) -> Any:
             return await self.pipeline.call(kind, request, timeout, metadata)

@@ -12,6 +12,7 @@ otherwise. Conventions (leader, exactly-once, errors, limits) are in common.prot
 
 from collections import abc as _abc
 from coord.v1 import common_pb2 as _common_pb2
+from coord.v1 import lock_pb2 as _lock_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -224,18 +225,27 @@ class PipelineRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     OPS_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def ops(self) -> _containers.RepeatedCompositeFieldContainer[Global___PipelineOp]:
         """ops are the operations of this batch; at most 1024 per message."""
+
+    @_builtins.property
+    def cancel(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """cancel names operations sent earlier that the client abandons: a lock_acquire still
+        waiting leaves the lock's queue and is answered CANCELLED. Any other operation has
+        been proposed already and is answered as usual; unknown ids are ignored.
+        """
 
     def __init__(
         self,
         *,
         ops: _abc.Iterable[Global___PipelineOp] | None = ...,
+        cancel: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ops", b"ops"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "ops", b"ops"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -250,10 +260,13 @@ class PipelineOp(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     SEQ_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     RANGE_FIELD_NUMBER: _builtins.int
     PUT_FIELD_NUMBER: _builtins.int
     DELETE_RANGE_FIELD_NUMBER: _builtins.int
     TXN_FIELD_NUMBER: _builtins.int
+    LOCK_ACQUIRE_FIELD_NUMBER: _builtins.int
+    LOCK_RELEASE_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """id is chosen by the client and echoed in the operation's result; ids of operations
     awaiting a result must be distinct.
@@ -264,6 +277,12 @@ class PipelineOp(_message.Message):
     """
     seq: _builtins.int
     """seq is the exactly-once sequence number; see client_id."""
+    timeout_ms: _builtins.int
+    """timeout_ms plays the role of a unary call's deadline, counted from the server's
+    receipt; 0 means none (a proposal is then bounded by the server's default, 30 s, as
+    a unary call without a deadline is, and a lock_acquire may wait in the queue until
+    the grant or the stream's end).
+    """
     @_builtins.property
     def range(self) -> Global___RangeRequest:
         """range is a Range call."""
@@ -280,22 +299,33 @@ class PipelineOp(_message.Message):
     def txn(self) -> Global___TxnRequest:
         """txn is a Txn call."""
 
+    @_builtins.property
+    def lock_acquire(self) -> _lock_pb2.LockAcquireRequest:
+        """lock_acquire is a Lock.Acquire call."""
+
+    @_builtins.property
+    def lock_release(self) -> _lock_pb2.LockReleaseRequest:
+        """lock_release is a Lock.Release call."""
+
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
         client_id: _builtins.str = ...,
         seq: _builtins.int = ...,
+        timeout_ms: _builtins.int = ...,
         range: Global___RangeRequest | None = ...,
         put: Global___PutRequest | None = ...,
         delete_range: Global___DeleteRangeRequest | None = ...,
         txn: Global___TxnRequest | None = ...,
+        lock_acquire: _lock_pb2.LockAcquireRequest | None = ...,
+        lock_release: _lock_pb2.LockReleaseRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_range", b"delete_range", "put", b"put", "range", b"range", "request", b"request", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_range", b"delete_range", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "put", b"put", "range", b"range", "request", b"request", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "delete_range", b"delete_range", "id", b"id", "put", b"put", "range", b"range", "request", b"request", "seq", b"seq", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "delete_range", b"delete_range", "id", b"id", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "put", b"put", "range", b"range", "request", b"request", "seq", b"seq", "timeout_ms", b"timeout_ms", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["range", "put", "delete_range", "txn"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["range", "put", "delete_range", "txn", "lock_acquire", "lock_release"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -347,6 +377,8 @@ class PipelineResult(_message.Message):
     PUT_FIELD_NUMBER: _builtins.int
     DELETE_RANGE_FIELD_NUMBER: _builtins.int
     TXN_FIELD_NUMBER: _builtins.int
+    LOCK_ACQUIRE_FIELD_NUMBER: _builtins.int
+    LOCK_RELEASE_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """id is the id of the operation this result answers."""
     code: _builtins.int
@@ -375,6 +407,14 @@ class PipelineResult(_message.Message):
     def txn(self) -> Global___TxnResponse:
         """txn answers a txn operation."""
 
+    @_builtins.property
+    def lock_acquire(self) -> _lock_pb2.LockAcquireResponse:
+        """lock_acquire answers a lock_acquire operation."""
+
+    @_builtins.property
+    def lock_release(self) -> _lock_pb2.LockReleaseResponse:
+        """lock_release answers a lock_release operation."""
+
     def __init__(
         self,
         *,
@@ -386,12 +426,14 @@ class PipelineResult(_message.Message):
         put: Global___PutResponse | None = ...,
         delete_range: Global___DeleteRangeResponse | None = ...,
         txn: Global___TxnResponse | None = ...,
+        lock_acquire: _lock_pb2.LockAcquireResponse | None = ...,
+        lock_release: _lock_pb2.LockReleaseResponse | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_range", b"delete_range", "put", b"put", "range", b"range", "response", b"response", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_range", b"delete_range", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "put", b"put", "range", b"range", "response", b"response", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "delete_range", b"delete_range", "id", b"id", "leader", b"leader", "message", b"message", "put", b"put", "range", b"range", "response", b"response", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "delete_range", b"delete_range", "id", b"id", "leader", b"leader", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "message", b"message", "put", b"put", "range", b"range", "response", b"response", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["range", "put", "delete_range", "txn"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["range", "put", "delete_range", "txn", "lock_acquire", "lock_release"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 

@@ -165,16 +165,22 @@ class KVServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Pipeline(self, request_iterator, context):
-        """Pipeline carries many Range, Put, DeleteRange and Txn calls over one bidirectional
-        stream, so that a busy client pays the per-call cost of gRPC once per batch rather
-        than once per operation. Each operation has exactly the semantics, side effects and
-        error codes of the unary RPC of the same name; it carries a client-chosen id that its
-        result echoes. Results may arrive in any order and in batches of any size; operations
+        """Pipeline carries many Range, Put, DeleteRange and Txn calls, and Lock.Acquire and
+        Lock.Release calls, over one bidirectional stream, so that a busy client pays the
+        per-call cost of gRPC once per batch rather than once per operation. Each operation
+        has exactly the semantics, side effects and error codes of the unary RPC of the same
+        name; it carries a client-chosen id that its result echoes. Results may arrive in any order and in batches of any size; operations
         of one request message are proposed to Raft together (one group commit). An error of
         one operation is reported in its result and never ends the stream.
+        A lock_acquire that waits in the lock's queue answers when granted, when its
+        timeout_ms passes (DEADLINE_EXCEEDED), when the client cancels it (CANCELLED), or
+        when the stream ends; in the last three cases it leaves the queue, as a unary Acquire
+        whose call ends. When the client half-closes, the server answers what is outstanding
+        (waiting acquires included), then ends the stream.
         Stream errors: UNAVAILABLE when the member stops (the client reopens the stream
         elsewhere and retries the operations that got no result, reusing their exactly-once
-        client id and sequence); INVALID_ARGUMENT for a message with no operation set.
+        client id and sequence); INVALID_ARGUMENT for a message with neither an operation nor
+        a cancel.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -105,16 +105,22 @@ class KVStub:
     last seen revision plus one. The stream has no side effects on the store.
     """
     Pipeline: _grpc.StreamStreamMultiCallable[_kv_pb2.PipelineRequest, _kv_pb2.PipelineResponse]
-    """Pipeline carries many Range, Put, DeleteRange and Txn calls over one bidirectional
-    stream, so that a busy client pays the per-call cost of gRPC once per batch rather
-    than once per operation. Each operation has exactly the semantics, side effects and
-    error codes of the unary RPC of the same name; it carries a client-chosen id that its
-    result echoes. Results may arrive in any order and in batches of any size; operations
+    """Pipeline carries many Range, Put, DeleteRange and Txn calls, and Lock.Acquire and
+    Lock.Release calls, over one bidirectional stream, so that a busy client pays the
+    per-call cost of gRPC once per batch rather than once per operation. Each operation
+    has exactly the semantics, side effects and error codes of the unary RPC of the same
+    name; it carries a client-chosen id that its result echoes. Results may arrive in any order and in batches of any size; operations
     of one request message are proposed to Raft together (one group commit). An error of
     one operation is reported in its result and never ends the stream.
+    A lock_acquire that waits in the lock's queue answers when granted, when its
+    timeout_ms passes (DEADLINE_EXCEEDED), when the client cancels it (CANCELLED), or
+    when the stream ends; in the last three cases it leaves the queue, as a unary Acquire
+    whose call ends. When the client half-closes, the server answers what is outstanding
+    (waiting acquires included), then ends the stream.
     Stream errors: UNAVAILABLE when the member stops (the client reopens the stream
     elsewhere and retries the operations that got no result, reusing their exactly-once
-    client id and sequence); INVALID_ARGUMENT for a message with no operation set.
+    client id and sequence); INVALID_ARGUMENT for a message with neither an operation nor
+    a cancel.
     """
 
 @_typing.type_check_only
@@ -187,16 +193,22 @@ class KVAsyncStub(KVStub):
     last seen revision plus one. The stream has no side effects on the store.
     """
     Pipeline: _aio.StreamStreamMultiCallable[_kv_pb2.PipelineRequest, _kv_pb2.PipelineResponse]  # type: ignore[assignment]
-    """Pipeline carries many Range, Put, DeleteRange and Txn calls over one bidirectional
-    stream, so that a busy client pays the per-call cost of gRPC once per batch rather
-    than once per operation. Each operation has exactly the semantics, side effects and
-    error codes of the unary RPC of the same name; it carries a client-chosen id that its
-    result echoes. Results may arrive in any order and in batches of any size; operations
+    """Pipeline carries many Range, Put, DeleteRange and Txn calls, and Lock.Acquire and
+    Lock.Release calls, over one bidirectional stream, so that a busy client pays the
+    per-call cost of gRPC once per batch rather than once per operation. Each operation
+    has exactly the semantics, side effects and error codes of the unary RPC of the same
+    name; it carries a client-chosen id that its result echoes. Results may arrive in any order and in batches of any size; operations
     of one request message are proposed to Raft together (one group commit). An error of
     one operation is reported in its result and never ends the stream.
+    A lock_acquire that waits in the lock's queue answers when granted, when its
+    timeout_ms passes (DEADLINE_EXCEEDED), when the client cancels it (CANCELLED), or
+    when the stream ends; in the last three cases it leaves the queue, as a unary Acquire
+    whose call ends. When the client half-closes, the server answers what is outstanding
+    (waiting acquires included), then ends the stream.
     Stream errors: UNAVAILABLE when the member stops (the client reopens the stream
     elsewhere and retries the operations that got no result, reusing their exactly-once
-    client id and sequence); INVALID_ARGUMENT for a message with no operation set.
+    client id and sequence); INVALID_ARGUMENT for a message with neither an operation nor
+    a cancel.
     """
 
 class KVServicer(metaclass=_abc_1.ABCMeta):
@@ -308,16 +320,22 @@ class KVServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_kv_pb2.PipelineRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_kv_pb2.PipelineResponse], _abc.AsyncIterator[_kv_pb2.PipelineResponse]]:
-        """Pipeline carries many Range, Put, DeleteRange and Txn calls over one bidirectional
-        stream, so that a busy client pays the per-call cost of gRPC once per batch rather
-        than once per operation. Each operation has exactly the semantics, side effects and
-        error codes of the unary RPC of the same name; it carries a client-chosen id that its
-        result echoes. Results may arrive in any order and in batches of any size; operations
+        """Pipeline carries many Range, Put, DeleteRange and Txn calls, and Lock.Acquire and
+        Lock.Release calls, over one bidirectional stream, so that a busy client pays the
+        per-call cost of gRPC once per batch rather than once per operation. Each operation
+        has exactly the semantics, side effects and error codes of the unary RPC of the same
+        name; it carries a client-chosen id that its result echoes. Results may arrive in any order and in batches of any size; operations
         of one request message are proposed to Raft together (one group commit). An error of
         one operation is reported in its result and never ends the stream.
+        A lock_acquire that waits in the lock's queue answers when granted, when its
+        timeout_ms passes (DEADLINE_EXCEEDED), when the client cancels it (CANCELLED), or
+        when the stream ends; in the last three cases it leaves the queue, as a unary Acquire
+        whose call ends. When the client half-closes, the server answers what is outstanding
+        (waiting acquires included), then ends the stream.
         Stream errors: UNAVAILABLE when the member stops (the client reopens the stream
         elsewhere and retries the operations that got no result, reusing their exactly-once
-        client id and sequence); INVALID_ARGUMENT for a message with no operation set.
+        client id and sequence); INVALID_ARGUMENT for a message with neither an operation nor
+        a cancel.
         """
 
 def add_KVServicer_to_server(servicer: KVServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

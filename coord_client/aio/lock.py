@@ -171,7 +171,7 @@ class Lock:
         )
         acquire = asyncio.ensure_future(
             self._client._transport.call(
-                lambda s: s.lock.Acquire, request, timeout=timeout, mutating=True, waits=True,
+                lambda s: s.pipelined("lock_acquire"), request, timeout=timeout, mutating=True, waits=True,
                 forever=True, refine=_REFINE,
             )
         )
@@ -214,7 +214,7 @@ class Lock:
         for holder in info.holders:
             if holder.lease == lease_id:
                 await self._client._transport.call(
-                    lambda s: s.lock.Release, lock_pb2.LockReleaseRequest(name=self.name, token=holder.token),
+                    lambda s: s.pipelined("lock_release"), lock_pb2.LockReleaseRequest(name=self.name, token=holder.token),
                     mutating=True, refine=_RELEASE_REFINE,
                 )
 
@@ -233,7 +233,7 @@ class Lock:
             return
         try:
             await self._client._transport.call(
-                lambda s: s.lock.Release, lock_pb2.LockReleaseRequest(name=self.name, token=token),
+                lambda s: s.pipelined("lock_release"), lock_pb2.LockReleaseRequest(name=self.name, token=token),
                 timeout=timeout, mutating=True, refine=_RELEASE_REFINE,
             )
         except errors.LockNotHeld:

@@ -264,7 +264,11 @@ async def bounded(awaitable: Awaitable[T], timeout: float, what: str) -> T:
 async def propose(node: Any, command: command_pb2.Command, context: Context | None) -> Any:
     """Propose ``command`` (forwarded when this node follows) and return the response in
     its CommandResult; raise the CommandResult's error. Headers are not stamped."""
-    timeout = timeout_of(context)
+    return await propose_within(node, command, timeout_of(context))
+
+
+async def propose_within(node: Any, command: command_pb2.Command, timeout: float) -> Any:
+    """``propose`` with a timeout in seconds rather than a call's deadline."""
     result = await bounded(
         node.propose(command, timeout), timeout, "the request was applied (it may still be applied)"
     )

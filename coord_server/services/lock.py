@@ -13,7 +13,9 @@ the grant whoever leads.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from typing import Any
 
 from coord.raft.v1 import command_pb2
@@ -21,7 +23,17 @@ from coord.v1 import lock_pb2, lock_pb2_grpc
 from coord_server.coord_hub import CoordHub
 from coord_server.state import validation
 
-from .common import Context, Headers, check_size, propose, read_barrier, session_of, unary
+from .common import (
+    DEFAULT_TIMEOUT,
+    Context,
+    Headers,
+    check_size,
+    propose,
+    propose_within,
+    read_barrier,
+    session_of,
+    unary,
+)
 from .waits import WaitGone, deadline_of, wait_in_queue
 
 log = logging.getLogger("coord.services.lock")
@@ -37,23 +49,9 @@ class LockService(lock_pb2_grpc.LockServicer):
     async def Acquire(self, request: lock_pb2.LockAcquireRequest, context: Context) -> lock_pb2.LockAcquireResponse:
         check_size(request)
         validation.validate_lock_acquire(request)
-        deadline = deadline_of(context)
         client_id, seq = session_of(context)
-        command = command_pb2.Command(client_id=client_id, seq=seq, lock_acquire=request)
-        result: command_pb2.LockAcquireResult = await propose(self.node, command, context)
-        response = result.response
-        if response.acquired or request.no_wait or not result.queued_at:
-            return self.headers.stamp(response)  # type: ignore[return-value]
-        try:
-            token = await wait_in_queue(self.node, self.hub, "lock", request.name, request.lease, result.queued_at, deadline)
-        except WaitGone:
-            # A retry of a call whose wait was cancelled: queue again (see waits.py).
-            result = await propose(self.node, command_pb2.Command(lock_acquire=request), context)
-            if result.response.acquired or not result.queued_at:
-                return self.headers.stamp(result.response)  # type: ignore[return-value]
-            token = await wait_in_queue(self.node, self.hub, "lock", request.name, request.lease, result.queued_at, deadline)
-        granted = lock_pb2.LockAcquireResponse(acquired=True, token=token)
-        return self.headers.stamp(granted, self.node.state.revision)  # type: ignore[return-value]
+        response, revision = await acquire(self.node, self.hub, request, client_id, seq, deadline_of(context))
+        return self.headers.stamp(response, revision)  # type: ignore[return-value]
 
     @unary
     async def Release(self, request: lock_pb2.LockReleaseRequest, context: Context) -> lock_pb2.LockReleaseResponse:
@@ -70,3 +68,28 @@ class LockService(lock_pb2_grpc.LockServicer):
             await read_barrier(self.node, context)
         response = self.node.state.lock_inspect(request.name)
         return self.headers.stamp(response)  # type: ignore[return-value]
+
+
+async def acquire(
+    node: Any, hub: CoordHub, request: lock_pb2.LockAcquireRequest, client_id: str, seq: int, deadline: float
+) -> tuple[lock_pb2.LockAcquireResponse, int | None]:
+    """Lock.Acquire, for the unary RPC and KV.Pipeline alike: propose, then wait in the
+    queue until ``deadline`` (loop time; infinity for none). Returns the response and
+    the revision for its header (None: keep the state machine's)."""
+    loop = asyncio.get_running_loop()
+    timeout = DEFAULT_TIMEOUT if deadline == math.inf else max(0.0, deadline - loop.time())
+    command = command_pb2.Command(client_id=client_id, seq=seq, lock_acquire=request)
+    result: command_pb2.LockAcquireResult = await propose_within(node, command, timeout)
+    response = result.response
+    if response.acquired or request.no_wait or not result.queued_at:
+        return response, None
+    try:
+        token = await wait_in_queue(node, hub, "lock", request.name, request.lease, result.queued_at, deadline)
+    except WaitGone:
+        # A retry of a call whose wait was cancelled: queue again (see waits.py).
+        timeout = DEFAULT_TIMEOUT if deadline == math.inf else max(0.0, deadline - loop.time())
+        result = await propose_within(node, command_pb2.Command(lock_acquire=request), timeout)
+        if result.response.acquired or not result.queued_at:
+            return result.response, None
+        token = await wait_in_queue(node, hub, "lock", request.name, request.lease, result.queued_at, deadline)
+    return lock_pb2.LockAcquireResponse(acquired=True, token=token), node.state.revision

@@ -1,4 +1,5 @@
-"""KV.Pipeline: many Range/Put/DeleteRange/Txn operations over one bidirectional stream.
+"""KV.Pipeline: many Range/Put/DeleteRange/Txn and Lock.Acquire/Release operations over
+one bidirectional stream.
 
 Why: in Python a unary gRPC call costs the server about half a millisecond of CPU before
 any work is done, more than the rest of a Put. A pipelined client pays that once per
@@ -16,6 +17,7 @@ Rule 3: results are sent as they complete, every result completed in one loop it
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,6 +27,7 @@ from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2
 from coord_server.state import validation
 
+from . import lock
 from .common import (
     DEFAULT_TIMEOUT,
     MAX_CLIENT_ID_BYTES,
@@ -43,6 +46,8 @@ _VALIDATORS: dict[str, Callable[[Any], None]] = {
     "put": validation.validate_put,
     "delete_range": validation.validate_delete_range,
     "txn": validation.validate_txn,
+    "lock_acquire": validation.validate_lock_acquire,
+    "lock_release": validation.validate_lock_release,
 }
 
 
@@ -59,13 +64,21 @@ class PipelineSession:
         self.outstanding = 0
         self.closed = False
         self.finished: asyncio.Future[None] | None = None
+        # lock_acquire operations in progress (they may wait in a queue), by op id.
+        self.acquiring: dict[int, asyncio.Task[Any]] = {}
 
     async def serve(self, requests: AsyncIterator[kv_pb2.PipelineRequest]) -> None:
         writer = asyncio.create_task(self._write_results())
         try:
             async for request in requests:
+                for op_id in request.cancel:
+                    task = self.acquiring.get(op_id)
+                    if task is not None:
+                        task.cancel()
                 if not request.ops:
-                    raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "a PipelineRequest needs at least one op")
+                    if request.cancel:
+                        continue
+                    raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "a PipelineRequest needs at least one op or cancel")
                 if len(request.ops) > MAX_OPS_PER_MESSAGE:
                     raise ServiceError(
                         grpc.StatusCode.INVALID_ARGUMENT,
@@ -77,6 +90,9 @@ class PipelineSession:
                 self.finished = self.loop.create_future()
                 await self.finished
         finally:
+            # Waiting acquires end with the stream and leave their queues (waits.py).
+            for task in list(self.acquiring.values()):
+                task.cancel()
             self.closed = True
             self.wake.set()
             await asyncio.gather(writer, return_exceptions=True)
@@ -100,9 +116,13 @@ class PipelineSession:
                     else:
                         reads.append(op)
                     continue
+                if which == "lock_acquire":
+                    self._start_acquire(op, request)
+                    continue
                 command = command_pb2.Command(client_id=_client_id(op), seq=op.seq, **{which: request})
-                fut = self.node.submit(command.SerializeToString(), DEFAULT_TIMEOUT)
-                self._watch(fut, op.id, which)
+                timeout = op.timeout_ms / 1000 if op.timeout_ms else DEFAULT_TIMEOUT
+                fut = self.node.submit(command.SerializeToString(), timeout)
+                self._watch(fut, op.id, which, timeout)
             except Exception as exc:  # noqa: BLE001 - the op's result carries it
                 self._fail(op.id, exc)
         if reads:
@@ -110,13 +130,37 @@ class PipelineSession:
             self._arm_timeout(barrier)
             barrier.add_done_callback(lambda f, reads=reads: self._after_barrier(f, reads))
 
-    def _watch(self, fut: asyncio.Future[Any], op_id: int, which: str) -> None:
-        self._arm_timeout(fut)
+    def _watch(self, fut: asyncio.Future[Any], op_id: int, which: str, timeout: float) -> None:
+        self._arm_timeout(fut, timeout)
         fut.add_done_callback(lambda f: self._on_result(f, op_id, which))
 
-    def _arm_timeout(self, fut: asyncio.Future[Any]) -> None:
-        handle = self.loop.call_later(DEFAULT_TIMEOUT, _expire, fut)
+    def _arm_timeout(self, fut: asyncio.Future[Any], timeout: float = DEFAULT_TIMEOUT) -> None:
+        handle = self.loop.call_later(timeout, _expire, fut)
         fut.add_done_callback(lambda _: handle.cancel())
+
+    def _start_acquire(self, op: kv_pb2.PipelineOp, request: Any) -> None:
+        """Lock.Acquire's own path (services/lock.py): it may wait in the lock's queue, so
+        it runs as a task, which a cancel or the end of the stream cancels."""
+        deadline = self.loop.time() + op.timeout_ms / 1000 if op.timeout_ms else math.inf
+        coro = lock.acquire(self.node, self.node.coord_hub, request, _client_id(op), op.seq, deadline)
+        task = self.loop.create_task(coro)
+        self.acquiring[op.id] = task
+        task.add_done_callback(lambda t: self._on_acquired(t, op.id))
+
+    def _on_acquired(self, task: asyncio.Task[Any], op_id: int) -> None:
+        self.acquiring.pop(op_id, None)
+        if task.cancelled():
+            self._fail(op_id, ServiceError(grpc.StatusCode.CANCELLED, "the lock_acquire was cancelled"))
+            return
+        error = task.exception()
+        if error is not None:
+            self._fail(op_id, error)
+            return
+        response, revision = task.result()
+        self.headers.stamp(response, revision)
+        out = kv_pb2.PipelineResult(id=op_id)
+        out.lock_acquire.CopyFrom(response)
+        self._done(out)
 
     def _on_result(self, fut: asyncio.Future[Any], op_id: int, which: str) -> None:
         if fut.cancelled() or fut.exception() is not None:

@@ -343,3 +343,32 @@ def test_async_client_with_cancel_on_loss(endpoints: str, ns: str) -> None:
             assert client._transport.sessions.size <= 20
 
     asyncio.run(main())
+
+
+def test_async_acquire_cancelled_while_waiting_leaves_the_queue(endpoints: str, ns: str) -> None:
+    """The waiting acquire travels on the Pipeline stream; cancelling the caller's task
+    must take the lease out of the lock's queue, as ending a unary Acquire call does."""
+    name = ns + "cancelled"
+
+    async def main() -> None:
+        async with AsyncClient(endpoints) as client, client.lock(name, ttl=5):
+            # A lease of the test's own, which outlives the acquire: only the cancel of
+            # the waiting operation can take it out of the queue.
+            lease = await client.grant_lease(30)
+            waiter = asyncio.ensure_future(client.lock(name, lease=lease).acquire())
+            for _ in range(400):
+                if (await client.lock_info(name)).waiters:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await client.lock_info(name)).waiters, "the second acquire never queued"
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
+            for _ in range(400):
+                if not (await client.lock_info(name)).waiters:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await client.lock_info(name)).waiters == ()
+            assert (await client.lease_info(lease)).ttl > 0  # the lease lives on
+            await lease.revoke()
+
+    asyncio.run(main())
