@@ -30,7 +30,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
@@ -44,6 +44,7 @@ from coord_server.raft import (
     EntryType,
     MembershipError,
     Message,
+    MessageType,
     ProposalDroppedError,
     RaftCore,
     Ready,
@@ -51,6 +52,9 @@ from coord_server.raft import (
     Storage,
 )
 from coord_server.state import StateMachine
+
+if TYPE_CHECKING:
+    from coord_server.metrics import NodeMetrics
 
 log = logging.getLogger("coord.node")
 
@@ -174,6 +178,8 @@ class Node:
         self._stopping = False
         self._solo_campaign = False
         self._fatal: BaseException | None = None
+        self.metrics: NodeMetrics | None = None
+        """Set by the server when metrics are on; every hook below is skipped when None."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -237,6 +243,8 @@ class Node:
             return
         if m.to != self.id:
             return
+        if m.type == MessageType.HEARTBEAT_RESP and self.metrics is not None:
+            self.metrics.on_heartbeat_acked(m.from_)
         try:
             self.core.step(m)
         except ProposalDroppedError:
@@ -406,7 +414,11 @@ class Node:
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(failure)
+                if self.metrics is not None:
+                    self.metrics.proposals_failed.inc(len(batch))
                 continue
+            if self.metrics is not None and indexes:
+                self.metrics.on_proposed(indexes[-1])
             term = self.core.term
             for index, (_, fut) in zip(indexes, batch):
                 self._waiting[index] = (term, fut)
@@ -560,7 +572,12 @@ class Node:
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
             # A Ready that only moves the commit index needs no fsync (must_sync False):
             # the commit index is an optimisation, never required for safety.
-            await self.storage.save_async(rd.hard_state, rd.entries, rd.snapshot, sync=rd.must_sync)
+            if self.metrics is not None and rd.must_sync:
+                started = time.perf_counter()
+                await self.storage.save_async(rd.hard_state, rd.entries, rd.snapshot, sync=True)
+                self.metrics.fsync_seconds.observe(time.perf_counter() - started)
+            else:
+                await self.storage.save_async(rd.hard_state, rd.entries, rd.snapshot, sync=rd.must_sync)
         if rd.persisted_messages:
             self.transport.send(rd.persisted_messages)
         if rd.snapshot is not None:
@@ -584,6 +601,8 @@ class Node:
         await self._maybe_snapshot()
 
     def _on_soft_state(self, role: Role, leader: int) -> None:
+        if self.metrics is not None:
+            self.metrics.on_leader(leader, role)
         if leader != 0 and self._leaderless:
             self._retry_parked()
         if role == Role.LEADER:
@@ -622,7 +641,11 @@ class Node:
                     fut.set_result(result)
                 else:
                     fut.set_exception(Unavailable("leadership changed before the request committed; retry"))
+                    if self.metrics is not None:
+                        self.metrics.proposals_failed.inc()
         self._applied_index = entries[-1].index
+        if self.metrics is not None:
+            self.metrics.on_applied(len(entries), self._applied_index)
         self._wake_parked()
 
     def _track_leases(self, data: bytes, result: command_pb2.CommandResult) -> None:
@@ -669,10 +692,14 @@ class Node:
             _, fut = self._waiting.pop(index)
             if not fut.done():
                 fut.set_exception(Unavailable("leadership changed before the request committed; retry"))
+                if self.metrics is not None:
+                    self.metrics.proposals_failed.inc()
         for info in self.state.members():
             self._learn_member(info.id, info)
         for fn in self._state_listeners:
             fn(self.state)
+        if self.metrics is not None:
+            self.metrics.snapshots.labels("leader").inc()
 
     async def _maybe_snapshot(self) -> None:
         applied = self.core.log.applied
@@ -681,6 +708,8 @@ class Node:
         data = self.state.snapshot()
         await self.storage.create_snapshot_async(applied, self.core.conf_state(), data)
         self._snapshot_index = applied
+        if self.metrics is not None:
+            self.metrics.snapshots.labels("local").inc()
         compact_to = applied - self.config.snapshot_catchup_entries
         if compact_to > self.storage.first_index():
             await self.storage.compact_async(compact_to)
