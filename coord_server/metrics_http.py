@@ -14,7 +14,7 @@ import logging
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from coord_server.settings import parse_address
+from coord_server.settings import SettingsError, parse_address
 
 log = logging.getLogger("coord.metrics")
 
@@ -34,7 +34,10 @@ class MetricsServer:
 
     async def start(self) -> None:
         host, port = parse_address("metrics_listen", self.listen)
-        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_REQUEST_HEAD)
+        try:
+            self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_REQUEST_HEAD)
+        except OSError as err:
+            raise SettingsError(f"cannot serve metrics on {self.listen}: {err.strerror or err}") from None
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("metrics on http://%s:%d/metrics", host, self.port)
 

@@ -146,14 +146,15 @@ class CoordServer:
         self.port = server.add_insecure_port(s.listen)
         if self.port == 0:
             raise SettingsError(f"cannot listen on {s.listen}: the address is in use or not local")
-        await server.start()
-        self.grpc_server = server
-        await node.start()
+        # Before serving anything: a metrics port that is taken stops the start-up.
         if self.metrics is not None:
             from coord_server.metrics_http import MetricsServer
 
             self.metrics_server = MetricsServer(self.metrics.registry, s.metrics_listen)
             await self.metrics_server.start()
+        await server.start()
+        self.grpc_server = server
+        await node.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         self._health = health_servicer
         log.info(
