@@ -166,7 +166,7 @@ class _StateCollector(Collector):
         yield _gauge("coord_raft_log_entries", "Entries held in the log (after compaction).",
                      max(0, core.log.last_index() - core.log.first_index() + 1))
         yield _gauge("coord_proposals_pending", "Proposals of this member waiting to be applied.",
-                     len(node._waiting))
+                     node.pending_proposals)
         usage = getattr(node.storage, "disk_usage", None)
         if usage is not None:
             sizes = usage()

@@ -222,6 +222,11 @@ class Node:
         return self._applied_index
 
     @property
+    def pending_proposals(self) -> int:
+        """Proposals of this node waiting for their entry to be applied (metrics)."""
+        return len(self._waiting)
+
+    @property
     def leader_id(self) -> int:
         return self.core.lead
 
