@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from coord_server.raft import Role
 
-disable_created_metrics()  # *_created series: noise on every counter, used by no dashboard
+disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: noise on every counter, used by no dashboard
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096)
 """Seconds, doubling from 0.5 ms: an fsync, a commit and a peer round trip all fall in

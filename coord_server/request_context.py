@@ -19,7 +19,7 @@ import contextvars
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -63,6 +63,10 @@ def _code_name(context: Any, default: str) -> str:
 _CODE_NAMES = {status.value[0]: status.name for status in grpc.StatusCode}
 
 
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+
+
 class _Ended:
     """What happens when a call of one method ends: count it (with a per-code cache of
     the counter's children) and log an error status at debug level."""
@@ -90,13 +94,13 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, requests: Any = None) -> None:
         self.requests = requests
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -112,8 +116,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         current_call.set(handler_call_details)
         return wrapped
 
-    def _wrap(self, handler: Any, method: str) -> Any:
+    def _wrap(self, original: Handler, method: str) -> Handler:
         ended = _Ended(self.requests, method)
+        handler: Any = original  # grpc's stubs type behaviours as synchronous; ours are async
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_call(handler.unary_unary, ended), handler.request_deserializer, handler.response_serializer
