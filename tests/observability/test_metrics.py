@@ -217,3 +217,36 @@ def test_every_dashboard_metric_exists(metered: tuple[Cluster, dict[str, str]]) 
     exposed = {name for s in scrape_all(addresses).values() for name, _ in s}
     missing = sorted(dashboard_metric_names() - exposed)
     assert not missing, f"the dashboard queries metrics no member exposes: {missing}"
+
+
+def test_snapshots_are_counted_and_sized(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(start=False, options=("--snapshot-entries", "100"))
+    addresses = with_metrics(cluster)
+    cluster.start()
+    cluster.wait_for_leader()
+    assert all(value(s, "coord_snapshots_total", origin="local") == 0 for s in scrape_all(addresses).values())
+    with Client([n.address for n in cluster.nodes.values()], timeout=20) as client:
+        for i in range(150):
+            client.put(f"snap/{i}", "x" * 100)
+    cluster.wait_caught_up()
+
+    def every_member_snapshotted() -> bool:
+        for name, s in scrape_all(addresses).items():
+            assert value(s, "coord_snapshots_total", origin="local") >= 1, name
+            assert value(s, "coord_snapshot_size_bytes") > 0, name
+        return True
+
+    wait_until(every_member_snapshotted, 30, "a snapshot on every member")
+    # A follower that missed more than the log keeps catches up from the leader's snapshot.
+    leader = cluster.wait_for_leader()
+    follower = next(n for n in addresses if n != leader)
+    cluster.kill(follower)
+    with Client([cluster.nodes[leader].address], timeout=20) as client:
+        for i in range(300):
+            client.put(f"snap/{i}", "y" * 100)
+    cluster.start_node(follower)
+    cluster.wait_caught_up()
+    wait_until(
+        lambda: value(scrape(addresses[follower]), "coord_snapshots_total", origin="leader") >= 1,
+        30, f"{follower} to count the snapshot it installed from the leader",
+    )
