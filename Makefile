@@ -32,7 +32,7 @@ help:
 	@echo "make bench         run the load generator (bench/)"
 	@echo "make cluster       start 3 local nodes in the background on 127.0.0.1:7001-7003"
 	@echo "                   (PORTS=\"8001 8002 8003\" for others; data, pids, logs in $(CLUSTER_DIR)/)"
-	@echo "make cluster-status             role, term, leader, commit, applied of every node"
+	@echo "make cluster-status             role, term, leader, commit, applied, lag, log, snapshot, health"
 	@echo "make cluster-stop               stop the nodes (SIGTERM, then SIGKILL); data is kept"
 	@echo "make cluster-kill NODE=n2       crash one node (SIGKILL)"
 	@echo "make cluster-restart NODE=n2    stop one node if it runs, start it again"
@@ -86,7 +86,8 @@ bench: $(STAMP)
 cluster: $(STAMP)
 	@$(CLUSTER) start $(if $(PORTS),--ports "$(PORTS)")
 
-# cluster-status: a table of every node: name, endpoint, role, term, leader, commit, applied.
+# cluster-status: a table of every node: name, endpoint, role, term, leader, commit, applied,
+# apply lag, log entries/size, snapshot index/size, health (leader known, not far behind).
 cluster-status: $(STAMP)
 	@$(CLUSTER) status
 

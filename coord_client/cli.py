@@ -550,33 +550,66 @@ async def cmd_member_remove(client: AsyncClient, args: argparse.Namespace, out: 
     return EXIT_OK
 
 
-def status_json(name: str, endpoint: str, s: Status | None, names: dict[int, str], error: str) -> dict[str, Any]:
+BEHIND_LIMIT = 1000
+"""Entries a member's applied index may trail the leader's commit index before status
+calls it behind (a follower under load trails by a batch or two)."""
+
+
+def human_bytes(size: int) -> str:
+    """1536 -> "1.5KiB": sizes in a table column (no spaces, so columns stay parseable)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{size}B"
+
+
+def health_of(s: Status, leader_commit: int | None) -> str:
+    """What an operator checks first: a leader known, and applied not far behind the
+    leader's commit index (when the leader answered)."""
+    if not s.leader:
+        return "no-leader"
+    if leader_commit is not None and leader_commit - s.applied_index > BEHIND_LIMIT:
+        return f"behind:{leader_commit - s.applied_index}"
+    return "ok"
+
+
+def status_json(
+    name: str, endpoint: str, s: Status | None, names: dict[int, str], error: str, leader_commit: int | None = None
+) -> dict[str, Any]:
     if s is None:
-        return {"name": name, "endpoint": endpoint, "error": error}
+        return {"name": name, "endpoint": endpoint, "error": error, "health": "unreachable"}
     return {
         "name": name, "endpoint": endpoint, "id": f"{s.member_id:x}", "role": str(s.role),
         "term": s.term, "leader": names.get(s.leader, f"{s.leader:x}") if s.leader else None,
-        "commit": s.commit_index, "applied": s.applied_index, "revision": s.revision,
-        "is_learner": s.is_learner, "version": s.version, "log_entries": s.log_entries,
+        "commit": s.commit_index, "applied": s.applied_index, "lag": max(0, s.commit_index - s.applied_index),
+        "revision": s.revision, "is_learner": s.is_learner, "version": s.version, "log_entries": s.log_entries,
         "log_size_bytes": s.log_size_bytes, "snapshot_index": s.snapshot_index,
+        "snapshot_size_bytes": s.snapshot_size_bytes, "health": health_of(s, leader_commit),
     }
 
 
 async def cmd_status(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
     rows = await client.cluster_status()
     names = {r.status.member_id: r.name for r in rows if r.status is not None and r.name}
-    objects = [status_json(r.name or "-", r.endpoint, r.status, names, r.error) for r in rows]
+    leader_commit = next(
+        (r.status.commit_index for r in rows if r.status is not None and r.status.member_id == r.status.leader), None
+    )
+    objects = [status_json(r.name or "-", r.endpoint, r.status, names, r.error, leader_commit) for r in rows]
     if args.json:
         emit(out, objects)
     else:
-        lines = [("NAME", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED")]
+        lines = [("NAME", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "LOG", "SNAPSHOT", "HEALTH")]
         for o in objects:
             if "error" in o:
-                lines.append((o["name"], o["endpoint"], "unreachable", "-", "-", "-", "-"))
+                lines.append((o["name"], o["endpoint"], "unreachable", *["-"] * 7, o["health"]))
             else:
                 role = o["role"] + (" (learner)" if o["is_learner"] else "")
                 lines.append((o["name"], o["endpoint"], role, str(o["term"]), o["leader"] or "none",
-                              str(o["commit"]), str(o["applied"])))
+                              str(o["commit"]), str(o["applied"]), str(o["lag"]),
+                              f"{o['log_entries']}/{human_bytes(o['log_size_bytes'])}",
+                              f"{o['snapshot_index']}/{human_bytes(o['snapshot_size_bytes'])}", o["health"]))
         out.write(table(lines) + "\n")
         for r in rows:
             if r.error:
@@ -779,7 +812,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = leaf(msub, "remove", cmd_member_remove, "remove a member (ID in hex)")
     p.add_argument("id")
 
-    leaf(sub, "status", cmd_status, "role, term, leader, commit and applied index of every member")
+    leaf(sub, "status", cmd_status, "role, term, leader, commit/applied index and lag, log and snapshot "
+         "(entries or index / size) and health of every member")
 
     endpoint = sub.add_parser("endpoint", help="endpoint health and status")
     esub = endpoint.add_subparsers(dest="endpoint_command", metavar="SUBCOMMAND", required=True)

@@ -27,7 +27,10 @@ async def _serve(settings: object) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
-    print(f"coord-server: serving on {server.settings.listen}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+    if server.settings.log_format == "json":  # type: ignore[attr-defined]
+        logging.getLogger("coord.server").info("serving on %s", server.settings.listen)  # type: ignore[attr-defined]
+    else:
+        print(f"coord-server: serving on {server.settings.listen}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
     assert server.node is not None
     while not stop.is_set():
         try:
@@ -53,10 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as err:
         print(f"coord-server: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s [{settings.name}] %(name)s: %(message)s",
-    )
+    from coord_server.logs import configure
+
+    configure(settings.log_level, settings.log_format, settings.name)
     from coord_server.storage import DiskStorageError
 
     try:

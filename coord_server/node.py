@@ -30,7 +30,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
@@ -44,6 +44,7 @@ from coord_server.raft import (
     EntryType,
     MembershipError,
     Message,
+    MessageType,
     ProposalDroppedError,
     RaftCore,
     Ready,
@@ -53,6 +54,9 @@ from coord_server.raft import (
 from coord_server.raft.errors import SnapshotOutOfDateError
 from coord_server.state import StateMachine
 from coord_server.storage.errors import StorageWriteError
+
+if TYPE_CHECKING:
+    from coord_server.metrics import NodeMetrics
 
 log = logging.getLogger("coord.node")
 
@@ -183,6 +187,8 @@ class Node:
         # from the member id): serialising the state pauses a member, and if all paused
         # at once, so would the cluster.
         self._snapshot_offset = config.node_id % max(1, config.snapshot_entries // 8)
+        self.metrics: NodeMetrics | None = None
+        """Set by the server when metrics are on; every hook below is skipped when None."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -228,6 +234,11 @@ class Node:
         return self._applied_index
 
     @property
+    def pending_proposals(self) -> int:
+        """Proposals of this node waiting for their entry to be applied (metrics)."""
+        return len(self._waiting)
+
+    @property
     def leader_id(self) -> int:
         return self.core.lead
 
@@ -249,6 +260,8 @@ class Node:
             return
         if m.to != self.id:
             return
+        if m.type == MessageType.HEARTBEAT_RESP and self.metrics is not None:
+            self.metrics.on_heartbeat_acked(m.from_)
         try:
             self.core.step(m)
         except ProposalDroppedError:
@@ -418,7 +431,11 @@ class Node:
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(failure)
+                if self.metrics is not None:
+                    self.metrics.proposals_failed.inc(len(batch))
                 continue
+            if self.metrics is not None and indexes:
+                self.metrics.on_proposed(indexes[-1])
             term = self.core.term
             for index, (_, fut) in zip(indexes, batch):
                 self._waiting[index] = (term, fut)
@@ -574,7 +591,12 @@ class Node:
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
             # A Ready that only moves the commit index needs no fsync (must_sync False):
             # the commit index is an optimisation, never required for safety.
-            await self.storage.save_async(rd.hard_state, rd.entries, rd.snapshot, sync=rd.must_sync)
+            if self.metrics is not None and rd.must_sync:
+                started = time.perf_counter()
+                await self.storage.save_async(rd.hard_state, rd.entries, rd.snapshot, sync=True)
+                self.metrics.fsync_seconds.observe(time.perf_counter() - started)
+            else:
+                await self.storage.save_async(rd.hard_state, rd.entries, rd.snapshot, sync=rd.must_sync)
         if rd.persisted_messages:
             self.transport.send(rd.persisted_messages)
         if rd.snapshot is not None:
@@ -598,6 +620,8 @@ class Node:
         await self._maybe_snapshot()
 
     def _on_soft_state(self, role: Role, leader: int) -> None:
+        if self.metrics is not None:
+            self.metrics.on_leader(leader, role)
         if leader != 0 and self._leaderless:
             self._retry_parked()
         if role == Role.LEADER:
@@ -636,7 +660,11 @@ class Node:
                     fut.set_result(result)
                 else:
                     fut.set_exception(Unavailable("leadership changed before the request committed; retry"))
+                    if self.metrics is not None:
+                        self.metrics.proposals_failed.inc()
         self._applied_index = entries[-1].index
+        if self.metrics is not None:
+            self.metrics.on_applied(len(entries), self._applied_index)
         self._wake_parked()
 
     def _track_leases(self, data: bytes, result: command_pb2.CommandResult) -> None:
@@ -683,10 +711,14 @@ class Node:
             _, fut = self._waiting.pop(index)
             if not fut.done():
                 fut.set_exception(Unavailable("leadership changed before the request committed; retry"))
+                if self.metrics is not None:
+                    self.metrics.proposals_failed.inc()
         for info in self.state.members():
             self._learn_member(info.id, info)
         for fn in self._state_listeners:
             fn(self.state)
+        if self.metrics is not None:
+            self.metrics.snapshots.labels("leader").inc()
 
     async def _maybe_snapshot(self) -> None:
         """Snapshot every ``snapshot_entries`` applied entries (plus this member's offset).
@@ -711,6 +743,8 @@ class Node:
             except SnapshotOutOfDateError:
                 return  # a newer snapshot was installed from the leader meanwhile
             self._snapshot_index = written.meta.index
+            if self.metrics is not None:
+                self.metrics.snapshots.labels("local").inc()
             compact_to = written.meta.index - self.config.snapshot_catchup_entries
             if compact_to > self.storage.first_index():
                 await self.storage.compact_async(compact_to)

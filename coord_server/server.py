@@ -20,7 +20,9 @@ from grpc_reflection.v1alpha import reflection
 
 from coord.raft.v1 import command_pb2, raft_pb2, raft_pb2_grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
+from coord_server.logs import set_term_source
 from coord_server.node import Node, NodeConfig
+from coord_server.request_context import RequestInterceptor
 from coord_server.settings import ServerSettings, SettingsError, cluster_id_of, member_id_of
 from coord_server.storage import DiskStorage
 from coord_server.transport import PeerTransport, RaftPeerService
@@ -40,6 +42,9 @@ class CoordServer:
         self.transport: PeerTransport | None = None
         self.storage: Any = None
         self.port = 0
+        self.metrics: Any = None
+        """NodeMetrics when --metrics-listen is set (coord_server/metrics.py)."""
+        self.metrics_server: Any = None
 
     async def start(self) -> None:
         s = self.settings
@@ -112,8 +117,17 @@ class CoordServer:
         known = initial_members if not founders else None
         node = Node(config, self.storage, self.transport, bootstrap_members=bootstrap, known_members=known)
         self.node = node
+        set_term_source(lambda: node.core.term)
+        interceptors = []
+        if s.metrics_listen:
+            from coord_server.metrics import NodeMetrics
 
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+            self.metrics = node.metrics = NodeMetrics(node)
+            self.transport.on_heartbeat_sent = self.metrics.on_heartbeat_sent
+        if self.metrics is not None or s.log_format == "json":
+            interceptors.append(RequestInterceptor(self.metrics.grpc_requests if self.metrics is not None else None))
+
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         from coord_server.services import add_services
 
         forward = add_services(server, node)
@@ -132,6 +146,12 @@ class CoordServer:
         self.port = server.add_insecure_port(s.listen)
         if self.port == 0:
             raise SettingsError(f"cannot listen on {s.listen}: the address is in use or not local")
+        # Before serving anything: a metrics port that is taken stops the start-up.
+        if self.metrics is not None:
+            from coord_server.metrics_http import MetricsServer
+
+            self.metrics_server = MetricsServer(self.metrics.registry, s.metrics_listen)
+            await self.metrics_server.start()
         await server.start()
         self.grpc_server = server
         await node.start()
@@ -143,6 +163,8 @@ class CoordServer:
         )
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
         if getattr(self, "_health", None) is not None:
             await self._health.enter_graceful_shutdown()
         await self._hand_over_leadership()

@@ -49,6 +49,11 @@ class ServerSettings:
     snapshots are rare; a restart then replays at most this many entries (about 2 s at the
     45,000-63,000 applies/s measured)."""
     log_level: str = "info"
+    log_format: str = "text"
+    """text, or json: one JSON object per line with node, term and request ids
+    (docs/observability.md)."""
+    metrics_listen: str = ""
+    """host:port serving Prometheus metrics at /metrics over HTTP; empty: no metrics."""
     peer_overrides: dict[str, str] = field(default_factory=dict)
     """name -> host:port: reach member NAME at this address instead of the peer address
     it advertises. For tests (the chaos harness routes every peer link through a fault
@@ -97,6 +102,10 @@ class ServerSettings:
             raise SettingsError(f"snapshot_entries must be at least 100, got {self.snapshot_entries}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"log_format must be text or json, got {self.log_format!r}")
+        if self.metrics_listen:
+            parse_address("metrics_listen", self.metrics_listen)
 
 
 def parse_address(label: str, address: str) -> tuple[str, int]:
@@ -151,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tick-ms", type=int, help="Raft clock granularity (default: 20)")
     parser.add_argument("--snapshot-entries", type=int, help="snapshot after this many applied entries (default: 100000)")
     parser.add_argument("--log-level", help="debug, info, warning or error (default: info)")
+    parser.add_argument("--log-format", help="text, or json: one JSON object per line (default: text)")
+    parser.add_argument(
+        "--metrics-listen", metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP at HOST:PORT/metrics (default: off)",
+    )
     parser.add_argument(
         "--peer-override", dest="peer_overrides", action="append", metavar="NAME=ADDR",
         help="reach member NAME at ADDR instead of its advertised peer address (repeatable or "

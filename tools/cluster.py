@@ -237,18 +237,33 @@ class LocalCluster:
     def table(self, statuses: dict[str, Any]) -> str:
         from coord.v1 import cluster_pb2
 
+        from coord_client.cli import BEHIND_LIMIT, human_bytes
+
         names = getattr(self, "names_by_id", {})
-        rows = [("NAME", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED")]
+        leader_commit = next(
+            (s.commit_index for s in statuses.values() if not isinstance(s, str) and s.leader == s.header.member_id), None
+        )
+        rows = [("NAME", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "LOG", "SNAPSHOT", "HEALTH")]
         for m in self.members:
             s = statuses.get(m.name, "down")
             if isinstance(s, str):
-                rows.append((m.name, m.address, s, "-", "-", "-", "-"))
+                rows.append((m.name, m.address, s, *["-"] * 8))
                 continue
             role = cluster_pb2.RaftRole.Name(s.role).removeprefix("RAFT_ROLE_").lower().replace("_", "-")
             if s.is_learner:
                 role += " (learner)"
             leader = names.get(s.leader, f"{s.leader:#x}") if s.leader else "none"
-            rows.append((m.name, m.address, role, str(s.header.raft_term), leader, str(s.commit_index), str(s.applied_index)))
+            if not s.leader:
+                health = "no-leader"
+            elif leader_commit is not None and leader_commit - s.applied_index > BEHIND_LIMIT:
+                health = f"behind:{leader_commit - s.applied_index}"
+            else:
+                health = "ok"
+            rows.append((
+                m.name, m.address, role, str(s.header.raft_term), leader, str(s.commit_index), str(s.applied_index),
+                str(max(0, s.commit_index - s.applied_index)), f"{s.log_entries}/{human_bytes(s.log_size_bytes)}",
+                f"{s.snapshot_index}/{human_bytes(s.snapshot_size_bytes)}", health,
+            ))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -246,6 +246,14 @@ class LockTable:
         lock = self._locks.get(name)
         return lock.holder_of.get(lease) if lock is not None else None
 
+    def counts(self) -> tuple[int, int]:
+        """(holders, waiters) over every lock, for the metrics endpoint (read at scrape time)."""
+        held = waiting = 0
+        for lock in self._locks.values():
+            held += len(lock.holders)
+            waiting += len(lock.waiters)
+        return held, waiting
+
     def waiting(self, name: str, lease: int) -> int | None:
         """The queued_at of ``lease``'s wait for ``name``, or None."""
         lock = self._locks.get(name)

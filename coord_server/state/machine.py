@@ -394,6 +394,14 @@ class StateMachine:
         to start its expiry timers."""
         return [(le.id, le.ttl) for le in self._leases.sorted()]
 
+    def lease_count(self) -> int:
+        """How many leases are live (metrics)."""
+        return len(self._leases)
+
+    def lock_counts(self) -> tuple[int, int]:
+        """(holders, queued waiters) over every lock (metrics)."""
+        return self._locks.counts()
+
     def lease_info(self, lease_id: int) -> LeaseInfo:
         """The granted TTL and attached keys of a lease; NotFound when it does not exist."""
         lease = self._leases.get(lease_id)

@@ -176,6 +176,8 @@ class PeerTransport:
         self.max_queue = max_queue
         self._addresses: dict[int, str] = {}
         self._peers: dict[int, _Peer] = {}
+        self.on_heartbeat_sent: Callable[[int], None] | None = None
+        """Called with the peer's id for each heartbeat sent (metrics: peer round trips)."""
 
     def set_address(self, node_id: int, address: str) -> None:
         if self._addresses.get(node_id) == address:
@@ -201,6 +203,7 @@ class PeerTransport:
         return peer
 
     def send(self, messages: list[Message]) -> None:
+        on_heartbeat = self.on_heartbeat_sent
         for m in messages:
             peer = self._peer(m.to)
             if peer is None:
@@ -209,6 +212,8 @@ class PeerTransport:
                 peer.send_snapshot(m)
             else:
                 peer.enqueue(m)
+                if m.type == MessageType.HEARTBEAT and on_heartbeat is not None:
+                    on_heartbeat(m.to)
 
     async def forward(self, to: int, kind: int, payload: bytes, timeout: float | None) -> bytes:
         peer = self._peer(to)

@@ -163,9 +163,13 @@ def test_rings_members_status_health(run: InProcess, ns: str) -> None:
     status = json.loads(run("status", "--json"))
     assert len(status) == 3
     assert {s["role"] for s in status} == {"leader", "follower"}
-    assert all(set(s) >= {"name", "endpoint", "role", "term", "leader", "commit", "applied"} for s in status)
+    assert all(set(s) >= {"name", "endpoint", "role", "term", "leader", "commit", "applied", "lag", "health"} for s in status)
+    assert all(s["health"] == "ok" and s["lag"] == s["commit"] - s["applied"] for s in status)
     table = run("status").splitlines()
-    assert table[0].split() == ["NAME", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED"] and len(table) == 4
+    assert table[0].split() == [
+        "NAME", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "LOG", "SNAPSHOT", "HEALTH",
+    ] and len(table) == 4
+    assert all(row.split()[-1] == "ok" for row in table[1:])
     assert run("endpoint", "health").count("is healthy") == 3
 
 
