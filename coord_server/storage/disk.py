@@ -423,10 +423,20 @@ class DiskStorage:
         sync: bool = True,
     ) -> None:
         """``save`` with the write and fsync on the writer thread, so the event loop keeps
-        running. Do not advance the core, or start another write, until it returns."""
+        running. Do not advance the core, or start another write, until it returns.
+
+        A save without fsync (``sync=False``: only the commit index moved) is a write of a
+        few dozen bytes into the page cache: it is done at once, on the caller's thread.
+        Handing it to the writer thread cost 1.7 ms (median, 3 members on 2 busy cores),
+        most of it waiting for the GIL, and delayed the answers of the entries just
+        applied."""
         batch = self._encode(hard_state, entries, snapshot)
-        if batch is not None:
-            await self._run_async(_Plan(partial(self._write, batch, sync), partial(self._apply, batch)))
+        if batch is None:
+            return
+        if not sync and snapshot is None and not entries:
+            self._run(_Plan(partial(self._write, batch, False), partial(self._apply, batch)))
+            return
+        await self._run_async(_Plan(partial(self._write, batch, sync), partial(self._apply, batch)))
 
     def set_hard_state(self, hard_state: HardState) -> None:
         self.save(hard_state, ())
