@@ -113,10 +113,17 @@ class CoordServer:
         node = Node(config, self.storage, self.transport, bootstrap_members=bootstrap, known_members=known)
         self.node = node
 
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        from coord_server.auth import AuthFileError, build_interceptor
+
+        try:
+            admission = build_interceptor(s, node)
+        except AuthFileError as err:
+            raise SettingsError(str(err)) from None
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[admission])
         from coord_server.services import add_services
 
         forward = add_services(server, node)
+        node.watch_hub.max_watchers_per_stream = s.max_watches_per_stream
         raft_pb2_grpc.add_RaftServicer_to_server(
             RaftPeerService(cluster_id, member_id, node.step, forward), server
         )

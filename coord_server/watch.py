@@ -46,7 +46,7 @@ from typing import Any
 import grpc
 
 from coord.v1 import common_pb2, kv_pb2
-from coord_server.errors import CoordError, Unavailable
+from coord_server.errors import CoordError, ResourceExhausted, Unavailable
 from coord_server.state import keys as keyspan
 from coord_server.state.errors import Compacted, StateError
 from coord_server.state.limits import MAX_KEY_BYTES
@@ -156,6 +156,9 @@ class WatchHub:
         self.max_pending_events = max_pending_events
         self.max_pending_bytes = max_pending_bytes
         self.max_response_bytes = max_response_bytes
+        self.max_watchers_per_stream = 0
+        """Watchers one stream may hold; past it the stream ends with RESOURCE_EXHAUSTED
+        (0: no limit; set by the server from --max-watches-per-stream)."""
         self.leaderless_timeout = (
             leaderless_timeout if leaderless_timeout is not None else 3 * node.config.election_timeout
         )
@@ -309,6 +312,12 @@ class WatchHub:
             watch_id = next(stream.ids)
             while watch_id in stream.watchers:
                 watch_id = next(stream.ids)
+        if self.max_watchers_per_stream and len(stream.watchers) >= self.max_watchers_per_stream:
+            stream.fail(ResourceExhausted(
+                f"this Watch stream holds {len(stream.watchers)} watchers, the limit "
+                f"(--max-watches-per-stream); cancel watchers or open another stream"
+            ))
+            return
         reason = _invalid(req)
         if reason:
             self._refuse(stream, watch_id, reason)

@@ -23,6 +23,7 @@ import grpc
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2
+from coord_server.auth.admission import check_pipeline_op
 from coord_server.state import validation
 
 from .common import (
@@ -94,6 +95,7 @@ class PipelineSession:
                 request = getattr(op, which)
                 check_size(request)
                 _VALIDATORS[which](request)
+                check_pipeline_op(which, request)
                 if which == "range":
                     if request.serializable:
                         self._serve_read(op)
