@@ -40,7 +40,7 @@ class Admission:
     def check(self, method: str, request: Any) -> None:
         """PERMISSION_DENIED or RESOURCE_EXHAUSTED for ``request`` sent to ``method``."""
         if self.principal is not None:
-            self._require(needs_of(method, request), method.rsplit("/", 1)[-1])
+            self._require(needs_of(method, request, self.quota.node.state), method.rsplit("/", 1)[-1])
         self.quota.check_method(method, request)
 
     def check_op(self, which: str, request: Any) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 
 from coord_server.errors import CoordError
-from coord_server.services.common import abort
+from coord_server.services.common import abort, read_barrier
 
 from .admission import CURRENT, Admission, Unauthenticated
 from .config import AuthConfig
@@ -34,6 +34,7 @@ from .quota import LeaseLimit, Quota
 AUTHORIZATION_METADATA_KEY = "authorization"
 PUBLIC_PREFIX = "/coord.v1."
 LEASE_GRANT = "/coord.v1.Lease/Grant"
+LEASE_REVOKE = "/coord.v1.Lease/Revoke"
 
 
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -107,10 +108,15 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _unary_unary(self, method: str, inner: Any) -> Any:
         is_grant = method == LEASE_GRANT
+        is_revoke = method == LEASE_REVOKE
 
         async def behaviour(request: Any, context: Any) -> Any:
             try:
                 admission = self.admit(context)
+                if is_revoke and admission.principal is not None:
+                    # Its attached keys decide, so read them as of now, not as of this
+                    # member's possibly lagging state (a ReadIndex round).
+                    await read_barrier(self.quota.node, context)
                 admission.check(method, request)
                 if is_grant:
                     self.leases.check(admission.client)

@@ -10,7 +10,8 @@ The choices (docs/security-auth.md):
   a Txn needs everything any of its branches (and nested Txns) could touch, whichever
   branch runs, so a denied Txn changes nothing and reveals nothing. Compact needs write
   on the whole key space (it drops every key's history).
-- Lease: any authenticated user (lease IDs are capabilities, as in etcd).
+- Lease: any authenticated user may grant, keep alive, inspect and list; revoking needs
+  write on every key attached to the lease (as in etcd), since revoking deletes them.
 - Lock, Election, Ring: by name; inspecting, observing and looking up read, everything
   else writes.
 - Cluster: Status and MemberList for anyone authenticated; member changes and
@@ -127,6 +128,8 @@ _BY_METHOD: dict[str, Callable[[Any], list[Need]]] = {
     "/coord.v1.Cluster/TransferLeadership": lambda r: [ADMIN],
 }
 
+LEASE_REVOKE = "/coord.v1.Lease/Revoke"
+
 AUTHENTICATED_ONLY = frozenset({
     "/coord.v1.KV/Pipeline",
     "/coord.v1.Lease/Grant", "/coord.v1.Lease/Revoke", "/coord.v1.Lease/KeepAlive",
@@ -135,9 +138,22 @@ AUTHENTICATED_ONLY = frozenset({
 })
 
 
-def needs_of(method: str, request: Any) -> list[Need]:
-    """The Needs of ``request`` sent to ``method``. A coord.v1 method this table does not
-    know needs ADMIN: a new RPC is closed until someone decides who may call it."""
+def lease_revoke_needs(state: Any, lease_id: int) -> list[Need]:
+    """Write on each key attached to the lease in ``state`` (none when there is no such
+    lease: the revoke then fails with NOT_FOUND)."""
+    try:
+        keys = state.lease_info(lease_id).keys
+    except Exception:  # noqa: BLE001 - NotFound: nothing to protect
+        return []
+    return [_keys(key, b"", True) for key in keys]
+
+
+def needs_of(method: str, request: Any, state: Any = None) -> list[Need]:
+    """The Needs of ``request`` sent to ``method`` (``state``: the member's state machine,
+    for Lease.Revoke). A coord.v1 method this table does not know needs ADMIN: a new RPC
+    is closed until someone decides who may call it."""
+    if method == LEASE_REVOKE and state is not None:
+        return lease_revoke_needs(state, request.id)
     rule = _BY_METHOD.get(method)
     if rule is not None:
         return rule(request)

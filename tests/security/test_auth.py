@@ -250,3 +250,15 @@ def test_every_public_rpc_has_a_rule() -> None:
         for method in service.methods
     }
     assert methods == set(_BY_METHOD) | AUTHENTICATED_ONLY
+
+
+def test_revoking_a_lease_needs_write_on_its_keys(clients: dict[str, Client]) -> None:
+    writer, reader = clients["writer_a"], clients["reader"]
+    lease = writer.grant_lease(60)
+    writer.put("a/leased", "x", lease=lease)
+    assert reader.lease_info(lease).granted_ttl >= 60  # any user may inspect a lease
+    with pytest.raises(errors.PermissionDenied, match="a/leased"):
+        reader.revoke_lease(lease.id)  # the ID: a Lease object revokes through its own client
+    assert value_of(clients, "a/leased") == b"x"
+    writer.revoke_lease(lease)
+    assert value_of(clients, "a/leased") is None
