@@ -107,6 +107,13 @@ class ServerSettings:
         ):
             if value < 0:
                 raise SettingsError(f"{label} must be 0 (no limit) or positive, got {value}")
+        if self.auth_file:
+            from coord_server.auth.config import AuthFileError, load_auth_file
+
+            try:
+                load_auth_file(self.auth_file)  # loaded again by the server: reported here, before anything starts
+            except AuthFileError as err:
+                raise SettingsError(str(err)) from None
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
 
