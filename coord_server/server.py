@@ -231,6 +231,13 @@ def _write_identity(directory: str, data: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def _join_metadata() -> tuple[tuple[str, str], ...]:
+    """A joiner asks for MemberAdd like any client: on a cluster with auth on it needs an
+    admin's token, taken from $COORD_TOKEN (docs/security-auth.md)."""
+    token = os.environ.get("COORD_TOKEN", "")
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
 async def _join(s: ServerSettings) -> tuple[int, int, dict[int, command_pb2.MemberInfo]]:
     """Ask a live member for the cluster, adding this member as a learner if it is not
     there yet; returns (cluster id, member id, the members' addresses)."""
@@ -241,7 +248,9 @@ async def _join(s: ServerSettings) -> tuple[int, int, dict[int, command_pb2.Memb
         async with grpc.aio.insecure_channel(target) as channel:
             stub = cluster_pb2_grpc.ClusterStub(channel)
             try:
-                listing = await stub.MemberList(cluster_pb2.ClusterMemberListRequest(linearizable=True), timeout=5)
+                listing = await stub.MemberList(
+                    cluster_pb2.ClusterMemberListRequest(linearizable=True), timeout=5, metadata=_join_metadata()
+                )
                 mine = [m for m in listing.members if m.name == s.name]
                 if mine:
                     member = mine[0]
@@ -252,6 +261,7 @@ async def _join(s: ServerSettings) -> tuple[int, int, dict[int, command_pb2.Memb
                             name=s.name, peer_address=s.advertise_address, client_address=s.advertise_address
                         ),
                         timeout=10,
+                        metadata=_join_metadata(),
                     )
                     member = added.member
                     members = added.members

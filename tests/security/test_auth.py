@@ -262,3 +262,19 @@ def test_revoking_a_lease_needs_write_on_its_keys(clients: dict[str, Client]) ->
     assert value_of(clients, "a/leased") == b"x"
     writer.revoke_lease(lease)
     assert value_of(clients, "a/leased") is None
+
+
+def test_a_member_joins_a_cluster_with_auth_on_with_an_admin_token(
+    module_cluster, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    cluster: Cluster = module_cluster(1, auth=True)
+    monkeypatch.setenv("COORD_TOKEN", TOKENS["reader"])  # not an admin: refused
+    refused = cluster.add_member("n2")
+    assert refused.proc is not None and refused.proc.wait(timeout=90) != 0
+    assert "PERMISSION_DENIED" in cluster.log_tail("n2")
+    del cluster.nodes["n2"]
+    monkeypatch.setenv("COORD_TOKEN", TOKENS["root"])
+    cluster.add_member("n3")
+    cluster.wait_for_status("n3", lambda s: s.leader != 0, timeout=60)  # type: ignore[arg-type]
+    members = cluster.stub("n1", cluster_pb2_grpc.ClusterStub).MemberList(cluster_pb2.ClusterMemberListRequest(), timeout=10)
+    assert sorted(m.name for m in members.members) == ["n1", "n3"]
