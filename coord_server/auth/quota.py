@@ -35,6 +35,10 @@ _GROWING_METHODS = frozenset({
 })
 
 
+QUOTA_CHECKED_METHODS = _GROWING_METHODS | {"/coord.v1.KV/Txn", "/coord.v1.KV/Pipeline"}
+"""The calls the quota and the lease limit concern (Pipeline: its put and Txn ops)."""
+
+
 def txn_grows(request: kv_pb2.TxnRequest) -> bool:
     """Whether any branch of the Txn (nested ones included) puts a key."""
     for op in (*request.success, *request.failure):
