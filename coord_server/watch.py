@@ -116,6 +116,8 @@ class _Batch:
 class _Control:
     watcher: _Watcher | None
     response: kv_pb2.WatchResponse
+    end_with: BaseException | None = None
+    """Instead of a response: end the stream with this error, after what precedes it."""
 
 
 @dataclass(eq=False)
@@ -313,10 +315,11 @@ class WatchHub:
             while watch_id in stream.watchers:
                 watch_id = next(stream.ids)
         if self.max_watchers_per_stream and len(stream.watchers) >= self.max_watchers_per_stream:
-            stream.fail(ResourceExhausted(
+            # In the stream's order (Rule 1): the acknowledgements queued before go out first.
+            stream.push(_Control(None, kv_pb2.WatchResponse(), end_with=ResourceExhausted(
                 f"this Watch stream holds {len(stream.watchers)} watchers, the limit "
                 f"(--max-watches-per-stream); cancel watchers or open another stream"
-            ))
+            )))
             return
         reason = _invalid(req)
         if reason:
@@ -403,6 +406,9 @@ class WatchHub:
                 if stream.failure is not None:
                     raise stream.failure
                 while stream.queue:
+                    head = stream.queue[0]
+                    if isinstance(head, _Control) and head.end_with is not None:
+                        raise head.end_with
                     await context.write(self._next_response(stream))
                     if stream.failure is not None:
                         raise stream.failure

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -34,21 +34,26 @@ from .quota import QUOTA_CHECKED_METHODS, LeaseLimit, Quota
 AUTHORIZATION_METADATA_KEY = "authorization"
 PUBLIC_PREFIX = "/coord.v1."
 LEASE_GRANT = "/coord.v1.Lease/Grant"
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
 LEASE_REVOKE = "/coord.v1.Lease/Revoke"
 
 
-class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, auth: AuthConfig | None, quota: Quota, leases: LeaseLimit) -> None:
         self.auth = auth
         self.quota = quota
         self.leases = leases
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._wrapped: dict[str, Handler] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(details)
         method = details.method
         if handler is None or not method.startswith(PUBLIC_PREFIX):
@@ -79,7 +84,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         CURRENT.set(admission)
         return admission
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         if self.auth is None and method not in QUOTA_CHECKED_METHODS:
             return handler  # nothing to check: spare reads the wrapper's cost (~50 us of CPU)
         if handler.unary_unary is not None:
@@ -121,7 +126,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     await read_barrier(self.quota.node, context)
                 admission.check(method, request)
                 if is_grant:
-                    self.leases.check(admission.client)
+                    await self.leases.check(admission.client, context)
             except CoordError as exc:
                 await abort(context, exc)
             response = await inner(request, context)

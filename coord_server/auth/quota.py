@@ -90,8 +90,10 @@ class Quota:
 
 class LeaseLimit:
     """At most ``limit`` live leases granted per client (the user when auth is on, the
-    connection otherwise). Counted on the member that granted them: the IDs it handed
-    out that the state machine still holds, pruned when a client asks for more."""
+    connection otherwise). Counted on the member the client talks to: the IDs granted
+    through it that the state machine still holds, pruned when a client at the limit
+    asks for more, after a ReadIndex round (a follower may not have applied the grants
+    and revokes the leader already answered)."""
 
     def __init__(self, node: Any, limit: int) -> None:
         self.node = node
@@ -99,12 +101,15 @@ class LeaseLimit:
         self._granted: dict[str, set[int]] = {}
         self._last_sweep = time.monotonic()
 
-    def check(self, client: str) -> None:
+    async def check(self, client: str, context: Any) -> None:
         if self.limit <= 0:
             return
         ids = self._granted.get(client)
         if ids is None or len(ids) < self.limit:
             return
+        from coord_server.services.common import read_barrier
+
+        await read_barrier(self.node, context)
         ids.intersection_update([i for i in ids if self.node.state.has_lease(i)])
         if len(ids) >= self.limit:
             raise ResourceExhausted(
