@@ -278,3 +278,31 @@ def test_a_member_joins_a_cluster_with_auth_on_with_an_admin_token(
     cluster.wait_for_status("n3", lambda s: s.leader != 0, timeout=60)  # type: ignore[arg-type]
     members = cluster.stub("n1", cluster_pb2_grpc.ClusterStub).MemberList(cluster_pb2.ClusterMemberListRequest(), timeout=10)
     assert sorted(m.name for m in members.members) == ["n1", "n3"]
+
+
+def test_server_streams_and_keepalive_streams_are_checked(cluster: Cluster) -> None:
+    address = next(iter(cluster.nodes.values())).address
+    from coord.v1 import lease_pb2, lease_pb2_grpc
+
+    def first_code(call: Callable[[], Iterator[object]]) -> grpc.StatusCode:
+        try:
+            for _ in call():
+                return grpc.StatusCode.OK
+        except grpc.RpcError as err:
+            return err.code()  # type: ignore[no-any-return]
+        return grpc.StatusCode.OK
+
+    writer = channel_as(address, TOKENS["writer_a"])
+    assert first_code(lambda: election_pb2_grpc.ElectionStub(writer).Observe(
+        election_pb2.ElectionObserveRequest(name="jobs/e"), timeout=10)) == grpc.StatusCode.PERMISSION_DENIED
+    assert first_code(lambda: ring_pb2_grpc.RingStub(writer).Watch(
+        ring_pb2.RingWatchRequest(ring="jobs/r"), timeout=10)) == grpc.StatusCode.PERMISSION_DENIED
+    reader = channel_as(address, TOKENS["reader"])
+    assert first_code(lambda: ring_pb2_grpc.RingStub(reader).Watch(
+        ring_pb2.RingWatchRequest(ring="jobs/r"), timeout=10)) == grpc.StatusCode.OK
+    lease_id = lease_pb2_grpc.LeaseStub(reader).Grant(lease_pb2.LeaseGrantRequest(ttl=60), timeout=10).id
+    for token, code in ((None, grpc.StatusCode.UNAUTHENTICATED), (TOKENS["reader"], grpc.StatusCode.OK)):
+        keepalive = lease_pb2_grpc.LeaseStub(channel_as(address, token)).KeepAlive
+        assert first_code(lambda: keepalive(iter([lease_pb2.LeaseKeepAliveRequest(id=lease_id)]), timeout=10)) == code
+    for channel in (writer, reader):
+        channel.close()
