@@ -34,12 +34,12 @@ from .quota import QUOTA_CHECKED_METHODS, LeaseLimit, Quota
 AUTHORIZATION_METADATA_KEY = "authorization"
 PUBLIC_PREFIX = "/coord.v1."
 LEASE_GRANT = "/coord.v1.Lease/Grant"
+LEASE_REVOKE = "/coord.v1.Lease/Revoke"
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
 else:
     Handler = grpc.RpcMethodHandler
-LEASE_REVOKE = "/coord.v1.Lease/Revoke"
 
 
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):

@@ -94,8 +94,8 @@ class PipelineSession:
                     raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"op {op.id} has no request set")
                 request = getattr(op, which)
                 check_size(request)
+                check_pipeline_op(which, request)  # as the interceptor does for unary calls: before validation
                 _VALIDATORS[which](request)
-                check_pipeline_op(which, request)
                 if which == "range":
                     if request.serializable:
                         self._serve_read(op)
