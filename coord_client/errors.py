@@ -152,14 +152,14 @@ class ResourceExhausted(CoordError):
     default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-class Unauthenticated(CoordError, PermissionError):
+class Unauthenticated(CoordError):
     """The cluster has authentication enabled and the call carried no token, or one it
     does not know (pass ``token=`` to the client, ``--token`` or $COORD_TOKEN to coordctl)."""
 
     default_code = grpc.StatusCode.UNAUTHENTICATED
 
 
-class PermissionDenied(CoordError, PermissionError):
+class PermissionDenied(CoordError):
     """The token's user lacks the permission the operation needs; nothing was changed."""
 
     default_code = grpc.StatusCode.PERMISSION_DENIED

@@ -306,3 +306,20 @@ def test_server_streams_and_keepalive_streams_are_checked(cluster: Cluster) -> N
         assert first_code(lambda: keepalive(iter([lease_pb2.LeaseKeepAliveRequest(id=lease_id)]), timeout=10)) == code
     for channel in (writer, reader):
         channel.close()
+
+
+def test_client_ring_and_election_calls_raise_permission_denied(clients: dict[str, Client]) -> None:
+    writer, locker = clients["writer_a"], clients["lockers"]
+    with pytest.raises(errors.PermissionDenied):
+        writer.ring_view("jobs/r").start()
+    with pytest.raises(errors.PermissionDenied):
+        writer.ring_join("jobs/r", "m1", "127.0.0.1:1")
+    with pytest.raises(errors.PermissionDenied):
+        writer.leader("jobs/e")
+    view = locker.ring_view("jobs/r").start()
+    try:
+        locker.ring_join("jobs/r", "m1", "127.0.0.1:1")
+        assert view.wait_for_version(1, timeout=20).members
+        locker.ring_leave("jobs/r", "m1")
+    finally:
+        view.close()
