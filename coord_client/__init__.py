@@ -38,8 +38,10 @@ from .errors import (
     LockNotHeld,
     NotFound,
     NotLeader,
+    PermissionDenied,
     ResourceExhausted,
     RevisionOutOfRange,
+    Unauthenticated,
     Unavailable,
 )
 from .sync import Client
@@ -102,6 +104,7 @@ __all__ = [
     "Member",
     "NotFound",
     "NotLeader",
+    "PermissionDenied",
     "Op",
     "PutResult",
     "RangeResult",
@@ -112,6 +115,7 @@ __all__ = [
     "RingState",
     "Status",
     "TxnResult",
+    "Unauthenticated",
     "Unavailable",
     "prefix_end",
     "resolve_endpoints",

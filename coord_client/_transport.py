@@ -46,6 +46,7 @@ from coord.v1 import (
 
 from . import errors
 from ._pipeline import PipelineStream
+from ._token import TOKEN_ENV, bearer_interceptors
 
 __all__ = ["DEFAULT_ENDPOINTS", "ENDPOINTS_ENV", "Backoff", "Transport", "resolve_endpoints"]
 
@@ -197,8 +198,10 @@ class Transport:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         attempt_timeout: float = ATTEMPT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.endpoints = resolve_endpoints(endpoints)
+        self.token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
         self.sessions = SessionPool()
@@ -217,7 +220,9 @@ class Transport:
             raise errors.ClientClosed("the client is closed")
         stubs = self._stubs.get(address)
         if stubs is None:
-            stubs = Stubs(grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
+            stubs = Stubs(grpc.aio.insecure_channel(
+                address, options=CHANNEL_OPTIONS, interceptors=bearer_interceptors(self.token)
+            ))
             self._stubs[address] = stubs
         return stubs
 

@@ -684,6 +684,8 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
     default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
     p.add_argument("--endpoints", default=default(None), metavar="HOST:PORT,...",
                    help="members to talk to (default: $COORD_ENDPOINTS, else 127.0.0.1:7001-7003)")
+    p.add_argument("--token", default=default(None), metavar="TOKEN",
+                   help="bearer token for a cluster with authentication on (default: $COORD_TOKEN)")
     p.add_argument("--command-timeout", type=float, default=default(10.0), metavar="SECONDS",
                    help="time limit of each request, retries included (default 10)")
     p.add_argument("--json", action="store_true", default=default(False), help="print JSON")
@@ -834,7 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _TAKES_COMMAND = ("lock", "elect")
-_GLOBAL_WITH_VALUE = ("--endpoints", "--command-timeout")
+_GLOBAL_WITH_VALUE = ("--endpoints", "--command-timeout", "--token")
 
 
 def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -860,7 +862,7 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
-    async with AsyncClient(args.endpoints, timeout=args.command_timeout) as client:
+    async with AsyncClient(args.endpoints, timeout=args.command_timeout, token=args.token) as client:
         handler: Handler = args.handler
         return await handler(client, args, out)
 

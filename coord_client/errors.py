@@ -53,8 +53,10 @@ __all__ = [
     "LockNotHeld",
     "NotFound",
     "NotLeader",
+    "PermissionDenied",
     "ResourceExhausted",
     "RevisionOutOfRange",
+    "Unauthenticated",
     "Unavailable",
     "error_from_rpc",
     "leader_hint",
@@ -150,6 +152,19 @@ class ResourceExhausted(CoordError):
     default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Unauthenticated(CoordError):
+    """The cluster has authentication enabled and the call carried no token, or one it
+    does not know (pass ``token=`` to the client, ``--token`` or $COORD_TOKEN to coordctl)."""
+
+    default_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(CoordError):
+    """The token's user lacks the permission the operation needs; nothing was changed."""
+
+    default_code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class Cancelled(CoordError):
     """The call was cancelled."""
 
@@ -187,6 +202,8 @@ _BY_CODE: dict[grpc.StatusCode, type[CoordError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     grpc.StatusCode.CANCELLED: Cancelled,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
 }
 
 

@@ -439,13 +439,15 @@ class Txn(TxnBuilder):
 
 class Client:
     """The synchronous client; see the module docstring and AsyncClient for every
-    method. ``endpoints`` and ``timeout`` as for AsyncClient."""
+    method. ``endpoints``, ``timeout`` and ``token`` as for AsyncClient."""
 
-    def __init__(self, endpoints: str | Sequence[str] | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, endpoints: str | Sequence[str] | None = None, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None
+    ) -> None:
         self._loop = LoopThread()
 
         async def make() -> aio.AsyncClient:
-            return aio.AsyncClient(endpoints, timeout=timeout)
+            return aio.AsyncClient(endpoints, timeout=timeout, token=token)
 
         try:
             self._aclient = self._loop.run(make())

@@ -118,19 +118,26 @@ class CoordServer:
         node = Node(config, self.storage, self.transport, bootstrap_members=bootstrap, known_members=known)
         self.node = node
         set_term_source(lambda: node.core.term)
-        interceptors = []
+        interceptors: list[grpc.aio.ServerInterceptor] = []
         if s.metrics_listen:
             from coord_server.metrics import NodeMetrics
 
             self.metrics = node.metrics = NodeMetrics(node)
             self.transport.on_heartbeat_sent = self.metrics.on_heartbeat_sent
         if self.metrics is not None or s.log_format == "json":
+            # Outermost: it also counts and logs what admission refuses.
             interceptors.append(RequestInterceptor(self.metrics.grpc_requests if self.metrics is not None else None))
+        from coord_server.auth import AuthFileError, build_interceptor
 
+        try:
+            interceptors.append(build_interceptor(s, node))
+        except AuthFileError as err:
+            raise SettingsError(str(err)) from None
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         from coord_server.services import add_services
 
         forward = add_services(server, node)
+        node.watch_hub.max_watchers_per_stream = s.max_watches_per_stream
         raft_pb2_grpc.add_RaftServicer_to_server(
             RaftPeerService(cluster_id, member_id, node.step, forward), server
         )
@@ -246,6 +253,13 @@ def _write_identity(directory: str, data: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def _join_metadata() -> tuple[tuple[str, str], ...]:
+    """A joiner asks for MemberAdd like any client: on a cluster with auth on it needs an
+    admin's token, taken from $COORD_TOKEN (docs/security-auth.md)."""
+    token = os.environ.get("COORD_TOKEN", "")
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
 async def _join(s: ServerSettings) -> tuple[int, int, dict[int, command_pb2.MemberInfo]]:
     """Ask a live member for the cluster, adding this member as a learner if it is not
     there yet; returns (cluster id, member id, the members' addresses)."""
@@ -256,7 +270,9 @@ async def _join(s: ServerSettings) -> tuple[int, int, dict[int, command_pb2.Memb
         async with grpc.aio.insecure_channel(target) as channel:
             stub = cluster_pb2_grpc.ClusterStub(channel)
             try:
-                listing = await stub.MemberList(cluster_pb2.ClusterMemberListRequest(linearizable=True), timeout=5)
+                listing = await stub.MemberList(
+                    cluster_pb2.ClusterMemberListRequest(linearizable=True), timeout=5, metadata=_join_metadata()
+                )
                 mine = [m for m in listing.members if m.name == s.name]
                 if mine:
                     member = mine[0]
@@ -267,6 +283,7 @@ async def _join(s: ServerSettings) -> tuple[int, int, dict[int, command_pb2.Memb
                             name=s.name, peer_address=s.advertise_address, client_address=s.advertise_address
                         ),
                         timeout=10,
+                        metadata=_join_metadata(),
                     )
                     member = added.member
                     members = added.members

@@ -58,6 +58,16 @@ class ServerSettings:
     """name -> host:port: reach member NAME at this address instead of the peer address
     it advertises. For tests (the chaos harness routes every peer link through a fault
     proxy) and NAT setups; clients are still told the advertised addresses."""
+    auth_file: str = ""
+    """TOML or JSON file of users (bearer token hashes) and roles; empty: auth disabled,
+    as in etcd (docs/security-auth.md)."""
+    quota_bytes: int = 2 * 1024**3
+    """Backend size quota: writes that grow the store fail with RESOURCE_EXHAUSTED while
+    it keeps more than this (0: none). etcd's default, 2 GiB."""
+    max_watches_per_stream: int = 1_000
+    """Watchers one Watch stream may hold (0: no limit)."""
+    max_leases_per_client: int = 10_000
+    """Live leases one client (user, or connection when auth is off) may hold (0: no limit)."""
 
     @property
     def advertise_address(self) -> str:
@@ -100,6 +110,19 @@ class ServerSettings:
             )
         if self.snapshot_entries < 100:
             raise SettingsError(f"snapshot_entries must be at least 100, got {self.snapshot_entries}")
+        for label, value in (
+            ("quota_bytes", self.quota_bytes), ("max_watches_per_stream", self.max_watches_per_stream),
+            ("max_leases_per_client", self.max_leases_per_client),
+        ):
+            if value < 0:
+                raise SettingsError(f"{label} must be 0 (no limit) or positive, got {value}")
+        if self.auth_file:
+            from coord_server.auth.config import AuthFileError, load_auth_file
+
+            try:
+                load_auth_file(self.auth_file)  # loaded again by the server: reported here, before anything starts
+            except AuthFileError as err:
+                raise SettingsError(str(err)) from None
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
         if self.log_format not in ("text", "json"):
@@ -170,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="reach member NAME at ADDR instead of its advertised peer address (repeatable or "
         "comma-separated; for testing through fault proxies and NAT setups)",
     )
+    parser.add_argument("--auth-file", metavar="FILE", help="users and roles (TOML, or JSON by .json suffix); enables auth")
+    parser.add_argument("--quota-bytes", type=int, help="backend size quota in bytes, 0 for none (default: 2 GiB)")
+    parser.add_argument("--max-watches-per-stream", type=int, help="watchers per Watch stream (default: 1000)")
+    parser.add_argument("--max-leases-per-client", type=int, help="live leases per client (default: 10000)")
     return parser
 
 

@@ -46,7 +46,7 @@ from typing import Any
 import grpc
 
 from coord.v1 import common_pb2, kv_pb2
-from coord_server.errors import CoordError, Unavailable
+from coord_server.errors import CoordError, ResourceExhausted, Unavailable
 from coord_server.state import keys as keyspan
 from coord_server.state.errors import Compacted, StateError
 from coord_server.state.limits import MAX_KEY_BYTES
@@ -116,6 +116,8 @@ class _Batch:
 class _Control:
     watcher: _Watcher | None
     response: kv_pb2.WatchResponse
+    end_with: BaseException | None = None
+    """Instead of a response: end the stream with this error, after what precedes it."""
 
 
 @dataclass(eq=False)
@@ -156,6 +158,9 @@ class WatchHub:
         self.max_pending_events = max_pending_events
         self.max_pending_bytes = max_pending_bytes
         self.max_response_bytes = max_response_bytes
+        self.max_watchers_per_stream = 0
+        """Watchers one stream may hold; past it the stream ends with RESOURCE_EXHAUSTED
+        (0: no limit; set by the server from --max-watches-per-stream)."""
         self.leaderless_timeout = (
             leaderless_timeout if leaderless_timeout is not None else 3 * node.config.election_timeout
         )
@@ -309,6 +314,13 @@ class WatchHub:
             watch_id = next(stream.ids)
             while watch_id in stream.watchers:
                 watch_id = next(stream.ids)
+        if self.max_watchers_per_stream and len(stream.watchers) >= self.max_watchers_per_stream:
+            # In the stream's order (Rule 1): the acknowledgements queued before go out first.
+            stream.push(_Control(None, kv_pb2.WatchResponse(), end_with=ResourceExhausted(
+                f"this Watch stream holds {len(stream.watchers)} watchers, the limit "
+                f"(--max-watches-per-stream); cancel watchers or open another stream"
+            )))
+            return
         reason = _invalid(req)
         if reason:
             self._refuse(stream, watch_id, reason)
@@ -394,6 +406,9 @@ class WatchHub:
                 if stream.failure is not None:
                     raise stream.failure
                 while stream.queue:
+                    head = stream.queue[0]
+                    if isinstance(head, _Control) and head.end_with is not None:
+                        raise head.end_with
                     await context.write(self._next_response(stream))
                     if stream.failure is not None:
                         raise stream.failure

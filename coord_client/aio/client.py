@@ -103,15 +103,18 @@ class AsyncClient:
 
     ``endpoints``: a list of "host:port", or one comma-separated string; default
     ``$COORD_ENDPOINTS``, else `make cluster`'s 127.0.0.1:7001-7003. ``timeout``: the
-    default for every call, in seconds. Use it in ``async with``, or call ``close()``."""
+    default for every call, in seconds. ``token``: the bearer token sent with every call
+    and stream when the cluster has authentication on; default ``$COORD_TOKEN``. Use it in
+    ``async with``, or call ``close()``."""
 
     def __init__(
         self,
         endpoints: str | Sequence[str] | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
-        self._transport = Transport(endpoints, timeout=timeout)
+        self._transport = Transport(endpoints, timeout=timeout, token=token)
         self._keepaliver = KeepAliver(self)
         self._tasks: set[asyncio.Task[Any]] = set()
 

@@ -25,6 +25,7 @@ import grpc
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2
+from coord_server.auth.admission import check_pipeline_op
 from coord_server.state import validation
 
 from . import lock
@@ -109,6 +110,7 @@ class PipelineSession:
                     raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"op {op.id} has no request set")
                 request = getattr(op, which)
                 check_size(request)
+                check_pipeline_op(which, request)  # as the interceptor does for unary calls: before validation
                 _VALIDATORS[which](request)
                 if which == "range":
                     if request.serializable:

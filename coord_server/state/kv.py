@@ -64,6 +64,14 @@ Event = common_pb2.Event
 _PUT = common_pb2.EVENT_TYPE_PUT
 _DELETE = common_pb2.EVENT_TYPE_DELETE
 
+RECORD_OVERHEAD_BYTES: Final = 64
+"""What one kept record costs besides its key and value bytes, in ``size_bytes`` (the
+revisions, version and lease of an etcd revision record, roughly)."""
+
+
+def record_size(key: bytes, rec: Record) -> int:
+    return len(key) + len(rec[VALUE]) + RECORD_OVERHEAD_BYTES
+
 
 def to_kv(key: bytes, rec: Record) -> common_pb2.KeyValue:
     """The public KeyValue of a live record."""
@@ -101,6 +109,7 @@ class MVCCStore:
         "_log_revs",
         "_log_keys",
         "_compactable",
+        "size_bytes",
     )
 
     def __init__(self) -> None:
@@ -112,6 +121,10 @@ class MVCCStore:
         self._log_revs = array("q")
         self._log_keys: list[bytes] = []
         self._compactable: set[bytes] = set()
+        self.size_bytes = 0
+        """Every kept record's key, value and overhead (record_size): the backend size the
+        quota is checked against. Grows with each change, shrinks only with compaction,
+        as etcd's database does; deterministic, so every member agrees."""
 
     # ------------------------------------------------------------------ reads
 
@@ -226,6 +239,7 @@ class MVCCStore:
             if hist[i][VERSION] == 0:
                 i += 1  # the tombstone goes too: nothing at or after rev needs it
             if i:
+                self.size_bytes -= sum(record_size(k, rec) for rec in hist[:i])
                 del hist[:i]
             if not hist:
                 del history[k]
@@ -261,6 +275,7 @@ class MVCCStore:
         self.revision = revision
         self.compact_revision = compact_revision
         self._history = dict(items)
+        self.size_bytes = sum(record_size(k, rec) for k, hist in items for rec in hist)
         self._sorted = [k for k, _ in items]
         self._unsorted = []
         self._compactable = {
@@ -330,6 +345,7 @@ class Write:
             history = store._history
             compactable = store._compactable
             for k, _, rec in changes:
+                store.size_bytes += record_size(k, rec)
                 store._log_revs.append(self.rev)
                 store._log_keys.append(k)
                 if not rec[VERSION] or len(history[k]) > 1:

@@ -132,6 +132,11 @@ class StateMachine:
         return self._store.revision
 
     @property
+    def size_bytes(self) -> int:
+        """The key-value store's kept bytes, history included (MVCCStore.size_bytes)."""
+        return self._store.size_bytes
+
+    @property
     def compact_revision(self) -> int:
         """The revision of the last compaction (reads below it fail), 0 if none."""
         return self._store.compact_revision

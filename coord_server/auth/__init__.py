@@ -1,0 +1,27 @@
+"""Authentication (bearer tokens), authorisation (roles on key prefixes and on lock,
+election and ring names), the backend quota and per-client limits: everything a public
+call passes before a servicer runs. See docs/security-auth.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .admission import CURRENT, Admission, PermissionDenied, Unauthenticated, check_pipeline_op
+from .config import AuthConfig, AuthFileError, Principal, load_auth_file, parse_auth, token_digest
+from .interceptor import AdmissionInterceptor
+from .quota import LeaseLimit, Quota
+
+__all__ = [
+    "CURRENT", "Admission", "AdmissionInterceptor", "AuthConfig", "AuthFileError", "LeaseLimit",
+    "PermissionDenied", "Principal", "Quota", "Unauthenticated", "build_interceptor",
+    "check_pipeline_op", "load_auth_file", "parse_auth", "token_digest",
+]
+
+
+def build_interceptor(settings: Any, node: Any) -> AdmissionInterceptor:
+    """The interceptor for a member with ``settings`` (auth_file, quota_bytes,
+    max_leases_per_client); raises AuthFileError for a bad auth file."""
+    auth = load_auth_file(settings.auth_file) if settings.auth_file else None
+    return AdmissionInterceptor(
+        auth, Quota(node, settings.quota_bytes), LeaseLimit(node, settings.max_leases_per_client)
+    )

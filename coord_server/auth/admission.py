@@ -1,0 +1,68 @@
+"""One call's admission: who is calling, and the checks every request of the call passes.
+
+The interceptor (``coord_server.auth.interceptor``) makes an ``Admission`` per call and
+puts it in the ``CURRENT`` context variable before the servicer runs, so code deep in a
+servicer can check what only it sees: ``check_pipeline_op`` checks one op of a
+KV.Pipeline stream, whose failure must be that op's result, not the end of the stream.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from coord_server.errors import CoordError
+
+from .config import Principal
+from .quota import Quota
+from .requirements import kv_op_needs, needs_of, Need
+
+
+class Unauthenticated(CoordError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(CoordError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+@dataclass(frozen=True)
+class Admission:
+    principal: Principal | None
+    """The caller; None when auth is disabled (everything is allowed)."""
+    client: str
+    """Whom per-client limits count: the user, or the connection's peer address."""
+    quota: Quota
+
+    def check(self, method: str, request: Any) -> None:
+        """PERMISSION_DENIED or RESOURCE_EXHAUSTED for ``request`` sent to ``method``."""
+        if self.principal is not None:
+            self._require(needs_of(method, request, self.quota.node.state), method.rsplit("/", 1)[-1])
+        self.quota.check_method(method, request)
+
+    def check_op(self, which: str, request: Any) -> None:
+        """The same for one KV operation of a Pipeline stream."""
+        if self.principal is not None:
+            self._require(kv_op_needs(which, request), which)
+        self.quota.check_op(which, request)
+
+    def _require(self, needs: list[Need], what: str) -> None:
+        principal = self.principal
+        assert principal is not None
+        for need in needs:
+            if not principal.allows(need.kind, need.span, need.write):
+                raise PermissionDenied(f"user {principal.name!r} may not {what}: it needs {need.describe()}")
+
+
+CURRENT: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("coord_admission", default=None)
+
+
+def check_pipeline_op(which: str, request: Any) -> None:
+    """Check one Pipeline op against the current call's Admission (none: not intercepted,
+    as in servicer unit tests, so nothing to check)."""
+    admission = CURRENT.get()
+    if admission is not None:
+        admission.check_op(which, request)

@@ -1,0 +1,160 @@
+"""Quotas and abuse through real coord-server processes: the backend size quota (reached,
+then relieved by delete + compact), leases per client, watchers per stream, and a flood
+of bad requests from one process that leaves another client served.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+
+from coord.v1 import kv_pb2, kv_pb2_grpc, lease_pb2, lease_pb2_grpc
+from coord_client import Client, Compare, Op, errors
+from tests.integration.harness import Cluster, wait_until
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+QUOTA = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def limited(module_cluster) -> Cluster:  # type: ignore[no-untyped-def]
+    return module_cluster(3, options=(  # type: ignore[no-any-return]
+        "--quota-bytes", str(QUOTA), "--max-watches-per-stream", "3", "--max-leases-per-client", "3"))
+
+
+def endpoints(cluster: Cluster) -> str:
+    return ",".join(n.address for n in cluster.nodes.values())
+
+
+def test_leases_per_client_are_limited(limited: Cluster) -> None:
+    channel = grpc.insecure_channel(limited.nodes["n2"].address)
+    lease = lease_pb2_grpc.LeaseStub(channel)
+    ids = [lease.Grant(lease_pb2.LeaseGrantRequest(ttl=60), timeout=10).id for _ in range(3)]
+    with pytest.raises(grpc.RpcError) as err:
+        lease.Grant(lease_pb2.LeaseGrantRequest(ttl=60), timeout=10)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "--max-leases-per-client" in (err.value.details() or "")
+    lease.Revoke(lease_pb2.LeaseRevokeRequest(id=ids.pop()), timeout=10)
+    # The member counts live leases in its own applied state, which learns of the revoke
+    # within a heartbeat when it follows.
+    ids.append(wait_until(lambda: lease.Grant(lease_pb2.LeaseGrantRequest(ttl=60), timeout=10).id, 10,
+                          "a grant once a lease was revoked"))
+    # Another connection is another client (channels share connections unless told not to).
+    other = grpc.insecure_channel(limited.nodes["n2"].address, options=[("grpc.use_local_subchannel_pool", 1)])
+    extra = lease_pb2_grpc.LeaseStub(other).Grant(lease_pb2.LeaseGrantRequest(ttl=60), timeout=10).id
+    for lease_id in (*ids, extra):
+        lease.Revoke(lease_pb2.LeaseRevokeRequest(id=lease_id), timeout=10)
+    channel.close()
+    other.close()
+
+
+def test_watchers_per_stream_are_limited(limited: Cluster) -> None:
+    channel = grpc.insecure_channel(limited.nodes["n1"].address)
+    requests: list[kv_pb2.WatchRequest] = [
+        kv_pb2.WatchRequest(create_request=kv_pb2.WatchCreateRequest(key=f"w/{i}".encode())) for i in range(4)
+    ]
+    stream = kv_pb2_grpc.KVStub(channel).Watch(iter(requests), timeout=20)
+    created = []
+    with pytest.raises(grpc.RpcError) as err:
+        for response in stream:
+            created.append(response.watch_id)
+    assert len(created) == 3
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+    assert "--max-watches-per-stream" in (err.value.details() or "")
+    channel.close()
+
+
+def test_quota_reached_then_relieved_by_delete_and_compact(limited: Cluster) -> None:
+    with Client(endpoints(limited), timeout=20) as client:
+        held = client.grant_lease(60)
+        written = 0
+        with pytest.raises(errors.ResourceExhausted, match="quota"):
+            for written in range(1, 200):  # 64 KiB of 1 KiB values: well under 200
+                client.put(f"q/{written:04}", b"v" * 1024)
+        assert 50 <= written < 200
+        before = client.range("q/", "q0", count_only=True).count
+        # Writes that grow the store are refused; nothing was written by them.
+        with pytest.raises(errors.ResourceExhausted):
+            client.txn().when(Compare.missing("q/new")).then(Op.put("q/new", "x")).commit()
+        with pytest.raises(errors.ResourceExhausted):
+            client.grant_lease(60)
+        assert client.get("q/new") is None
+        # Reads, revokes and deletes still work; deletes alone do not free space (MVCC).
+        assert client.range("q/", "q0", count_only=True).count == before
+        client.revoke_lease(held)
+        deleted = client.delete_prefix("q/")
+        assert deleted.deleted == before
+        with pytest.raises(errors.ResourceExhausted):
+            client.put("q/after-delete", "x")
+        # Compaction drops the history: space is back on every member.
+        client.compact(deleted.revision, physical=True)
+        for name in limited.nodes:
+            with Client(limited.nodes[name].address, timeout=20) as member:
+                wait_until(lambda: member.put(f"q/relieved-{name}", "x"), 30, f"a put through {name} after compaction")
+        client.grant_lease(60)
+
+
+@pytest.fixture(scope="module")
+def open_cluster(module_cluster) -> Cluster:  # type: ignore[no-untyped-def]
+    return module_cluster(3, options=("--max-leases-per-client", "10"))  # type: ignore[no-any-return]
+
+
+def test_a_flood_from_one_client_leaves_others_served(open_cluster: Cluster) -> None:
+    """A separate process floods one member for a few seconds with oversized, undecodable
+    and invalid requests, lease grants and watch streams it never reads (on the victim's
+    keys, so the member has events to buffer for it), past its lease limit; meanwhile the victim's puts, through
+    the same member, keep succeeding with bounded latency."""
+    address = open_cluster.nodes["n1"].address
+    flood_seconds = 4.0
+    with Client(address, timeout=20) as victim:
+        baseline = [_timed_put(victim, f"victim/base-{i}") for i in range(30)]
+        child = subprocess.Popen(
+            [sys.executable, "-m", "tests.security.flood_child", address, str(flood_seconds), "victim/"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            latencies: list[float] = []
+            started = time.monotonic()
+            stop = threading.Event()
+            threading.Timer(flood_seconds, stop.set).start()
+            while not stop.is_set():
+                latencies.append(_timed_put(victim, f"victim/{len(latencies)}", b"v" * 512))
+            elapsed = time.monotonic() - started
+            out, err = child.communicate(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert child.returncode == 0, err
+    report = json.loads(out)
+    # The flood happened and was refused with the right codes.
+    assert report["oversized"].get("RESOURCE_EXHAUSTED", 0) > 0, report
+    assert set(report["oversized"]) == {"RESOURCE_EXHAUSTED"}, report
+    assert report["undecodable"].get("OK", 0) == 0 and sum(report["undecodable"].values()) > 0, report
+    assert set(report["invalid"]) == {"INVALID_ARGUMENT"}, report
+    assert report["lease"].get("RESOURCE_EXHAUSTED", 0) > 0 and report["lease"].get("OK", 0) <= 10, report
+    assert report["watch"]["opened"] > 10, report
+    latencies.sort()
+    p50 = statistics.median(latencies)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print(f"victim: {len(latencies)} puts in {elapsed:.1f}s during the flood, p50 {p50 * 1000:.1f} ms, "
+          f"p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms; before: p50 "
+          f"{statistics.median(baseline) * 1000:.1f} ms; flood: {report}")
+    assert len(latencies) >= 20
+    assert p50 < 0.5 and latencies[-1] < 3.0
+
+
+def _timed_put(client: Client, key: str, value: bytes = b"v") -> float:
+    started = time.monotonic()
+    client.put(key, value)
+    return time.monotonic() - started
