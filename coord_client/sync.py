@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from . import aio, errors
 from ._loop import LoopThread
 from ._transport import DEFAULT_TIMEOUT
+from .tls import TLSConfig
 from .txn import TxnBuilder
 from .types import (
     Bytes,
@@ -439,13 +440,15 @@ class Txn(TxnBuilder):
 
 class Client:
     """The synchronous client; see the module docstring and AsyncClient for every
-    method. ``endpoints`` and ``timeout`` as for AsyncClient."""
+    method. ``endpoints``, ``timeout`` and ``tls`` as for AsyncClient."""
 
-    def __init__(self, endpoints: str | Sequence[str] | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, endpoints: str | Sequence[str] | None = None, *, timeout: float = DEFAULT_TIMEOUT, tls: TLSConfig | None = None
+    ) -> None:
         self._loop = LoopThread()
 
         async def make() -> aio.AsyncClient:
-            return aio.AsyncClient(endpoints, timeout=timeout)
+            return aio.AsyncClient(endpoints, timeout=timeout, tls=tls)
 
         try:
             self._aclient = self._loop.run(make())

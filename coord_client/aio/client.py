@@ -26,6 +26,7 @@ from coord.v1 import cluster_pb2, election_pb2, kv_pb2, lease_pb2, lock_pb2, rin
 
 from .. import errors
 from .._transport import DEFAULT_TIMEOUT, Transport
+from ..tls import TLSConfig
 from ..txn import TxnBuilder
 from ..types import (
     Bytes,
@@ -103,15 +104,18 @@ class AsyncClient:
 
     ``endpoints``: a list of "host:port", or one comma-separated string; default
     ``$COORD_ENDPOINTS``, else `make cluster`'s 127.0.0.1:7001-7003. ``timeout``: the
-    default for every call, in seconds. Use it in ``async with``, or call ``close()``."""
+    default for every call, in seconds. ``tls``: a TLSConfig (CA, client certificate and
+    key) for a cluster serving TLS; None: plain connections. Use it in ``async with``, or
+    call ``close()``."""
 
     def __init__(
         self,
         endpoints: str | Sequence[str] | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        tls: TLSConfig | None = None,
     ) -> None:
-        self._transport = Transport(endpoints, timeout=timeout)
+        self._transport = Transport(endpoints, timeout=timeout, tls=tls)
         self._keepaliver = KeepAliver(self)
         self._tasks: set[asyncio.Task[Any]] = set()
 
