@@ -118,6 +118,7 @@ class CoordServer:
             snapshot_entries=s.snapshot_entries,
             snapshot_catchup_entries=max(50, s.snapshot_entries // 2),
             peer_overrides=dict(s.peer_overrides),
+            client_tls=client_tls is not None,
         )
         # The node bootstraps only if its log is empty (a fresh founder, or one that crashed
         # before the bootstrap was persisted); a joiner never does.
@@ -306,5 +307,6 @@ async def _join(s: ServerSettings, peer_tls: PeerTLS | None) -> tuple[int, int, 
                     continue
                 if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     break
+        log.info("joining through %s failed (%s); retrying", target, last_error)
         await asyncio.sleep(0.5)
     raise SettingsError(f"cannot join the cluster through {s.join}: {last_error or 'no answer'}")
