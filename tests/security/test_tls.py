@@ -270,3 +270,31 @@ def test_a_member_with_tls_joins_as_a_learner(cluster: TLSCluster, certs: Path) 
             cluster.kill("n4")
         del cluster.nodes["n4"]
     assert_serving(cluster, certs, "tls/after-n4")
+
+
+def test_removing_the_leader_itself_goes_to_the_new_leader(tmp_path: Path, certs: Path) -> None:
+    """With TLS the old leader cannot relay the removal to the new leader's client port
+    (it has no client credentials); it names the new leader and the client retries there."""
+    own = TLSCluster(tmp_path / "remove-leader", 3, certs=certs)
+    try:
+        own.start()
+        leader = own.wait_for_leader(timeout=60)
+        leader_id = own.status(leader).header.member_id
+        request = cluster_pb2.ClusterMemberRemoveRequest(id=leader_id)
+        with pytest.raises(grpc.RpcError) as handed_over:
+            cluster_pb2_grpc.ClusterStub(own.channel(leader)).MemberRemove(request, timeout=30)
+        assert handed_over.value.code() == grpc.StatusCode.UNAVAILABLE, handed_over.value.details()
+        hint = dict(handed_over.value.trailing_metadata() or ()).get("coord-leader")
+        others = {own.client_addresses[n] for n in own.nodes if n != leader}
+        assert hint in others, f"hint {hint!r} is not another member's client address"
+        with Client([own.client_addresses[leader]], tls=tls(certs), timeout=30) as client:
+            remaining = client.member_remove(leader_id)  # follows the hint to the new leader
+        assert sorted(m.name for m in remaining) == sorted(n for n in own.nodes if n != leader)
+        own.kill(leader)
+        new_leader = own.wait_for_leader(timeout=60)
+        assert new_leader != leader
+        with Client([own.client_addresses[new_leader]], tls=tls(certs), timeout=30) as client:
+            client.put("tls/after-removal", "ok")
+            assert sorted(m.name for m in client.members()) == sorted(n for n in own.nodes if n != leader)
+    finally:
+        own.stop_all()
