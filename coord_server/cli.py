@@ -26,7 +26,8 @@ async def _serve(settings: object) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
-    print(f"coord-server: serving on {server.settings.listen}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+    peers = f", peers on {server.settings.peer_listen}" if server.settings.peer_listen else ""  # type: ignore[attr-defined]
+    print(f"coord-server: serving on {server.settings.listen}{peers}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
     assert server.node is not None
     while not stop.is_set():
         try:

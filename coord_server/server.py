@@ -61,9 +61,12 @@ class CoordServer:
                 )
             founders = identity.get("initial_cluster") or {}
             known_peers = identity.get("join_peers") or {}
+            known_clients = identity.get("join_clients") or {}
             if not founders and known_peers:
                 initial_members = {
-                    int(mid): command_pb2.MemberInfo(id=int(mid), peer_address=addr, client_address=addr)
+                    int(mid): command_pb2.MemberInfo(
+                        id=int(mid), peer_address=addr, client_address=known_clients.get(mid, addr)
+                    )
                     for mid, addr in known_peers.items()
                 }
         elif s.join:
@@ -98,6 +101,8 @@ class CoordServer:
                     # A joiner remembers where the members were when it joined, to reach
                     # them again after a restart that comes before its log says so.
                     "join_peers": {str(mid): info.peer_address for mid, info in (initial_members or {}).items()}
+                    if not founders else {},
+                    "join_clients": {str(mid): info.client_address for mid, info in (initial_members or {}).items()}
                     if not founders else {},
                 },
             )
