@@ -22,6 +22,7 @@ Modules: ``aio`` (AsyncClient and its Lease, Lock, Campaign, Watch, RingView...)
 
 from ._transport import DEFAULT_ENDPOINTS, ENDPOINTS_ENV, resolve_endpoints
 from .aio import AsyncClient
+from .tls import TLSConfig
 from .errors import (
     Cancelled,
     ClientClosed,
@@ -114,6 +115,7 @@ __all__ = [
     "RingMember",
     "RingState",
     "Status",
+    "TLSConfig",
     "TxnResult",
     "Unauthenticated",
     "Unavailable",

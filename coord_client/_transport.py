@@ -47,6 +47,7 @@ from coord.v1 import (
 from . import errors
 from ._pipeline import PipelineStream
 from ._token import TOKEN_ENV, bearer_interceptors
+from .tls import TLSConfig, connection_hint
 
 __all__ = ["DEFAULT_ENDPOINTS", "ENDPOINTS_ENV", "Backoff", "Transport", "resolve_endpoints"]
 
@@ -89,7 +90,7 @@ def resolve_endpoints(endpoints: str | Sequence[str] | None = None) -> list[str]
     out: list[str] = []
     for e in endpoints:
         e = e.strip()
-        for scheme in ("http://", "grpc://", "dns:///"):
+        for scheme in ("http://", "https://", "grpc://", "dns:///"):
             e = e.removeprefix(scheme)
         e = e.rstrip("/")
         if e and e not in out:
@@ -199,9 +200,11 @@ class Transport:
         timeout: float = DEFAULT_TIMEOUT,
         attempt_timeout: float = ATTEMPT_TIMEOUT,
         token: str | None = None,
+        tls: TLSConfig | None = None,
     ) -> None:
         self.endpoints = resolve_endpoints(endpoints)
         self.token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+        self.tls = tls
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
         self.sessions = SessionPool()
@@ -220,9 +223,15 @@ class Transport:
             raise errors.ClientClosed("the client is closed")
         stubs = self._stubs.get(address)
         if stubs is None:
-            stubs = Stubs(grpc.aio.insecure_channel(
-                address, options=CHANNEL_OPTIONS, interceptors=bearer_interceptors(self.token)
-            ))
+            interceptors = bearer_interceptors(self.token)
+            if self.tls is None:
+                channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+            else:
+                options = [*CHANNEL_OPTIONS, *self.tls.channel_options()]
+                channel = grpc.aio.secure_channel(
+                    address, self.tls.credentials, options=options, interceptors=interceptors
+                )
+            stubs = Stubs(channel)
             self._stubs[address] = stubs
         return stubs
 
@@ -341,7 +350,10 @@ class Transport:
             return errors.DeadlineExceeded(f"the deadline ({timeout}s) passed before the call could be sent")
         err = errors.error_from_rpc(last)
         if isinstance(err, errors.Unavailable):
+            hint = connection_hint(err.details, self.tls)
             err.details = f"no member could serve the call within its deadline; last error: {err.details}"
+            if hint:
+                err.details += f" (hint: {hint})"
         elif isinstance(err, errors.DeadlineExceeded):
             err.details = f"the deadline passed; last attempt: {err.details}"
         return err

@@ -16,7 +16,9 @@
     coordctl snapshot save backup.snap                    # restore: coord-server restore
 
 Endpoints come from ``--endpoints`` (comma-separated host:port), else $COORD_ENDPOINTS,
-else `make cluster`'s 127.0.0.1:7001-7003. Human output by default; ``--json`` prints
+else `make cluster`'s 127.0.0.1:7001-7003. TLS: ``--cacert`` (the CA of the members'
+certificates), ``--cert`` and ``--key`` (a client certificate, when the cluster asks for
+one), else $COORD_CACERT, $COORD_CERT, $COORD_KEY; plain connections when none is given. Human output by default; ``--json`` prints
 JSON (one object per line for streams). Keys and values are shown as UTF-8 text;
 in JSON, a key or value that is not valid UTF-8 is given base64-encoded as
 ``key_base64`` / ``value_base64`` instead. Member IDs are hexadecimal, as etcdctl shows
@@ -45,6 +47,7 @@ from typing import Any, TextIO
 
 from . import errors
 from .aio import AsyncClient, Campaign, Lock
+from .tls import CACERT_ENV, CERT_ENV, KEY_ENV, TLSConfig
 from .types import EventType, HashMode, KeyValue, Leader, Member, RingMember, Status, key_range
 
 EXIT_OK = 0
@@ -688,6 +691,12 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
                    help="bearer token for a cluster with authentication on (default: $COORD_TOKEN)")
     p.add_argument("--command-timeout", type=float, default=default(10.0), metavar="SECONDS",
                    help="time limit of each request, retries included (default 10)")
+    p.add_argument("--cacert", dest="tls_cacert", default=default(None), metavar="PEM",
+                   help="connect with TLS, trusting this CA (default: $COORD_CACERT)")
+    p.add_argument("--cert", dest="tls_cert", default=default(None), metavar="PEM",
+                   help="client certificate for TLS (default: $COORD_CERT)")
+    p.add_argument("--key", dest="tls_key", default=default(None), metavar="PEM",
+                   help="private key of --cert (default: $COORD_KEY)")
     p.add_argument("--json", action="store_true", default=default(False), help="print JSON")
 
 
@@ -836,7 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _TAKES_COMMAND = ("lock", "elect")
-_GLOBAL_WITH_VALUE = ("--endpoints", "--command-timeout", "--token")
+_GLOBAL_WITH_VALUE = ("--endpoints", "--command-timeout", "--token", "--cacert", "--cert", "--key")
 
 
 def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -861,8 +870,21 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
+def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
+    """--cacert/--cert/--key, each falling back to its environment variable; None (plain
+    connections) when no option nor variable is set."""
+    ca = args.tls_cacert or os.environ.get(CACERT_ENV, "")
+    cert = args.tls_cert or os.environ.get(CERT_ENV, "")
+    key = args.tls_key or os.environ.get(KEY_ENV, "")
+    if not (ca or cert or key):
+        return None
+    return TLSConfig(ca_file=ca, cert_file=cert, key_file=key)
+
+
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
-    async with AsyncClient(args.endpoints, timeout=args.command_timeout, token=args.token) as client:
+    async with AsyncClient(
+        args.endpoints, timeout=args.command_timeout, token=args.token, tls=tls_from_args(args)
+    ) as client:
         handler: Handler = args.handler
         return await handler(client, args, out)
 

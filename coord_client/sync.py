@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from . import aio, errors
 from ._loop import LoopThread
 from ._transport import DEFAULT_TIMEOUT
+from .tls import TLSConfig
 from .txn import TxnBuilder
 from .types import (
     Bytes,
@@ -439,15 +440,20 @@ class Txn(TxnBuilder):
 
 class Client:
     """The synchronous client; see the module docstring and AsyncClient for every
-    method. ``endpoints``, ``timeout`` and ``token`` as for AsyncClient."""
+    method. ``endpoints``, ``timeout``, ``token`` and ``tls`` as for AsyncClient."""
 
     def __init__(
-        self, endpoints: str | Sequence[str] | None = None, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None
+        self,
+        endpoints: str | Sequence[str] | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        tls: TLSConfig | None = None,
     ) -> None:
         self._loop = LoopThread()
 
         async def make() -> aio.AsyncClient:
-            return aio.AsyncClient(endpoints, timeout=timeout, token=token)
+            return aio.AsyncClient(endpoints, timeout=timeout, token=token, tls=tls)
 
         try:
             self._aclient = self._loop.run(make())

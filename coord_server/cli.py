@@ -27,10 +27,11 @@ async def _serve(settings: object) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
+    peers = f", peers on {server.settings.peer_listen}" if server.settings.peer_listen else ""  # type: ignore[attr-defined]
     if server.settings.log_format == "json":  # type: ignore[attr-defined]
-        logging.getLogger("coord.server").info("serving on %s", server.settings.listen)  # type: ignore[attr-defined]
+        logging.getLogger("coord.server").info("serving on %s%s", server.settings.listen, peers)  # type: ignore[attr-defined]
     else:
-        print(f"coord-server: serving on {server.settings.listen}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+        print(f"coord-server: serving on {server.settings.listen}{peers}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
     assert server.node is not None
     while not stop.is_set():
         try:

@@ -109,6 +109,9 @@ class NodeConfig:
     peer_overrides: dict[str, str] = field(default_factory=dict)
     """Member name -> the address to send its peer traffic to instead of the advertised
     one (settings.peer_overrides: fault proxies in tests, NAT)."""
+    client_tls: bool = False
+    """Client ports serve TLS: a member does not relay a client's call to another member's
+    client port (it holds no client credentials) but names it in ``coord-leader``."""
 
     @property
     def election_timeout(self) -> float:

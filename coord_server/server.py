@@ -3,7 +3,9 @@
 ``CoordServer.start()`` opens the data directory (refusing one of another cluster), finds
 this member's identity (founding member, restarted member, or joiner), starts the node
 and serves every service on one gRPC port: the public coord.v1 services, the internal
-coord.raft.v1 Raft service, grpc.health.v1 and server reflection.
+coord.raft.v1 Raft service, grpc.health.v1 and server reflection. With ``peer_listen``
+(always with TLS) the Raft service moves to a second port of its own, with health;
+docs/security-tls.md.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from coord_server.node import Node, NodeConfig
 from coord_server.request_context import RequestInterceptor
 from coord_server.settings import ServerSettings, SettingsError, cluster_id_of, member_id_of
 from coord_server.storage import DiskStorage
+from coord_server.tls import ClientListenerTLS, PeerTLS
 from coord_server.transport import PeerTransport, RaftPeerService
 from coord_server.transport.grpc_peer import SERVER_OPTIONS
 
@@ -45,9 +48,12 @@ class CoordServer:
         self.metrics: Any = None
         """NodeMetrics when --metrics-listen is set (coord_server/metrics.py)."""
         self.metrics_server: Any = None
+        self.peer_server: grpc.aio.Server | None = None
+        self.peer_port = 0
 
     async def start(self) -> None:
         s = self.settings
+        client_tls, peer_tls = s.client_tls, s.peer_tls
         os.makedirs(s.data_directory, exist_ok=True)
         identity = _read_identity(s.data_directory)
         initial_members: dict[int, command_pb2.MemberInfo] | None = None
@@ -60,21 +66,29 @@ class CoordServer:
                 )
             founders = identity.get("initial_cluster") or {}
             known_peers = identity.get("join_peers") or {}
+            known_clients = identity.get("join_clients") or {}
             if not founders and known_peers:
                 initial_members = {
-                    int(mid): command_pb2.MemberInfo(id=int(mid), peer_address=addr, client_address=addr)
+                    int(mid): command_pb2.MemberInfo(
+                        id=int(mid), peer_address=addr, client_address=known_clients.get(mid, addr)
+                    )
                     for mid, addr in known_peers.items()
                 }
         elif s.join:
-            cluster_id, member_id, initial_members = await _join(s)
+            cluster_id, member_id, initial_members = await _join(s, peer_tls)
         else:
             founders = s.members
             cluster_id = cluster_id_of(founders)
             member_id = member_id_of(cluster_id, s.name)
         if founders:
+            # Peer and client addresses are the same unless peers have a listener of their
+            # own (identity files written before peer_listen existed hold no clients).
+            clients = identity.get("initial_cluster_clients") if identity is not None else None
+            clients = clients or (s.member_clients if identity is None else founders)
             initial_members = {
                 member_id_of(cluster_id, name): command_pb2.MemberInfo(
-                    id=member_id_of(cluster_id, name), name=name, peer_address=address, client_address=address
+                    id=member_id_of(cluster_id, name), name=name, peer_address=address,
+                    client_address=clients.get(name, address),
                 )
                 for name, address in founders.items()
             }
@@ -88,9 +102,12 @@ class CoordServer:
                 s.data_directory,
                 {
                     "name": s.name, "member_id": member_id, "cluster_id": cluster_id, "initial_cluster": founders,
+                    "initial_cluster_clients": s.member_clients if founders else {},
                     # A joiner remembers where the members were when it joined, to reach
                     # them again after a restart that comes before its log says so.
                     "join_peers": {str(mid): info.peer_address for mid, info in (initial_members or {}).items()}
+                    if not founders else {},
+                    "join_clients": {str(mid): info.client_address for mid, info in (initial_members or {}).items()}
                     if not founders else {},
                 },
             )
@@ -98,6 +115,7 @@ class CoordServer:
             cluster_id,
             on_unreachable=lambda nid: self.node.report_unreachable(nid) if self.node else None,
             on_snapshot_status=lambda nid, failed: self.node.report_snapshot(nid, failed) if self.node else None,
+            credentials=peer_tls.channel_credentials() if peer_tls is not None else None,
         )
         config = NodeConfig(
             node_id=member_id,
@@ -110,6 +128,7 @@ class CoordServer:
             snapshot_entries=s.snapshot_entries,
             snapshot_catchup_entries=max(50, s.snapshot_entries // 2),
             peer_overrides=dict(s.peer_overrides),
+            client_tls=client_tls is not None,
         )
         # The node bootstraps only if its log is empty (a fresh founder, or one that crashed
         # before the bootstrap was persisted); a joiner never does.
@@ -138,35 +157,45 @@ class CoordServer:
 
         forward = add_services(server, node)
         node.watch_hub.max_watchers_per_stream = s.max_watches_per_stream
-        raft_pb2_grpc.add_RaftServicer_to_server(
-            RaftPeerService(cluster_id, member_id, node.step, forward), server
-        )
+        raft_service = RaftPeerService(cluster_id, member_id, node.step, forward)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         service_names = [
-            raft_pb2.DESCRIPTOR.services_by_name["Raft"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
             *_public_service_names(),
         ]
+        if s.peer_listen:
+            # Peers get a port of their own serving Raft and health only; the client
+            # port no longer carries Raft (with TLS, only peer certificates reach it).
+            peer_server = grpc.aio.server(options=SERVER_OPTIONS)
+            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, peer_server)
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, peer_server)
+            self.peer_port = _add_port(peer_server, "peer_listen", s.peer_listen, peer_tls)
+            self.peer_server = peer_server
+        else:
+            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, server)
+            service_names.append(raft_pb2.DESCRIPTOR.services_by_name["Raft"].full_name)
         reflection.enable_server_reflection(service_names, server)
-        self.port = server.add_insecure_port(s.listen)
-        if self.port == 0:
-            raise SettingsError(f"cannot listen on {s.listen}: the address is in use or not local")
+        self.port = _add_port(server, "listen", s.listen, client_tls)
         # Before serving anything: a metrics port that is taken stops the start-up.
         if self.metrics is not None:
             from coord_server.metrics_http import MetricsServer
 
             self.metrics_server = MetricsServer(self.metrics.registry, s.metrics_listen)
             await self.metrics_server.start()
+        if self.peer_server is not None:
+            await self.peer_server.start()
         await server.start()
         self.grpc_server = server
         await node.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         self._health = health_servicer
         log.info(
-            "member %s (%#x) of cluster %#x serving on %s, data in %s",
-            s.name, member_id, cluster_id, s.listen, s.data_directory,
+            "member %s (%#x) of cluster %#x serving clients on %s%s%s, data in %s",
+            s.name, member_id, cluster_id, s.listen, " (TLS)" if client_tls else "",
+            f", peers on {s.peer_listen}" + (" (mutual TLS)" if peer_tls else "") if s.peer_listen else "",
+            s.data_directory,
         )
 
     async def stop(self, grace: float = 2.0) -> None:
@@ -183,6 +212,8 @@ class CoordServer:
                 await hub.close()
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace)
+        if self.peer_server is not None:
+            await self.peer_server.stop(grace)
         if self.node is not None:
             await self.node.stop()
         if self.transport is not None:
@@ -213,6 +244,17 @@ class CoordServer:
         while node.leader_id != target and loop.time() < deadline:
             await asyncio.sleep(node.config.tick_interval)
         log.info("stopping: leadership %s to %#x", "handed over" if node.leader_id == target else "not handed over in time", target)
+
+
+def _add_port(server: grpc.aio.Server, label: str, address: str, tls: ClientListenerTLS | PeerTLS | None) -> int:
+    """Bind ``address`` (with TLS when given); a clear SettingsError when it cannot be bound."""
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, tls.server_credentials())
+    if port == 0:
+        raise SettingsError(f"cannot listen on {address} ({label}): the address is in use or not local")
+    return port
 
 
 def _public_service_names() -> list[str]:
@@ -260,14 +302,21 @@ def _join_metadata() -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 
-async def _join(s: ServerSettings) -> tuple[int, int, dict[int, command_pb2.MemberInfo]]:
+async def _join(s: ServerSettings, peer_tls: PeerTLS | None) -> tuple[int, int, dict[int, command_pb2.MemberInfo]]:
     """Ask a live member for the cluster, adding this member as a learner if it is not
-    there yet; returns (cluster id, member id, the members' addresses)."""
+    there yet; returns (cluster id, member id, the members' addresses).
+
+    ``join`` is a member's client address; with TLS the joiner connects to it with its
+    peer certificate and trusts the peer CA (docs/security-tls.md)."""
     deadline = asyncio.get_running_loop().time() + 30
     target = s.join
     last_error = ""
     while asyncio.get_running_loop().time() < deadline:
-        async with grpc.aio.insecure_channel(target) as channel:
+        channel = (
+            grpc.aio.secure_channel(target, peer_tls.channel_credentials())
+            if peer_tls is not None and s.cert_file else grpc.aio.insecure_channel(target)
+        )
+        async with channel:
             stub = cluster_pb2_grpc.ClusterStub(channel)
             try:
                 listing = await stub.MemberList(
@@ -280,7 +329,7 @@ async def _join(s: ServerSettings) -> tuple[int, int, dict[int, command_pb2.Memb
                 else:
                     added = await stub.MemberAdd(
                         cluster_pb2.ClusterMemberAddRequest(
-                            name=s.name, peer_address=s.advertise_address, client_address=s.advertise_address
+                            name=s.name, peer_address=s.peer_advertise_address, client_address=s.advertise_address
                         ),
                         timeout=10,
                         metadata=_join_metadata(),
@@ -302,5 +351,6 @@ async def _join(s: ServerSettings) -> tuple[int, int, dict[int, command_pb2.Memb
                     continue
                 if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     break
+        log.info("joining through %s failed (%s); retrying", target, last_error)
         await asyncio.sleep(0.5)
     raise SettingsError(f"cannot join the cluster through {s.join}: {last_error or 'no answer'}")

@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from coord_server.tls import ClientListenerTLS, PeerTLS, TLSFileError, load_client_listener, load_peer
+
 DEFAULT_LISTEN = "127.0.0.1:7379"
 
 
@@ -27,11 +29,31 @@ class ServerSettings:
     data_dir: str = ""
     """Where the log and snapshots live; default ``./<name>.coord``."""
     listen: str = DEFAULT_LISTEN
-    """host:port serving clients and peers (gRPC)."""
+    """host:port serving clients, and peers too unless ``peer_listen`` is given (gRPC)."""
     advertise: str = ""
-    """host:port other members and clients should use; default: ``listen``."""
+    """host:port clients (and, without ``peer_listen``, peers) should use; default: ``listen``."""
     initial_cluster: dict[str, str] = field(default_factory=dict)
-    """name -> host:port of every founding member; default: just this member."""
+    """name -> peer host:port of every founding member; default: just this member."""
+    peer_listen: str = ""
+    """host:port of a separate listener serving only peers (Raft and health); required
+    with TLS. Empty: one port serves everything."""
+    peer_advertise: str = ""
+    """host:port other members use to reach ``peer_listen``; default: ``peer_listen``."""
+    initial_cluster_clients: dict[str, str] = field(default_factory=dict)
+    """name -> client host:port of every founding member, when clients and peers use
+    separate listeners (the client addresses that ``coord-leader`` hints name)."""
+    cert_file: str = ""
+    """PEM certificate the client listener presents (TLS for clients; docs/security-tls.md)."""
+    key_file: str = ""
+    """PEM private key of ``cert_file``."""
+    client_ca_file: str = ""
+    """PEM CA: when given, clients must present a certificate signed by it."""
+    peer_cert_file: str = ""
+    """PEM certificate this member presents to peers, as server and as client (mTLS)."""
+    peer_key_file: str = ""
+    """PEM private key of ``peer_cert_file``."""
+    peer_ca_file: str = ""
+    """PEM CA that signs every member's peer certificate."""
     join: str = ""
     """host:port of a live member: join that cluster (as a learner) instead of founding one."""
     heartbeat_ms: int = 100
@@ -78,8 +100,44 @@ class ServerSettings:
         return self.data_dir or f"{self.name}.coord"
 
     @property
+    def peer_advertise_address(self) -> str:
+        """The address peers use: ``peer_advertise``, ``peer_listen``, else the one port."""
+        return self.peer_advertise or self.peer_listen or self.advertise_address
+
+    @property
     def members(self) -> dict[str, str]:
-        return self.initial_cluster or {self.name: self.advertise_address}
+        """name -> peer address of every founding member."""
+        return self.initial_cluster or {self.name: self.peer_advertise_address}
+
+    @property
+    def member_clients(self) -> dict[str, str]:
+        """name -> client address of every founding member (the same on every founder,
+        since it goes into the bootstrap entries)."""
+        if self.initial_cluster_clients:
+            return dict(self.initial_cluster_clients)
+        if not self.initial_cluster or (self.peer_listen and list(self.initial_cluster) == [self.name]):
+            return {self.name: self.advertise_address}
+        return dict(self.initial_cluster)
+
+    @property
+    def client_tls(self) -> ClientListenerTLS | None:
+        """The client listener's TLS material, or None for an insecure client port."""
+        if not self.cert_file:
+            return None
+        try:
+            return load_client_listener(self.cert_file, self.key_file, self.client_ca_file)
+        except TLSFileError as err:
+            raise SettingsError(str(err)) from None
+
+    @property
+    def peer_tls(self) -> PeerTLS | None:
+        """The peer mTLS material, or None for insecure peer traffic."""
+        if not self.peer_cert_file:
+            return None
+        try:
+            return load_peer(self.peer_cert_file, self.peer_key_file, self.peer_ca_file)
+        except TLSFileError as err:
+            raise SettingsError(str(err)) from None
 
     def validate(self) -> None:
         if not self.name or any(c in self.name for c in "=, \t/"):
@@ -99,6 +157,7 @@ class ServerSettings:
             parse_address(f"initial_cluster[{member}]", address)
         for member, address in self.peer_overrides.items():
             parse_address(f"peer_overrides[{member}]", address if isinstance(address, str) else "")
+        self._validate_listeners_and_tls()
         if self.tick_ms <= 0:
             raise SettingsError(f"tick_ms must be positive, got {self.tick_ms}")
         for label, value in (("heartbeat_ms", self.heartbeat_ms), ("election_ms", self.election_ms)):
@@ -129,6 +188,48 @@ class ServerSettings:
             raise SettingsError(f"log_format must be text or json, got {self.log_format!r}")
         if self.metrics_listen:
             parse_address("metrics_listen", self.metrics_listen)
+
+    def _validate_listeners_and_tls(self) -> None:
+        """Separate listeners and TLS files (docs/security-tls.md); every file is read now."""
+        if self.peer_listen:
+            parse_address("peer_listen", self.peer_listen)
+            if self.peer_listen == self.listen:
+                raise SettingsError(f"peer_listen must differ from listen ({self.listen})")
+        if self.peer_advertise:
+            if not self.peer_listen:
+                raise SettingsError("peer_advertise needs peer_listen (a separate peer listener)")
+            parse_address("peer_advertise", self.peer_advertise)
+        if self.initial_cluster_clients:
+            if not self.initial_cluster:
+                raise SettingsError("initial_cluster_clients needs initial_cluster")
+            if set(self.initial_cluster_clients) != set(self.initial_cluster):
+                raise SettingsError(
+                    "initial_cluster_clients must name the same members as initial_cluster: "
+                    f"{', '.join(sorted(self.initial_cluster_clients))} vs {', '.join(sorted(self.initial_cluster))}"
+                )
+            for member, address in self.initial_cluster_clients.items():
+                parse_address(f"initial_cluster_clients[{member}]", address)
+        elif self.peer_listen and len(self.initial_cluster) > 1:
+            raise SettingsError(
+                "with a separate peer_listen, initial_cluster names peer addresses; give the members' "
+                "client addresses in initial_cluster_clients too (clients are sent to them)"
+            )
+        if bool(self.cert_file) != bool(self.key_file):
+            raise SettingsError("cert_file and key_file go together: give both or neither")
+        if self.client_ca_file and not self.cert_file:
+            raise SettingsError("client_ca_file (client certificate checks) needs cert_file and key_file (TLS)")
+        peer_files = (self.peer_cert_file, self.peer_key_file, self.peer_ca_file)
+        if any(peer_files) and not all(peer_files):
+            raise SettingsError("peer mutual TLS needs all of peer_cert_file, peer_key_file and peer_ca_file")
+        if self.peer_cert_file and not self.peer_listen:
+            raise SettingsError("peer mutual TLS needs a separate peer listener: give peer_listen")
+        if self.cert_file and not self.peer_cert_file:
+            raise SettingsError(
+                "client TLS (cert_file) needs peer mutual TLS too (peer_cert_file, peer_key_file, "
+                "peer_ca_file and peer_listen), or peer traffic would travel in clear"
+            )
+        self.client_tls  # noqa: B018 - reads and checks the files now (TLSFileError -> SettingsError)
+        self.peer_tls  # noqa: B018
 
 
 def parse_address(label: str, address: str) -> tuple[str, int]:
@@ -174,9 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below (snake_case keys)")
     parser.add_argument("--name", help="this member's name (default: default)")
     parser.add_argument("--data-dir", help="data directory (default: ./NAME.coord)")
-    parser.add_argument("--listen", help=f"host:port for clients and peers (default: {DEFAULT_LISTEN})")
-    parser.add_argument("--advertise", help="host:port others use to reach this member (default: --listen)")
-    parser.add_argument("--initial-cluster", metavar="N=ADDR,...", help="founding members, e.g. n1=127.0.0.1:7001,n2=127.0.0.1:7002")
+    parser.add_argument("--listen", help=f"host:port for clients, and peers without --peer-listen (default: {DEFAULT_LISTEN})")
+    parser.add_argument("--advertise", help="host:port clients use to reach this member (default: --listen)")
+    parser.add_argument("--initial-cluster", metavar="N=ADDR,...", help="founding members' peer addresses, e.g. n1=127.0.0.1:7001,n2=127.0.0.1:7002")
+    tls = parser.add_argument_group("separate peer listener and TLS (docs/security-tls.md)")
+    tls.add_argument("--peer-listen", metavar="ADDR", help="host:port of a listener serving only peers (required with TLS)")
+    tls.add_argument("--peer-advertise", metavar="ADDR", help="host:port peers use to reach --peer-listen (default: --peer-listen)")
+    tls.add_argument("--initial-cluster-clients", metavar="N=ADDR,...",
+                     help="founding members' client addresses, with --peer-listen and --initial-cluster")
+    tls.add_argument("--cert-file", metavar="PEM", help="certificate of the client listener (turns on TLS for clients)")
+    tls.add_argument("--key-file", metavar="PEM", help="private key of --cert-file")
+    tls.add_argument("--client-ca-file", metavar="PEM", help="require client certificates signed by this CA")
+    tls.add_argument("--peer-cert-file", metavar="PEM", help="this member's peer certificate (mutual TLS between peers)")
+    tls.add_argument("--peer-key-file", metavar="PEM", help="private key of --peer-cert-file")
+    tls.add_argument("--peer-ca-file", metavar="PEM", help="CA that signs every member's peer certificate")
     parser.add_argument("--join", metavar="ADDR", help="join the cluster of the live member at ADDR (added as a learner)")
     parser.add_argument("--heartbeat-ms", type=int, help="leader heartbeat interval (default: 100)")
     parser.add_argument("--election-ms", type=int, help="base election timeout (default: 300)")
@@ -218,15 +330,16 @@ def load_settings(argv: list[str] | None = None) -> ServerSettings:
     unknown = sorted(set(values) - known)
     if unknown:
         raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
-    if isinstance(values.get("initial_cluster"), str):
-        values["initial_cluster"] = parse_initial_cluster(values["initial_cluster"])
+    for key in ("initial_cluster", "initial_cluster_clients"):
+        if isinstance(values.get(key), str):
+            values[key] = parse_initial_cluster(values[key], key)
     overrides = values.get("peer_overrides")
     if isinstance(overrides, str):
         overrides = [overrides]
     if isinstance(overrides, list) and all(isinstance(item, str) for item in overrides):
         values["peer_overrides"] = parse_initial_cluster(",".join(overrides), "peer_overrides")
     for f in fields(ServerSettings):
-        expected = dict if f.name in ("initial_cluster", "peer_overrides") else type(f.default)
+        expected = dict if f.name in ("initial_cluster", "initial_cluster_clients", "peer_overrides") else type(f.default)
         if f.name in values and not isinstance(values[f.name], expected):
             raise SettingsError(
                 f"{f.name} must be {expected.__name__}, got {values[f.name]!r}"

@@ -1,6 +1,6 @@
 """A local coord cluster in the background: what `make cluster` and its friends run.
 
-    tools/cluster.py [--dir DIR] start [--ports "7001 7002 7003"] [--timeout S]
+    tools/cluster.py [--dir DIR] start [--ports "7001 7002 7003"] [--timeout S] [--tls [--certs CERTS]]
     tools/cluster.py [--dir DIR] status
     tools/cluster.py [--dir DIR] stop [--timeout S]
     tools/cluster.py [--dir DIR] kill NODE
@@ -12,6 +12,11 @@ Everything lives under DIR (default ``.cluster``): ``cluster.json`` (the members
 arguments each was started with), and per member ``NAME/`` (data), ``NAME.pid`` and
 ``NAME.log`` (appended to across restarts). Members are named n1, n2, ... and listen on
 127.0.0.1 at the given ports (default 7001-7003), one per port.
+
+With ``--tls`` (``make cluster TLS=1``) each member serves clients with TLS on its port
+(client certificates required) and peers with mutual TLS on a second port (client port +
+100), with the certificates of CERTS (default ``DIR/certs``; made by tools/certs.py when
+missing). ``status`` and the other commands read that choice from ``cluster.json``.
 
 Rules:
 
@@ -41,6 +46,8 @@ from typing import Any
 DEFAULT_PORTS = (7001, 7002, 7003)
 HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
+PEER_PORT_OFFSET = 100
+"""With TLS, a member's peer port is its client port + this."""
 
 
 def first_command(endpoints: list[str]) -> str:
@@ -52,6 +59,11 @@ def first_command(endpoints: list[str]) -> str:
     return f"{ctl} put hello world && {ctl} get hello"
 
 
+def tls_environment(certs: Path) -> str:
+    """The shell line that points coordctl at a TLS cluster's CA and client certificate."""
+    return f"export COORD_CACERT={certs / 'ca.pem'} COORD_CERT={certs / 'client.pem'} COORD_KEY={certs / 'client-key.pem'}"
+
+
 class ClusterError(Exception):
     """A command cannot be carried out; the message says why and what to do."""
 
@@ -61,6 +73,8 @@ class Member:
     name: str
     address: str
     base: Path
+    peer_address: str = ""
+    """With TLS, the address of the member's separate peer listener."""
 
     @property
     def data_dir(self) -> Path:
@@ -78,43 +92,94 @@ class Member:
     def port(self) -> int:
         return int(self.address.rpartition(":")[2])
 
+    @property
+    def ports(self) -> list[int]:
+        """Every port this member listens on (the peer port too, with TLS)."""
+        return [self.port] + ([int(self.peer_address.rpartition(":")[2])] if self.peer_address else [])
+
 
 class LocalCluster:
     def __init__(self, base: Path) -> None:
         self.base = base.resolve()
         self.members: list[Member] = []
         self.args: dict[str, list[str]] = {}
+        self.certs: Path | None = None
+        """With TLS, the directory of ca.pem, the members' and the client's certificates."""
         state = self.base / STATE_FILE
         if state.exists():
             data = json.loads(state.read_text())
             for m in data["members"]:
-                self.members.append(Member(m["name"], m["address"], self.base))
+                self.members.append(Member(m["name"], m["address"], self.base, m.get("peer_address", "")))
                 self.args[m["name"]] = m["args"]
+            if data.get("certs"):
+                self.certs = Path(data["certs"])
 
     # -- definition -------------------------------------------------------------------
 
-    def define(self, ports: list[int]) -> None:
-        """Record a new cluster with one member per port (no data yet)."""
-        self.members = [Member(f"n{i + 1}", f"{HOST}:{port}", self.base) for i, port in enumerate(ports)]
-        initial = ",".join(f"{m.name}={m.address}" for m in self.members)
-        self.args = {
-            m.name: [
-                "--name", m.name,
-                "--data-dir", str(m.data_dir),
-                "--listen", m.address,
-                "--initial-cluster", initial,
-            ]
-            for m in self.members
-        }
+    def define(self, ports: list[int], certs: Path | None = None) -> None:
+        """Record a new cluster with one member per port (no data yet); with ``certs``,
+        a TLS cluster using the certificates there (made now if missing)."""
+        self.members = [
+            Member(f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{port + PEER_PORT_OFFSET}" if certs else "")
+            for i, port in enumerate(ports)
+        ]
+        self.certs = certs.resolve() if certs is not None else None
+        initial = ",".join(f"{m.name}={m.peer_address or m.address}" for m in self.members)
+        self.args = {}
+        for m in self.members:
+            args = ["--name", m.name, "--data-dir", str(m.data_dir), "--listen", m.address, "--initial-cluster", initial]
+            if self.certs is not None:
+                args += self._tls_args(m, ",".join(f"{o.name}={o.address}" for o in self.members))
+            self.args[m.name] = args
         self.base.mkdir(parents=True, exist_ok=True)
-        payload = {"members": [{"name": m.name, "address": m.address, "args": self.args[m.name]} for m in self.members]}
+        payload: dict[str, Any] = {
+            "members": [
+                {"name": m.name, "address": m.address, "peer_address": m.peer_address, "args": self.args[m.name]}
+                for m in self.members
+            ],
+            "certs": str(self.certs) if self.certs is not None else "",
+        }
         tmp = self.base / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
         tmp.replace(self.base / STATE_FILE)
 
+    def _tls_args(self, m: Member, clients: str) -> list[str]:
+        """coord-server flags of a TLS member: its own certificate for both listeners,
+        client certificates required, the same CA for clients and peers."""
+        assert self.certs is not None
+        certs = self.certs
+        missing = [n for n in ("ca.pem", "ca-key.pem", f"{m.name}.pem", "client.pem") if not (certs / n).exists()]
+        if missing:
+            from certs import CertError, make_certs  # tools/certs.py, next to this file
+
+            try:
+                make_certs(certs, [o.name for o in self.members])
+            except CertError as err:
+                raise ClusterError(str(err)) from None
+        cert, key, ca = str(certs / f"{m.name}.pem"), str(certs / f"{m.name}-key.pem"), str(certs / "ca.pem")
+        return [
+            "--peer-listen", m.peer_address, "--initial-cluster-clients", clients,
+            "--cert-file", cert, "--key-file", key, "--client-ca-file", ca,
+            "--peer-cert-file", cert, "--peer-key-file", key, "--peer-ca-file", ca,
+        ]
+
     @property
     def defined(self) -> bool:
         return bool(self.members)
+
+    def channel(self, address: str) -> Any:
+        """A grpc channel to a member's client port (TLS with the client certificate when
+        the cluster is a TLS one)."""
+        import grpc
+
+        if self.certs is None:
+            return grpc.insecure_channel(address)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=(self.certs / "ca.pem").read_bytes(),
+            private_key=(self.certs / "client-key.pem").read_bytes(),
+            certificate_chain=(self.certs / "client.pem").read_bytes(),
+        )
+        return grpc.secure_channel(address, credentials)
 
     def member(self, name: str | None) -> Member:
         if not self.defined:
@@ -204,7 +269,7 @@ class LocalCluster:
             if _process_state(running[m.name]) == "T":
                 out[m.name] = "paused"
                 continue
-            with grpc.insecure_channel(m.address) as channel:
+            with self.channel(m.address) as channel:
                 stub = cluster_pb2_grpc.ClusterStub(channel)
                 try:
                     out[m.name] = stub.Status(cluster_pb2.ClusterStatusRequest(), timeout=timeout)
@@ -317,12 +382,22 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
                 f"{cluster.base} holds a stopped cluster on ports {' '.join(map(str, recorded))}; "
                 f"start it on those ports (omit PORTS), or remove it with `make cluster-clean` first"
             )
+        if args.tls != (cluster.certs is not None):
+            raise ClusterError(
+                f"{cluster.base} holds a stopped cluster {'with' if cluster.certs else 'without'} TLS; start it "
+                f"{'with' if cluster.certs else 'without'} TLS=1, or remove it with `make cluster-clean` first"
+            )
         print(f"Starting the stopped cluster in {cluster.base} again (its data is kept).")
     else:
-        cluster.define(ports or list(DEFAULT_PORTS))
+        certs = (Path(args.certs) if args.certs else cluster.base / "certs") if args.tls else None
+        for port in ports or list(DEFAULT_PORTS):
+            if certs is not None and not _port_free(port + PEER_PORT_OFFSET):
+                raise ClusterError(f"peer port {port + PEER_PORT_OFFSET} is in use by another process; choose others with PORTS=\"...\"")
+        cluster.define(ports or list(DEFAULT_PORTS), certs)
     for m in cluster.members:
-        if not _port_free(m.port):
-            raise ClusterError(f"port {m.port} ({m.name}) is in use by another process; choose others with PORTS=\"...\"")
+        for port in m.ports:
+            if not _port_free(port):
+                raise ClusterError(f"port {port} ({m.name}) is in use by another process; choose others with PORTS=\"...\"")
     started = {m.name: cluster.spawn(m) for m in cluster.members}
     try:
         leader = cluster.wait_for_leader(args.timeout, started)
@@ -336,6 +411,8 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
     print()
     print(f"Endpoints: {','.join(endpoints)}")
     print("Try:")
+    if cluster.certs is not None:
+        print(f"  {tls_environment(cluster.certs)}")
     print(f"  {first_command(endpoints)}")
     print("  make cluster-status | cluster-logs | cluster-kill NODE=n2 | cluster-restart NODE=n2 | cluster-stop")
     return 0
@@ -401,8 +478,9 @@ def cmd_restart(cluster: LocalCluster, args: argparse.Namespace) -> int:
     m = cluster.member(args.node)
     if cluster.pid(m) is not None:
         print(f"{m.name}: {cluster.stop_member(m, args.timeout)}")
-    if not _port_free(m.port):
-        raise ClusterError(f"port {m.port} of {m.name} is in use by another process")
+    for port in m.ports:
+        if not _port_free(port):
+            raise ClusterError(f"port {port} of {m.name} is in use by another process")
     pid = cluster.spawn(m)
     deadline = time.monotonic() + args.timeout
     while True:
@@ -506,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     start = sub.add_parser("start", help="start the members and wait for a leader")
     start.add_argument("--ports", help='one port per member, e.g. "7001 7002 7003" (default)')
     start.add_argument("--timeout", type=float, default=60, help="seconds to wait for a leader (default: 60)")
+    start.add_argument("--tls", action="store_true", help="TLS for clients, mutual TLS between members (peer port = port + 100)")
+    start.add_argument("--certs", help="certificate directory for --tls (default: DIR/certs; made when missing)")
     sub.add_parser("status", help="role, term, leader, commit and applied index of every member")
     stop = sub.add_parser("stop", help="SIGTERM every member, then SIGKILL what is left")
     stop.add_argument("--timeout", type=float, default=15, help="seconds to wait after SIGTERM (default: 15)")

@@ -26,6 +26,7 @@ from coord.v1 import cluster_pb2, election_pb2, kv_pb2, lease_pb2, lock_pb2, rin
 
 from .. import errors
 from .._transport import DEFAULT_TIMEOUT, Transport
+from ..tls import TLSConfig
 from ..txn import TxnBuilder
 from ..types import (
     Bytes,
@@ -104,8 +105,9 @@ class AsyncClient:
     ``endpoints``: a list of "host:port", or one comma-separated string; default
     ``$COORD_ENDPOINTS``, else `make cluster`'s 127.0.0.1:7001-7003. ``timeout``: the
     default for every call, in seconds. ``token``: the bearer token sent with every call
-    and stream when the cluster has authentication on; default ``$COORD_TOKEN``. Use it in
-    ``async with``, or call ``close()``."""
+    and stream when the cluster has authentication on; default ``$COORD_TOKEN``. ``tls``: a
+    TLSConfig (CA, client certificate and key) for a cluster serving TLS; None: plain
+    connections. Use it in ``async with``, or call ``close()``."""
 
     def __init__(
         self,
@@ -113,8 +115,9 @@ class AsyncClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
+        tls: TLSConfig | None = None,
     ) -> None:
-        self._transport = Transport(endpoints, timeout=timeout, token=token)
+        self._transport = Transport(endpoints, timeout=timeout, token=token, tls=tls)
         self._keepaliver = KeepAliver(self)
         self._tasks: set[asyncio.Task[Any]] = set()
 

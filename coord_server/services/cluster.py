@@ -242,8 +242,8 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         if not await self._wait_leader(target, min(deadline, time.monotonic() + 3 * node.config.election_timeout)):
             return None
         address = node.leader_address()
-        if not address:
-            raise Unavailable("leadership was handed over; retry at the new leader")
+        if not address or node.config.client_tls:
+            raise Unavailable("leadership was handed over; retry at the new leader", address)
         remaining = max(0.1, deadline - time.monotonic())
         try:
             async with grpc.aio.insecure_channel(address) as channel:

@@ -7,6 +7,9 @@ breaks the queue is dropped, the core is told the peer is unreachable, and the s
 reopened with backoff. Snapshots go through ``Raft.InstallSnapshot`` in chunks, and the
 outcome is reported to the core.
 
+With ``credentials`` (peer mutual TLS, coord_server/tls.py) every channel is a TLS channel
+presenting this member's peer certificate and trusting only the peer CA.
+
 Receiving (``RaftPeerService``): checks the cluster id, decodes and steps each message
 into the node; ``Forward`` hands follower-relayed client requests to a callback.
 """
@@ -74,7 +77,12 @@ class _Peer:
 
     def stub(self) -> raft_pb2_grpc.RaftStub:
         if self.channel is None:
-            self.channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS + RECONNECT_OPTIONS)
+            options = CHANNEL_OPTIONS + RECONNECT_OPTIONS
+            credentials = self.transport.credentials
+            if credentials is None:
+                self.channel = grpc.aio.insecure_channel(self.address, options=options)
+            else:
+                self.channel = grpc.aio.secure_channel(self.address, credentials, options=options)
         return raft_pb2_grpc.RaftStub(self.channel)
 
     def enqueue(self, m: Message) -> None:
@@ -169,8 +177,11 @@ class PeerTransport:
         on_unreachable: Callable[[int], None],
         on_snapshot_status: Callable[[int, bool], None],
         max_queue: int = 8192,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.cluster_id = cluster_id
+        self.credentials = credentials
+        """TLS credentials of the peer channels (None: insecure channels)."""
         self.on_unreachable = on_unreachable
         self.on_snapshot_status = on_snapshot_status
         self.max_queue = max_queue
