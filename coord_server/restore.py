@@ -43,7 +43,7 @@ from coord_server.settings import (
 from coord_server.state import StateMachine
 from coord_server.state import snapshot as snapshot_codec
 from coord_server.state.snapshot import SnapshotError
-from coord_server.storage import DiskStorage, DiskStorageError
+from coord_server.storage import DiskStorage, DiskStorageError, FileIO
 
 RESTORED_TERM = 1
 """The Raft term of the restored snapshot and of the new cluster's hard state."""
@@ -107,11 +107,7 @@ def restore(snapshot_path: str, name: str, members: dict[str, str], data_dir: st
         if os.path.isdir(target):
             os.rmdir(target)  # empty, checked above
         os.rename(building, target)
-        fd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        FileIO().fsync_dir(parent)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise

@@ -26,7 +26,8 @@ from coord_server.logs import set_term_source
 from coord_server.node import Node, NodeConfig
 from coord_server.request_context import RequestInterceptor
 from coord_server.settings import ServerSettings, SettingsError, cluster_id_of, member_id_of
-from coord_server.storage import DiskStorage
+from coord_server.storage import DiskStorage, FileIO
+from coord_server.storage.files import write_file_atomically
 from coord_server.tls import ClientListenerTLS, PeerTLS
 from coord_server.transport import PeerTransport, RaftPeerService
 from coord_server.transport.grpc_peer import SERVER_OPTIONS
@@ -281,18 +282,8 @@ def _read_identity(directory: str) -> dict[str, Any] | None:
 
 
 def _write_identity(directory: str, data: dict[str, Any]) -> None:
-    path = os.path.join(directory, IDENTITY_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Durably, as every file of the data directory is written (storage/files.py)."""
+    write_file_atomically(FileIO(), directory, IDENTITY_FILE, [json.dumps(data).encode()])
 
 
 def _join_metadata() -> tuple[tuple[str, str], ...]:
