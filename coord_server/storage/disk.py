@@ -456,8 +456,8 @@ class DiskStorage:
         return self._run(plan)  # type: ignore[no-any-return]
 
     async def create_snapshot_async(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
-        plan = self._plan_create_snapshot(index, conf_state, data)
-        return await self._run_async(plan)  # type: ignore[no-any-return]
+        """``create_snapshot`` with the file written in the background (below)."""
+        return await self.record_snapshot_async(await self.write_snapshot_async(index, conf_state, data))
 
     async def write_snapshot_async(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
         """First half of a snapshot taken in the background: write its file (temp, fsync,
@@ -467,20 +467,13 @@ class DiskStorage:
         recovery deletes (snapshot.py Rule 1). A failure here leaves the storage usable."""
         if self._poisoned is not None or self._closed:
             self._check_writable()  # raises; a save in flight, though, is no obstacle
-        meta, snapshot = self._snapshot_of(index, conf_state, data)
-        name = snapshot_name(meta)
+        snapshot = self._snapshot_of(index, conf_state, data)
+        name = snapshot_name(snapshot.meta)
         if self._snapshot_writer is None:
             self._snapshot_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coord-snap")
         self._pending_snapshots.add(name)
-
-        def write_file() -> None:
-            try:
-                self._snaps.write(meta, snapshot.data)
-            except OSError as e:
-                raise StorageWriteError(f"cannot write snapshot {index} in {self.path}: {e}", e.errno) from e
-
         try:
-            await asyncio.get_running_loop().run_in_executor(self._snapshot_writer, write_file)
+            await asyncio.get_running_loop().run_in_executor(self._snapshot_writer, self._file_writer(snapshot))
         except BaseException:
             self._pending_snapshots.discard(name)
             raise
@@ -491,27 +484,14 @@ class DiskStorage:
         (its WAL record; a save like any other, so not while another is in flight).
         SnapshotOutOfDateError if a newer snapshot became current meanwhile (a follower
         installed the leader's); the file is then an ordinary old snapshot."""
-        name = snapshot_name(snapshot.meta)
         try:
             self._check_writable()
             if snapshot.meta.index <= self._snapshot.meta.index:
                 raise SnapshotOutOfDateError(snapshot.meta.index, self._snapshot.meta.index)
-            record = frame(SNAPSHOT, snapshot_payload(snapshot.meta, installed=False))
-            wal = self._wal
-            record_it = self._guarded(lambda: wal.append(record, True), "recording a snapshot")
-            self._pending_snapshots.discard(name)
-
-            def io() -> None:
-                record_it()
-                self._snaps.clean(snapshot.meta, self._pending_snapshots)
-
-            def apply(_: object) -> Snapshot:
-                self._snapshot = snapshot
-                return snapshot
-
-            return await self._run_async(_Plan(io, apply))  # type: ignore[no-any-return]
+            plan = self._plan_record_snapshot(snapshot)
         finally:
-            self._pending_snapshots.discard(name)
+            self._pending_snapshots.discard(snapshot_name(snapshot.meta))
+        return await self._run_async(plan)  # type: ignore[no-any-return]
 
     def compact(self, index: int) -> None:
         """Drop entries up to ``index`` (kept as the dummy entry); segments holding only
@@ -739,34 +719,44 @@ class DiskStorage:
 
     # -- snapshots and compaction --------------------------------------------------------------
 
-    def _snapshot_of(self, index: int, conf_state: ConfState, data: bytes) -> tuple[SnapshotMeta, Snapshot]:
+    def _snapshot_of(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
         current = self._snapshot.meta.index
         if index <= current:
             raise SnapshotOutOfDateError(index, current)
         if index > self.last_index():
             raise UnavailableError(index, self.last_index())
         meta = SnapshotMeta(index=index, term=self.term(index), conf_state=conf_state)
-        return meta, Snapshot(meta=meta, data=bytes(data))
+        return Snapshot(meta=meta, data=bytes(data))
+
+    def _file_writer(self, snapshot: Snapshot) -> Callable[[], None]:
+        def write_file() -> None:
+            try:
+                self._snaps.write(snapshot.meta, snapshot.data)
+            except OSError as e:
+                # Nothing refers to the file yet: the storage stays usable.
+                raise StorageWriteError(
+                    f"cannot write snapshot {snapshot.meta.index} in {self.path}: {e}", e.errno
+                ) from e
+
+        return write_file
 
     def _plan_create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> _Plan:
         self._check_writable()
-        meta, snapshot = self._snapshot_of(index, conf_state, data)
-        record = frame(SNAPSHOT, snapshot_payload(meta, installed=False))
+        snapshot = self._snapshot_of(index, conf_state, data)
+        return self._plan_record_snapshot(snapshot, before=self._file_writer(snapshot))
+
+    def _plan_record_snapshot(self, snapshot: Snapshot, before: Callable[[], None] | None = None) -> _Plan:
+        """The WAL record that makes ``snapshot`` current (after ``before``: writing its
+        file), then the clean-up of older files."""
+        record = frame(SNAPSHOT, snapshot_payload(snapshot.meta, installed=False))
         wal = self._wal
-
-        def write_file() -> None:
-            try:
-                self._snaps.write(meta, snapshot.data)
-            except OSError as e:
-                # Nothing refers to the file yet: the storage stays usable.
-                raise StorageWriteError(f"cannot write snapshot {index} in {self.path}: {e}", e.errno) from e
-
         record_it = self._guarded(lambda: wal.append(record, True), "recording a snapshot")
 
         def io() -> None:
-            write_file()
+            if before is not None:
+                before()
             record_it()
-            self._snaps.clean(meta, self._pending_snapshots)
+            self._snaps.clean(snapshot.meta, self._pending_snapshots)
 
         def apply(_: object) -> Snapshot:
             self._snapshot = snapshot
