@@ -214,13 +214,8 @@ def session_of(context: Context) -> tuple[str, int]:
             seq_text = value.decode() if isinstance(value, bytes) else value
     if not client_id:
         return "", 0
-    if len(client_id.encode()) > MAX_CLIENT_ID_BYTES:
-        raise ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"{CLIENT_ID_METADATA_KEY} is {len(client_id.encode())} bytes; the limit is {MAX_CLIENT_ID_BYTES}",
-        )
-    if seq_text is None:
-        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"{CLIENT_ID_METADATA_KEY} needs {SEQ_METADATA_KEY}")
+    check_client_id(client_id, seq_text is not None, CLIENT_ID_METADATA_KEY, SEQ_METADATA_KEY)
+    assert seq_text is not None
     seq_text = seq_text.strip()
     if not seq_text.isdigit() or not seq_text.isascii() or int(seq_text) >= 1 << 64:
         raise ServiceError(
@@ -228,6 +223,24 @@ def session_of(context: Context) -> tuple[str, int]:
             f"{SEQ_METADATA_KEY} must be a decimal unsigned 64-bit number, got {seq_text!r}",
         )
     return client_id, int(seq_text)
+
+
+def command_of(context: Context, **op: Any) -> command_pb2.Command:
+    """The Command for ``op`` with the call's exactly-once session (session_of)."""
+    client_id, seq = session_of(context)
+    return command_pb2.Command(client_id=client_id, seq=seq, **op)
+
+
+def check_client_id(client_id: str, has_seq: bool, id_name: str, seq_name: str) -> None:
+    """INVALID_ARGUMENT for an exactly-once client id that is too long or has no seq
+    (``id_name``/``seq_name``: what the caller calls them, metadata or fields)."""
+    if len(client_id.encode()) > MAX_CLIENT_ID_BYTES:
+        raise ServiceError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{id_name} is {len(client_id.encode())} bytes; the limit is {MAX_CLIENT_ID_BYTES}",
+        )
+    if not has_seq:
+        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"{id_name} needs {seq_name}")
 
 
 def check_size(request: PbMessage) -> None:

@@ -20,7 +20,7 @@ from coord.v1 import election_pb2, election_pb2_grpc
 from coord_server.coord_hub import CoordHub
 from coord_server.state import validation
 
-from .common import Context, Headers, abort, check_size, propose, read_barrier, session_of, unary
+from .common import Context, Headers, abort, check_size, command_of, propose, read_barrier, unary
 from .waits import WaitGone, deadline_of, wait_in_queue
 
 log = logging.getLogger("coord.services.election")
@@ -32,10 +32,6 @@ class ElectionService(election_pb2_grpc.ElectionServicer):
         self.hub = hub
         self.headers = Headers(node)
 
-    def _command(self, context: Context, **op: Any) -> command_pb2.Command:
-        client_id, seq = session_of(context)
-        return command_pb2.Command(client_id=client_id, seq=seq, **op)
-
     @unary
     async def Campaign(
         self, request: election_pb2.ElectionCampaignRequest, context: Context
@@ -44,7 +40,7 @@ class ElectionService(election_pb2_grpc.ElectionServicer):
         validation.validate_election_campaign(request)
         deadline = deadline_of(context)
         result: command_pb2.ElectionCampaignResult = await propose(
-            self.node, self._command(context, election_campaign=request), context
+            self.node, command_of(context, election_campaign=request), context
         )
         response = result.response
         if response.HasField("leader") or not result.queued_at:
@@ -66,7 +62,7 @@ class ElectionService(election_pb2_grpc.ElectionServicer):
     ) -> election_pb2.ElectionProclaimResponse:
         check_size(request)
         validation.validate_election_proclaim(request)
-        response = await propose(self.node, self._command(context, election_proclaim=request), context)
+        response = await propose(self.node, command_of(context, election_proclaim=request), context)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
@@ -74,7 +70,7 @@ class ElectionService(election_pb2_grpc.ElectionServicer):
         self, request: election_pb2.ElectionResignRequest, context: Context
     ) -> election_pb2.ElectionResignResponse:
         validation.validate_election_resign(request)
-        response = await propose(self.node, self._command(context, election_resign=request), context)
+        response = await propose(self.node, command_of(context, election_resign=request), context)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary

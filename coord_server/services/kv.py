@@ -15,12 +15,11 @@ from typing import Any
 
 import grpc
 
-from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2, kv_pb2_grpc
 from coord_server.state import validation
 from coord_server.watch import WatchHub
 
-from .common import Context, Headers, abort, check_size, propose, read_barrier, session_of, timeout_of, unary
+from .common import Context, Headers, abort, check_size, command_of, propose, read_barrier, timeout_of, unary
 from .pipeline import PipelineSession
 
 log = logging.getLogger("coord.services.kv")
@@ -46,15 +45,11 @@ class KVService(kv_pb2_grpc.KVServicer):
 
     # ------------------------------------------------------------------ writes
 
-    def _command(self, context: Context, **op: Any) -> command_pb2.Command:
-        client_id, seq = session_of(context)
-        return command_pb2.Command(client_id=client_id, seq=seq, **op)
-
     @unary
     async def Put(self, request: kv_pb2.PutRequest, context: Context) -> kv_pb2.PutResponse:
         check_size(request)
         validation.validate_put(request)
-        response = await propose(self.node, self._command(context, put=request), context)
+        response = await propose(self.node, command_of(context, put=request), context)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
@@ -63,20 +58,20 @@ class KVService(kv_pb2_grpc.KVServicer):
     ) -> kv_pb2.DeleteRangeResponse:
         check_size(request)
         validation.validate_delete_range(request)
-        response = await propose(self.node, self._command(context, delete_range=request), context)
+        response = await propose(self.node, command_of(context, delete_range=request), context)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
     async def Txn(self, request: kv_pb2.TxnRequest, context: Context) -> kv_pb2.TxnResponse:
         check_size(request)
         validation.validate_txn(request)
-        response = await propose(self.node, self._command(context, txn=request), context)
+        response = await propose(self.node, command_of(context, txn=request), context)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
     async def Compact(self, request: kv_pb2.CompactRequest, context: Context) -> kv_pb2.CompactResponse:
         validation.validate_compact(request)
-        response = await propose(self.node, self._command(context, compact=request), context)
+        response = await propose(self.node, command_of(context, compact=request), context)
         if request.physical:
             await self._wait_replicated(context)
         return self.headers.stamp(response)  # type: ignore[return-value]

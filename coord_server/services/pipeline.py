@@ -31,10 +31,10 @@ from coord_server.state import validation
 from . import lock
 from .common import (
     DEFAULT_TIMEOUT,
-    MAX_CLIENT_ID_BYTES,
     Context,
     Headers,
     ServiceError,
+    check_client_id,
     check_size,
     status_code,
     status_of,
@@ -222,8 +222,9 @@ class PipelineSession:
             self.wake.clear()
             if self.ready:
                 batch, self.ready = self.ready, []
-                response = kv_pb2.PipelineResponse(results=batch)
-                self.headers.stamp(response)
+                # Each result was stamped when it completed: only the batch's own header
+                # is new (stamp() would walk every result again).
+                response = kv_pb2.PipelineResponse(header=self.headers.header(), results=batch)
                 try:
                     await self.context.write(response)
                 except Exception:  # noqa: BLE001 - the client went away
@@ -233,15 +234,8 @@ class PipelineSession:
 
 
 def _client_id(op: kv_pb2.PipelineOp) -> str:
-    if not op.client_id:
-        return ""
-    if len(op.client_id.encode()) > MAX_CLIENT_ID_BYTES:
-        raise ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"client_id is {len(op.client_id.encode())} bytes; the limit is {MAX_CLIENT_ID_BYTES}",
-        )
-    if op.seq == 0:
-        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "client_id needs a seq")
+    if op.client_id:
+        check_client_id(op.client_id, op.seq != 0, "client_id", "a seq")
     return op.client_id
 
 

@@ -18,14 +18,13 @@ from typing import Any
 
 import grpc
 
-from coord.raft.v1 import command_pb2
 from coord.v1 import ring_pb2, ring_pb2_grpc
 from coord_client.hashring import HashRing, point_count
 from coord_server.coord_hub import CoordHub
 from coord_server.errors import NotFound
 from coord_server.state import validation
 
-from .common import Context, Headers, abort, check_size, propose, read_barrier, session_of, unary
+from .common import Context, Headers, abort, check_size, command_of, propose, read_barrier, unary
 
 log = logging.getLogger("coord.services.ring")
 
@@ -42,21 +41,17 @@ class RingService(ring_pb2_grpc.RingServicer):
         self.headers = Headers(node)
         self._rings: OrderedDict[str, tuple[int, HashRing]] = OrderedDict()
 
-    def _command(self, context: Context, **op: Any) -> command_pb2.Command:
-        client_id, seq = session_of(context)
-        return command_pb2.Command(client_id=client_id, seq=seq, **op)
-
     @unary
     async def Join(self, request: ring_pb2.RingJoinRequest, context: Context) -> ring_pb2.RingJoinResponse:
         check_size(request)
         validation.validate_ring_join(request)
-        response = await propose(self.node, self._command(context, ring_join=request), context)
+        response = await propose(self.node, command_of(context, ring_join=request), context)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
     async def Leave(self, request: ring_pb2.RingLeaveRequest, context: Context) -> ring_pb2.RingLeaveResponse:
         validation.validate_ring_leave(request)
-        response = await propose(self.node, self._command(context, ring_leave=request), context)
+        response = await propose(self.node, command_of(context, ring_leave=request), context)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     async def _ring(self, name: str, serializable: bool, context: Context) -> Any:
