@@ -50,6 +50,8 @@ class PipelineStream:
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._queue: list[kv_pb2.PipelineOp] = []
         self._cancels: list[int] = []
+        self._generation = 0
+        """Counts the streams opened; a request generator serves only its own."""
         self._wake = asyncio.Event()
         self._call: Any = None
         self._reader: asyncio.Task[None] | None = None
@@ -103,12 +105,18 @@ class PipelineStream:
 
     def _ensure_open(self) -> None:
         if self._reader is None or self._reader.done():
-            self._call = self._stub.Pipeline(self._requests())  # type: ignore[arg-type]  # grpc.aio takes async iterators
+            self._generation += 1
+            requests = self._requests(self._generation)
+            self._call = self._stub.Pipeline(requests)  # type: ignore[arg-type]  # grpc.aio takes async iterators
             self._reader = asyncio.get_running_loop().create_task(self._read(self._call))
 
-    async def _requests(self) -> AsyncIterator[kv_pb2.PipelineRequest]:
+    async def _requests(self, generation: int) -> AsyncIterator[kv_pb2.PipelineRequest]:
         while True:
             await self._wake.wait()
+            if generation != self._generation:
+                # A stream that ended: its generator must not take the queue, which now
+                # belongs to the stream opened after it (Rule 2).
+                return
             self._wake.clear()
             batch, self._queue = self._queue[:1024], self._queue[1024:]
             cancels, self._cancels = self._cancels, []
@@ -132,6 +140,9 @@ class PipelineStream:
             )
         except asyncio.CancelledError:
             error = _rpc_error(grpc.StatusCode.UNAVAILABLE, "the client is closing")
+        # The server may end the stream while grpc still reads our request generator
+        # (grpc stops it only on cancel): stop it now.
+        call.cancel()
         # Rule 2: whatever was sent or queued on this stream has no answer coming.
         self._queue.clear()
         self._cancels.clear()
