@@ -219,11 +219,12 @@ def test_lock_is_exclusive_and_tokens_increase(client: Client, endpoints: str, n
 def test_lock_timeout_and_fenced_write(client: Client, ns: str) -> None:
     name = ns + "fence"
     with client.lock(name, ttl=5) as held:
+        token = held.fencing_token  # the block's exit clears it
         with pytest.raises(errors.DeadlineExceeded):
             client.lock(name, ttl=5, timeout=0.5).acquire()
-        guarded = client.txn().when(Compare.lock_token(name) == held.fencing_token).then(Op.put(ns + "r", "ok")).commit()
+        guarded = client.txn().when(Compare.lock_token(name) == token).then(Op.put(ns + "r", "ok")).commit()
         assert guarded.succeeded
-    stale = client.txn().when(Compare.lock_token(name) == held.fencing_token).then(Op.put(ns + "r", "late")).commit()
+    stale = client.txn().when(Compare.lock_token(name) == token).then(Op.put(ns + "r", "late")).commit()
     assert not stale.succeeded
     assert client.lock_info(name).waiters == ()  # the timed-out waiter left the queue
 
