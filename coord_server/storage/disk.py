@@ -405,14 +405,8 @@ class DiskStorage:
         writing anything; StorageWriteError if the disk fails (Rule 3).
         """
         batch = self._encode(hard_state, entries, snapshot)
-        if batch is None:
-            return
-        self._busy = True
-        try:
-            where = self._write(batch, sync)
-        finally:
-            self._busy = False
-        self._apply(batch, where)
+        if batch is not None:
+            self._run(_Plan(partial(self._write, batch, sync), partial(self._apply, batch)))
 
     async def save_async(
         self,
@@ -429,11 +423,11 @@ class DiskStorage:
         few dozen bytes into the page cache: it is done at once, on the caller's thread.
         Handing it to the writer thread cost 1.7 ms (median, 3 members on 2 busy cores),
         most of it waiting for the GIL, and delayed the answers of the entries just
-        applied."""
+        applied. (Not when it would rotate the segment: that fsyncs, on the thread.)"""
         batch = self._encode(hard_state, entries, snapshot)
         if batch is None:
             return
-        if not sync and snapshot is None and not entries:
+        if not sync and snapshot is None and not entries and self._wal.fits(len(batch[0])):
             self._run(_Plan(partial(self._write, batch, False), partial(self._apply, batch)))
             return
         await self._run_async(_Plan(partial(self._write, batch, sync), partial(self._apply, batch)))

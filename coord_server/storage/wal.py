@@ -422,6 +422,11 @@ class WalWriter:
         tail = self.tail
         self.fd = self.io.open(tail.path, os.O_RDWR)
         self.seq = tail.seq
+        # A read handle for every segment now: a compaction deletes old segments on the
+        # writer thread while the loop may still read them (a slow follower's entries);
+        # an open handle keeps a deleted file readable until forget() closes it.
+        for s in segments[:-1]:
+            self._readers[s.seq] = os.open(s.path, os.O_RDONLY)
         self._readers[tail.seq] = self.fd
         self.off = tail_offset
         with open(tail.path, "rb") as f:
@@ -476,6 +481,10 @@ class WalWriter:
         if self.preallocate:
             self.io.ftruncate(self.fd, self.off)
         self.io.fdatasync(self.fd)
+
+    def fits(self, n: int) -> bool:
+        """Whether ``n`` more bytes go in the newest segment without rotating it."""
+        return self.off + n <= self.segment_size
 
     def append(self, buf: bytes, sync: bool) -> tuple[int, int]:
         """Write ``buf`` (whole records) and, if ``sync``, fdatasync; returns (seq, offset)
@@ -532,11 +541,7 @@ class WalWriter:
         return removed
 
     def read_fd(self, seq: int) -> int:
-        fd = self._readers.get(seq)
-        if fd is None:
-            fd = os.open(self._paths[seq], os.O_RDONLY)
-            self._readers[seq] = fd
-        return fd
+        return self._readers[seq]
 
     def path_of(self, seq: int) -> str:
         return self._paths.get(seq, f"segment {seq}")

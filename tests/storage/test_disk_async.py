@@ -154,3 +154,44 @@ def test_snapshot_installed_while_ours_is_written_wins(data_dir: str) -> None:
     asyncio.run(main())
     with open_disk(data_dir) as disk:
         assert (disk.snapshot().meta.index, disk.snapshot().data, disk.last_index()) == (9, b"leader's", 10)
+
+
+class SlowDirSync(FileIO):
+    """The directory fsync after deleting old WAL segments waits for the test."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.started = threading.Event()
+
+    def fsync_dir(self, path: str) -> None:
+        if not self.gate.is_set():
+            self.started.set()
+            assert self.gate.wait(10)
+        super().fsync_dir(path)
+
+
+def test_entries_of_a_segment_being_compacted_away_stay_readable(data_dir: str) -> None:
+    """A compaction deletes old segments on the writer thread before memory moves the
+    log's start; meanwhile the loop may read those entries (for a slow follower). They
+    must read as before, not fail because the file is gone."""
+    conf = ConfState(frozenset({1}))
+    with open_disk(data_dir, cache_entries=1) as disk:
+        for i in range(1, 61):  # a segment holds a few batches of this size
+            disk.save(HardState(1, 1, i), [entry(i, data=b"x" * 200)])
+        assert len(disk._wal.segments) > 2
+        want = disk.entries(1, 10)
+    io = SlowDirSync()
+
+    async def main() -> None:
+        with open_disk(data_dir, io=io, cache_entries=1) as disk:  # reopened: old segments not read yet
+            await disk.create_snapshot_async(50, conf, b"fifty")
+            io.gate.clear()
+            compacting = asyncio.create_task(disk.compact_async(50))
+            await _until(io.started)  # old segments unlinked, memory not yet moved
+            assert disk.entries(1, 10) == want
+            io.gate.set()
+            await compacting
+            assert disk.first_index() == 51
+
+    asyncio.run(main())
