@@ -763,6 +763,12 @@ class Node:
         self._snapshot_task = task
 
     def _fail_all(self, error: CoordError) -> None:
+        # Membership changes already applied, waiting only for ``advance``: they are
+        # committed, so they succeeded whatever stops the loop now.
+        for fut in self._after_advance:
+            if not fut.done():
+                fut.set_result(None)
+        self._after_advance.clear()
         for _, fut, _ in self._leaderless:
             if not fut.done():
                 fut.set_exception(error)

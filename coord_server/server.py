@@ -30,6 +30,7 @@ from coord_server.storage import DiskStorage, FileIO
 from coord_server.storage.files import write_file_atomically
 from coord_server.tls import ClientListenerTLS, PeerTLS
 from coord_server.transport import PeerTransport, RaftPeerService
+from coord_server.services.common import SERVER_OPTIONS as PUBLIC_SERVER_OPTIONS
 from coord_server.transport.grpc_peer import SERVER_OPTIONS
 
 log = logging.getLogger("coord.server")
@@ -153,7 +154,10 @@ class CoordServer:
             interceptors.append(build_interceptor(s, node))
         except AuthFileError as err:
             raise SettingsError(str(err)) from None
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
+        # With a peer port of its own, the client port serves only the public API and
+        # gets its receive limit; otherwise it also carries Raft, with the peers' limits.
+        client_options = PUBLIC_SERVER_OPTIONS if s.peer_listen else SERVER_OPTIONS
+        server = grpc.aio.server(options=client_options, interceptors=interceptors)
         from coord_server.services import add_services
 
         forward = add_services(server, node)
