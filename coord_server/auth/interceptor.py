@@ -30,11 +30,12 @@ from coord_server.services.common import abort, read_barrier
 from .admission import CURRENT, Admission, Unauthenticated
 from .config import AuthConfig
 from .quota import QUOTA_CHECKED_METHODS, LeaseLimit, Quota
+from .requirements import LEASE_REVOKE, LEASE_TIME_TO_LIVE
 
 AUTHORIZATION_METADATA_KEY = "authorization"
 PUBLIC_PREFIX = "/coord.v1."
 LEASE_GRANT = "/coord.v1.Lease/Grant"
-LEASE_REVOKE = "/coord.v1.Lease/Revoke"
+PIPELINE = "/coord.v1.KV/Pipeline"
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -116,13 +117,14 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     def _unary_unary(self, method: str, inner: Any) -> Any:
         is_grant = method == LEASE_GRANT
         is_revoke = method == LEASE_REVOKE
+        is_time_to_live = method == LEASE_TIME_TO_LIVE
 
         async def behaviour(request: Any, context: Any) -> Any:
             try:
                 admission = self.admit(context)
-                if is_revoke and admission.principal is not None:
-                    # Its attached keys decide, so read them as of now, not as of this
-                    # member's possibly lagging state (a ReadIndex round).
+                if admission.principal is not None and (is_revoke or (is_time_to_live and request.attachments)):
+                    # What the lease is bound to decides, so read it as of now, not as of
+                    # this member's possibly lagging state (a ReadIndex round).
                     await read_barrier(self.quota.node, context)
                 admission.check(method, request)
                 if is_grant:
@@ -169,6 +171,9 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         return behaviour
 
     def _stream_stream(self, method: str, inner: Any) -> Any:
+        # Pipeline's checks are per op, inside PipelineSession (check_pipeline_op): its
+        # messages need no wrapper (the main write path; a generator hop per message).
+        wrap = _checked if method != PIPELINE else _unchecked
         if inspect.isasyncgenfunction(inner):
 
             async def generator(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
@@ -176,7 +181,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                     admission = self.admit(context)
                 except CoordError as exc:
                     await _refuse_stream(requests, context, exc)
-                async for response in inner(_checked(method, admission, requests), context):
+                async for response in inner(wrap(method, admission, requests), context):
                     yield response
 
             return generator
@@ -186,7 +191,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                 admission = self.admit(context)
             except CoordError as exc:
                 await _refuse_stream(requests, context, exc)
-            return await inner(_checked(method, admission, requests), context)
+            return await inner(wrap(method, admission, requests), context)
 
         return behaviour
 
@@ -212,6 +217,10 @@ async def _checked(method: str, admission: Admission, requests: AsyncIterator[An
     async for request in requests:
         admission.check(method, request)
         yield request
+
+
+def _unchecked(method: str, admission: Admission, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    return requests
 
 
 def bearer_token(metadata: Any) -> str:

@@ -131,6 +131,7 @@ _BY_METHOD: dict[str, Callable[[Any], list[Need]]] = {
 }
 
 LEASE_REVOKE = "/coord.v1.Lease/Revoke"
+LEASE_TIME_TO_LIVE = "/coord.v1.Lease/TimeToLive"
 
 AUTHENTICATED_ONLY = frozenset({
     "/coord.v1.KV/Pipeline",
@@ -141,13 +142,33 @@ AUTHENTICATED_ONLY = frozenset({
 
 
 def lease_revoke_needs(state: Any, lease_id: int) -> list[Need]:
-    """Write on each key attached to the lease in ``state`` (none when there is no such
-    lease: the revoke then fails with NOT_FOUND)."""
+    """What ending the lease in ``state`` does, as Needs: write on each attached key
+    (deleted, as in etcd), and on each lock, election and ring it holds, waits for or is
+    a member of (released, resigned, left: as Release, Resign and Leave need). None when
+    there is no such lease: the revoke then fails with NOT_FOUND."""
     try:
         keys = state.lease_info(lease_id).keys
     except Exception:  # noqa: BLE001 - NotFound: nothing to protect
         return []
-    return [_keys(key, b"", True) for key in keys]
+    locks, elections, rings = state.lease_bindings(lease_id)
+    return [
+        *(_keys(key, b"", True) for key in keys),
+        *(_name("locks", name, True) for name in locks),
+        *(_name("elections", name, True) for name in elections),
+        *(_name("rings", name, True) for name in rings),
+    ]
+
+
+def lease_attachment_needs(state: Any, request: Any) -> list[Need]:
+    """Lease.TimeToLive with ``attachments`` lists the lease's keys: read on each (etcd
+    fixed the same disclosure, CVE-2023-32082). Without it, any authenticated user."""
+    if not request.attachments:
+        return []
+    try:
+        keys = state.lease_info(request.id).keys
+    except Exception:  # noqa: BLE001 - NotFound: nothing to disclose
+        return []
+    return [_keys(key, b"", False) for key in keys]
 
 
 def needs_of(method: str, request: Any, state: Any = None) -> list[Need]:
@@ -156,6 +177,8 @@ def needs_of(method: str, request: Any, state: Any = None) -> list[Need]:
     is closed until someone decides who may call it."""
     if method == LEASE_REVOKE and state is not None:
         return lease_revoke_needs(state, request.id)
+    if method == LEASE_TIME_TO_LIVE and state is not None:
+        return lease_attachment_needs(state, request)
     rule = _BY_METHOD.get(method)
     if rule is not None:
         return rule(request)

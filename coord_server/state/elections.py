@@ -97,6 +97,10 @@ class ElectionTable:
             if not names:
                 del self._by_lease[lease]
 
+    def names_of_lease(self, lease: int) -> list[str]:
+        """The elections ``lease`` campaigns in (what its end would resign)."""
+        return sorted(self._by_lease.get(lease, ()))
+
     def _announce(self, e: Election) -> None:
         c = e.leader()
         if c is None:

@@ -120,6 +120,10 @@ class LockTable:
             if not names:
                 del self._by_lease[lease]
 
+    def names_of_lease(self, lease: int) -> list[str]:
+        """The locks ``lease`` holds or waits for (what its end would release)."""
+        return sorted(self._by_lease.get(lease, ()))
+
     def _grant(self, lock: Lock, lease: int, owner: str, index: int, revision: int) -> int:
         token = max(index, lock.last_token + 1)
         lock.last_token = token

@@ -414,6 +414,15 @@ class StateMachine:
             raise NotFound(f"lease {lease_id} not found")
         return LeaseInfo(lease.ttl, sorted(lease.keys))
 
+    def lease_bindings(self, lease_id: int) -> tuple[list[str], list[str], list[str]]:
+        """(locks, elections, rings) that ``lease_id`` holds, waits for or is a member
+        of: what its end releases, resigns or leaves besides deleting its keys."""
+        return (
+            self._locks.names_of_lease(lease_id),
+            self._elections.names_of_lease(lease_id),
+            self._rings.names_of_lease(lease_id),
+        )
+
     def members(self) -> list[cluster_pb2.Member]:
         """Every member (copies), by ascending ID, with is_learner."""
         return self._members.list()

@@ -97,6 +97,10 @@ class RingTable:
             if not entries:
                 del self._by_lease[lease]
 
+    def names_of_lease(self, lease: int) -> list[str]:
+        """The rings ``lease`` has members in (what its end would remove)."""
+        return sorted({ring for ring, _ in self._by_lease.get(lease, ())})
+
     def _changed(self, ring: Ring, index: int) -> None:
         ring.version = index
         if not ring.members:

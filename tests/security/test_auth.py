@@ -264,6 +264,28 @@ def test_revoking_a_lease_needs_write_on_its_keys(clients: dict[str, Client]) ->
     assert value_of(clients, "a/leased") is None
 
 
+def test_revoking_a_lease_needs_write_on_its_locks_and_listing_its_keys_needs_read(
+    clients: dict[str, Client],
+) -> None:
+    """Revoking a lease releases its locks: a user without rights on the lock cannot end
+    someone else's hold by revoking a lease ID it can see. Listing a lease's keys
+    (attachments) needs read on them."""
+    locker, writer = clients["lockers"], clients["writer_a"]
+    lease = locker.grant_lease(60)
+    with locker.lock("jobs/revoked", lease=lease) as held:
+        with pytest.raises(errors.PermissionDenied, match="jobs/revoked"):
+            writer.revoke_lease(lease.id)
+        assert held.is_held and [h.lease for h in locker.lock_info("jobs/revoked").holders] == [lease.id]
+    keyed = writer.grant_lease(60)
+    writer.put("a/attached", "x", lease=keyed)
+    assert locker.lease_info(keyed.id).granted_ttl >= 60  # the TTL alone: any user
+    with pytest.raises(errors.PermissionDenied, match="a/attached"):
+        locker.lease_info(keyed.id, attachments=True)
+    assert writer.lease_info(keyed, attachments=True).keys == (b"a/attached",)
+    writer.revoke_lease(keyed)
+    locker.revoke_lease(lease)
+
+
 def test_a_member_joins_a_cluster_with_auth_on_with_an_admin_token(
     module_cluster, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
