@@ -131,10 +131,14 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                     await self.leases.check(admission.client, context)
             except CoordError as exc:
                 await abort(context, exc)
-            response = await inner(request, context)
-            if is_grant and response is not None:
-                self.leases.granted(admission.client, response.id)
-            return response
+            if not is_grant:
+                return await inner(request, context)
+            response = None
+            try:
+                response = await inner(request, context)
+                return response
+            finally:
+                self.leases.granted(admission.client, response.id if response is not None else 0)
 
         return behaviour
 

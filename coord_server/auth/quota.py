@@ -100,26 +100,40 @@ class LeaseLimit:
         self.node = node
         self.limit = limit
         self._granted: dict[str, set[int]] = {}
+        # Grants admitted and not yet answered, per client: they count too, or a client
+        # sending many grants at once would pass the check before any is recorded.
+        self._pending: dict[str, int] = {}
         self._last_sweep = time.monotonic()
 
     async def check(self, client: str, context: Any) -> None:
+        """Admit one grant for ``client`` (RESOURCE_EXHAUSTED at the limit); every
+        admitted grant must be followed by ``granted`` (with its id, or 0 if it failed)."""
         if self.limit <= 0:
             return
-        ids = self._granted.get(client)
-        if ids is None or len(ids) < self.limit:
-            return
-        from coord_server.services.common import read_barrier
+        ids = self._granted.setdefault(client, set())
+        if len(ids) + self._pending.get(client, 0) >= self.limit:
+            from coord_server.services.common import read_barrier
 
-        await read_barrier(self.node, context)
-        ids.intersection_update([i for i in ids if self.node.state.has_lease(i)])
-        if len(ids) >= self.limit:
-            raise ResourceExhausted(
-                f"{client} holds {len(ids)} leases granted through this member; the limit is {self.limit} "
-                "per client (--max-leases-per-client); revoke leases it no longer needs"
-            )
+            await read_barrier(self.node, context)
+            ids.intersection_update([i for i in ids if self.node.state.has_lease(i)])
+            held = len(ids) + self._pending.get(client, 0)
+            if held >= self.limit:
+                raise ResourceExhausted(
+                    f"{client} holds {held} leases granted through this member; the limit is {self.limit} "
+                    "per client (--max-leases-per-client); revoke leases it no longer needs"
+                )
+        self._pending[client] = self._pending.get(client, 0) + 1
 
     def granted(self, client: str, lease_id: int) -> None:
+        """The end of a grant ``check`` admitted: ``lease_id``, or 0 when it failed."""
         if self.limit <= 0:
+            return
+        left = self._pending.get(client, 0) - 1
+        if left > 0:
+            self._pending[client] = left
+        else:
+            self._pending.pop(client, None)
+        if not lease_id:
             return
         self._granted.setdefault(client, set()).add(lease_id)
         now = time.monotonic()

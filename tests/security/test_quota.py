@@ -58,6 +58,25 @@ def test_leases_per_client_are_limited(limited: Cluster) -> None:
     other.close()
 
 
+def test_grants_sent_at_once_count_against_the_limit_too(limited: Cluster) -> None:
+    """Grants wait for a commit before they are recorded: eight sent together from one
+    client must not all pass a limit of three."""
+    channel = grpc.insecure_channel(limited.nodes["n1"].address)
+    lease = lease_pb2_grpc.LeaseStub(channel)
+    calls = [lease.Grant.future(lease_pb2.LeaseGrantRequest(ttl=60), timeout=10) for _ in range(8)]
+    granted, refused = [], 0
+    for call in calls:
+        try:
+            granted.append(call.result().id)
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.details()
+            refused += 1
+    assert len(granted) == 3 and refused == 5
+    for lease_id in granted:
+        lease.Revoke(lease_pb2.LeaseRevokeRequest(id=lease_id), timeout=10)
+    channel.close()
+
+
 def test_watchers_per_stream_are_limited(limited: Cluster) -> None:
     channel = grpc.insecure_channel(limited.nodes["n1"].address)
     requests: list[kv_pb2.WatchRequest] = [
