@@ -97,6 +97,10 @@ class LeaseNotFound(NotFound):
     """The lease does not exist (any more): it expired, was revoked, or never existed."""
 
 
+LEASE_REFINE: dict[grpc.StatusCode, type[CoordError]] = {grpc.StatusCode.NOT_FOUND: LeaseNotFound}
+"""For calls that name a lease: NOT_FOUND means the lease (a transport ``refine``)."""
+
+
 class FailedPrecondition(CoordError):
     """The request is valid but the current state forbids it."""
 

@@ -69,7 +69,6 @@ __all__ = ["AsyncClient", "AsyncTxn"]
 
 log = logging.getLogger("coord_client")
 
-_LEASE = {grpc.StatusCode.NOT_FOUND: errors.LeaseNotFound}
 
 _SORT_ORDER = {None: 0, "ascend": kv_pb2.SORT_ORDER_ASCEND, "descend": kv_pb2.SORT_ORDER_DESCEND}
 _SORT_TARGET = {
@@ -169,7 +168,7 @@ class AsyncClient:
     ) -> PutResult:
         """Set ``key`` to ``value`` (attached to ``lease`` if given)."""
         request = kv_pb2.PutRequest(key=to_bytes(key), value=to_bytes(value), lease=_lease_id(lease), prev_kv=prev_kv)
-        response = await self._transport.call(lambda s: s.pipelined("put"), request, timeout=timeout, mutating=True, refine=_LEASE)
+        response = await self._transport.call(lambda s: s.pipelined("put"), request, timeout=timeout, mutating=True, refine=errors.LEASE_REFINE)
         return _put(response)
 
     async def get(
@@ -252,7 +251,7 @@ class AsyncClient:
         return AsyncTxn(self)
 
     async def _commit_txn(self, request: kv_pb2.TxnRequest, timeout: float | None) -> TxnResult:
-        response = await self._transport.call(lambda s: s.pipelined("txn"), request, timeout=timeout, mutating=True, refine=_LEASE)
+        response = await self._transport.call(lambda s: s.pipelined("txn"), request, timeout=timeout, mutating=True, refine=errors.LEASE_REFINE)
         return _txn(response)
 
     async def compact(self, revision: int, *, physical: bool = False, timeout: float | None = None) -> None:
@@ -315,7 +314,7 @@ class AsyncClient:
         self._keepaliver.untrack(lease_id)
         await self._transport.call(
             lambda s: s.lease.Revoke, lease_pb2.LeaseRevokeRequest(id=lease_id), timeout=timeout,
-            mutating=True, refine=_LEASE,
+            mutating=True, refine=errors.LEASE_REFINE,
         )
         if tracked is not None:
             tracked._lose("revoked by this client", unexpected=False)
@@ -326,7 +325,7 @@ class AsyncClient:
         """Remaining and granted TTL of a lease and, with ``attachments``, what is bound
         to it (LeaseNotFound if it does not exist)."""
         request = lease_pb2.LeaseTimeToLiveRequest(id=_lease_id(lease), attachments=attachments)
-        response = await self._transport.call(lambda s: s.lease.TimeToLive, request, timeout=timeout, refine=_LEASE)
+        response = await self._transport.call(lambda s: s.lease.TimeToLive, request, timeout=timeout, refine=errors.LEASE_REFINE)
         return _lease_ttl(response)
 
     async def leases(self, *, timeout: float | None = None) -> list[LeaseInfo]:
@@ -428,7 +427,7 @@ class AsyncClient:
         if hash_mode is not None or vnodes:
             mode = ring_pb2.HashMode.ValueType(int(hash_mode or HashMode.FAST))
             request.settings.CopyFrom(ring_pb2.RingSettings(hash_mode=mode, vnodes=vnodes))
-        response = await self._transport.call(lambda s: s.ring.Join, request, timeout=timeout, mutating=True, refine=_LEASE)
+        response = await self._transport.call(lambda s: s.ring.Join, request, timeout=timeout, mutating=True, refine=errors.LEASE_REFINE)
         return response.version
 
     async def ring_leave(self, ring: str, member_id: str, *, timeout: float | None = None) -> int:

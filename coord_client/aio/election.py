@@ -29,6 +29,7 @@ import grpc.aio
 from coord.v1 import election_pb2
 
 from .. import errors
+from .lease import call_while_alive
 from .._transport import Backoff
 from ..types import Bytes, Leader, _leader, to_bytes
 from .lock import LossScope
@@ -41,7 +42,6 @@ __all__ = ["Campaign", "Observation"]
 
 log = logging.getLogger("coord_client.election")
 
-_REFINE = {grpc.StatusCode.NOT_FOUND: errors.LeaseNotFound}
 _LEADERSHIP_REFINE = {grpc.StatusCode.FAILED_PRECONDITION: errors.LeadershipLost}
 
 
@@ -115,25 +115,15 @@ class Campaign:
         self.lease = lease
         lease.check()
         request = election_pb2.ElectionCampaignRequest(name=self.name, lease=lease.id, value=self.value)
-        call = asyncio.ensure_future(
-            self._client._transport.call(
-                lambda s: s.election.Campaign, request, timeout=timeout, mutating=True, waits=True,
-                forever=True, refine=_REFINE,
-            )
+        call = self._client._transport.call(
+            lambda s: s.election.Campaign, request, timeout=timeout, mutating=True, waits=True,
+            forever=True, refine=errors.LEASE_REFINE,
         )
-        lost = asyncio.ensure_future(lease.lost.wait())
         try:
-            done, _ = await asyncio.wait({call, lost}, return_when=asyncio.FIRST_COMPLETED)
-            if call not in done:
-                call.cancel()
-                raise errors.LeaseLost(f"the lease of the campaign in {self.name!r} was lost: {lease.lost_reason}")
-            response = call.result()
+            response = await call_while_alive(lease, call, f"the lease of the campaign in {self.name!r} was lost")
         except BaseException:
-            call.cancel()
             self._abandon(lease)
             raise
-        finally:
-            lost.cancel()
         self.leader = _leader(response.leader, self.value)
         self._scope.reset()
         lease.on_lost(self._on_lease_lost)

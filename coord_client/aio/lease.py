@@ -23,8 +23,8 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -35,6 +35,8 @@ from .. import errors
 from .._transport import Backoff
 from ..types import LeaseInfo
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
     from .client import AsyncClient
 
@@ -42,7 +44,6 @@ __all__ = ["KeepAliver", "Lease", "LeaseScope"]
 
 log = logging.getLogger("coord_client.lease")
 
-_LEASE_NOT_FOUND = {grpc.StatusCode.NOT_FOUND: errors.LeaseNotFound}
 _MIN_INTERVAL = 0.1
 
 
@@ -92,7 +93,7 @@ class Lease:
         already is)."""
         if self.lost.is_set():
             callback(self)
-        else:
+        elif callback not in self._callbacks:  # a Lock re-acquired on one lease registers again
             self._callbacks.append(callback)
 
     def check(self) -> None:
@@ -248,7 +249,7 @@ class KeepAliver:
                 return response.ttl
             except grpc.aio.AioRpcError as err:
                 if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    raise errors.error_from_rpc(err, _LEASE_NOT_FOUND) from None
+                    raise errors.error_from_rpc(err, errors.LEASE_REFINE) from None
                 at_once = transport.failed(address, errors.leader_hint(err))
             except (TimeoutError, errors.Unavailable):
                 at_once = transport.failed(address)
@@ -362,3 +363,18 @@ class KeepAliver:
                 lease._lose("the lease expired or was revoked (the cluster no longer knows it)")
             else:
                 lease._renewed(at, response.ttl)
+
+
+async def call_while_alive(lease: Lease, call: Awaitable[T], lost: str) -> T:
+    """Await ``call`` (an Acquire or Campaign that waits in a queue) unless ``lease`` is
+    lost first: then the call is cancelled and LeaseLost says ``lost`` and why."""
+    task = asyncio.ensure_future(call)
+    lost_wait = asyncio.ensure_future(lease.lost.wait())
+    try:
+        done, _ = await asyncio.wait({task, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:
+            raise errors.LeaseLost(f"{lost}: {lease.lost_reason}")
+        return task.result()
+    finally:
+        task.cancel()
+        lost_wait.cancel()

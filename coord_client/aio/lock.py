@@ -31,6 +31,7 @@ import grpc
 from coord.v1 import lock_pb2
 
 from .. import errors
+from .lease import call_while_alive
 from ..types import LockInfo
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ __all__ = ["Lock", "LossScope"]
 
 log = logging.getLogger("coord_client.lock")
 
-_REFINE = {grpc.StatusCode.NOT_FOUND: errors.LeaseNotFound}
 _RELEASE_REFINE = {grpc.StatusCode.FAILED_PRECONDITION: errors.LockNotHeld}
 
 
@@ -161,7 +161,7 @@ class Lock:
             raise errors.FailedPrecondition(f"lock {self.name!r} is already held by this Lock object")
         if timeout is None:
             timeout = self.timeout
-        lease = self.lease if self._given_lease is not None else None
+        lease = self._given_lease
         if lease is None:
             lease = await self._client.grant_lease(self.ttl, timeout=timeout)
         self.lease = lease
@@ -169,25 +169,15 @@ class Lock:
         request = lock_pb2.LockAcquireRequest(
             name=self.name, lease=lease.id, no_wait=not wait, permits=self.permits, owner=self.owner
         )
-        acquire = asyncio.ensure_future(
-            self._client._transport.call(
-                lambda s: s.pipelined("lock_acquire"), request, timeout=timeout, mutating=True, waits=True,
-                forever=True, refine=_REFINE,
-            )
+        acquire = self._client._transport.call(
+            lambda s: s.pipelined("lock_acquire"), request, timeout=timeout, mutating=True, waits=True,
+            forever=True, refine=errors.LEASE_REFINE,
         )
-        lost = asyncio.ensure_future(lease.lost.wait())
         try:
-            done, _ = await asyncio.wait({acquire, lost}, return_when=asyncio.FIRST_COMPLETED)
-            if acquire not in done:
-                acquire.cancel()
-                raise errors.LeaseLost(f"the lease of lock {self.name!r} was lost while waiting: {lease.lost_reason}")
-            response = acquire.result()
+            response = await call_while_alive(lease, acquire, f"the lease of lock {self.name!r} was lost while waiting")
         except BaseException:
-            acquire.cancel()
             self._abandon(lease)
             raise
-        finally:
-            lost.cancel()
         if not response.acquired:
             self._abandon(lease)
             return False

@@ -373,3 +373,17 @@ def test_async_acquire_cancelled_while_waiting_leaves_the_queue(endpoints: str, 
             await lease.revoke()
 
     asyncio.run(main())
+
+
+def test_a_lock_reacquired_on_one_lease_registers_its_loss_callback_once(endpoints: str, ns: str) -> None:
+    async def main() -> None:
+        async with AsyncClient(endpoints) as client:
+            lease = await client.grant_lease(30)
+            lock = client.lock(ns + "again", lease=lease)
+            for _ in range(3):
+                assert await lock.acquire()
+                await lock.release()
+            assert len(lease._callbacks) == 1
+            await lease.revoke()
+
+    asyncio.run(main())
