@@ -21,12 +21,11 @@ says whether it is there, and why not.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench.processes import MemberProcesses
+from bench.processes import MemberProcesses, free_ports
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -129,17 +128,6 @@ def available() -> tuple[bool, str]:
     return True, version
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class EtcdCluster(MemberProcesses):
@@ -151,7 +139,7 @@ class EtcdCluster(MemberProcesses):
 
     def __init__(self, base_dir: Path, size: int = 3) -> None:
         self.base_dir = Path(base_dir)
-        ports = _free_ports(2 * size)
+        ports = free_ports(2 * size)
         self.names = [f"e{i + 1}" for i in range(size)]
         self.client = {n: f"127.0.0.1:{ports[i]}" for i, n in enumerate(self.names)}
         self.peer = {n: f"127.0.0.1:{ports[size + i]}" for i, n in enumerate(self.names)}

@@ -44,7 +44,6 @@ import multiprocessing.connection
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench.processes import MemberProcesses
+from bench.processes import MemberProcesses, free_ports, percentile
 
 VALUE_SIZE = 100
 GET_KEYS = 1000
@@ -80,17 +79,6 @@ class SystemCluster(Protocol):
     def stop(self) -> None: ...
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class CoordCluster(MemberProcesses):
@@ -102,7 +90,7 @@ class CoordCluster(MemberProcesses):
     def __init__(self, base_dir: Path, size: int = 3, options: tuple[str, ...] = ()) -> None:
         self.base_dir = Path(base_dir)
         self.names = [f"n{i + 1}" for i in range(size)]
-        self.address = dict(zip(self.names, (f"127.0.0.1:{p}" for p in _free_ports(size))))
+        self.address = dict(zip(self.names, (f"127.0.0.1:{p}" for p in free_ports(size))))
         self.options = options
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.member_ids: dict[int, str] = {}
@@ -442,10 +430,6 @@ class Point:
     """Percent of one core over the window: each server member, each client, the total."""
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 def _sleep_until(t: float) -> None:
@@ -490,7 +474,7 @@ def run_point(cluster: SystemCluster, op: str, concurrency: int, args: argparse.
     return Point(
         cluster.system, op, concurrency, len(workers.pids), args.seconds, len(latencies),
         round(len(latencies) / args.seconds, 1),
-        round(1000 * _percentile(latencies, 0.50), 2), round(1000 * _percentile(latencies, 0.99), 2),
+        round(1000 * percentile(latencies, 0.50), 2), round(1000 * percentile(latencies, 0.99), 2),
         dict(errors), per_endpoint, cpu,
     )
 

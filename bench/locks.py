@@ -54,6 +54,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.processes import free_ports, percentile
+
 CLIENT_PROCESSES = 2
 LEASE_TTL = 60
 CONTENDED_RETRY = 0.01
@@ -84,11 +86,6 @@ class Result:
     rates: list[float]
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def _summarize(system: str, workload: str, windows: list[Window]) -> Result:
@@ -96,8 +93,8 @@ def _summarize(system: str, workload: str, windows: list[Window]) -> Result:
     return Result(
         system, workload,
         statistics.median(w.rate for w in windows),
-        statistics.median(_percentile(win.waits, 0.50) for win in windows) * 1000 if waits else float("nan"),
-        statistics.median(_percentile(win.waits, 0.99) for win in windows) * 1000 if waits else float("nan"),
+        statistics.median(percentile(sorted(win.waits), 0.50) for win in windows) * 1000 if waits else float("nan"),
+        statistics.median(percentile(sorted(win.waits), 0.99) for win in windows) * 1000 if waits else float("nan"),
         sum(w.errors for w in windows),
         [round(w.rate, 1) for w in windows],
     )
@@ -363,24 +360,11 @@ def _pysyncobj_member(conn: multiprocessing.connection.Connection, me: str, part
         conn.send(("error", repr(err)))
 
 
-def _free_ports(count: int) -> list[int]:
-    import socket
-
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _run_pysyncobj(base: Path, workers: int, contended: bool, args: argparse.Namespace) -> list[Window]:
     ctx = multiprocessing.get_context("spawn")
-    addrs = [f"127.0.0.1:{p}" for p in _free_ports(3)]
+    addrs = [f"127.0.0.1:{p}" for p in free_ports(3)]
     data_dir = base / f"pysyncobj-{'contended' if contended else 'uncontended'}"
     data_dir.mkdir(parents=True, exist_ok=True)
     procs = []

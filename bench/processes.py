@@ -5,11 +5,33 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free right now (held together while chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of already sorted values; NaN for none."""
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 class MemberProcesses(ABC):
     """Members started by ``start_member(name)`` into ``self.procs``; a subclass also

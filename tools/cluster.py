@@ -302,7 +302,8 @@ class LocalCluster:
     def table(self, statuses: dict[str, Any]) -> str:
         from coord.v1 import cluster_pb2
 
-        from coord_client.cli import BEHIND_LIMIT, human_bytes
+        from coord_client.cli import health_of, human_bytes
+        from coord_client.cli import table as format_table
 
         names = getattr(self, "names_by_id", {})
         leader_commit = next(
@@ -318,19 +319,13 @@ class LocalCluster:
             if s.is_learner:
                 role += " (learner)"
             leader = names.get(s.leader, f"{s.leader:#x}") if s.leader else "none"
-            if not s.leader:
-                health = "no-leader"
-            elif leader_commit is not None and leader_commit - s.applied_index > BEHIND_LIMIT:
-                health = f"behind:{leader_commit - s.applied_index}"
-            else:
-                health = "ok"
+            health = health_of(s, leader_commit)  # coordctl status's rule: same words, same limit
             rows.append((
                 m.name, m.address, role, str(s.header.raft_term), leader, str(s.commit_index), str(s.applied_index),
                 str(max(0, s.commit_index - s.applied_index)), f"{s.log_entries}/{human_bytes(s.log_size_bytes)}",
                 f"{s.snapshot_index}/{human_bytes(s.snapshot_size_bytes)}", health,
             ))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+        return format_table(rows)
 
     def wait_for_leader(self, timeout: float, started: dict[str, int]) -> str:
         deadline = time.monotonic() + timeout
