@@ -63,14 +63,12 @@ class Feed:
         """The identity of the last state queued (to skip repeats after a snapshot)."""
         self.failure: CoordError | None = None
         self.max_pending = max_pending
-        self.skipped = 0
 
     def push(self, state: Any, identity: Any) -> None:
         self.last = identity
         self.queue.append(state)
         while len(self.queue) > self.max_pending:
             self.queue.popleft()
-            self.skipped += 1
         self.wake.set()
 
     def fail(self, error: CoordError) -> None:

@@ -122,8 +122,6 @@ class _Control:
 
 @dataclass(eq=False)
 class _Stream:
-    hub: WatchHub
-    context: Any
     queue: deque[_Batch | _Control] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     watchers: dict[int, _Watcher] = field(default_factory=dict)
@@ -361,9 +359,7 @@ class WatchHub:
             )
             stream.push(_Control(None, response))
             return
-        w.canceled = True
-        self._unregister(w)
-        stream.push(_Control(w, kv_pb2.WatchResponse(watch_id=watch_id, canceled=True)))
+        self._cancel(w, "")
 
     def _progress(self, stream: _Stream, watchers: list[_Watcher] | None = None) -> None:
         """A progress notification for ``watchers`` (default: all on the stream). Every
@@ -395,7 +391,7 @@ class WatchHub:
         Unavailable) for a stream error."""
         if self._closed:
             raise Unavailable("the member is stopping")
-        stream = _Stream(self, context)
+        stream = _Stream()
         self._streams.add(stream)
         self._ensure_ticker()
         reader = asyncio.create_task(self._read(stream, request_iterator))

@@ -87,9 +87,6 @@ class ElectionTable:
         self._by_lease: dict[int, set[str]] = {}
         self._emit = emit
 
-    def __len__(self) -> int:
-        return len(self._elections)
-
     def _unbind(self, lease: int, name: str) -> None:
         names = self._by_lease.get(lease)
         if names is not None:
@@ -201,10 +198,6 @@ class ElectionTable:
     def candidate(self, name: str, lease: int) -> Candidate | None:
         e = self._elections.get(name)
         return e.candidates.get(lease) if e is not None else None
-
-    def candidates(self, name: str) -> list[int]:
-        e = self._elections.get(name)
-        return [] if e is None else list(e.candidates)
 
     # ------------------------------------------------------------------ snapshots
 

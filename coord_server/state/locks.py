@@ -105,9 +105,6 @@ class LockTable:
         self._floors: dict[str, int] = {}
         self._emit = emit
 
-    def __len__(self) -> int:
-        return len(self._locks)
-
     # ------------------------------------------------------------------ helpers
 
     def _bind(self, lease: int, name: str) -> None:
@@ -282,11 +279,6 @@ class LockTable:
             for w in lock.waiters.values()
         )
         return response
-
-    def leases_of(self, name: str) -> list[int]:
-        """Every lease holding or waiting for ``name`` (for consistency checks)."""
-        lock = self._locks.get(name)
-        return [] if lock is None else [*lock.holder_of, *lock.waiters]
 
     # ------------------------------------------------------------------ snapshots
 

@@ -85,9 +85,6 @@ class RingTable:
         self._by_lease: dict[int, set[tuple[str, str]]] = {}
         self._emit = emit
 
-    def __len__(self) -> int:
-        return len(self._rings)
-
     def _unbind(self, lease: int, ring: str, member_id: str) -> None:
         if not lease:
             return
