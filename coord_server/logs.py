@@ -17,8 +17,6 @@ from collections.abc import Callable
 
 from coord_server.request_context import request_fields
 
-LOG_FORMATS = ("text", "json")
-
 _term_source: Callable[[], int] | None = None
 
 

@@ -115,10 +115,6 @@ class AuthConfig:
     def authenticate(self, token: str) -> Principal | None:
         return self.users_by_digest.get(token_digest(token))
 
-    @property
-    def user_names(self) -> list[str]:
-        return sorted(p.name for p in self.users_by_digest.values())
-
 
 def load_auth_file(path: str) -> AuthConfig:
     try:

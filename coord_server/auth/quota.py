@@ -21,9 +21,6 @@ from typing import Any
 from coord.v1 import kv_pb2
 from coord_server.errors import ResourceExhausted
 
-DEFAULT_QUOTA_BYTES = 2 * 1024**3
-DEFAULT_MAX_LEASES_PER_CLIENT = 10_000
-DEFAULT_MAX_WATCHES_PER_STREAM = 1_000
 
 _GROWING_METHODS = frozenset({
     "/coord.v1.KV/Put",

@@ -109,7 +109,7 @@ _BY_METHOD: dict[str, Callable[[Any], list[Need]]] = {
     "/coord.v1.KV/Txn": txn_needs,
     "/coord.v1.KV/Compact": lambda r: [Need("keys", WHOLE_KEY_SPACE, True)],
     "/coord.v1.KV/Watch": _watch,
-    # Pipeline: each op is checked by PipelineSession (coord_server.auth.gate), so that a
+    # Pipeline: each op is checked by PipelineSession (check_pipeline_op), so that a
     # denied op is that op's result rather than the end of the stream.
     "/coord.v1.Lock/Acquire": lambda r: [_name("locks", r.name, True)],
     "/coord.v1.Lock/Release": lambda r: [_name("locks", r.name, True)],
