@@ -11,7 +11,7 @@ Node ids are positive integers; ``NONE`` (0) means "no node" (no vote, no known 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
 
 NONE = 0
@@ -113,6 +113,8 @@ def _fill_entry_slots() -> None:
     same signature and the same frozen object, built about twice as fast as by the
     generated one (which calls object.__setattr__ per field). An Entry is built for every
     proposed command, so this shows in bench/raft_core.py."""
+    # A field added to Entry must be added here too, or it would silently stay unset.
+    assert [f.name for f in fields(Entry)] == ["term", "index", "type", "data"], "update _fill_entry_slots"
     slot = vars(Entry)
     set_term, set_index = slot["term"].__set__, slot["index"].__set__
     set_type, set_data = slot["type"].__set__, slot["data"].__set__

@@ -20,9 +20,30 @@ CLUSTER = 7
 DOWN_SECONDS = 10.0
 
 
-def test_peer_channels_cap_the_reconnect_backoff() -> None:
-    options = dict(RECONNECT_OPTIONS)
+def test_peer_channels_cap_the_reconnect_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peer channel is opened with the capped backoff (not just the constant)."""
+    opened: list[dict[str, object]] = []
+    real = grpc.aio.insecure_channel
+
+    def recording(target: str, options: list[tuple[str, object]] | None = None, **kw: object) -> grpc.aio.Channel:
+        opened.append(dict(options or ()))
+        return real(target, options=options, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(grpc.aio, "insecure_channel", recording)
+
+    async def main() -> None:
+        transport = PeerTransport(CLUSTER, on_unreachable=lambda nid: None, on_snapshot_status=lambda nid, failed: None)
+        transport.set_address(2, "127.0.0.1:1")
+        peer = transport._peer(2)
+        assert peer is not None
+        peer.stub()
+        await transport.close()
+
+    asyncio.run(main())
+    assert opened, "no peer channel was opened"
+    options = opened[0]
     assert options["grpc.max_reconnect_backoff_ms"] <= 1000
+    assert all(options.get(k) == v for k, v in RECONNECT_OPTIONS)
 
 
 async def _never(kind: int, payload: bytes, timeout: float | None) -> bytes:
