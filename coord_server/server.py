@@ -148,12 +148,9 @@ class CoordServer:
         if self.metrics is not None or s.log_format == "json":
             # Outermost: it also counts and logs what admission refuses.
             interceptors.append(RequestInterceptor(self.metrics.grpc_requests if self.metrics is not None else None))
-        from coord_server.auth import AuthFileError, build_interceptor
+        from coord_server.auth import build_interceptor
 
-        try:
-            interceptors.append(build_interceptor(s, node))
-        except AuthFileError as err:
-            raise SettingsError(str(err)) from None
+        interceptors.append(build_interceptor(s, node))
         # With a peer port of its own, the client port serves only the public API and
         # gets its receive limit; otherwise it also carries Raft, with the peers' limits.
         client_options = PUBLIC_SERVER_OPTIONS if s.peer_listen else SERVER_OPTIONS

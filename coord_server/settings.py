@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import tomllib
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 from coord_server.tls import ClientListenerTLS, PeerTLS, TLSFileError, load_client_listener, load_peer
@@ -119,7 +120,9 @@ class ServerSettings:
             return {self.name: self.advertise_address}
         return dict(self.initial_cluster)
 
-    @property
+    # Files are read once, by validate(), and the server uses what was read (cached):
+    # a file changed in between cannot make a start fail after the settings were checked.
+    @cached_property
     def client_tls(self) -> ClientListenerTLS | None:
         """The client listener's TLS material, or None for an insecure client port."""
         if not self.cert_file:
@@ -129,7 +132,7 @@ class ServerSettings:
         except TLSFileError as err:
             raise SettingsError(str(err)) from None
 
-    @property
+    @cached_property
     def peer_tls(self) -> PeerTLS | None:
         """The peer mTLS material, or None for insecure peer traffic."""
         if not self.peer_cert_file:
@@ -137,6 +140,18 @@ class ServerSettings:
         try:
             return load_peer(self.peer_cert_file, self.peer_key_file, self.peer_ca_file)
         except TLSFileError as err:
+            raise SettingsError(str(err)) from None
+
+    @cached_property
+    def auth(self) -> Any:
+        """The loaded auth file (coord_server.auth.AuthConfig), or None when auth is off."""
+        if not self.auth_file:
+            return None
+        from coord_server.auth.config import AuthFileError, load_auth_file
+
+        try:
+            return load_auth_file(self.auth_file)
+        except AuthFileError as err:
             raise SettingsError(str(err)) from None
 
     def validate(self) -> None:
@@ -175,13 +190,7 @@ class ServerSettings:
         ):
             if value < 0:
                 raise SettingsError(f"{label} must be 0 (no limit) or positive, got {value}")
-        if self.auth_file:
-            from coord_server.auth.config import AuthFileError, load_auth_file
-
-            try:
-                load_auth_file(self.auth_file)  # loaded again by the server: reported here, before anything starts
-            except AuthFileError as err:
-                raise SettingsError(str(err)) from None
+        self.auth  # read and checked here, before anything starts
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
         if self.log_format not in ("text", "json"):

@@ -19,9 +19,8 @@ __all__ = [
 
 
 def build_interceptor(settings: Any, node: Any) -> AdmissionInterceptor:
-    """The interceptor for a member with ``settings`` (auth_file, quota_bytes,
-    max_leases_per_client); raises AuthFileError for a bad auth file."""
-    auth = load_auth_file(settings.auth_file) if settings.auth_file else None
+    """The interceptor for a member with ``settings`` (its loaded ``auth``, quota_bytes,
+    max_leases_per_client)."""
     return AdmissionInterceptor(
-        auth, Quota(node, settings.quota_bytes), LeaseLimit(node, settings.max_leases_per_client)
+        settings.auth, Quota(node, settings.quota_bytes), LeaseLimit(node, settings.max_leases_per_client)
     )
