@@ -60,11 +60,19 @@ def restored_cluster_id(members: dict[str, str], snapshot_sha256: str, token: st
     return stable_id("restored-cluster", snapshot_sha256, token, *(f"{n}={a}" for n, a in sorted(members.items())))
 
 
-def restore(snapshot_path: str, name: str, members: dict[str, str], data_dir: str, token: str = "") -> dict[str, int]:
-    """Write ``data_dir`` for member ``name`` of the new cluster ``members`` from the
-    snapshot file; returns what was restored (cluster_id, member_id, index, revision)."""
-    settings = ServerSettings(name=name, initial_cluster=members, data_dir=data_dir)
+def restore(
+    snapshot_path: str, name: str, members: dict[str, str], data_dir: str, token: str = "",
+    clients: dict[str, str] | None = None,
+) -> dict[str, int]:
+    """Write ``data_dir`` for member ``name`` of the new cluster ``members`` (peer
+    addresses; ``clients``: their client addresses when peers have a port of their own,
+    as --initial-cluster-clients) from the snapshot file; returns what was restored
+    (cluster_id, member_id, index, revision)."""
+    settings = ServerSettings(
+        name=name, initial_cluster=members, initial_cluster_clients=clients or {}, data_dir=data_dir
+    )
     settings.validate()
+    client_addresses = settings.member_clients
     target = settings.data_directory
     if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
         raise RestoreError(f"data directory {target} already exists and is not empty; restore writes a new one")
@@ -79,7 +87,7 @@ def restore(snapshot_path: str, name: str, members: dict[str, str], data_dir: st
     cluster_id = restored_cluster_id(members, hashlib.sha256(data).hexdigest(), token)
     ids = {n: member_id_of(cluster_id, n) for n in members}
     parts.members = [
-        cluster_pb2.Member(id=ids[n], name=n, peer_address=a, client_address=a)
+        cluster_pb2.Member(id=ids[n], name=n, peer_address=a, client_address=client_addresses[n])
         for n, a in sorted(members.items(), key=lambda item: ids[item[0]])
     ]
     state = snapshot_codec.encode(parts)
@@ -102,7 +110,10 @@ def restore(snapshot_path: str, name: str, members: dict[str, str], data_dir: st
 
         _write_identity(
             building,
-            {"name": name, "member_id": ids[name], "cluster_id": cluster_id, "initial_cluster": members, "join_peers": {}},
+            {
+                "name": name, "member_id": ids[name], "cluster_id": cluster_id, "initial_cluster": members,
+                "initial_cluster_clients": dict(clients or {}), "join_peers": {},
+            },
         )
         if os.path.isdir(target):
             os.rmdir(target)  # empty, checked above
@@ -125,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", required=True, help="this member's name in the new cluster")
     parser.add_argument("--initial-cluster", required=True, metavar="N=ADDR,...",
                         help="every member of the new cluster, e.g. n1=10.0.0.1:7379,n2=10.0.0.2:7379")
+    parser.add_argument("--initial-cluster-clients", metavar="N=ADDR,...",
+                        help="the members' client addresses, when peers have a port of their own "
+                        "(--peer-listen, as with TLS); default: the --initial-cluster addresses")
     parser.add_argument("--data-dir", help="the data directory to create (default: ./NAME.coord); must not exist "
                         "or be empty")
     parser.add_argument("--cluster-token", default="",
@@ -138,7 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(argv) if argv is not None else None)
     try:
         members = parse_initial_cluster(args.initial_cluster, "initial_cluster")
-        result = restore(args.snapshot, args.name, members, args.data_dir or "", args.cluster_token)
+        clients = (
+            parse_initial_cluster(args.initial_cluster_clients, "initial_cluster_clients")
+            if args.initial_cluster_clients else None
+        )
+        result = restore(args.snapshot, args.name, members, args.data_dir or "", args.cluster_token, clients)
     except SettingsError as err:
         print(f"coord-server restore: {err}", file=sys.stderr)
         return 2
@@ -152,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"restored revision {result['revision']} (log index {result['index']}) into {target} for member "
         f"{args.name} ({result['member_id']:x}) of new cluster {result['cluster_id']:x}; start it with "
-        f"coord-server --name {args.name} --data-dir {target} and a --listen that serves {members[args.name]}"
+        f"coord-server --name {args.name} --data-dir {target} and a --listen that serves "
+        f"{(clients or members)[args.name]}"
     )
     return 0

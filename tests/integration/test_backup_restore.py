@@ -206,3 +206,32 @@ def test_single_member_restore_serves(make_cluster: Callable[..., Cluster], tmp_
     with Client(node.address) as client:
         assert client.get("solo").mod_revision == rev  # type: ignore[union-attr]
         assert client.put("solo", "2").revision == rev + 1
+
+
+def test_restore_keeps_client_and_peer_addresses_apart(make_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+    """With peers on a port of their own (--peer-listen, as with TLS), the restored
+    membership sends clients to the client addresses, not to the peer port."""
+    import json
+
+    from coord_server.state import StateMachine
+    from coord_server.storage import DiskStorage
+
+    source = make_cluster(1)
+    with Client(_endpoints(source)) as client:
+        client.put("k", "v")
+    backup = tmp_path / "split.snap"
+    assert _coordctl("snapshot", "save", str(backup), endpoints=_endpoints(source)).returncode == 0
+    peers = "n1=127.0.0.1:17101,n2=127.0.0.1:17102"
+    clients = "n1=127.0.0.1:17001,n2=127.0.0.1:17002"
+    data = tmp_path / "n1.coord"
+    done = _restore("--snapshot", str(backup), "--name", "n1", "--initial-cluster", peers,
+                    "--initial-cluster-clients", clients, "--data-dir", str(data))
+    assert done.returncode == 0, done.stderr
+    assert "127.0.0.1:17001" in done.stdout  # the address to serve clients on
+    identity = json.loads((data / "member.json").read_text())
+    assert identity["initial_cluster_clients"] == {"n1": "127.0.0.1:17001", "n2": "127.0.0.1:17002"}
+    with DiskStorage(str(data)) as storage:
+        state = StateMachine.restore(storage.snapshot().data)
+    assert {(m.name, m.peer_address, m.client_address) for m in state.members()} == {
+        ("n1", "127.0.0.1:17101", "127.0.0.1:17001"), ("n2", "127.0.0.1:17102", "127.0.0.1:17002"),
+    }
