@@ -15,13 +15,12 @@ from typing import Any
 
 import grpc
 
-from coord.raft.v1 import command_pb2
 from coord.v1 import election_pb2, election_pb2_grpc
 from coord_server.coord_hub import CoordHub
 from coord_server.state import validation
 
 from .common import Context, Headers, abort, check_size, command_of, propose, read_barrier, unary
-from .waits import WaitGone, deadline_of, wait_in_queue
+from .waits import deadline_of, queue_and_wait
 
 log = logging.getLogger("coord.services.election")
 
@@ -38,21 +37,13 @@ class ElectionService(election_pb2_grpc.ElectionServicer):
     ) -> election_pb2.ElectionCampaignResponse:
         check_size(request)
         validation.validate_election_campaign(request)
-        deadline = deadline_of(context)
-        result: command_pb2.ElectionCampaignResult = await propose(
-            self.node, command_of(context, election_campaign=request), context
+        result, key = await queue_and_wait(
+            self.node, self.hub, "election", request.name, request.lease,
+            command_of(context, election_campaign=request),
+            lambda r: r.response.HasField("leader") or not r.queued_at, deadline_of(context),
         )
-        response = result.response
-        if response.HasField("leader") or not result.queued_at:
-            return self.headers.stamp(response)  # type: ignore[return-value]
-        try:
-            key = await wait_in_queue(self.node, self.hub, "election", request.name, request.lease, result.queued_at, deadline)
-        except WaitGone:
-            # A retry of a call whose wait was cancelled: queue again (see waits.py).
-            result = await propose(self.node, command_pb2.Command(election_campaign=request), context)
-            if result.response.HasField("leader") or not result.queued_at:
-                return self.headers.stamp(result.response)  # type: ignore[return-value]
-            key = await wait_in_queue(self.node, self.hub, "election", request.name, request.lease, result.queued_at, deadline)
+        if key is None:
+            return self.headers.stamp(result.response)  # type: ignore[return-value]
         won = election_pb2.ElectionCampaignResponse(leader=key)
         return self.headers.stamp(won, self.node.state.revision)  # type: ignore[return-value]
 

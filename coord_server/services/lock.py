@@ -13,9 +13,7 @@ the grant whoever leads.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 from typing import Any
 
 from coord.raft.v1 import command_pb2
@@ -24,17 +22,15 @@ from coord_server.coord_hub import CoordHub
 from coord_server.state import validation
 
 from .common import (
-    DEFAULT_TIMEOUT,
     Context,
     Headers,
     check_size,
     propose,
-    propose_within,
     read_barrier,
     session_of,
     unary,
 )
-from .waits import WaitGone, deadline_of, wait_in_queue
+from .waits import deadline_of, queue_and_wait
 
 log = logging.getLogger("coord.services.lock")
 
@@ -76,20 +72,11 @@ async def acquire(
     """Lock.Acquire, for the unary RPC and KV.Pipeline alike: propose, then wait in the
     queue until ``deadline`` (loop time; infinity for none). Returns the response and
     the revision for its header (None: keep the state machine's)."""
-    loop = asyncio.get_running_loop()
-    timeout = DEFAULT_TIMEOUT if deadline == math.inf else max(0.0, deadline - loop.time())
     command = command_pb2.Command(client_id=client_id, seq=seq, lock_acquire=request)
-    result: command_pb2.LockAcquireResult = await propose_within(node, command, timeout)
-    response = result.response
-    if response.acquired or request.no_wait or not result.queued_at:
-        return response, None
-    try:
-        token = await wait_in_queue(node, hub, "lock", request.name, request.lease, result.queued_at, deadline)
-    except WaitGone:
-        # A retry of a call whose wait was cancelled: queue again (see waits.py).
-        timeout = DEFAULT_TIMEOUT if deadline == math.inf else max(0.0, deadline - loop.time())
-        result = await propose_within(node, command_pb2.Command(lock_acquire=request), timeout)
-        if result.response.acquired or not result.queued_at:
-            return result.response, None
-        token = await wait_in_queue(node, hub, "lock", request.name, request.lease, result.queued_at, deadline)
+    result, token = await queue_and_wait(
+        node, hub, "lock", request.name, request.lease, command,
+        lambda r: r.response.acquired or request.no_wait or not r.queued_at, deadline,
+    )
+    if token is None:
+        return result.response, None
     return lock_pb2.LockAcquireResponse(acquired=True, token=token), node.state.revision

@@ -32,7 +32,7 @@ from coord.raft.v1 import command_pb2
 from coord_server.coord_hub import CoordHub
 from coord_server.errors import FailedPrecondition, Unavailable
 
-from .common import DeadlineExceeded
+from .common import DEFAULT_TIMEOUT, DeadlineExceeded, propose_within
 
 log = logging.getLogger("coord.services.waits")
 
@@ -106,6 +106,42 @@ async def wait_in_queue(
         raise
     finally:
         forget(name, lease, fut)
+
+
+async def queue_and_wait(
+    node: Any,
+    hub: CoordHub,
+    kind: str,
+    name: str,
+    lease: int,
+    command: command_pb2.Command,
+    decided: Callable[[Any], bool],
+    deadline: float,
+) -> tuple[Any, Any]:
+    """Acquire and Campaign: propose ``command``; unless its result is ``decided``
+    (granted at once, refused, not queued), wait in the queue until ``deadline``.
+    Returns (the command's result, the grant or None when decided at once). A retry
+    whose wait was cancelled queues again with a fresh command (module docstring)."""
+    result = await propose_within(node, command, _proposal_timeout(deadline))
+    if decided(result):
+        return result, None
+    try:
+        return result, await wait_in_queue(node, hub, kind, name, lease, result.queued_at, deadline)
+    except WaitGone:
+        fresh = command_pb2.Command()
+        fresh.CopyFrom(command)
+        fresh.ClearField("client_id")
+        fresh.ClearField("seq")
+        result = await propose_within(node, fresh, _proposal_timeout(deadline))
+        if decided(result):
+            return result, None
+        return result, await wait_in_queue(node, hub, kind, name, lease, result.queued_at, deadline)
+
+
+def _proposal_timeout(deadline: float) -> float:
+    """A proposal's time limit for a call with ``deadline`` (the default without one)."""
+    left = _left(deadline)
+    return DEFAULT_TIMEOUT if left is None else left
 
 
 def _cancel_later(node: Any, kind: str, name: str, lease: int, queued_at: int) -> None:
