@@ -92,6 +92,10 @@ class CoordHub:
         self._observers: dict[str, set[Feed]] = {}
         self._ring_feeds: dict[str, set[Feed]] = {}
         self._closed = False
+        # One clock for every Observe and Ring Watch stream (as WatchHub has), rather than
+        # a timer per idle stream: it ends the feeds of a member without a leader.
+        self._ticker: asyncio.Task[None] | None = None
+        self._leaderless_since: float | None = None
         self._state: Any = node.state
         self._state.add_coordination_listener(self._on_events)
         node.add_state_listener(self._on_state_replaced)
@@ -248,6 +252,7 @@ class CoordHub:
         self._check_open()
         feed = Feed(name, self.max_pending)
         self._observers.setdefault(name, set()).add(feed)
+        self._ensure_ticker()
         self._push_leader({feed}, self._state.election_leader(name))
         return feed
 
@@ -258,6 +263,7 @@ class CoordHub:
         self._check_open()
         feed = Feed(name, self.max_pending)
         self._ring_feeds.setdefault(name, set()).add(feed)
+        self._ensure_ticker()
         body, identity = self._ring_state(name, 0)
         if identity == "gone" or not after_version or body.version > after_version:
             feed.push(body, identity)
@@ -275,29 +281,49 @@ class CoordHub:
 
     async def next(self, feed: Feed) -> Any:
         """The next state of ``feed``; raises Unavailable when the member stops, fails, or
-        has had no leader for ``leaderless_timeout`` (its states would silently stop)."""
-        node = self.node
-        leaderless_since: float | None = None
-        check = max(0.02, min(0.5, self.leaderless_timeout / 3))
+        has had no leader for ``leaderless_timeout`` (its states would silently stop:
+        ``tick`` fails the feed)."""
         while not feed.queue:
             if feed.failure is not None:
                 raise feed.failure
-            if self._closed or node.failed is not None:
+            if self._closed or self.node.failed is not None:
                 raise Unavailable("the member is stopping", "")
-            if node.leader_id:
-                leaderless_since = None
-            else:
-                now = time.monotonic()
-                if leaderless_since is None:
-                    leaderless_since = now
-                elif now - leaderless_since >= self.leaderless_timeout:
-                    raise Unavailable("the member has no leader; observe through another member")
             feed.wake.clear()
-            try:
-                await asyncio.wait_for(feed.wake.wait(), check)
-            except (asyncio.TimeoutError, TimeoutError):
-                pass
+            await feed.wake.wait()
         return feed.queue.popleft()
+
+    def _feeds(self) -> list[Feed]:
+        return [f for table in (self._observers, self._ring_feeds) for feeds in table.values() for f in feeds]
+
+    def _ensure_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_loop(), name="coord-hub")
+
+    async def _tick_loop(self) -> None:
+        interval = max(0.02, min(0.5, self.leaderless_timeout / 3))
+        while (self._observers or self._ring_feeds) and not self._closed:
+            await asyncio.sleep(interval)
+            self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """Fail every feed of a member that stopped or has had no leader for
+        ``leaderless_timeout``."""
+        node = self.node
+        if node.failed is not None:
+            error = Unavailable("the member is stopping", "")
+        elif node.leader_id:
+            self._leaderless_since = None
+            return
+        elif self._leaderless_since is None:
+            self._leaderless_since = now
+            return
+        elif now - self._leaderless_since < self.leaderless_timeout:
+            return
+        else:
+            error = Unavailable("the member has no leader; observe through another member")
+        for feed in self._feeds():
+            if feed.failure is None:
+                feed.fail(error)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -306,6 +332,8 @@ class CoordHub:
     async def close(self) -> None:
         """End every stream with UNAVAILABLE and fail every waiting call."""
         self._closed = True
+        if self._ticker is not None:
+            self._ticker.cancel()
         error = Unavailable("the member is stopping")
         for table in (self._observers, self._ring_feeds):
             for feeds in table.values():

@@ -163,3 +163,22 @@ def test_leaderless_member_ends_streams() -> None:
         assert hub.watcher_count == 0
 
     asyncio.run(main())
+
+
+def test_leaderless_member_ends_observe_and_ring_watch_feeds() -> None:
+    """CoordHub's one clock fails every Observe / Ring Watch feed of a member that has
+    had no leader for leaderless_timeout, and a feed waiting for its next state wakes."""
+    from coord_server.coord_hub import CoordHub
+
+    async def main() -> None:
+        node = FakeNode()
+        hub = CoordHub(node, leaderless_timeout=0.1)
+        observed, ring = hub.observe("e"), hub.watch_ring("r", 0)
+        await hub.next(observed)  # the current (empty) state comes first
+        await hub.next(ring)
+        node.leader_id = 0
+        results = await asyncio.wait_for(asyncio.gather(hub.next(observed), hub.next(ring), return_exceptions=True), 5)
+        assert all(isinstance(r, Unavailable) and "no leader" in str(r) for r in results), results
+        await hub.close()
+
+    asyncio.run(main())
