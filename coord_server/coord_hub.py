@@ -107,7 +107,8 @@ class CoordHub:
             if isinstance(e, LockGrant):
                 self._settle(self._locks, (e.name, e.lease), None, e.token)
             elif isinstance(e, LockWaitEnd):
-                self._settle(self._locks, (e.name, e.lease), e.queued_at, self._ended("lock", e.name, e.lease))
+                if (e.name, e.lease) in self._locks:  # the outcome only for a call waiting here
+                    self._settle(self._locks, (e.name, e.lease), e.queued_at, self._ended("lock", e.name, e.lease))
             elif isinstance(e, LeaderChange):
                 if e.lease:
                     self._settle(self._campaigns, (e.name, e.lease), None, e.leader_key())
@@ -115,7 +116,10 @@ class CoordHub:
                 if feeds:
                     self._push_leader(feeds, e)
             elif isinstance(e, CandidateGone):
-                self._settle(self._campaigns, (e.name, e.lease), e.queued_at, self._ended("election", e.name, e.lease))
+                if (e.name, e.lease) in self._campaigns:
+                    self._settle(
+                        self._campaigns, (e.name, e.lease), e.queued_at, self._ended("election", e.name, e.lease)
+                    )
             elif isinstance(e, RingChange):
                 feeds = self._ring_feeds.get(e.name)
                 if feeds:
