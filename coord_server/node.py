@@ -501,9 +501,17 @@ class Node:
     async def wait_applied(self, index: int) -> None:
         if self._applied_index >= index:
             return
+        await self.applied_future(index)
+
+    def applied_future(self, index: int) -> asyncio.Future[None]:
+        """A future resolved once this member has applied ``index`` (already resolved
+        when it has)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._applied_waiters, (index, next(self._parked_seq), fut))
-        await fut
+        if self._applied_index >= index:
+            fut.set_result(None)
+        else:
+            heapq.heappush(self._applied_waiters, (index, next(self._parked_seq), fut))
+        return fut
 
     def _start_read_round(self) -> None:
         if not self._read_waiters:

@@ -282,9 +282,16 @@ async def propose(node: Any, command: command_pb2.Command, context: Context | No
 
 async def propose_within(node: Any, command: command_pb2.Command, timeout: float) -> Any:
     """``propose`` with a timeout in seconds rather than a call's deadline."""
-    result = await bounded(
-        node.propose(command, timeout), timeout, "the request was applied (it may still be applied)"
-    )
+    result = await bounded(node.propose(command, timeout), timeout, PROPOSAL_PENDING)
+    return response_of(result)
+
+
+PROPOSAL_PENDING = "the request was applied (it may still be applied)"
+"""What a proposal that timed out had not yet done (DeadlineExceeded's message)."""
+
+
+def response_of(result: command_pb2.CommandResult) -> Any:
+    """The response inside a CommandResult; its error raised as a ServiceError."""
     which = result.WhichOneof("result")
     if which is None:
         raise ServiceError(grpc.StatusCode.INTERNAL, "the state machine returned no result")

@@ -30,7 +30,7 @@ from .common import (
     session_of,
     unary,
 )
-from .waits import deadline_of, queue_and_wait
+from .waits import QueueWait, deadline_of
 
 log = logging.getLogger("coord.services.lock")
 
@@ -69,14 +69,27 @@ class LockService(lock_pb2_grpc.LockServicer):
 async def acquire(
     node: Any, hub: CoordHub, request: lock_pb2.LockAcquireRequest, client_id: str, seq: int, deadline: float
 ) -> tuple[lock_pb2.LockAcquireResponse, int | None]:
+    """Lock.Acquire as a coroutine (the unary RPC): see ``start_acquire``."""
+    return acquire_response(node, await start_acquire(node, hub, request, client_id, seq, deadline).future)
+
+
+def start_acquire(
+    node: Any, hub: CoordHub, request: lock_pb2.LockAcquireRequest, client_id: str, seq: int, deadline: float
+) -> QueueWait:
     """Lock.Acquire, for the unary RPC and KV.Pipeline alike: propose, then wait in the
-    queue until ``deadline`` (loop time; infinity for none). Returns the response and
-    the revision for its header (None: keep the state machine's)."""
+    queue until ``deadline`` (loop time; infinity for none). ``acquire_response`` turns
+    the outcome into the response."""
     command = command_pb2.Command(client_id=client_id, seq=seq, lock_acquire=request)
-    result, token = await queue_and_wait(
+    return QueueWait(
         node, hub, "lock", request.name, request.lease, command,
         lambda r: r.response.acquired or request.no_wait or not r.queued_at, deadline,
     )
+
+
+def acquire_response(node: Any, outcome: tuple[Any, Any]) -> tuple[lock_pb2.LockAcquireResponse, int | None]:
+    """The response to an Acquire and the revision for its header (None: keep the state
+    machine's)."""
+    result, token = outcome
     if token is None:
         return result.response, None
     return lock_pb2.LockAcquireResponse(acquired=True, token=token), node.state.revision

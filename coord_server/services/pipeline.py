@@ -66,16 +66,16 @@ class PipelineSession:
         self.closed = False
         self.finished: asyncio.Future[None] | None = None
         # lock_acquire operations in progress (they may wait in a queue), by op id.
-        self.acquiring: dict[int, asyncio.Task[Any]] = {}
+        self.acquiring: dict[int, asyncio.Future[Any]] = {}
 
     async def serve(self, requests: AsyncIterator[kv_pb2.PipelineRequest]) -> None:
         writer = asyncio.create_task(self._write_results())
         try:
             async for request in requests:
                 for op_id in request.cancel:
-                    task = self.acquiring.get(op_id)
-                    if task is not None:
-                        task.cancel()
+                    waiting = self.acquiring.get(op_id)
+                    if waiting is not None:
+                        waiting.cancel()
                 if not request.ops:
                     if request.cancel:
                         continue
@@ -92,8 +92,8 @@ class PipelineSession:
                 await self.finished
         finally:
             # Waiting acquires end with the stream and leave their queues (waits.py).
-            for task in list(self.acquiring.values()):
-                task.cancel()
+            for waiting in list(self.acquiring.values()):
+                waiting.cancel()
             self.closed = True
             self.wake.set()
             await asyncio.gather(writer, return_exceptions=True)
@@ -141,24 +141,23 @@ class PipelineSession:
         fut.add_done_callback(lambda _: handle.cancel())
 
     def _start_acquire(self, op: kv_pb2.PipelineOp, request: Any) -> None:
-        """Lock.Acquire's own path (services/lock.py): it may wait in the lock's queue, so
-        it runs as a task, which a cancel or the end of the stream cancels."""
+        """Lock.Acquire's own path (services/lock.py): it may wait in the lock's queue,
+        until a cancel or the end of the stream cancels it."""
         deadline = self.loop.time() + op.timeout_ms / 1000 if op.timeout_ms else math.inf
-        coro = lock.acquire(self.node, self.node.coord_hub, request, _client_id(op), op.seq, deadline)
-        task = self.loop.create_task(coro)
-        self.acquiring[op.id] = task
-        task.add_done_callback(lambda t: self._on_acquired(t, op.id))
+        wait = lock.start_acquire(self.node, self.node.coord_hub, request, _client_id(op), op.seq, deadline)
+        self.acquiring[op.id] = wait.future
+        wait.future.add_done_callback(lambda f: self._on_acquired(f, op.id))
 
-    def _on_acquired(self, task: asyncio.Task[Any], op_id: int) -> None:
+    def _on_acquired(self, fut: asyncio.Future[Any], op_id: int) -> None:
         self.acquiring.pop(op_id, None)
-        if task.cancelled():
+        if fut.cancelled():
             self._fail(op_id, ServiceError(grpc.StatusCode.CANCELLED, "the lock_acquire was cancelled"))
             return
-        error = task.exception()
+        error = fut.exception()
         if error is not None:
             self._fail(op_id, error)
             return
-        response, revision = task.result()
+        response, revision = lock.acquire_response(self.node, fut.result())
         self.headers.stamp(response, revision)
         out = kv_pb2.PipelineResult(id=op_id)
         out.lock_acquire.CopyFrom(response)

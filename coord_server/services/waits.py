@@ -7,17 +7,19 @@ A call that was queued (its command applied with ``queued_at`` set) waits on its
 2. then on the CoordHub future of (name, lease), which only that lease's grant or the
    end of its wait resolves (no thundering herd);
 3. until the call's deadline (none: until the grant, the end of the lease, or the client
-   cancelling; a client that goes away cancels its call). When the call ends without the grant (deadline passed,
-   client cancelled), and no other call of this member waits for the same (name, lease),
-   a WaitCancel for that place in the queue is proposed in the background, so the lease
-   leaves the queue. The cancel never undoes a grant that won the race: the caller may
-   learn of it by a retry with the same `coord-seq`, or with Inspect (lock.proto).
+   cancelling; a client that goes away cancels its call). When the call ends without
+   the grant (deadline passed, client cancelled), and no other call of this member
+   waits for the same (name, lease), a WaitCancel for that place in the queue is
+   proposed in the background, so the lease leaves the queue; so does a lease queued
+   by a proposal that lands after its call ended. The cancel never undoes a grant that
+   won the race: the caller may learn of it by a retry with the same `coord-seq`, or
+   with Inspect (lock.proto).
 
 A retry with the same `coord-seq` after such a cancel gets the stored "queued" result of
-the first attempt, but the wait is gone: ``wait_in_queue`` raises WaitGone, and the
-service queues the lease again with a fresh command (Acquire and Campaign are idempotent
-per lease, so nothing is applied twice that matters: the lease joins the end of the queue,
-as a new call would).
+the first attempt, but the wait is gone (the hub's future fails with FailedPrecondition
+while the lease lives): QueueWait queues the lease again, once, with a fresh command
+(Acquire and Campaign are idempotent per lease, so nothing is applied twice that
+matters: the lease joins the end of the queue, as a new call would).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from coord.raft.v1 import command_pb2
 from coord_server.coord_hub import CoordHub
 from coord_server.errors import FailedPrecondition, Unavailable
 
-from .common import DEFAULT_TIMEOUT, DeadlineExceeded, propose_within
+from .common import DEFAULT_TIMEOUT, PROPOSAL_PENDING, DeadlineExceeded, ServiceError, response_of
 
 log = logging.getLogger("coord.services.waits")
 
@@ -50,62 +52,185 @@ def deadline_of(context: Any) -> float:
     return asyncio.get_running_loop().time() + max(0.0, remaining)
 
 
-def _left(deadline: float) -> float | None:
-    if deadline == math.inf:
-        return None
-    return max(0.0, deadline - asyncio.get_running_loop().time())
+class QueueWait:
+    """One Acquire or Campaign call: propose ``command``; unless its result is
+    ``decided`` (granted at once, refused, not queued), wait in the queue until
+    ``deadline`` (loop time, infinity for none).
 
+    Driven by callbacks rather than a task of its own, so that a grant resolves
+    ``future`` one loop iteration after the entry that decided it is applied, together
+    with that entry's other answers: a Pipeline stream then sends a Release's result
+    and the next holder's grant in one message, and gets that client's next Acquire and
+    Release back in one message, one commit per lock handoff rather than two.
 
-class WaitGone(Exception):
-    """The lease's place in the queue was cancelled before this call started waiting
-    (an earlier call for it ended); the lease is still live."""
+    ``future`` resolves to (the command's result, the grant or None when decided at
+    once), or fails with the call's error. Cancelling it ends the call (the client went
+    away): a lease it left queued leaves the queue (module docstring)."""
 
+    def __init__(
+        self,
+        node: Any,
+        hub: CoordHub,
+        kind: str,
+        name: str,
+        lease: int,
+        command: command_pb2.Command,
+        decided: Callable[[Any], bool],
+        deadline: float,
+    ) -> None:
+        self.node = node
+        self.hub = hub
+        self.kind = kind
+        self.name = name
+        self.lease = lease
+        self.decided = decided
+        self.deadline = deadline
+        self.loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[tuple[Any, Any]] = self.loop.create_future()
+        self.future.add_done_callback(self._on_end)
+        self._command = command
+        self._result: Any = None
+        self._queued_at = 0
+        """The queued_at of the proposal's result, once it is known."""
+        self._wait: asyncio.Future[Any] | None = None
+        """The hub's future while waiting in the queue."""
+        self._wait_queued_at = 0
+        self._requeued = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._propose(command)
 
-async def wait_in_queue(
-    node: Any,
-    hub: CoordHub,
-    kind: str,
-    name: str,
-    lease: int,
-    queued_at: int,
-    deadline: float,
-) -> Any:
-    """Wait for the grant (kind "lock": a token) or leadership (kind "election": a
-    LeaderKey) of ``lease`` in ``name``; DeadlineExceeded at ``deadline`` (loop time,
-    infinity for none)."""
-    try:
-        await asyncio.wait_for(node.wait_applied(queued_at), _left(deadline))
-    except (asyncio.TimeoutError, TimeoutError):
-        _cancel_later(node, kind, name, lease, queued_at)
-        raise DeadlineExceeded(f"the deadline passed while lease {lease} waited for {kind} {name!r}") from None
-    fut: asyncio.Future[Any]
-    if kind == "lock":
-        fut, current = hub.wait_lock(name, lease)
-        forget: Callable[[str, int, asyncio.Future[Any]], bool] = hub.forget_lock
-    else:
-        fut, current = hub.wait_campaign(name, lease)
-        forget = hub.forget_campaign
-    if fut.done():
-        err = fut.exception()
-        if isinstance(err, FailedPrecondition):
-            raise WaitGone(str(err))
-        return fut.result()
-    try:
-        return await asyncio.wait_for(asyncio.shield(fut), _left(deadline))
-    except FailedPrecondition as err:
-        raise WaitGone(str(err)) from None  # cancelled by an earlier call's end, lease live
-    except (asyncio.TimeoutError, TimeoutError):
-        if fut.done() and not fut.exception():
-            return fut.result()  # granted at the very end: the caller gets it
-        if forget(name, lease, fut):
-            _cancel_later(node, kind, name, lease, current)
-        raise DeadlineExceeded(f"the deadline passed while lease {lease} waited for {kind} {name!r}") from None
-    except asyncio.CancelledError:
-        if not (fut.done() and not fut.cancelled() and fut.exception() is None) and forget(name, lease, fut):
-            _cancel_later(node, kind, name, lease, current)
-        raise
-    finally:
-        forget(name, lease, fut)
+    # ------------------------------------------------------------------ stages
+
+    def _propose(self, command: command_pb2.Command) -> None:
+        """Stage 1: the proposal, bounded by the deadline (by DEFAULT_TIMEOUT without one)."""
+        left = self.deadline - self.loop.time() if self.deadline != math.inf else DEFAULT_TIMEOUT
+        self._set_timer(max(0.0, left), self._proposal_expired)
+        self.node.submit(command.SerializeToString(), left).add_done_callback(self._proposed)
+
+    def _proposed(self, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            err = fut.exception() if not fut.cancelled() else Unavailable("the proposal was dropped; retry")
+            if isinstance(err, TimeoutError):
+                err = DeadlineExceeded(f"the deadline passed before {PROPOSAL_PENDING}")
+            self._fail(err)  # type: ignore[arg-type]
+            return
+        try:
+            result = response_of(fut.result())
+        except ServiceError as err:
+            self._fail(err)
+            return
+        if self.future.done():
+            # The call ended (deadline, client gone) while the proposal was in flight:
+            # a lease it queued leaves the queue; a grant stays (the caller may find it
+            # by a retry with the same coord-seq, or with Inspect).
+            if not self.decided(result):
+                _cancel_later(self.node, self.kind, self.name, self.lease, result.queued_at)
+            return
+        if self.decided(result):
+            self._finish((result, None))
+            return
+        # Stage 2: the member applies queued_at (a follower may lag the leader that
+        # answered the forwarded proposal); then stage 3, the queue.
+        self._result, self._queued_at = result, result.queued_at
+        self._set_timer_at_deadline(self._wait_expired)
+        applied = self.node.applied_future(result.queued_at)
+        if applied.done():
+            self._enter_queue(applied)
+        else:
+            applied.add_done_callback(self._enter_queue)
+
+    def _enter_queue(self, _applied: asyncio.Future[None]) -> None:
+        if self.future.done():
+            return
+        wait: asyncio.Future[Any]
+        if self.kind == "lock":
+            wait, self._wait_queued_at = self.hub.wait_lock(self.name, self.lease)
+        else:
+            wait, self._wait_queued_at = self.hub.wait_campaign(self.name, self.lease)
+        self._wait = wait
+        if wait.done():
+            self._granted(wait)
+        else:
+            wait.add_done_callback(self._granted)
+
+    def _granted(self, wait: asyncio.Future[Any]) -> None:
+        if self.future.done():
+            return
+        self._forget()
+        err = wait.exception()
+        if err is None:
+            self._finish((self._result, wait.result()))
+        elif isinstance(err, FailedPrecondition) and not self._requeued:
+            # This lease's place was cancelled by an earlier call's end while this call
+            # was on its way (a retry with the same coord-seq gets the stored "queued"
+            # result): queue the lease again with a fresh command, as a new call would.
+            self._requeued = True
+            self._wait, self._queued_at = None, 0
+            fresh = command_pb2.Command()
+            fresh.CopyFrom(self._command)
+            fresh.ClearField("client_id")
+            fresh.ClearField("seq")
+            self._propose(fresh)
+        else:
+            self._fail(err)
+
+    # ------------------------------------------------------------------ endings
+
+    def _proposal_expired(self) -> None:
+        self._fail(DeadlineExceeded(f"the deadline passed before {PROPOSAL_PENDING}"))
+
+    def _wait_expired(self) -> None:
+        wait = self._wait
+        if wait is not None and wait.done() and wait.exception() is None:
+            self._granted(wait)  # granted at the very end: the caller gets it
+            return
+        self._fail(DeadlineExceeded(f"the deadline passed while lease {self.lease} waited for {self.kind} {self.name!r}"))
+
+    def _on_end(self, future: asyncio.Future[Any]) -> None:
+        """Every ending: stop the timer; a call that ends without its grant while its
+        lease waits (deadline, client gone) takes the lease out of the queue."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if not future.cancelled() and future.exception() is None:
+            return
+        wait = self._wait
+        if wait is not None:
+            if wait.done() and not wait.cancelled() and wait.exception() is None:
+                return  # granted: the lock is held; a retry or Inspect tells
+            if self._forget():
+                _cancel_later(self.node, self.kind, self.name, self.lease, self._wait_queued_at)
+        elif self._queued_at:
+            _cancel_later(self.node, self.kind, self.name, self.lease, self._queued_at)  # stage 2
+
+    def _finish(self, outcome: tuple[Any, Any]) -> None:
+        if not self.future.done():
+            self.future.set_result(outcome)
+
+    def _fail(self, err: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(err)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _forget(self) -> bool:
+        """Drop the hub wait; True when no other call of this member waits for the same
+        (name, lease), so the wait may be cancelled in the log."""
+        if self._wait is None:
+            return False
+        forget = self.hub.forget_lock if self.kind == "lock" else self.hub.forget_campaign
+        return forget(self.name, self.lease, self._wait)
+
+    def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(delay, callback)
+
+    def _set_timer_at_deadline(self, callback: Callable[[], None]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.deadline != math.inf:
+            self._timer = self.loop.call_at(self.deadline, callback)
 
 
 async def queue_and_wait(
@@ -118,30 +243,9 @@ async def queue_and_wait(
     decided: Callable[[Any], bool],
     deadline: float,
 ) -> tuple[Any, Any]:
-    """Acquire and Campaign: propose ``command``; unless its result is ``decided``
-    (granted at once, refused, not queued), wait in the queue until ``deadline``.
-    Returns (the command's result, the grant or None when decided at once). A retry
-    whose wait was cancelled queues again with a fresh command (module docstring)."""
-    result = await propose_within(node, command, _proposal_timeout(deadline))
-    if decided(result):
-        return result, None
-    try:
-        return result, await wait_in_queue(node, hub, kind, name, lease, result.queued_at, deadline)
-    except WaitGone:
-        fresh = command_pb2.Command()
-        fresh.CopyFrom(command)
-        fresh.ClearField("client_id")
-        fresh.ClearField("seq")
-        result = await propose_within(node, fresh, _proposal_timeout(deadline))
-        if decided(result):
-            return result, None
-        return result, await wait_in_queue(node, hub, kind, name, lease, result.queued_at, deadline)
-
-
-def _proposal_timeout(deadline: float) -> float:
-    """A proposal's time limit for a call with ``deadline`` (the default without one)."""
-    left = _left(deadline)
-    return DEFAULT_TIMEOUT if left is None else left
+    """The unary calls' QueueWait: returns (the command's result, the grant or None
+    when decided at once); a cancelled call takes its lease out of the queue."""
+    return await QueueWait(node, hub, kind, name, lease, command, decided, deadline).future
 
 
 def _cancel_later(node: Any, kind: str, name: str, lease: int, queued_at: int) -> None:
