@@ -96,7 +96,7 @@ PUBLIC_SERVICES: dict[str, tuple[str, dict[str, tuple[bool, bool]]]] = {
 INTERNAL_SERVICES: dict[str, tuple[str, dict[str, tuple[bool, bool]]]] = {
     "Raft": (
         "coord.raft.v1.raft_pb2",
-        {"Send": (True, False), "InstallSnapshot": (True, False), "Forward": (False, False)},
+        {"Send": (True, False), "InstallSnapshot": (True, False), "Forward": (True, True)},
     ),
 }
 

@@ -10,21 +10,32 @@ outcome is reported to the core.
 With ``credentials`` (peer mutual TLS, coord_server/tls.py) every channel is a TLS channel
 presenting this member's peer certificate and trusting only the peer CA.
 
+Forwarding (``PeerTransport.forward``): a follower relays client requests to the leader
+over one long-lived ``Raft.Forward`` stream per peer, requests and answers matched by id
+(``_ForwardStream``). A stream that breaks fails its open requests with its status
+(UNAVAILABLE: the client retries; a write may have been applied, as with any lost
+answer) and is reopened by the next request.
+
 Receiving (``RaftPeerService``): checks the cluster id, decodes and steps each message
-into the node; ``Forward`` hands follower-relayed client requests to a callback.
+into the node; ``Forward`` hands follower-relayed client requests to a callback, each
+request concurrently, and answers each as it completes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 
 from coord.raft.v1 import raft_pb2, raft_pb2_grpc
 from coord_server.errors import CoordError, Unavailable
+
+_STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
 from coord_server.raft import LOCAL_TYPES, Message, MessageType
 
 from .codec import DecodeError, message_from_pb, message_to_pb
@@ -74,6 +85,7 @@ class _Peer:
         self.channel: grpc.aio.Channel | None = None
         self.task = asyncio.create_task(self._run(), name=f"peer-send-{node_id:x}")
         self.snapshot_task: asyncio.Task[None] | None = None
+        self.forwards = _ForwardStream(self)
 
     def stub(self) -> raft_pb2_grpc.RaftStub:
         if self.channel is None:
@@ -164,8 +176,92 @@ class _Peer:
         self.task.cancel()
         if self.snapshot_task is not None:
             self.snapshot_task.cancel()
+        self.forwards.close()
         if self.channel is not None:
             await self.channel.close()
+
+
+class _ForwardStream:
+    """The follower's side of ``Raft.Forward`` to one peer: requests written in order
+    (one write at a time, as grpc.aio requires), answers read by one task and matched by
+    id. Opened on first use; after a failure the next request opens a new stream."""
+
+    def __init__(self, peer: _Peer) -> None:
+        self.peer = peer
+        self.ids = itertools.count(1)
+        self.pending: dict[int, asyncio.Future[bytes]] = {}
+        self.call: Any = None
+        self.reader: asyncio.Task[None] | None = None
+        self.write_lock = asyncio.Lock()
+
+    async def request(self, kind: int, payload: bytes, timeout: float | None) -> bytes:
+        request_id = next(self.ids)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        request = raft_pb2.ForwardRequest(
+            cluster_id=self.peer.transport.cluster_id, kind=kind, payload=payload,  # type: ignore[arg-type]
+            id=request_id, timeout_ms=max(1, int(timeout * 1000)) if timeout is not None else 0,
+        )
+        try:
+            async with self.write_lock:
+                call = self._open()
+                # Registered on the stream it is written to: a break of an earlier
+                # stream must not fail a request that this one carries.
+                self.pending[request_id] = fut
+                try:
+                    await call.write(request)
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as err:
+                    self._broken(call, _rpc_failure(err))
+            async with asyncio.timeout(timeout):
+                return await fut
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ForwardedError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the leader answered the forwarded request"
+            ) from None
+        finally:
+            self.pending.pop(request_id, None)
+
+    def _open(self) -> Any:
+        if self.call is None:
+            self.call = self.peer.stub().Forward()
+            self.reader = asyncio.get_running_loop().create_task(
+                self._read(self.call), name=f"peer-forward-{self.peer.node_id:x}"
+            )
+        return self.call
+
+    async def _read(self, call: Any) -> None:
+        failure: CoordError = Unavailable("the leader ended the forwarding stream; retry")
+        try:
+            async for response in call:
+                fut = self.pending.get(response.id)
+                if fut is None or fut.done():
+                    continue  # its caller gave up (deadline)
+                if response.code == 0:
+                    fut.set_result(response.payload)
+                else:
+                    fut.set_exception(ForwardedError(
+                        _STATUS_BY_NUMBER.get(response.code, grpc.StatusCode.UNKNOWN), response.message, response.leader
+                    ))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as err:
+            failure = _rpc_failure(err)
+        finally:  # also when the call was cancelled under the read (CancelledError)
+            self._broken(call, failure)
+
+    def _broken(self, call: Any, failure: CoordError) -> None:
+        """``call`` failed or ended: fail the requests waiting on it; the next request
+        opens a new stream."""
+        if self.call is not call:
+            return
+        self.call = None
+        call.cancel()
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(failure)
+
+    def close(self) -> None:
+        if self.call is not None:
+            self._broken(self.call, Unavailable("the link to the leader closed; retry"))
+        if self.reader is not None:
+            self.reader.cancel()
 
 
 class PeerTransport:
@@ -227,15 +323,12 @@ class PeerTransport:
                     on_heartbeat(m.to)
 
     async def forward(self, to: int, kind: int, payload: bytes, timeout: float | None) -> bytes:
+        """Relay one request to the leader ``to``; its answer's payload, or its error as
+        a ForwardedError (module docstring)."""
         peer = self._peer(to)
         if peer is None:
             raise Unavailable(f"the leader {to:#x} has no known address yet; retry")
-        request = raft_pb2.ForwardRequest(cluster_id=self.cluster_id, kind=kind, payload=payload)  # type: ignore[arg-type]
-        try:
-            response = await peer.stub().Forward(request, timeout=timeout)
-        except grpc.aio.AioRpcError as err:
-            raise ForwardedError(err) from None
-        return response.payload
+        return await peer.forwards.request(kind, payload, timeout)
 
     async def close(self) -> None:
         for peer in self._peers.values():
@@ -244,16 +337,29 @@ class PeerTransport:
 
 
 class ForwardedError(CoordError):
-    """The leader answered a forwarded request with an error status: pass it on as is."""
+    """The leader answered a forwarded request with an error status (or the link to it
+    failed with one): pass it on as is."""
 
-    def __init__(self, err: grpc.aio.AioRpcError) -> None:
-        super().__init__(err.details() or str(err.code()))
-        self.code = err.code()
+    def __init__(self, code: grpc.StatusCode, message: str, leader_address: str = "") -> None:
+        super().__init__(message or str(code))
+        self.code = code
+        self.leader_address = leader_address
+
+
+def _rpc_failure(err: BaseException) -> CoordError:
+    """A broken forwarding stream as its requests' error (UNAVAILABLE unless gRPC said
+    otherwise)."""
+    if isinstance(err, grpc.aio.AioRpcError) and err.code() != grpc.StatusCode.CANCELLED:
         leader = dict(err.trailing_metadata() or ()).get("coord-leader", "")
-        self.leader_address = str(leader)
+        return ForwardedError(err.code(), err.details() or str(err.code()), str(leader))
+    return Unavailable(f"the link to the leader failed ({err!r}); retry")
 
 
 ForwardHandler = Callable[[int, bytes, float | None], Awaitable[bytes]]
+
+
+class _ForeignCluster(Exception):
+    """A forwarded request carried another cluster's id."""
 
 
 class RaftPeerService(raft_pb2_grpc.RaftServicer):
@@ -334,14 +440,51 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         self._step(m)
         return raft_pb2.InstallSnapshotResponse(member_id=self.member_id, bytes_received=received)
 
-    async def Forward(self, request: raft_pb2.ForwardRequest, context: grpc.aio.ServicerContext) -> raft_pb2.ForwardResponse:  # type: ignore[override]
-        if request.cluster_id != self.cluster_id:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "request from another cluster")
+    async def Forward(self, request_iterator: AsyncIterator[raft_pb2.ForwardRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[raft_pb2.ForwardResponse]:  # type: ignore[override]
+        """Each request is handled in a task of its own; answers are written as they
+        complete, all those completed together in one go. When the follower closes the
+        stream the open requests still get their answers; when it goes away they are
+        cancelled."""
+        ready: list[raft_pb2.ForwardResponse] = []
+        wake = asyncio.Event()
+        running: set[asyncio.Task[None]] = set()
+
+        async def handle(request: raft_pb2.ForwardRequest) -> None:
+            timeout = request.timeout_ms / 1000 if request.timeout_ms else None
+            try:
+                payload = await self._forward(request.kind, request.payload, timeout)
+                response = raft_pb2.ForwardResponse(member_id=self.member_id, id=request.id, payload=payload)
+            except CoordError as err:
+                response = raft_pb2.ForwardResponse(
+                    member_id=self.member_id, id=request.id, code=err.code.value[0], message=str(err),
+                    leader=getattr(err, "leader_address", ""),
+                )
+            ready.append(response)
+            wake.set()
+
+        async def read() -> None:
+            async for request in request_iterator:
+                if request.cluster_id != self.cluster_id:
+                    raise _ForeignCluster()
+                task = asyncio.get_running_loop().create_task(handle(request))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if running:
+                await asyncio.wait(set(running))
+
+        reader = asyncio.get_running_loop().create_task(read())
+        reader.add_done_callback(lambda _: wake.set())
         try:
-            payload = await self._forward(request.kind, request.payload, context.time_remaining())
-        except CoordError as err:
-            leader = getattr(err, "leader_address", "")
-            if leader:
-                context.set_trailing_metadata((("coord-leader", leader),))
-            await context.abort(err.code, str(err))
-        return raft_pb2.ForwardResponse(member_id=self.member_id, payload=payload)
+            while not (reader.done() and not ready):
+                await wake.wait()
+                wake.clear()
+                batch, ready[:] = list(ready), []
+                for response in batch:
+                    yield response
+            reader.result()  # a broken stream raises here
+        except _ForeignCluster:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "request from another cluster")
+        finally:
+            reader.cancel()
+            for task in list(running):
+                task.cancel()

@@ -118,3 +118,51 @@ async def test_removing_the_leader_hands_over_first(cluster):
     leader = await eventually(new_leader, 10, "a leader among the remaining members")
     put = await leader.kv().Put(kv_pb2.PutRequest(key=b"k", value=b"v"))
     assert put.header.member_id == leader.id
+
+
+async def test_forwarded_writes_share_one_stream_answered_by_id(cluster):
+    leader = cluster.leader()
+    follower = cluster.followers()[0]
+    kv = follower.kv()
+    puts = [kv.Put(kv_pb2.PutRequest(key=b"s%d" % i, value=b"%d" % i)) for i in range(200)]
+    answers = await asyncio.gather(*puts)
+    revisions = [a.header.revision for a in answers]
+    assert len(set(revisions)) == 200  # each answer is its own write's
+    for i in (0, 77, 199):
+        got = await leader.kv().Range(kv_pb2.RangeRequest(key=b"s%d" % i))
+        assert got.kvs[0].value == b"%d" % i and got.kvs[0].mod_revision == revisions[i]
+    link = follower.node.transport._peers[leader.id].forwards
+    first_call = link.call
+    assert first_call is not None
+    await kv.Put(kv_pb2.PutRequest(key=b"again", value=b"x"))
+    assert link.call is first_call, "one long-lived stream, not a call per request"
+
+
+async def test_a_broken_forwarding_stream_fails_its_requests_and_reopens(cluster):
+    leader = cluster.leader()
+    follower = cluster.followers()[0]
+    kv = follower.kv()
+    await kv.Put(kv_pb2.PutRequest(key=b"warm", value=b"x"))
+    link = follower.node.transport._peers[leader.id].forwards
+    pending = asyncio.get_running_loop().create_future()
+    link.pending[10**9] = pending  # stands for a request in flight
+    link.call.cancel()  # the stream breaks
+    with pytest.raises(Exception) as failed:
+        await asyncio.wait_for(pending, 10)
+    assert getattr(failed.value, "code", None) == grpc.StatusCode.UNAVAILABLE
+    put = await kv.Put(kv_pb2.PutRequest(key=b"after", value=b"y"))  # a new stream
+    assert put.header.revision > 0
+
+
+async def test_forward_from_another_cluster_is_refused(cluster):
+    from coord.raft.v1 import raft_pb2, raft_pb2_grpc
+
+    leader = cluster.leader()
+    stub = raft_pb2_grpc.RaftStub(leader._channel())
+    call = stub.Forward()
+    await call.write(raft_pb2.ForwardRequest(cluster_id=leader.node.transport.cluster_id + 1, kind=1, payload=b"", id=1))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        async for _ in call:
+            pass
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (await leader.kv().Put(kv_pb2.PutRequest(key=b"still", value=b"ok"))).header.revision > 0

@@ -695,22 +695,30 @@ class ForwardRequest(_message.Message):
     CLUSTER_ID_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     cluster_id: _builtins.int
-    """cluster_id is the ID of the sender's cluster; a mismatch is refused."""
+    """cluster_id is the ID of the sender's cluster; a mismatch ends the stream."""
     kind: Global___ForwardKind.ValueType
     """kind says how to read payload."""
     payload: _builtins.bytes
     """payload is the serialized request; see ForwardKind."""
+    id: _builtins.int
+    """id names the request on its stream; its ForwardResponse carries the same id."""
+    timeout_ms: _builtins.int
+    """timeout_ms is how long the leader may take; 0 means its default (30 s)."""
     def __init__(
         self,
         *,
         cluster_id: _builtins.int = ...,
         kind: Global___ForwardKind.ValueType = ...,
         payload: _builtins.bytes = ...,
+        id: _builtins.int = ...,
+        timeout_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "kind", b"kind", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "id", b"id", "kind", b"kind", "payload", b"payload", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -724,19 +732,35 @@ class ForwardResponse(_message.Message):
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    LEADER_FIELD_NUMBER: _builtins.int
     member_id: _builtins.int
     """member_id is the ID of the leader that handled the request."""
     payload: _builtins.bytes
-    """payload is the serialized response; see ForwardKind."""
+    """payload is the serialized response when code is 0 (OK); see ForwardKind."""
+    id: _builtins.int
+    """id is the ForwardRequest's id."""
+    code: _builtins.int
+    """code is the gRPC status code of the outcome; 0 (OK) when payload holds the answer."""
+    message: _builtins.str
+    """message explains a code other than 0."""
+    leader: _builtins.str
+    """leader is the leader's client address when code is UNAVAILABLE and it is known."""
     def __init__(
         self,
         *,
         member_id: _builtins.int = ...,
         payload: _builtins.bytes = ...,
+        id: _builtins.int = ...,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        leader: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "id", b"id", "leader", b"leader", "member_id", b"member_id", "message", b"message", "payload", b"payload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
