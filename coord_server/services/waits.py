@@ -195,8 +195,8 @@ class QueueWait:
             return
         wait = self._wait
         if wait is not None:
-            if wait.done() and not wait.cancelled() and wait.exception() is None:
-                return  # granted: the lock is held; a retry or Inspect tells
+            if wait.done():
+                return  # the log ended this wait already: granted (a retry or Inspect tells), or gone
             if self._forget():
                 _cancel_later(self.node, self.kind, self.name, self.lease, self._wait_queued_at)
         elif self._queued_at:

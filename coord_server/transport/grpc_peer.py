@@ -441,10 +441,9 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         return raft_pb2.InstallSnapshotResponse(member_id=self.member_id, bytes_received=received)
 
     async def Forward(self, request_iterator: AsyncIterator[raft_pb2.ForwardRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[raft_pb2.ForwardResponse]:  # type: ignore[override]
-        """Each request is handled in a task of its own; answers are written as they
-        complete, all those completed together in one go. When the follower closes the
-        stream the open requests still get their answers; when it goes away they are
-        cancelled."""
+        """Each request is handled in a task of its own; answers are written in the
+        order they complete. When the follower closes the stream the open requests still
+        get their answers; when it goes away they are cancelled."""
         ready: list[raft_pb2.ForwardResponse] = []
         wake = asyncio.Event()
         running: set[asyncio.Task[None]] = set()
@@ -458,6 +457,12 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
                 response = raft_pb2.ForwardResponse(
                     member_id=self.member_id, id=request.id, code=err.code.value[0], message=str(err),
                     leader=getattr(err, "leader_address", ""),
+                )
+            except Exception:  # a bug: answer rather than leave the follower waiting
+                log.exception("a forwarded request failed")
+                response = raft_pb2.ForwardResponse(
+                    member_id=self.member_id, id=request.id, code=grpc.StatusCode.INTERNAL.value[0],
+                    message="the leader failed to handle the forwarded request",
                 )
             ready.append(response)
             wake.set()

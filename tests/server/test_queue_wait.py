@@ -206,3 +206,17 @@ async def test_lease_end_and_refusals_are_the_call_errors() -> None:
     node.submitted[1][1].set_result(result)
     with pytest.raises(ServiceError, match="not found"):
         await refused.future
+
+
+async def test_a_wait_the_log_ended_is_not_cancelled_again() -> None:
+    node, hub = StubNode(), StubHub()
+    node.applied = 7
+    wait = start(node, hub)
+    node.answer(0, queued_at=7)
+    await settle()
+    hub.waits[0].set_exception(NotFound("lease 5 ended"))
+    with pytest.raises(NotFound):
+        await wait.future
+    await settle()
+    await background_done()
+    assert node.proposed == []
