@@ -147,7 +147,7 @@ _TERM_SET_BY_CALLER = frozenset({MT.VOTE, MT.PRE_VOTE, MT.VOTE_RESP, MT.PRE_VOTE
 
 # Messages a leader may send before its own disk write (see Ready.messages).
 _SEND_BEFORE_PERSIST = frozenset(
-    {MT.APP, MT.HEARTBEAT, MT.SNAP, MT.TIMEOUT_NOW, MT.READ_INDEX_RESP}
+    {MT.APP, MT.COMMIT, MT.HEARTBEAT, MT.SNAP, MT.TIMEOUT_NOW, MT.READ_INDEX_RESP}
 )
 
 
@@ -369,7 +369,7 @@ class RaftCore:
                 self_pr = self.progress.get(self.id)
                 if self_pr is not None and self_pr.maybe_update(last.index):
                     if self._maybe_commit():
-                        self._bcast_append()
+                        self._bcast_commit()
         if rd.committed_entries:
             conf_change = EntryType.CONF_CHANGE
             for entry in rd.committed_entries:
@@ -410,12 +410,12 @@ class RaftCore:
                 pass  # a pre-vote never changes our term
             elif m.type == MT.PRE_VOTE_RESP and not m.reject:
                 pass  # a granted pre-vote answers with the future term; our term stays
-            elif m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
+            elif m.type in (MT.APP, MT.COMMIT, MT.HEARTBEAT, MT.SNAP):
                 self.become_follower(m.term, m.from_)
             else:
                 self.become_follower(m.term, NONE)
         elif m.term and m.term < self.term:
-            if m.type in (MT.HEARTBEAT, MT.APP):
+            if m.type in (MT.HEARTBEAT, MT.APP, MT.COMMIT):
                 # §5.1: a stale request is refused with our term. A leader from an older term
                 # (perhaps partitioned away) must hear it: with CheckQuorum and PreVote no vote
                 # request would ever reach it, so it would lead forever in its own mind.
@@ -577,7 +577,7 @@ class RaftCore:
         elif pr.state == ProgressState.REPLICATE:
             pr.inflights.free_le(m.index)
         if self._maybe_commit():
-            self._bcast_append()
+            self._bcast_commit()
         elif was_paused:
             self._send_append(m.from_)
         # Fill the pipeline: keep sending while flow control allows.
@@ -613,7 +613,7 @@ class RaftCore:
             if m.from_ in (NONE, self.id):
                 raise ProposalDroppedError("an election is in progress")
             return
-        if t in (MT.APP, MT.HEARTBEAT, MT.SNAP):
+        if t in (MT.APP, MT.COMMIT, MT.HEARTBEAT, MT.SNAP):
             # A leader exists in our term (§5.2): go back to following it.
             self.become_follower(m.term, m.from_)
             self._step_follower(m)
@@ -639,7 +639,7 @@ class RaftCore:
         t = m.type
         if t == MT.PROP:
             raise NotLeaderError(self.lead)
-        if t == MT.APP:
+        if t == MT.APP or t == MT.COMMIT:
             self.election_elapsed = 0
             self.lead = m.from_
             self._handle_append(m)
@@ -676,7 +676,8 @@ class RaftCore:
             return
         last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
-            self._send(Message(type=MT.APP_RESP, to=m.from_, index=last_new))
+            if m.type != MT.COMMIT:
+                self._send(Message(type=MT.APP_RESP, to=m.from_, index=last_new))
             return
         hint_index = min(m.index, self.log.last_index())
         hint_index, hint_term = self.log.find_conflict_by_term(hint_index, m.log_term)
@@ -867,9 +868,10 @@ class RaftCore:
         else:
             self.msgs_after_persist.append(m)
 
-    def _send_append(self, to: int, send_if_empty: bool = True) -> bool:
+    def _send_append(self, to: int, send_if_empty: bool = True, commit_notice: bool = False) -> bool:
         """Send the entries ``to`` needs next, or a snapshot if they were compacted.
-        Returns whether a message was sent."""
+        Returns whether a message was sent. With ``commit_notice``, a follower in steady
+        replication with nothing to receive gets a COMMIT rather than an empty APP."""
         pr = self.progress[to]
         if pr.is_paused():
             return False
@@ -885,6 +887,9 @@ class RaftCore:
             return False
         if not entries and not send_if_empty:
             return False
+        if not entries and commit_notice and pr.state == ProgressState.REPLICATE:
+            self._send(Message(type=MT.COMMIT, to=to, index=prev_index, log_term=prev_term, commit=self.log.committed))
+            return True
         self._send(Message(type=MT.APP, to=to, index=prev_index, log_term=prev_term,
                            entries=tuple(entries), commit=self.log.committed))
         if entries:
@@ -907,6 +912,13 @@ class RaftCore:
         for node in self.progress:
             if node != self.id:
                 self._send_append(node)
+
+    def _bcast_commit(self) -> None:
+        """The commit moved: every follower learns it now (a follower's waiting reads
+        and watches need it), in an APP with what it lacks, or else a COMMIT."""
+        for node in self.progress:
+            if node != self.id:
+                self._send_append(node, commit_notice=True)
 
     def _bcast_heartbeat(self, context: bytes | None = None) -> None:
         if context is None:

@@ -62,6 +62,12 @@ class MessageType(IntEnum):
     """Local, from the transport: sending a snapshot to ``from_`` finished (``reject`` = failed)."""
     CHECK_QUORUM = 18
     """Local: the leader checks that a quorum was active during the last election timeout."""
+    COMMIT = 19
+    """Leader -> follower in steady replication: the commit moved to ``commit``; an APP
+    without entries after (``index``, ``log_term``), answered only when refused or stale.
+    The answer to the APP that carried those entries already told the leader all that
+    accepting it would (half the answers a write cost). A lost answer is recovered as
+    any is: the next heartbeat answer makes the leader send an APP, which is answered."""
 
 
 LOCAL_TYPES = frozenset(
@@ -219,12 +225,12 @@ class Message:
 
     - ``term``: the sender's term; 0 for local messages. For PRE_VOTE it is the term the
       sender would campaign in; a granted PRE_VOTE_RESP echoes that term.
-    - ``log_term``, ``index``: APP: the entry preceding ``entries`` (type=APP, index=100,
+    - ``log_term``, ``index``: APP and COMMIT: the entry preceding ``entries`` (type=APP, index=100,
       log_term=5 means "my entry 100 has term 5; append after it"). VOTE/PRE_VOTE: the
       candidate's last entry. APP_RESP: the highest index now matching the leader (accept)
       or the rejected ``index`` (reject). READ_INDEX_RESP: the read point.
     - ``entries``: APP and PROP: the entries to append.
-    - ``commit``: APP/HEARTBEAT: the leader's commit index (capped for heartbeats).
+    - ``commit``: APP/COMMIT/HEARTBEAT: the leader's commit index (capped for heartbeats).
     - ``reject``, ``reject_hint``: APP_RESP: refused, and the follower suggests probing at
       ``reject_hint`` whose term is ``log_term`` (fast back-off). VOTE_RESP/PRE_VOTE_RESP:
       vote refused. SNAP_STATUS: the snapshot failed to send.

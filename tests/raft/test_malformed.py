@@ -302,3 +302,20 @@ def test_config_defaults_are_valid() -> None:
     config = Config(id=1)
     config.validate()
     assert config.election_tick == 10 * config.heartbeat_tick
+
+
+def test_commit_is_answered_only_when_refused() -> None:
+    """A COMMIT that matches moves the follower's commit and gets no answer (the answer
+    to the APP that carried the entries said it all); one that does not match is refused
+    with a hint, as an APP would be, so the leader can repair the follower."""
+    net, lead, follower = cluster()
+    core = net.core(follower)
+    last = core.log.last_index()
+    last_term = core.log.term(last)
+    assert answers(net, follower, Message(type=MT.COMMIT, from_=lead, to=follower, term=core.term,
+                                          index=last, log_term=last_term, commit=last)) == []
+    assert core.log.committed == last
+    [resp] = answers(net, follower, Message(type=MT.COMMIT, from_=lead, to=follower, term=core.term,
+                                            index=last + 5, log_term=core.term, commit=last + 5))
+    assert resp.type == MT.APP_RESP and resp.reject and resp.reject_hint == last
+    assert core.log.committed == last

@@ -246,8 +246,11 @@ def test_leader_commits_once_a_majority_stored_it() -> None:
     assert core.log.committed == 0  # the no-op is only on the leader
     core.step(Message(type=MT.APP_RESP, from_=2, to=1, term=core.term, index=1))
     assert core.log.committed == 1
-    sent = [m for m in drain(core) if m.type == MT.APP]
+    sent = [m for m in drain(core) if m.type in (MT.APP, MT.COMMIT)]
     assert sent and all(m.commit == 1 for m in sent)
+    # 2 answered for index 1 and replicates steadily: a COMMIT, which it will not answer
+    # (3, still probing with its first APP unanswered, is paused).
+    assert [(m.to, m.type) for m in sent] == [(2, MT.COMMIT)]
 
 
 @pytest.mark.parametrize("size,acks,committed", [(1, 0, True), (3, 1, True), (3, 0, False),

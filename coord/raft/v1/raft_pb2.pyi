@@ -105,6 +105,12 @@ class _MessageTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MessageTy
     """MESSAGE_TYPE_CHECK_QUORUM is local: the leader checks that a quorum was active during
     the last election timeout, and steps down otherwise.
     """
+    MESSAGE_TYPE_COMMIT: _MessageType.ValueType  # 20
+    """MESSAGE_TYPE_COMMIT goes from leader to a follower in steady replication: the commit
+    moved to commit. An APP without entries after (index, log_term), answered only when
+    refused or stale: the answer to the APP that carried those entries already told the
+    leader everything an accepting answer would.
+    """
 
 class MessageType(_MessageType, metaclass=_MessageTypeEnumTypeWrapper):
     """MessageType says what a Message is and which of its fields matter. Local types are
@@ -181,6 +187,12 @@ finished; reject means it failed.
 MESSAGE_TYPE_CHECK_QUORUM: MessageType.ValueType  # 19
 """MESSAGE_TYPE_CHECK_QUORUM is local: the leader checks that a quorum was active during
 the last election timeout, and steps down otherwise.
+"""
+MESSAGE_TYPE_COMMIT: MessageType.ValueType  # 20
+"""MESSAGE_TYPE_COMMIT goes from leader to a follower in steady replication: the commit
+moved to commit. An APP without entries after (index, log_term), answered only when
+refused or stale: the answer to the APP that carried those entries already told the
+leader everything an accepting answer would.
 """
 Global___MessageType: _TypeAlias = MessageType  # noqa: Y015
 
