@@ -202,16 +202,22 @@ class _ForwardStream:
             id=request_id, timeout_ms=max(1, int(timeout * 1000)) if timeout is not None else 0,
         )
         try:
-            async with self.write_lock:
-                call = self._open()
-                # Registered on the stream it is written to: a break of an earlier
-                # stream must not fail a request that this one carries.
-                self.pending[request_id] = fut
-                try:
-                    await call.write(request)
-                except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as err:
-                    self._broken(call, _rpc_failure(err))
             async with asyncio.timeout(timeout):
+                async with self.write_lock:
+                    call = self._open()
+                    # Registered on the stream it is written to: a break of an earlier
+                    # stream must not fail a request that this one carries.
+                    self.pending[request_id] = fut
+                    try:
+                        await call.write(request)
+                    except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as err:
+                        self._broken(call, _rpc_failure(err))
+                    except asyncio.CancelledError:
+                        # The deadline passed (or the caller went away) in the middle of a
+                        # write, which a stalled leader never takes: the stream is closed,
+                        # so that the next request opens another rather than queue behind.
+                        self._broken(call, Unavailable("a write to the leader did not complete; retry"))
+                        raise
                 return await fut
         except (asyncio.TimeoutError, TimeoutError):
             raise ForwardedError(
