@@ -20,7 +20,7 @@ from coord_server.coord_hub import CoordHub
 from coord_server.state import validation
 
 from .common import Context, Headers, abort, check_size, command_of, propose, read_barrier, unary
-from .waits import deadline_of, queue_and_wait
+from .waits import QueueWait, deadline_of
 
 log = logging.getLogger("coord.services.election")
 
@@ -37,11 +37,11 @@ class ElectionService(election_pb2_grpc.ElectionServicer):
     ) -> election_pb2.ElectionCampaignResponse:
         check_size(request)
         validation.validate_election_campaign(request)
-        result, key = await queue_and_wait(
+        result, key = await QueueWait(
             self.node, self.hub, "election", request.name, request.lease,
             command_of(context, election_campaign=request),
             lambda r: r.response.HasField("leader") or not r.queued_at, deadline_of(context),
-        )
+        ).future
         if key is None:
             return self.headers.stamp(result.response)  # type: ignore[return-value]
         won = election_pb2.ElectionCampaignResponse(leader=key)

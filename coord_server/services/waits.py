@@ -233,21 +233,6 @@ class QueueWait:
             self._timer = self.loop.call_at(self.deadline, callback)
 
 
-async def queue_and_wait(
-    node: Any,
-    hub: CoordHub,
-    kind: str,
-    name: str,
-    lease: int,
-    command: command_pb2.Command,
-    decided: Callable[[Any], bool],
-    deadline: float,
-) -> tuple[Any, Any]:
-    """The unary calls' QueueWait: returns (the command's result, the grant or None
-    when decided at once); a cancelled call takes its lease out of the queue."""
-    return await QueueWait(node, hub, kind, name, lease, command, decided, deadline).future
-
-
 def _cancel_later(node: Any, kind: str, name: str, lease: int, queued_at: int) -> None:
     cancel = command_pb2.WaitCancel(name=name, lease=lease, queued_at=queued_at)
     if kind == "lock":

@@ -80,6 +80,15 @@ def start(node: StubNode, hub: StubHub, deadline: float = math.inf, seq: int = 3
     return QueueWait(node, hub, "lock", "l", 5, command, lambda r: r.response.acquired or not r.queued_at, deadline)
 
 
+async def queued(node: StubNode, hub: StubHub, k: int = 0) -> QueueWait:
+    """A wait whose proposal ``k`` queued the lease at index 7, already applied here."""
+    node.applied = 7
+    wait = start(node, hub)
+    node.answer(k, queued_at=7)
+    await settle()
+    return wait
+
+
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -101,10 +110,7 @@ async def test_granted_at_once_needs_no_wait() -> None:
 
 async def test_queued_then_granted_resolves_in_the_iteration_after_the_grant() -> None:
     node, hub = StubNode(), StubHub()
-    node.applied = 7
-    wait = start(node, hub)
-    node.answer(0, queued_at=7)
-    await settle()
+    wait = await queued(node, hub)
     assert len(hub.waits) == 1 and not wait.future.done()
     hub.waits[0].set_result(42)
     await asyncio.sleep(0)  # one iteration: the hub future's callbacks run
@@ -140,10 +146,7 @@ async def test_deadline_while_queued_proposes_a_cancel() -> None:
 
 async def test_cancelled_call_proposes_a_cancel_but_a_grant_is_kept() -> None:
     node, hub = StubNode(), StubHub()
-    node.applied = 7
-    wait = start(node, hub)
-    node.answer(0, queued_at=7)
-    await settle()
+    wait = await queued(node, hub)
     wait.future.cancel()
     await settle()
     await background_done()
@@ -172,10 +175,7 @@ async def test_a_proposal_that_lands_after_the_deadline_leaves_the_queue() -> No
 
 async def test_a_cancelled_place_is_queued_again_once_with_a_fresh_command() -> None:
     node, hub = StubNode(), StubHub()
-    node.applied = 7
-    wait = start(node, hub)
-    node.answer(0, queued_at=7)
-    await settle()
+    wait = await queued(node, hub)
     hub.waits[0].set_exception(FailedPrecondition("the wait was cancelled"))
     await settle()
     assert len(node.submitted) == 2
@@ -191,10 +191,7 @@ async def test_a_cancelled_place_is_queued_again_once_with_a_fresh_command() -> 
 
 async def test_lease_end_and_refusals_are_the_call_errors() -> None:
     node, hub = StubNode(), StubHub()
-    node.applied = 7
-    wait = start(node, hub)
-    node.answer(0, queued_at=7)
-    await settle()
+    wait = await queued(node, hub)
     hub.waits[0].set_exception(NotFound("lease 5 ended"))
     with pytest.raises(NotFound):
         await wait.future
@@ -210,10 +207,7 @@ async def test_lease_end_and_refusals_are_the_call_errors() -> None:
 
 async def test_a_wait_the_log_ended_is_not_cancelled_again() -> None:
     node, hub = StubNode(), StubHub()
-    node.applied = 7
-    wait = start(node, hub)
-    node.answer(0, queued_at=7)
-    await settle()
+    wait = await queued(node, hub)
     hub.waits[0].set_exception(NotFound("lease 5 ended"))
     with pytest.raises(NotFound):
         await wait.future
