@@ -369,7 +369,7 @@ class RaftCore:
                 self_pr = self.progress.get(self.id)
                 if self_pr is not None and self_pr.maybe_update(last.index):
                     if self._maybe_commit():
-                        self._bcast_commit()
+                        self._bcast_append(commit_notice=True)
         if rd.committed_entries:
             conf_change = EntryType.CONF_CHANGE
             for entry in rd.committed_entries:
@@ -577,7 +577,7 @@ class RaftCore:
         elif pr.state == ProgressState.REPLICATE:
             pr.inflights.free_le(m.index)
         if self._maybe_commit():
-            self._bcast_commit()
+            self._bcast_append(commit_notice=True)
         elif was_paused:
             self._send_append(m.from_)
         # Fill the pipeline: keep sending while flow control allows.
@@ -908,17 +908,13 @@ class RaftCore:
         self._send(Message(type=MT.SNAP, to=to, snapshot=snap))
         return True
 
-    def _bcast_append(self) -> None:
+    def _bcast_append(self, commit_notice: bool = False) -> None:
+        """``commit_notice``: the commit moved, and every follower learns it now (its
+        waiting reads and watches need it), in an APP with what it lacks, or else a
+        COMMIT."""
         for node in self.progress:
             if node != self.id:
-                self._send_append(node)
-
-    def _bcast_commit(self) -> None:
-        """The commit moved: every follower learns it now (a follower's waiting reads
-        and watches need it), in an APP with what it lacks, or else a COMMIT."""
-        for node in self.progress:
-            if node != self.id:
-                self._send_append(node, commit_notice=True)
+                self._send_append(node, commit_notice=commit_notice)
 
     def _bcast_heartbeat(self, context: bytes | None = None) -> None:
         if context is None:
