@@ -12,7 +12,6 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 
-
 def free_ports(count: int) -> list[int]:
     """``count`` distinct loopback ports free right now (held together while chosen)."""
     sockets = []
@@ -32,6 +31,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
 
 class MemberProcesses(ABC):
     """Members started by ``start_member(name)`` into ``self.procs``; a subclass also

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from bench.processes import free_ports
 from coord.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 T = TypeVar("T")
@@ -44,23 +44,6 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 class HarnessError(AssertionError):
     """A wait timed out or a process misbehaved; the message says what was last seen."""
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports the kernel considers free right now.
-
-    All sockets stay bound until every port is chosen, so the ports are distinct; they are
-    released before the servers bind them (a small race any port-0 scheme has)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def wait_until(
