@@ -112,7 +112,7 @@ def restore(
             building,
             {
                 "name": name, "member_id": ids[name], "cluster_id": cluster_id, "initial_cluster": members,
-                "initial_cluster_clients": dict(clients or {}), "join_peers": {},
+                "initial_cluster_clients": client_addresses, "join_peers": {},
             },
         )
         if os.path.isdir(target):

@@ -85,8 +85,7 @@ class CoordServer:
         if founders:
             # Peer and client addresses are the same unless peers have a listener of their
             # own (identity files written before peer_listen existed hold no clients).
-            clients = identity.get("initial_cluster_clients") if identity is not None else None
-            clients = clients or (s.member_clients if identity is None else founders)
+            clients = s.member_clients if identity is None else (identity.get("initial_cluster_clients") or founders)
             initial_members = {
                 member_id_of(cluster_id, name): command_pb2.MemberInfo(
                     id=member_id_of(cluster_id, name), name=name, peer_address=address,
@@ -306,7 +305,7 @@ async def _join(s: ServerSettings, peer_tls: PeerTLS | None) -> tuple[int, int, 
     while asyncio.get_running_loop().time() < deadline:
         channel = (
             grpc.aio.secure_channel(target, peer_tls.channel_credentials())
-            if peer_tls is not None and s.cert_file else grpc.aio.insecure_channel(target)
+            if peer_tls is not None and s.client_tls is not None else grpc.aio.insecure_channel(target)
         )
         async with channel:
             stub = cluster_pb2_grpc.ClusterStub(channel)

@@ -105,6 +105,7 @@ class LocalCluster:
         self.args: dict[str, list[str]] = {}
         self.certs: Path | None = None
         """With TLS, the directory of ca.pem, the members' and the client's certificates."""
+        self._credentials: Any = None
         state = self.base / STATE_FILE
         if state.exists():
             data = json.loads(state.read_text())
@@ -125,11 +126,14 @@ class LocalCluster:
         ]
         self.certs = certs.resolve() if certs is not None else None
         initial = ",".join(f"{m.name}={m.peer_address or m.address}" for m in self.members)
+        clients = ",".join(f"{m.name}={m.address}" for m in self.members)
+        if self.certs is not None:
+            self._ensure_certs()
         self.args = {}
         for m in self.members:
             args = ["--name", m.name, "--data-dir", str(m.data_dir), "--listen", m.address, "--initial-cluster", initial]
             if self.certs is not None:
-                args += self._tls_args(m, ",".join(f"{o.name}={o.address}" for o in self.members))
+                args += self._tls_args(m, clients)
             self.args[m.name] = args
         self.base.mkdir(parents=True, exist_ok=True)
         payload: dict[str, Any] = {
@@ -143,19 +147,25 @@ class LocalCluster:
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
         tmp.replace(self.base / STATE_FILE)
 
+    def _ensure_certs(self) -> None:
+        """Make the CA and the members' and client's certificates if any is missing."""
+        assert self.certs is not None
+        names = [m.name for m in self.members]
+        wanted = ("ca.pem", "ca-key.pem", "client.pem", *(f"{n}.pem" for n in names))
+        if all((self.certs / n).exists() for n in wanted):
+            return
+        from certs import CertError, make_certs  # tools/certs.py, next to this file
+
+        try:
+            make_certs(self.certs, names)
+        except CertError as err:
+            raise ClusterError(str(err)) from None
+
     def _tls_args(self, m: Member, clients: str) -> list[str]:
         """coord-server flags of a TLS member: its own certificate for both listeners,
         client certificates required, the same CA for clients and peers."""
         assert self.certs is not None
         certs = self.certs
-        missing = [n for n in ("ca.pem", "ca-key.pem", f"{m.name}.pem", "client.pem") if not (certs / n).exists()]
-        if missing:
-            from certs import CertError, make_certs  # tools/certs.py, next to this file
-
-            try:
-                make_certs(certs, [o.name for o in self.members])
-            except CertError as err:
-                raise ClusterError(str(err)) from None
         cert, key, ca = str(certs / f"{m.name}.pem"), str(certs / f"{m.name}-key.pem"), str(certs / "ca.pem")
         return [
             "--peer-listen", m.peer_address, "--initial-cluster-clients", clients,
@@ -174,12 +184,13 @@ class LocalCluster:
 
         if self.certs is None:
             return grpc.insecure_channel(address)
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=(self.certs / "ca.pem").read_bytes(),
-            private_key=(self.certs / "client-key.pem").read_bytes(),
-            certificate_chain=(self.certs / "client.pem").read_bytes(),
-        )
-        return grpc.secure_channel(address, credentials)
+        if self._credentials is None:  # read once: status polls open channels often
+            self._credentials = grpc.ssl_channel_credentials(
+                root_certificates=(self.certs / "ca.pem").read_bytes(),
+                private_key=(self.certs / "client-key.pem").read_bytes(),
+                certificate_chain=(self.certs / "client.pem").read_bytes(),
+            )
+        return grpc.secure_channel(address, self._credentials)
 
     def member(self, name: str | None) -> Member:
         if not self.defined:
