@@ -301,6 +301,8 @@ class CoordHub:
 
     def _ensure_ticker(self) -> None:
         if self._ticker is None or self._ticker.done():
+            # A clock that stopped with its last feed saw nothing since: start afresh.
+            self._leaderless_since = None
             self._ticker = asyncio.get_running_loop().create_task(self._tick_loop(), name="coord-hub")
 
     async def _tick_loop(self) -> None:
@@ -339,10 +341,8 @@ class CoordHub:
         if self._ticker is not None:
             self._ticker.cancel()
         error = Unavailable("the member is stopping")
-        for table in (self._observers, self._ring_feeds):
-            for feeds in table.values():
-                for feed in feeds:
-                    feed.fail(error)
+        for feed in self._feeds():
+            feed.fail(error)
         for waits_table in (self._locks, self._campaigns):
             for waits in waits_table.values():
                 for w in waits:

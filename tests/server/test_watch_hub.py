@@ -182,3 +182,26 @@ def test_leaderless_member_ends_observe_and_ring_watch_feeds() -> None:
         await hub.close()
 
     asyncio.run(main())
+
+
+def test_a_new_feed_is_not_failed_by_a_leaderless_time_seen_before_the_clock_stopped() -> None:
+    """The clock stops with the last feed: a leaderless spell it saw then must not end a
+    feed opened much later, at the first tick of a new leaderless spell."""
+    from coord_server.coord_hub import CoordHub
+
+    async def main() -> None:
+        node = FakeNode()
+        hub = CoordHub(node, leaderless_timeout=1.5)  # a tick every 0.5 s
+        first = hub.observe("e")
+        await hub.next(first)
+        node.leader_id = 0
+        await asyncio.sleep(0.7)  # a tick sees the member leaderless since now
+        hub.close_feed(first)  # the clock stops
+        await asyncio.sleep(1.8)  # longer than leaderless_timeout, unseen
+        fresh = hub.observe("e")
+        await hub.next(fresh)
+        await asyncio.sleep(0.7)  # a tick, well within leaderless_timeout
+        assert fresh.failure is None, fresh.failure
+        await hub.close()
+
+    asyncio.run(main())
