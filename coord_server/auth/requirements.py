@@ -146,9 +146,8 @@ def lease_revoke_needs(state: Any, lease_id: int) -> list[Need]:
     (deleted, as in etcd), and on each lock, election and ring it holds, waits for or is
     a member of (released, resigned, left: as Release, Resign and Leave need). None when
     there is no such lease: the revoke then fails with NOT_FOUND."""
-    try:
-        keys = state.lease_info(lease_id).keys
-    except Exception:  # noqa: BLE001 - NotFound: nothing to protect
+    keys = _lease_keys(state, lease_id)
+    if keys is None:
         return []
     locks, elections, rings = state.lease_bindings(lease_id)
     return [
@@ -164,11 +163,16 @@ def lease_attachment_needs(state: Any, request: Any) -> list[Need]:
     fixed the same disclosure, CVE-2023-32082). Without it, any authenticated user."""
     if not request.attachments:
         return []
+    return [_keys(key, b"", False) for key in _lease_keys(state, request.id) or ()]
+
+
+def _lease_keys(state: Any, lease_id: int) -> Any:
+    """The keys attached to lease ``lease_id``; None when there is no such lease (the
+    call then fails with NOT_FOUND: nothing to protect or disclose)."""
     try:
-        keys = state.lease_info(request.id).keys
-    except Exception:  # noqa: BLE001 - NotFound: nothing to disclose
-        return []
-    return [_keys(key, b"", False) for key in keys]
+        return state.lease_info(lease_id).keys
+    except Exception:  # noqa: BLE001 - NotFound
+        return None
 
 
 def needs_of(method: str, request: Any, state: Any = None) -> list[Need]:
