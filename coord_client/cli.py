@@ -873,12 +873,11 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
 def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
     """--cacert/--cert/--key, each falling back to its environment variable; None (plain
     connections) when no option nor variable is set."""
-    ca = args.tls_cacert or os.environ.get(CACERT_ENV, "")
-    cert = args.tls_cert or os.environ.get(CERT_ENV, "")
-    key = args.tls_key or os.environ.get(KEY_ENV, "")
-    if not (ca or cert or key):
-        return None
-    return TLSConfig(ca_file=ca, cert_file=cert, key_file=key)
+    return TLSConfig.from_env({
+        CACERT_ENV: args.tls_cacert or os.environ.get(CACERT_ENV, ""),
+        CERT_ENV: args.tls_cert or os.environ.get(CERT_ENV, ""),
+        KEY_ENV: args.tls_key or os.environ.get(KEY_ENV, ""),
+    })
 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
