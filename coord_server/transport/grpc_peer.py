@@ -216,6 +216,8 @@ class _ForwardStream:
                         # The deadline passed (or the caller went away) in the middle of a
                         # write, which a stalled leader never takes: the stream is closed,
                         # so that the next request opens another rather than queue behind.
+                        # (This request leaves with the cancellation, not the failure.)
+                        self.pending.pop(request_id, None)
                         self._broken(call, Unavailable("a write to the leader did not complete; retry"))
                         raise
                 return await fut
