@@ -23,7 +23,9 @@ A figure is the median over ``--runs`` consecutive windows of ``--seconds`` each
   / lock_release operations on each member's KV.Pipeline stream, shared by the workers of
   a process, through coord_client's own PipelineStream (the path coord_client's Lock
   takes), or, with ``--coord-path unary``, Lock.Acquire / Lock.Release calls; a lease per
-  worker. etcd: ``v3lockpb.Lock/Lock`` and ``Unlock`` (etcd's lock service,
+  worker. As coord_client's Lock does (_transport.py Rule 5), pipelined lock operations
+  move to the leader once a follower's lock result names it; etcd's lock service has no
+  such hint, so its workers stay where they started. etcd: ``v3lockpb.Lock/Lock`` and ``Unlock`` (etcd's lock service,
   which queues waiters on the revisions of their keys: no herd either), lease per worker;
   its messages are built here from a hand-written descriptor, as bench/etcd.py does.
 - PySyncObj: its lock manager lives inside the replicated processes, so the workers are
@@ -140,6 +142,15 @@ _METHODS: dict[tuple[int, str], Any] = {}
 """Multicallables by (member, method), shared by the workers of one client process."""
 _STREAMS: dict[int, Any] = {}
 """coord's Pipeline streams by member, shared likewise."""
+_ENDPOINTS: list[str] = []
+_LOCK_LEADER: dict[str, int] = {}
+"""coord: ``{"at": member}`` once a follower's lock result named the leader, where the
+process's lock operations then go (coord_client's _transport.py Rule 5)."""
+
+
+def _learn_lock_leader(address: str) -> None:
+    if address in _ENDPOINTS:
+        _LOCK_LEADER["at"] = _ENDPOINTS.index(address)
 
 
 def _serialize(message: Any) -> bytes:
@@ -176,7 +187,7 @@ class _Client:
             from coord.v1 import kv_pb2_grpc
             from coord_client._pipeline import PipelineStream
 
-            stream = _STREAMS[self.at] = PipelineStream(kv_pb2_grpc.KVStub(self.channels[self.at]))
+            stream = _STREAMS[self.at] = PipelineStream(kv_pb2_grpc.KVStub(self.channels[self.at]), _learn_lock_leader)
         return stream
 
     async def call(self, path: str, request: Any, response: Any, timeout: float, kind: str = "") -> Any:
@@ -185,11 +196,14 @@ class _Client:
         for _ in range(100):
             try:
                 if kind and self.pipelined:
+                    self.at = _LOCK_LEADER.get("at", self.at)
                     return await self._pipeline().call(kind, request, timeout)
                 return await self._method(path, response)(request, timeout=timeout)
             except grpc.aio.AioRpcError as err:
                 if err.code() not in (grpc.StatusCode.UNAVAILABLE,):
                     raise
+                if _LOCK_LEADER.get("at") == self.at:
+                    del _LOCK_LEADER["at"]
                 self.at = (self.at + 1) % len(self.channels)
                 await asyncio.sleep(0.01)
         raise RuntimeError(f"{path}: no member answered")
@@ -234,6 +248,7 @@ async def _client_main(system: str, endpoints: list[str], workers: list[int], co
     import grpc
 
     channels = [grpc.aio.insecure_channel(e) for e in endpoints]
+    _ENDPOINTS[:] = endpoints
     stats = [Window() for _ in windows]
     end = windows[-1][1]
 

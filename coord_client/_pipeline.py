@@ -14,6 +14,8 @@ Rule 3: an operation's timeout travels with it (``timeout_ms``), as a unary call
         deadline would; a lock_acquire that the caller abandons (its timeout passed, or
         its task was cancelled) is cancelled on the stream too, so the server takes it
         out of the lock's queue, as it would for a unary Acquire whose call ended.
+Rule 4: a successful lock result that names the leader (a follower answered it) is passed
+        to ``on_leader``; the transport sends the next lock operations there.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -44,8 +46,9 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 class PipelineStream:
     """One member's Pipeline stream, opened on first use and reopened after a failure."""
 
-    def __init__(self, stub: kv_pb2_grpc.KVStub) -> None:
+    def __init__(self, stub: kv_pb2_grpc.KVStub, on_leader: Callable[[str], None] | None = None) -> None:
         self._stub = stub
+        self._on_leader = on_leader
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._queue: list[kv_pb2.PipelineOp] = []
@@ -91,6 +94,8 @@ class PipelineStream:
         if result.code:
             code = _CODES.get(result.code, grpc.StatusCode.UNKNOWN)
             raise _rpc_error(code, result.message, result.leader)
+        if result.leader and self._on_leader is not None:
+            self._on_leader(result.leader)
         return getattr(result, kind)
 
     def _abandon(self, op_id: int, kind: str) -> None:

@@ -18,6 +18,11 @@ Rule 3: every mutating call carries ``coord-client-id`` and ``coord-seq``; all a
 Rule 4: a call that waits on the server by design (Lock.Acquire, Election.Campaign) gets
         one attempt with the whole remaining deadline; "forever" is sent as a long
         deadline, since a call without one is cut by the server's default.
+Rule 5: lock operations go to the leader once a follower's lock result has named it
+        (services/pipeline.py Rule 4): a lock handoff through a follower costs two
+        forwarding hops and a replication round more. Only lock calls move there; the
+        rest keep Rule 1, so followers go on sharing reads and batching writes. An
+        attempt that fails there forgets it until the next follower names it again.
 """
 
 from __future__ import annotations
@@ -125,7 +130,7 @@ class Backoff:
 class Stubs:
     """The async stubs of one member."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: grpc.aio.Channel, on_leader: Callable[[str], None] | None = None) -> None:
         self.channel = channel
         self.kv = kv_pb2_grpc.KVStub(channel)
         self.lease = lease_pb2_grpc.LeaseStub(channel)
@@ -133,7 +138,7 @@ class Stubs:
         self.election = election_pb2_grpc.ElectionStub(channel)
         self.ring = ring_pb2_grpc.RingStub(channel)
         self.cluster = cluster_pb2_grpc.ClusterStub(channel)
-        self.pipeline = PipelineStream(self.kv)
+        self.pipeline = PipelineStream(self.kv, on_leader)
 
     def pipelined(self, kind: str) -> Callable[..., Awaitable[Any]]:
         """A unary-looking callable (``request, timeout=, metadata=``) that sends a KV or
@@ -211,6 +216,8 @@ class Transport:
         self._known: list[str] = list(self.endpoints)
         self._stubs: dict[str, Stubs] = {}
         self._preferred = self.endpoints[0]
+        self._lock_leader = ""
+        """Where lock calls go (Rule 5); empty: to the preferred endpoint."""
         self._down_until: dict[str, float] = {}
         self.closed = False
         self.retries = 0
@@ -231,13 +238,20 @@ class Transport:
                 channel = grpc.aio.secure_channel(
                     address, self.tls.credentials, options=options, interceptors=interceptors
                 )
-            stubs = Stubs(channel)
+            stubs = Stubs(channel, self._learn_lock_leader)
             self._stubs[address] = stubs
         return stubs
 
-    def pick(self) -> str:
-        """The endpoint to try next (Rule 1)."""
+    def pick(self, to_leader: bool = False) -> str:
+        """The endpoint to try next (Rule 1; Rule 5 for ``to_leader``)."""
+        if to_leader and self._lock_leader and self._down_until.get(self._lock_leader, 0.0) <= time.monotonic():
+            return self._lock_leader
         return self._preferred
+
+    def _learn_lock_leader(self, address: str) -> None:
+        if address not in self._known:
+            self._known.append(address)
+        self._lock_leader = address
 
     def succeeded(self, address: str) -> None:
         self._down_until.pop(address, None)
@@ -247,6 +261,8 @@ class Transport:
         """Record that ``address`` could not serve a call and choose the next endpoint;
         True when the next attempt may go at once (a fresh leader hint), False when it
         should back off first."""
+        if address == self._lock_leader:
+            self._lock_leader = ""
         now = time.monotonic()
         if hint and hint != address and self._down_until.get(hint, 0.0) <= now:
             if hint not in self._known:
@@ -286,12 +302,14 @@ class Transport:
         mutating: bool = False,
         waits: bool = False,
         forever: bool = False,
+        to_leader: bool = False,
         refine: Mapping[grpc.StatusCode, type[errors.CoordError]] | None = None,
     ) -> Resp:
-        """``method(request)`` on the preferred member with retries (Rules 2-4).
+        """``method(request)`` on the preferred member with retries (Rules 2-5).
 
         ``timeout`` bounds the whole call (None: the client's default, or unbounded with
-        ``forever``); ``waits`` marks a call that waits on the server by design."""
+        ``forever``); ``waits`` marks a call that waits on the server by design;
+        ``to_leader`` a lock call (Rule 5)."""
         deadline = self.deadline(timeout, forever=forever)
         session = self.sessions.acquire() if mutating else None
         metadata = session.metadata() if session is not None else ()
@@ -303,7 +321,7 @@ class Transport:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise self._exhausted(last, timeout)
-                address = self.pick()
+                address = self.pick(to_leader)
                 if waits:
                     attempt = min(remaining, LONG_WAIT)
                 else:
@@ -324,7 +342,10 @@ class Transport:
                     continue
                 except grpc.aio.UsageError as err:
                     raise errors.ClientClosed(f"the client is closed ({err})") from None
-                self.succeeded(address)
+                if address == self._lock_leader:
+                    self._down_until.pop(address, None)  # Rule 5: not the preferred endpoint
+                else:
+                    self.succeeded(address)
                 clean = True
                 return response
         finally:

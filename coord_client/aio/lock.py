@@ -171,7 +171,7 @@ class Lock:
         )
         acquire = self._client._transport.call(
             lambda s: s.pipelined("lock_acquire"), request, timeout=timeout, mutating=True, waits=True,
-            forever=True, refine=errors.LEASE_REFINE,
+            forever=True, to_leader=True, refine=errors.LEASE_REFINE,
         )
         try:
             response = await call_while_alive(lease, acquire, f"the lease of lock {self.name!r} was lost while waiting")
@@ -205,7 +205,7 @@ class Lock:
             if holder.lease == lease_id:
                 await self._client._transport.call(
                     lambda s: s.pipelined("lock_release"), lock_pb2.LockReleaseRequest(name=self.name, token=holder.token),
-                    mutating=True, refine=_RELEASE_REFINE,
+                    mutating=True, to_leader=True, refine=_RELEASE_REFINE,
                 )
 
     async def release(self, *, timeout: float | None = None) -> None:
@@ -224,7 +224,7 @@ class Lock:
         try:
             await self._client._transport.call(
                 lambda s: s.pipelined("lock_release"), lock_pb2.LockReleaseRequest(name=self.name, token=token),
-                timeout=timeout, mutating=True, refine=_RELEASE_REFINE,
+                timeout=timeout, mutating=True, to_leader=True, refine=_RELEASE_REFINE,
             )
         except errors.LockNotHeld:
             if not self._scope.lost.is_set():

@@ -1,0 +1,65 @@
+"""Lock operations go to the leader (coord_client/_transport.py Rule 5): a follower's lock
+result names the leader (services/pipeline.py Rule 4), the client sends its next lock
+operations there and keeps everything else on its preferred member; when the leader dies
+the lock calls find the new one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from coord_client.aio import AsyncClient
+from tests.integration.harness import Cluster
+
+
+def _follower_first(cluster: Cluster, leader: str) -> tuple[str, list[str]]:
+    followers = [n.address for n in cluster.nodes.values() if n.name != leader]
+    return followers[0], followers + [cluster.nodes[leader].address]
+
+
+def test_lock_calls_move_to_the_leader_and_other_calls_stay(shared_cluster: Cluster, ns: str) -> None:
+    leader = shared_cluster.wait_for_leader()
+    leader_address = shared_cluster.nodes[leader].address
+    follower, endpoints = _follower_first(shared_cluster, leader)
+
+    async def main() -> None:
+        async with AsyncClient(endpoints) as client:
+            transport = client._transport
+            lease = await client.grant_lease(10)
+            assert transport.pick(to_leader=True) == follower, "no lock call yet: the preferred member"
+            async with client.lock(f"{ns}lock", lease=lease) as held:
+                first = held.fencing_token
+            # The acquire was answered by the follower, which named the leader; the
+            # release already went there.
+            assert transport.pick(to_leader=True) == leader_address
+            assert leader_address in transport._stubs
+            assert transport.pick() == follower, "a lock result moved the other calls too"
+            await client.put(f"{ns}k", "v")
+            assert transport.pick() == follower
+            async with client.lock(f"{ns}lock", lease=lease) as held:
+                assert held.fencing_token > first
+            assert transport.pick(to_leader=True) == leader_address
+
+    asyncio.run(main())
+
+
+def test_lock_calls_find_the_new_leader_after_the_leader_dies(new_cluster: object) -> None:
+    cluster = new_cluster()  # type: ignore[operator]
+    leader = cluster.wait_for_leader()
+    _, endpoints = _follower_first(cluster, leader)
+
+    async def main() -> None:
+        async with AsyncClient(endpoints) as client:
+            transport = client._transport
+            lease = await client.grant_lease(30)
+            async with client.lock("routed", lease=lease) as held:
+                first = held.fencing_token
+            assert transport.pick(to_leader=True) == cluster.nodes[leader].address
+            cluster.kill(leader)
+            new_leader = await asyncio.to_thread(cluster.wait_for_leader, other_than=leader)
+            for _ in range(2):  # the first may land on a follower, which names the leader
+                async with client.lock("routed", lease=lease, timeout=30) as held:
+                    assert held.fencing_token > first
+                    first = held.fencing_token
+            assert transport.pick(to_leader=True) == cluster.nodes[new_leader].address
+
+    asyncio.run(main())
