@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
 from coord_server.raft import ConfState, HardState, Snapshot, SnapshotMeta
 from coord_server.raft.errors import SnapshotOutOfDateError
 from coord_server.storage import FileIO
+from coord_server.storage import disk as disk_module
+from coord_server.storage.disk import INLINE_SYNC_MAX_ENTRIES
 
 from .helpers import entry, open_disk, state_of
 
@@ -195,3 +198,46 @@ def test_entries_of_a_segment_being_compacted_away_stay_readable(data_dir: str) 
             assert disk.first_index() == 51
 
     asyncio.run(main())
+
+
+class TimedSync(FileIO):
+    """fdatasync takes ``delay`` seconds and records the thread it ran on."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.threads: list[str] = []
+
+    def fdatasync(self, fd: int) -> None:  # type: ignore[override]
+        self.threads.append(threading.current_thread().name)
+        if self.delay:
+            time.sleep(self.delay)
+
+
+def test_small_saves_on_a_fast_disk_skip_the_writer_thread_and_a_slow_disk_brings_it_back(
+    data_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A threshold far above a page-cache write even on a busy machine, and a "slow" sync
+    # far above it: the test does not depend on this machine's timing.
+    monkeypatch.setattr(disk_module, "INLINE_SYNC_BELOW", 0.02)
+    io = TimedSync()
+
+    async def main() -> None:
+        with open_disk(data_dir, io=io) as disk:
+            await disk.save_async(HardState(1, 1, 0), [entry(1)])
+            assert io.threads == ["coord-wal_0"], "the disk's speed is unknown at first: the thread"
+            await disk.save_async(None, [entry(2), entry(3)])
+            assert io.threads[-1] == threading.current_thread().name, "a fast disk: on the loop"
+            big = [entry(i) for i in range(4, 4 + INLINE_SYNC_MAX_ENTRIES + 1)]
+            await disk.save_async(None, big)
+            assert io.threads[-1] == "coord-wal_0", "a larger save: the thread"
+            io.delay = 0.15  # one such sync lifts the average above the threshold
+            index = big[-1].index
+            for _ in range(3):
+                index += 1
+                await disk.save_async(None, [entry(index)])
+            assert io.threads[-2:] == ["coord-wal_0", "coord-wal_0"], "a slow disk: back to the thread"
+            assert disk.last_index() == index
+
+    asyncio.run(main())
+    with open_disk(data_dir) as disk:
+        assert disk.last_index() == 4 + INLINE_SYNC_MAX_ENTRIES + 3
