@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import time
 import zlib
@@ -91,14 +90,19 @@ header and the list slot (measured with tracemalloc: 169 on CPython 3.11, 64-bit
 _READ_CHUNK = 4 << 20
 """Read at most this many bytes of a segment per pread when reading old entries."""
 INLINE_SYNC_MAX_ENTRIES = 4
-INLINE_SYNC_BELOW = 0.0005
+INLINE_SYNC_BELOW = 0.001
+INLINE_SYNC_PROBE_EVERY = 64
 """``save_async`` writes a save of at most INLINE_SYNC_MAX_ENTRIES entries on the caller's
-thread when this disk's recent synced writes took less than INLINE_SYNC_BELOW seconds
-(a moving average): on such a disk the round trip to the writer thread and back costs
-more than the write. Measured with 3 members on 2 busy cores: fdatasync 0.1 ms, the
-round trip 0.6 ms; contended lock handoffs 235 -> 285/s (medians of 3 alternating runs).
-A slower disk (or a slow spell) raises the average and sends the writes back to the
-thread, so the loop never stalls long."""
+thread when such saves took less than INLINE_SYNC_BELOW seconds lately (a moving average):
+on a disk that fast the round trip to the writer thread and back costs about as much as
+the write. Measured with 3 members on 2 busy cores: fdatasync 0.1 ms, a small save on
+the loop 0.2-1.2 ms (mostly waiting for the GIL back), the round trip 0.6 ms on top;
+puts at concurrency 1 216-268 -> 331-374/s, contended lock handoffs 248 -> 273/s
+(alternating runs). Only saves made on
+the caller's thread are timed (on the writer thread the time would include waiting for
+the GIL); while the average is too high, every INLINE_SYNC_PROBE_EVERY-th small save is
+made there anyway to measure again. So a slow disk stalls the loop once per that many
+saves, for one sync."""
 _SYNC_AVERAGE_WEIGHT = 0.2
 
 _Batch = tuple[bytes, Sequence[Entry], list[int], int, "Snapshot | None", "HardState | None"]
@@ -155,9 +159,10 @@ class DiskStorage:
         self._busy = False
         self._closed = False
         self._executor: ThreadPoolExecutor | None = None
-        self._sync_seconds = math.inf
-        """Moving average of a synced WAL write's duration (INLINE_SYNC_BELOW); unknown
-        until the first one."""
+        self._sync_seconds = 0.0
+        """Moving average of a small synced save's duration on the caller's thread
+        (INLINE_SYNC_BELOW)."""
+        self._small_saves = 0
         # Snapshot files written in the background (write_snapshot_async) have a thread
         # of their own, so WAL saves go on meanwhile; their names, until recorded, are
         # spared by SnapshotStore.clean.
@@ -447,14 +452,15 @@ class DiskStorage:
         if not sync and snapshot is None and not entries and self._wal.fits(len(batch[0])):
             self._run(_Plan(partial(self._write, batch, False), partial(self._apply, batch)))
             return
-        if (
-            snapshot is None
-            and len(entries) <= INLINE_SYNC_MAX_ENTRIES
-            and self._sync_seconds < INLINE_SYNC_BELOW
-            and self._wal.fits(len(batch[0]))
-        ):
-            self._run(_Plan(partial(self._write, batch, sync), partial(self._apply, batch)))
-            return
+        if snapshot is None and len(entries) <= INLINE_SYNC_MAX_ENTRIES and self._wal.fits(len(batch[0])):
+            self._small_saves += 1
+            if self._sync_seconds < INLINE_SYNC_BELOW or self._small_saves % INLINE_SYNC_PROBE_EVERY == 0:
+                started = time.perf_counter()
+                self._run(_Plan(partial(self._write, batch, sync), partial(self._apply, batch)))
+                if sync:
+                    took = time.perf_counter() - started
+                    self._sync_seconds += _SYNC_AVERAGE_WEIGHT * (took - self._sync_seconds)
+                return
         await self._run_async(_Plan(partial(self._write, batch, sync), partial(self._apply, batch)))
 
     def set_hard_state(self, hard_state: HardState) -> None:
@@ -643,12 +649,7 @@ class DiskStorage:
         wal = self._wal
         try:
             if snapshot is None:
-                started = time.perf_counter()
                 seq, off = wal.append(buf, sync)
-                if sync:
-                    took = time.perf_counter() - started
-                    average = self._sync_seconds
-                    self._sync_seconds = took if average == math.inf else average + _SYNC_AVERAGE_WEIGHT * (took - average)
                 return seq, off, _NONE_REMOVED
             self._snaps.write(snapshot.meta, snapshot.data)
             seq, off = wal.append(buf, sync)

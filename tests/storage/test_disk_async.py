@@ -32,7 +32,8 @@ class SlowSync(FileIO):
         super().fdatasync(fd)
 
 
-def test_save_async_persists_off_the_loop_and_applies_after(data_dir: str) -> None:
+def test_save_async_persists_off_the_loop_and_applies_after(data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(disk_module, "INLINE_SYNC_MAX_ENTRIES", 0)  # every save on the thread
     io = SlowSync()
 
     async def main() -> None:
@@ -62,7 +63,8 @@ def test_save_async_persists_off_the_loop_and_applies_after(data_dir: str) -> No
         assert (disk.first_index(), disk.last_index()) == (2, 2)
 
 
-def test_cancelling_save_async_still_applies_what_was_written(data_dir: str) -> None:
+def test_cancelling_save_async_still_applies_what_was_written(data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(disk_module, "INLINE_SYNC_MAX_ENTRIES", 0)  # every save on the thread
     io = SlowSync()
 
     async def main() -> None:
@@ -219,25 +221,28 @@ def test_small_saves_on_a_fast_disk_skip_the_writer_thread_and_a_slow_disk_bring
     # A threshold far above a page-cache write even on a busy machine, and a "slow" sync
     # far above it: the test does not depend on this machine's timing.
     monkeypatch.setattr(disk_module, "INLINE_SYNC_BELOW", 0.02)
+    monkeypatch.setattr(disk_module, "INLINE_SYNC_PROBE_EVERY", 4)
     io = TimedSync()
+    loop_thread = threading.current_thread().name
 
     async def main() -> None:
         with open_disk(data_dir, io=io) as disk:
-            await disk.save_async(HardState(1, 1, 0), [entry(1)])
-            assert io.threads == ["coord-wal_0"], "the disk's speed is unknown at first: the thread"
-            await disk.save_async(None, [entry(2), entry(3)])
-            assert io.threads[-1] == threading.current_thread().name, "a fast disk: on the loop"
+            await disk.save_async(HardState(1, 1, 0), [entry(1)])  # small save 1
+            await disk.save_async(None, [entry(2), entry(3)])  # 2
+            assert io.threads == [loop_thread, loop_thread], "a small save on a fast disk: on the loop"
             big = [entry(i) for i in range(4, 4 + INLINE_SYNC_MAX_ENTRIES + 1)]
             await disk.save_async(None, big)
             assert io.threads[-1] == "coord-wal_0", "a larger save: the thread"
             io.delay = 0.15  # one such sync lifts the average above the threshold
             index = big[-1].index
-            for _ in range(3):
+            for _ in range(6):  # small saves 3 to 8
                 index += 1
                 await disk.save_async(None, [entry(index)])
-            assert io.threads[-2:] == ["coord-wal_0", "coord-wal_0"], "a slow disk: back to the thread"
+            # 3 finds the disk slow; 4 and 8 are every 4th, made on the loop to measure again.
+            wal = "coord-wal_0"
+            assert io.threads[-6:] == [loop_thread, loop_thread, wal, wal, wal, loop_thread]
             assert disk.last_index() == index
 
     asyncio.run(main())
     with open_disk(data_dir) as disk:
-        assert disk.last_index() == 4 + INLINE_SYNC_MAX_ENTRIES + 3
+        assert disk.last_index() == 4 + INLINE_SYNC_MAX_ENTRIES + 6
