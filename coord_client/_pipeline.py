@@ -140,9 +140,15 @@ class PipelineStream:
                         fut.set_result(result)
             error = _rpc_error(grpc.StatusCode.UNAVAILABLE, "the pipeline stream ended")
         except grpc.aio.AioRpcError as err:
-            error = err if err.code() != grpc.StatusCode.CANCELLED else _rpc_error(
-                grpc.StatusCode.UNAVAILABLE, "the pipeline stream was cancelled"
-            )
+            if err.code() == grpc.StatusCode.CANCELLED:
+                error = _rpc_error(grpc.StatusCode.UNAVAILABLE, "the pipeline stream was cancelled")
+            elif err.code() == grpc.StatusCode.INTERNAL:
+                # grpc's own report of a request it could not write on a connection that
+                # broke ("Internal error from Core", seen when a leader is SIGKILLed):
+                # the stream broke (Rule 2). The server reports its errors per operation.
+                error = _rpc_error(grpc.StatusCode.UNAVAILABLE, f"the pipeline stream broke: {err.details()}")
+            else:
+                error = err
         except asyncio.CancelledError:
             error = _rpc_error(grpc.StatusCode.UNAVAILABLE, "the client is closing")
         # The server may end the stream while grpc still reads our request generator

@@ -60,12 +60,25 @@ class _AnsweringCall:
         pass
 
 
+class _BrokenCall(_EndedCall):
+    """The first stream: grpc fails writing a request on a dying connection and ends the
+    call with INTERNAL "Internal error from Core"."""
+
+    async def _responses(self) -> AsyncIterator[kv_pb2.PipelineResponse]:
+        await self.first
+        raise grpc.aio.AioRpcError(
+            grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), details="Internal error from Core"
+        )
+        yield kv_pb2.PipelineResponse()  # pragma: no cover - makes this an async generator
+
+
 class _Stub:
-    def __init__(self) -> None:
+    def __init__(self, first: type[_EndedCall] = _EndedCall) -> None:
+        self.first = first
         self.calls: list[Any] = []
 
     def Pipeline(self, requests: AsyncIterator[kv_pb2.PipelineRequest]) -> Any:  # noqa: N802 - grpc's name
-        call = (_EndedCall if not self.calls else _AnsweringCall)(requests)
+        call = (self.first if not self.calls else _AnsweringCall)(requests)
         self.calls.append(call)
         return call
 
@@ -80,6 +93,23 @@ def test_an_operation_after_the_server_ended_the_stream_goes_on_the_next_stream(
         # The retry opens a second stream; it must carry the put, not the dead first one.
         await stream.call("put", kv_pb2.PutRequest(key=b"a", value=b"1"), timeout=5)
         assert len(stub.calls) == 2 and stub.calls[0].swallowed == []
+        await stream.close()
+
+    asyncio.run(main())
+
+
+def test_a_stream_that_grpc_ends_with_internal_fails_its_operations_as_unavailable() -> None:
+    """So the transport retries them (exactly-once makes that safe); a failover test saw
+    INTERNAL reach the callers of puts when the leader was SIGKILLed."""
+
+    async def main() -> None:
+        stub = _Stub(_BrokenCall)
+        stream = PipelineStream(stub)  # type: ignore[arg-type]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stream.call("put", kv_pb2.PutRequest(key=b"a", value=b"1"), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "Internal error from Core" in (err.value.details() or "")
+        await stream.call("put", kv_pb2.PutRequest(key=b"a", value=b"1"), timeout=5)
         await stream.close()
 
     asyncio.run(main())
