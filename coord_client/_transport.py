@@ -18,7 +18,8 @@ Rule 3: every mutating call carries ``coord-client-id`` and ``coord-seq``; all a
 Rule 4: a call that waits on the server by design (Lock.Acquire, Election.Campaign) gets
         one attempt with the whole remaining deadline; "forever" is sent as a long
         deadline, since a call without one is cut by the server's default.
-Rule 5: lock operations go to the leader once a follower's lock result has named it
+Rule 5: lock operations (and the Revoke that releases a lock holding its own lease) go
+        to the leader once a follower's lock result has named it
         (services/pipeline.py Rule 4): a lock handoff through a follower costs two
         forwarding hops and a replication round more. Only lock calls move there; the
         rest keep Rule 1, so followers go on sharing reads and batching writes. An

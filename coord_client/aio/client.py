@@ -309,12 +309,17 @@ class AsyncClient:
     async def revoke_lease(self, lease: Lease | int, *, timeout: float | None = None) -> None:
         """End a lease now (LeaseNotFound if it does not exist). A Lease this client keeps
         alive stops being renewed and is marked lost."""
+        await self._revoke_lease(lease, timeout)
+
+    async def _revoke_lease(self, lease: Lease | int, timeout: float | None, to_leader: bool = False) -> None:
+        """``revoke_lease``; ``to_leader`` for a lock's own lease, whose revocation is the
+        lock's release (_transport.py Rule 5)."""
         lease_id = _lease_id(lease)
         tracked = lease if isinstance(lease, Lease) else self._keepaliver.tracked(lease_id)
         self._keepaliver.untrack(lease_id)
         await self._transport.call(
             lambda s: s.lease.Revoke, lease_pb2.LeaseRevokeRequest(id=lease_id), timeout=timeout,
-            mutating=True, refine=errors.LEASE_REFINE,
+            mutating=True, to_leader=to_leader, refine=errors.LEASE_REFINE,
         )
         if tracked is not None:
             tracked._lose("revoked by this client", unexpected=False)

@@ -120,9 +120,13 @@ class Lease:
     async def revoke(self, timeout: float | None = None) -> None:
         """End the lease now: its keys are deleted, its locks released, its elections
         resigned, its ring members removed. A lease already gone is not an error."""
+        await self._end(timeout)
+
+    async def _end(self, timeout: float | None, to_leader: bool = False) -> None:
+        """``revoke``; ``to_leader`` when the lease is a lock's own (client.py)."""
         self._client._keepaliver.untrack(self.id)
         try:
-            await self._client.revoke_lease(self.id, timeout=timeout)
+            await self._client._revoke_lease(self.id, timeout, to_leader)
         except errors.LeaseNotFound:
             pass
         self._lose("revoked by this client", unexpected=False)

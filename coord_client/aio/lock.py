@@ -195,7 +195,7 @@ class Lock:
         own = self._given_lease is None
         self.lease = self._given_lease
         if own:
-            self._client._spawn(lease.revoke(), f"revoke the lease of lock {self.name!r}")
+            self._client._spawn(lease._end(None, to_leader=True), f"revoke the lease of lock {self.name!r}")
         else:
             self._client._spawn(self._release_by_lease(lease.id), f"release a raced grant of {self.name!r}")
 
@@ -217,7 +217,7 @@ class Lock:
         if not token or lease is None:
             return
         if self._given_lease is None:
-            await lease.revoke(timeout=timeout)
+            await lease._end(timeout, to_leader=True)  # releases the lock in the same entry
             return
         if lease.lost.is_set():
             return

@@ -42,6 +42,33 @@ def test_lock_calls_move_to_the_leader_and_other_calls_stay(shared_cluster: Clus
     asyncio.run(main())
 
 
+def test_a_lock_with_its_own_lease_is_released_at_the_leader(shared_cluster: Cluster, ns: str) -> None:
+    """Such a lock is released by revoking its lease: that Revoke goes where the lock
+    calls go."""
+    leader = shared_cluster.wait_for_leader()
+    leader_address = shared_cluster.nodes[leader].address
+    follower, endpoints = _follower_first(shared_cluster, leader)
+
+    async def main() -> None:
+        async with AsyncClient(endpoints) as client:
+            transport = client._transport
+            used: list[str] = []
+            stubs = transport.stubs
+
+            def recording(address: str) -> object:
+                used.append(address)
+                return stubs(address)
+
+            transport.stubs = recording  # type: ignore[method-assign,assignment]
+            async with client.lock(f"{ns}own", ttl=10):
+                assert transport.pick(to_leader=True) == leader_address
+                used.clear()
+            assert used[-1:] == [leader_address], "the Revoke that released the lock"
+            assert transport.pick() == follower
+
+    asyncio.run(main())
+
+
 def test_lock_calls_find_the_new_leader_after_the_leader_dies(new_cluster: object) -> None:
     cluster = new_cluster()  # type: ignore[operator]
     leader = cluster.wait_for_leader()
