@@ -436,9 +436,12 @@ class DiskStorage:
         snapshot: Snapshot | None = None,
         *,
         sync: bool = True,
+        inline_ok: bool = True,
     ) -> None:
         """``save`` with the write and fsync on the writer thread, so the event loop keeps
         running. Do not advance the core, or start another write, until it returns.
+        ``inline_ok=False``: the loop has other work due now (messages to send), so even a
+        small save goes to the thread.
 
         A save without fsync (``sync=False``: only the commit index moved) is a write of a
         few dozen bytes into the page cache: it is done at once, on the caller's thread.
@@ -452,7 +455,7 @@ class DiskStorage:
         if not sync and snapshot is None and not entries and self._wal.fits(len(batch[0])):
             self._run(_Plan(partial(self._write, batch, False), partial(self._apply, batch)))
             return
-        if snapshot is None and len(entries) <= INLINE_SYNC_MAX_ENTRIES and self._wal.fits(len(batch[0])):
+        if inline_ok and snapshot is None and len(entries) <= INLINE_SYNC_MAX_ENTRIES and self._wal.fits(len(batch[0])):
             self._small_saves += 1
             if self._sync_seconds < INLINE_SYNC_BELOW or self._small_saves % INLINE_SYNC_PROBE_EVERY == 0:
                 started = time.perf_counter()
