@@ -343,7 +343,7 @@ class Transport:
                     continue
                 except grpc.aio.UsageError as err:
                     raise errors.ClientClosed(f"the client is closed ({err})") from None
-                if address == self._lock_leader:
+                if to_leader and address == self._lock_leader:
                     self._down_until.pop(address, None)  # Rule 5: not the preferred endpoint
                 else:
                     self.succeeded(address)

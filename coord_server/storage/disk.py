@@ -96,13 +96,12 @@ INLINE_SYNC_PROBE_EVERY = 64
 thread when such saves took less than INLINE_SYNC_BELOW seconds lately (a moving average):
 on a disk that fast the round trip to the writer thread and back costs about as much as
 the write. Measured with 3 members on 2 busy cores: fdatasync 0.1 ms, a small save on
-the loop 0.2-1.2 ms (mostly waiting for the GIL back), the round trip 0.6 ms on top;
-puts at concurrency 1 216-268 -> 331-374/s, contended lock handoffs 248 -> 273/s
-(alternating runs). Only saves made on
-the caller's thread are timed (on the writer thread the time would include waiting for
-the GIL); while the average is too high, every INLINE_SYNC_PROBE_EVERY-th small save is
-made there anyway to measure again. So a slow disk stalls the loop once per that many
-saves, for one sync."""
+the loop 0.2-1.2 ms (mostly waiting for the GIL back), the round trip 0.6 ms on top.
+Only saves made on the caller's thread are timed (on the writer thread the time would
+include waiting for the GIL); while the average is too high, every
+INLINE_SYNC_PROBE_EVERY-th small save is made there anyway to measure again, so a slow
+disk stalls the loop once per that many saves, for one sync. The node passes
+``inline_ok=False`` when it has messages to send (node.py)."""
 _SYNC_AVERAGE_WEIGHT = 0.2
 
 _Batch = tuple[bytes, Sequence[Entry], list[int], int, "Snapshot | None", "HardState | None"]
