@@ -91,16 +91,16 @@ _READ_CHUNK = 4 << 20
 """Read at most this many bytes of a segment per pread when reading old entries."""
 INLINE_SYNC_MAX_ENTRIES = 4
 INLINE_SYNC_BELOW = 0.001
-INLINE_SYNC_PROBE_EVERY = 64
+INLINE_SYNC_PROBE_SECONDS = 1.0
 """``save_async`` writes a save of at most INLINE_SYNC_MAX_ENTRIES entries on the caller's
 thread when such saves took less than INLINE_SYNC_BELOW seconds lately (a moving average):
 on a disk that fast the round trip to the writer thread and back costs about as much as
 the write. Measured with 3 members on 2 busy cores: fdatasync 0.1 ms, a small save on
 the loop 0.2-1.2 ms (mostly waiting for the GIL back), the round trip 0.6 ms on top.
 Only saves made on the caller's thread are timed (on the writer thread the time would
-include waiting for the GIL); while the average is too high, every
-INLINE_SYNC_PROBE_EVERY-th small save is made there anyway to measure again, so a slow
-disk stalls the loop once per that many saves, for one sync. The node passes
+include waiting for the GIL); while the average is too high, a small save is made there
+anyway once per INLINE_SYNC_PROBE_SECONDS to measure again, so a slow disk stalls the
+loop at most that often, for one sync. The node passes
 ``inline_ok=False`` when it has messages to send (node.py)."""
 _SYNC_AVERAGE_WEIGHT = 0.2
 
@@ -161,7 +161,8 @@ class DiskStorage:
         self._sync_seconds = 0.0
         """Moving average of a small synced save's duration on the caller's thread
         (INLINE_SYNC_BELOW)."""
-        self._small_saves = 0
+        self._next_probe = 0.0
+        self._clock: Callable[[], float] = time.monotonic
         # Snapshot files written in the background (write_snapshot_async) have a thread
         # of their own, so WAL saves go on meanwhile; their names, until recorded, are
         # spared by SnapshotStore.clean.
@@ -455,8 +456,9 @@ class DiskStorage:
             self._run(_Plan(partial(self._write, batch, False), partial(self._apply, batch)))
             return
         if inline_ok and snapshot is None and len(entries) <= INLINE_SYNC_MAX_ENTRIES and self._wal.fits(len(batch[0])):
-            self._small_saves += 1
-            if self._sync_seconds < INLINE_SYNC_BELOW or self._small_saves % INLINE_SYNC_PROBE_EVERY == 0:
+            now = self._clock()
+            if self._sync_seconds < INLINE_SYNC_BELOW or now >= self._next_probe:
+                self._next_probe = now + INLINE_SYNC_PROBE_SECONDS
                 started = time.perf_counter()
                 self._run(_Plan(partial(self._write, batch, sync), partial(self._apply, batch)))
                 if sync:

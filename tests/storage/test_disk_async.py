@@ -218,33 +218,36 @@ class TimedSync(FileIO):
 def test_small_saves_on_a_fast_disk_skip_the_writer_thread_and_a_slow_disk_brings_it_back(
     data_dir: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A threshold far above a page-cache write even on a busy machine, and a "slow" sync
-    # far above it: the test does not depend on this machine's timing.
+    # A threshold far above a page-cache write even on a busy machine, a "slow" sync far
+    # above it, and a clock of the test's own: nothing depends on this machine's timing.
     monkeypatch.setattr(disk_module, "INLINE_SYNC_BELOW", 0.02)
-    monkeypatch.setattr(disk_module, "INLINE_SYNC_PROBE_EVERY", 4)
     io = TimedSync()
     loop_thread = threading.current_thread().name
+    wal = "coord-wal_0"
+    clock = [100.0]
 
     async def main() -> None:
         with open_disk(data_dir, io=io) as disk:
-            await disk.save_async(HardState(1, 1, 0), [entry(1)])  # small save 1
-            await disk.save_async(None, [entry(2), entry(3)])  # 2
+            disk._clock = lambda: clock[0]
+            await disk.save_async(HardState(1, 1, 0), [entry(1)])
+            await disk.save_async(None, [entry(2), entry(3)])
             assert io.threads == [loop_thread, loop_thread], "a small save on a fast disk: on the loop"
             big = [entry(i) for i in range(4, 4 + INLINE_SYNC_MAX_ENTRIES + 1)]
             await disk.save_async(None, big)
-            assert io.threads[-1] == "coord-wal_0", "a larger save: the thread"
+            assert io.threads[-1] == wal, "a larger save: the thread"
             index = big[-1].index + 1
             await disk.save_async(None, [entry(index)], inline_ok=False)
-            assert io.threads[-1] == "coord-wal_0", "the loop has messages to send: the thread"
+            assert io.threads[-1] == wal, "the loop has messages to send: the thread"
             io.delay = 0.15  # one such sync lifts the average above the threshold
-            for _ in range(6):  # small saves 3 to 8
+            for step in (0.0, 0.5, 0.4, 0.1, 0.5):  # seconds since the previous save
+                clock[0] += step
                 index += 1
                 await disk.save_async(None, [entry(index)])
-            # 3 finds the disk slow; 4 and 8 are every 4th, made on the loop to measure again.
-            wal = "coord-wal_0"
-            assert io.threads[-6:] == [loop_thread, loop_thread, wal, wal, wal, loop_thread]
+            # The first finds the disk slow; then the thread, except one save on the loop
+            # a probe interval (1 s) after the last one there, to measure again.
+            assert io.threads[-5:] == [loop_thread, wal, wal, loop_thread, wal]
             assert disk.last_index() == index
 
     asyncio.run(main())
     with open_disk(data_dir) as disk:
-        assert disk.last_index() == 4 + INLINE_SYNC_MAX_ENTRIES + 7
+        assert disk.last_index() == 4 + INLINE_SYNC_MAX_ENTRIES + 6
