@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from coord.raft.v1 import command_pb2, raft_pb2, raft_pb2_grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
+from coord_server.gc_policy import GcPolicy
 from coord_server.logs import set_term_source
 from coord_server.node import Node, NodeConfig
 from coord_server.request_context import RequestInterceptor
@@ -52,6 +53,7 @@ class CoordServer:
         self.metrics_server: Any = None
         self.peer_server: grpc.aio.Server | None = None
         self.peer_port = 0
+        self.gc_policy: GcPolicy | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -189,6 +191,8 @@ class CoordServer:
             await self.peer_server.start()
         await server.start()
         self.grpc_server = server
+        self.gc_policy = GcPolicy()
+        self.gc_policy.start()  # after recovery, before the Raft clock runs: one full collection
         await node.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         self._health = health_servicer
@@ -221,6 +225,8 @@ class CoordServer:
             await self.transport.close()
         if self.storage is not None:
             self.storage.close()
+        if self.gc_policy is not None:
+            await self.gc_policy.stop()
 
     async def _hand_over_leadership(self) -> None:
         """A leader that is asked to stop first hands leadership to its most up-to-date
