@@ -18,10 +18,11 @@ Rule 3: every mutating call carries ``coord-client-id`` and ``coord-seq``; all a
 Rule 4: a call that waits on the server by design (Lock.Acquire, Election.Campaign) gets
         one attempt with the whole remaining deadline; "forever" is sent as a long
         deadline, since a call without one is cut by the server's default.
-Rule 5: lock operations (and the Revoke that releases a lock holding its own lease) go
-        to the leader once a follower's lock result has named it
-        (services/pipeline.py Rule 4): a lock handoff through a follower costs two
-        forwarding hops and a replication round more. Only lock calls move there; the
+Rule 5: lock and election calls (and the Revoke that ends a lock's or a campaign's own
+        lease) go to the leader once a follower's answer to one of them has named it
+        (a lock result's ``leader``, services/pipeline.py Rule 4; an election call's
+        ``coord-leader`` trailing metadata): a handoff through a follower costs two
+        forwarding hops and a replication round more. Only those calls move there; the
         rest keep Rule 1, so followers go on sharing reads and batching writes. An
         attempt that fails there forgets it until the next follower names it again.
 """
@@ -217,8 +218,8 @@ class Transport:
         self._known: list[str] = list(self.endpoints)
         self._stubs: dict[str, Stubs] = {}
         self._preferred = self.endpoints[0]
-        self._lock_leader = ""
-        """Where lock calls go (Rule 5); empty: to the preferred endpoint."""
+        self._call_leader = ""
+        """Where lock and election calls go (Rule 5); empty: to the preferred endpoint."""
         self._down_until: dict[str, float] = {}
         self.closed = False
         self.retries = 0
@@ -239,20 +240,20 @@ class Transport:
                 channel = grpc.aio.secure_channel(
                     address, self.tls.credentials, options=options, interceptors=interceptors
                 )
-            stubs = Stubs(channel, self._learn_lock_leader)
+            stubs = Stubs(channel, self._learn_leader)
             self._stubs[address] = stubs
         return stubs
 
     def pick(self, to_leader: bool = False) -> str:
         """The endpoint to try next (Rule 1; Rule 5 for ``to_leader``)."""
-        if to_leader and self._lock_leader and self._down_until.get(self._lock_leader, 0.0) <= time.monotonic():
-            return self._lock_leader
+        if to_leader and self._call_leader and self._down_until.get(self._call_leader, 0.0) <= time.monotonic():
+            return self._call_leader
         return self._preferred
 
-    def _learn_lock_leader(self, address: str) -> None:
+    def _learn_leader(self, address: str) -> None:
         if address not in self._known:
             self._known.append(address)
-        self._lock_leader = address
+        self._call_leader = address
 
     def succeeded(self, address: str) -> None:
         self._down_until.pop(address, None)
@@ -262,8 +263,8 @@ class Transport:
         """Record that ``address`` could not serve a call and choose the next endpoint;
         True when the next attempt may go at once (a fresh leader hint), False when it
         should back off first."""
-        if address == self._lock_leader:
-            self._lock_leader = ""
+        if address == self._call_leader:
+            self._call_leader = ""
         now = time.monotonic()
         if hint and hint != address and self._down_until.get(hint, 0.0) <= now:
             if hint not in self._known:
@@ -310,7 +311,7 @@ class Transport:
 
         ``timeout`` bounds the whole call (None: the client's default, or unbounded with
         ``forever``); ``waits`` marks a call that waits on the server by design;
-        ``to_leader`` a lock call (Rule 5)."""
+        ``to_leader`` a lock or election call (Rule 5)."""
         deadline = self.deadline(timeout, forever=forever)
         session = self.sessions.acquire() if mutating else None
         metadata = session.metadata() if session is not None else ()
@@ -328,7 +329,12 @@ class Transport:
                 else:
                     attempt = min(remaining, self.attempt_timeout)
                 try:
-                    response = await method(self.stubs(address))(request, timeout=attempt, metadata=metadata)
+                    invocation = method(self.stubs(address))(request, timeout=attempt, metadata=metadata)
+                    response = await invocation
+                    if to_leader and hasattr(invocation, "trailing_metadata"):  # unary, not pipelined
+                        hint = errors.leader_hint_of(await invocation.trailing_metadata())
+                        if hint and hint != address:
+                            self._learn_leader(hint)
                 except grpc.aio.AioRpcError as err:
                     code = err.code()
                     if code not in _RETRYABLE or (code == grpc.StatusCode.DEADLINE_EXCEEDED and waits):
@@ -343,7 +349,7 @@ class Transport:
                     continue
                 except grpc.aio.UsageError as err:
                     raise errors.ClientClosed(f"the client is closed ({err})") from None
-                if to_leader and address == self._lock_leader:
+                if to_leader and address == self._call_leader:
                     self._down_until.pop(address, None)  # Rule 5: not the preferred endpoint
                 else:
                     self.succeeded(address)

@@ -218,6 +218,11 @@ def leader_hint(err: Any) -> str:
         metadata = err.trailing_metadata()
     except Exception:  # noqa: BLE001 - a call that never started has none
         return ""
+    return leader_hint_of(metadata)
+
+
+def leader_hint_of(metadata: Any) -> str:
+    """The ``coord-leader`` value in ``metadata``, or ""."""
     for key, value in metadata or ():
         if key == LEADER_METADATA_KEY:
             return value.decode() if isinstance(value, bytes) else str(value)

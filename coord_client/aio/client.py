@@ -312,8 +312,8 @@ class AsyncClient:
         await self._revoke_lease(lease, timeout)
 
     async def _revoke_lease(self, lease: Lease | int, timeout: float | None, to_leader: bool = False) -> None:
-        """``revoke_lease``; ``to_leader`` for a lock's own lease, whose revocation is the
-        lock's release (_transport.py Rule 5)."""
+        """``revoke_lease``; ``to_leader`` for a lock's or a campaign's own lease, whose
+        revocation is the release or the resignation (_transport.py Rule 5)."""
         lease_id = _lease_id(lease)
         tracked = lease if isinstance(lease, Lease) else self._keepaliver.tracked(lease_id)
         self._keepaliver.untrack(lease_id)

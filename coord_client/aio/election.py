@@ -117,7 +117,7 @@ class Campaign:
         request = election_pb2.ElectionCampaignRequest(name=self.name, lease=lease.id, value=self.value)
         call = self._client._transport.call(
             lambda s: s.election.Campaign, request, timeout=timeout, mutating=True, waits=True,
-            forever=True, refine=errors.LEASE_REFINE,
+            forever=True, to_leader=True, refine=errors.LEASE_REFINE,
         )
         try:
             response = await call_while_alive(lease, call, f"the lease of the campaign in {self.name!r} was lost")
@@ -136,7 +136,7 @@ class Campaign:
     def _abandon(self, lease: Lease) -> None:
         self.lease = self._given_lease
         if self._given_lease is None:
-            self._client._spawn(lease.revoke(), f"revoke the lease of the campaign in {self.name!r}")
+            self._client._spawn(lease._end(None, to_leader=True), f"revoke the lease of the campaign in {self.name!r}")
         # With a lease passed in, the server drops the candidacy when the call ends
         # (election.proto: "the candidate then leaves the queue").
 
@@ -149,7 +149,8 @@ class Campaign:
         request = election_pb2.ElectionProclaimRequest(leader=leader_key(self.leader), value=data)
         try:
             await self._client._transport.call(
-                lambda s: s.election.Proclaim, request, timeout=timeout, mutating=True, refine=_LEADERSHIP_REFINE
+                lambda s: s.election.Proclaim, request, timeout=timeout, mutating=True, to_leader=True,
+                refine=_LEADERSHIP_REFINE,
             )
         except errors.LeadershipLost as err:
             self._scope.lose(f"the leadership is no longer current: {err.details}")
@@ -165,14 +166,14 @@ class Campaign:
         if leader is None or lease is None:
             return
         if self._given_lease is None:
-            await lease.revoke(timeout=timeout)
+            await lease._end(timeout, to_leader=True)  # resigns in the same entry
             return
         if lease.lost.is_set():
             return
         try:
             await self._client._transport.call(
                 lambda s: s.election.Resign, election_pb2.ElectionResignRequest(leader=leader_key(leader)),
-                timeout=timeout, mutating=True, refine=_LEADERSHIP_REFINE,
+                timeout=timeout, mutating=True, to_leader=True, refine=_LEADERSHIP_REFINE,
             )
         except errors.LeadershipLost:
             pass

@@ -123,7 +123,8 @@ class Lease:
         await self._end(timeout)
 
     async def _end(self, timeout: float | None, to_leader: bool = False) -> None:
-        """``revoke``; ``to_leader`` when the lease is a lock's own (client.py)."""
+        """``revoke``; ``to_leader`` when the lease is a lock's or a campaign's own
+        (client.py)."""
         self._client._keepaliver.untrack(self.id)
         try:
             await self._client._revoke_lease(self.id, timeout, to_leader)

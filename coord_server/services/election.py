@@ -19,7 +19,7 @@ from coord.v1 import election_pb2, election_pb2_grpc
 from coord_server.coord_hub import CoordHub
 from coord_server.state import validation
 
-from .common import Context, Headers, abort, check_size, command_of, propose, read_barrier, unary
+from .common import Context, Headers, abort, check_size, command_of, leader_metadata, propose, read_barrier, unary
 from .waits import QueueWait, deadline_of
 
 log = logging.getLogger("coord.services.election")
@@ -42,6 +42,7 @@ class ElectionService(election_pb2_grpc.ElectionServicer):
             command_of(context, election_campaign=request),
             lambda r: r.response.HasField("leader") or not r.queued_at, deadline_of(context),
         ).future
+        self._name_leader(context)
         if key is None:
             return self.headers.stamp(result.response)  # type: ignore[return-value]
         won = election_pb2.ElectionCampaignResponse(leader=key)
@@ -54,6 +55,7 @@ class ElectionService(election_pb2_grpc.ElectionServicer):
         check_size(request)
         validation.validate_election_proclaim(request)
         response = await propose(self.node, command_of(context, election_proclaim=request), context)
+        self._name_leader(context)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
@@ -62,7 +64,14 @@ class ElectionService(election_pb2_grpc.ElectionServicer):
     ) -> election_pb2.ElectionResignResponse:
         validation.validate_election_resign(request)
         response = await propose(self.node, command_of(context, election_resign=request), context)
+        self._name_leader(context)
         return self.headers.stamp(response)  # type: ignore[return-value]
+
+    def _name_leader(self, context: Context) -> None:
+        """On a follower, name the leader in ``coord-leader`` on success too: coord_client
+        sends its next election calls there (as for locks: services/pipeline.py Rule 4)."""
+        if not self.node.is_leader:
+            context.set_trailing_metadata(leader_metadata(self.node.leader_address()))
 
     @unary
     async def Leader(

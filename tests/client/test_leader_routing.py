@@ -1,7 +1,7 @@
-"""Lock operations go to the leader (coord_client/_transport.py Rule 5): a follower's lock
-result names the leader (services/pipeline.py Rule 4), the client sends its next lock
-operations there and keeps everything else on its preferred member; when the leader dies
-the lock calls find the new one."""
+"""Lock and election calls go to the leader (coord_client/_transport.py Rule 5): a
+follower's answer names the leader (services/pipeline.py Rule 4; election.py's
+``coord-leader`` on success), the client sends its next such calls there and keeps
+everything else on its preferred member; when the leader dies they find the new one."""
 
 from __future__ import annotations
 
@@ -64,6 +64,34 @@ def test_a_lock_with_its_own_lease_is_released_at_the_leader(shared_cluster: Clu
                 assert transport.pick(to_leader=True) == leader_address
                 used.clear()
             assert used[-1:] == [leader_address], "the Revoke that released the lock"
+            assert transport.pick() == follower
+
+    asyncio.run(main())
+
+
+def test_election_calls_move_to_the_leader(shared_cluster: Cluster, ns: str) -> None:
+    leader = shared_cluster.wait_for_leader()
+    leader_address = shared_cluster.nodes[leader].address
+    follower, endpoints = _follower_first(shared_cluster, leader)
+
+    async def main() -> None:
+        async with AsyncClient(endpoints) as client:
+            transport = client._transport
+            used: list[str] = []
+            stubs = transport.stubs
+
+            def recording(address: str) -> object:
+                used.append(address)
+                return stubs(address)
+
+            transport.stubs = recording  # type: ignore[method-assign,assignment]
+            async with client.campaign(f"{ns}election", "a", ttl=10) as term:
+                assert used[-1] == follower, "the first Campaign went to the preferred member"
+                assert transport.pick(to_leader=True) == leader_address, "its answer named the leader"
+                await term.proclaim("b")
+                assert used[-1] == leader_address
+                used.clear()
+            assert used[-1:] == [leader_address], "the Revoke that resigned"
             assert transport.pick() == follower
 
     asyncio.run(main())
