@@ -6,6 +6,7 @@ everything else on its preferred member; when the leader dies they find the new 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from coord_client.aio import AsyncClient
 from tests.integration.harness import Cluster
@@ -14,6 +15,19 @@ from tests.integration.harness import Cluster
 def _follower_first(cluster: Cluster, leader: str) -> tuple[str, list[str]]:
     followers = [n.address for n in cluster.nodes.values() if n.name != leader]
     return followers[0], followers + [cluster.nodes[leader].address]
+
+
+def _record_members(transport: Any) -> list[str]:
+    """The member of every call the transport makes from now on, in order."""
+    used: list[str] = []
+    stubs = transport.stubs
+
+    def recording(address: str) -> object:
+        used.append(address)
+        return stubs(address)
+
+    transport.stubs = recording
+    return used
 
 
 def test_lock_calls_move_to_the_leader_and_other_calls_stay(shared_cluster: Cluster, ns: str) -> None:
@@ -52,14 +66,7 @@ def test_a_lock_with_its_own_lease_is_released_at_the_leader(shared_cluster: Clu
     async def main() -> None:
         async with AsyncClient(endpoints) as client:
             transport = client._transport
-            used: list[str] = []
-            stubs = transport.stubs
-
-            def recording(address: str) -> object:
-                used.append(address)
-                return stubs(address)
-
-            transport.stubs = recording  # type: ignore[method-assign,assignment]
+            used = _record_members(transport)
             async with client.lock(f"{ns}own", ttl=10):
                 assert transport.pick(to_leader=True) == leader_address
                 used.clear()
@@ -77,14 +84,7 @@ def test_election_calls_move_to_the_leader(shared_cluster: Cluster, ns: str) -> 
     async def main() -> None:
         async with AsyncClient(endpoints) as client:
             transport = client._transport
-            used: list[str] = []
-            stubs = transport.stubs
-
-            def recording(address: str) -> object:
-                used.append(address)
-                return stubs(address)
-
-            transport.stubs = recording  # type: ignore[method-assign,assignment]
+            used = _record_members(transport)
             async with client.campaign(f"{ns}election", "a", ttl=10) as term:
                 assert used[-1] == follower, "the first Campaign went to the preferred member"
                 assert transport.pick(to_leader=True) == leader_address, "its answer named the leader"
