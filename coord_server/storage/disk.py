@@ -100,8 +100,8 @@ the loop 0.2-1.2 ms (mostly waiting for the GIL back), the round trip 0.6 ms on 
 Only saves made on the caller's thread are timed (on the writer thread the time would
 include waiting for the GIL); while the average is too high, a small save is made there
 anyway once per INLINE_SYNC_PROBE_SECONDS to measure again, so a slow disk stalls the
-loop at most that often, for one sync. The node passes
-``inline_ok=False`` when it has messages to send (node.py)."""
+loop at most that often, for one sync. A leader lets its peer tasks write the appends
+before it saves (node.py)."""
 _SYNC_AVERAGE_WEIGHT = 0.2
 
 _Batch = tuple[bytes, Sequence[Entry], list[int], int, "Snapshot | None", "HardState | None"]
@@ -436,12 +436,9 @@ class DiskStorage:
         snapshot: Snapshot | None = None,
         *,
         sync: bool = True,
-        inline_ok: bool = True,
     ) -> None:
         """``save`` with the write and fsync on the writer thread, so the event loop keeps
         running. Do not advance the core, or start another write, until it returns.
-        ``inline_ok=False``: the loop has other work due now (messages to send), so even a
-        small save goes to the thread.
 
         A save without fsync (``sync=False``: only the commit index moved) is a write of a
         few dozen bytes into the page cache: it is done at once, on the caller's thread.
@@ -455,7 +452,7 @@ class DiskStorage:
         if not sync and snapshot is None and not entries and self._wal.fits(len(batch[0])):
             self._run(_Plan(partial(self._write, batch, False), partial(self._apply, batch)))
             return
-        if inline_ok and snapshot is None and len(entries) <= INLINE_SYNC_MAX_ENTRIES and self._wal.fits(len(batch[0])):
+        if snapshot is None and len(entries) <= INLINE_SYNC_MAX_ENTRIES and self._wal.fits(len(batch[0])):
             now = self._clock()
             if self._sync_seconds < INLINE_SYNC_BELOW or now >= self._next_probe:
                 self._next_probe = now + INLINE_SYNC_PROBE_SECONDS
