@@ -2,7 +2,8 @@
 a 3-member cluster on loopback with fsync on, plus failover time under load.
 
     python -m bench.loadgen [--systems coord,etcd] [--seconds 5] [--put 1,16,64,256]
-                            [--get 1,64] [--failover-runs 3] [--procs auto] [--json FILE]
+                            [--get 1,64] [--failover-runs 3] [--procs auto] [--rounds 1]
+                            [--json FILE]
 
 What one run does, per system (coord, then etcd when its binary is installed; otherwise it
 says that etcd is skipped and why):
@@ -16,6 +17,11 @@ says that etcd is skipped and why):
   from the kill to the first write *sent after the kill* that succeeds is the failover
   time (and the time until the survivors agree on a new leader is shown beside it). The
   member is restarted, and this repeats ``--failover-runs`` times; the median is reported.
+
+``--rounds N`` repeats all of it N times, each round on fresh clusters, and ends with the
+medians over the rounds: each round's coord/etcd ratio (taken within the round, where both
+systems met the same load from the rest of the machine) and whether coord's p99 was no
+worse in it. One round on a shared 2-core machine moves by +-15%.
 
 The client code is the same for both systems: requests are serialized once up front and
 sent as bytes through grpc.aio (coord's KV and etcd's KV share etcd's field numbers, and
@@ -650,12 +656,70 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--failover-window", type=float, default=15.0, help="give up on a failover after this many seconds")
     parser.add_argument("--dir", default=".", help="the members' data and logs go to a new directory in DIR (default: .)")
     parser.add_argument("--keep", action="store_true", help="keep that directory (logs, data) instead of removing it")
-    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the whole comparison this many times and add medians over the rounds (default: 1)")
+    parser.add_argument("--json", help="also write the results to this file (a list of rounds with --rounds > 1)")
     parser.add_argument(
         "--coord-path", choices=("pipeline", "unary"), default="pipeline",
         help="coord's client path: KV.Pipeline as coord_client sends it (default), or one unary call per op",
     )
     return parser
+
+
+def run_round(systems: list[str], args: argparse.Namespace, parts: set[str]) -> dict[str, dict[str, Any]]:
+    """Every system once, each on a fresh cluster in a new directory inside ``--dir``."""
+    base = Path(tempfile.mkdtemp(prefix="coord-bench-kv-", dir=args.dir))
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for system in systems:
+            if system == "coord":
+                results["coord"] = bench_system(lambda d: CoordCluster(d / "coord"), base, args, parts)
+            elif system == "etcd":
+                from bench.etcd import EtcdCluster
+
+                results["etcd"] = bench_system(lambda d: EtcdCluster(d / "etcd"), base, args, parts)
+            else:
+                raise SystemExit(f"unknown system {system!r} (coord, etcd)")
+    finally:
+        if args.keep:
+            _log(f"data and logs kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    return results
+
+
+def summarize_rounds(rounds: list[dict[str, dict[str, Any]]]) -> str:
+    """Medians over rounds, and each round's coord/etcd ratio and p99s: a ratio is taken
+    within one round, where both systems met the same machine load."""
+    keys = list(dict.fromkeys((p.op, p.concurrency) for r in rounds for s in r.values() for p in s["points"]))
+    lines = [f"Medians over {len(rounds)} rounds (each round runs coord, then etcd):"]
+    for op, conc in keys:
+        def points(system: str) -> list[Point | None]:
+            return [next((p for p in r.get(system, {}).get("points", []) if (p.op, p.concurrency) == (op, conc)), None)
+                    for r in rounds]
+
+        coord, etcd = points("coord"), points("etcd")
+        name = "put" if op == "put" else "get (lin)"
+        line = f"  {name:<10}{conc:>5} | coord {_median_of([p.ops_per_s for p in coord if p]):,.0f} ops/s"
+        pairs = [(c, e) for c, e in zip(coord, etcd) if c and e and e.ops_per_s]
+        if pairs:
+            ratios = [c.ops_per_s / e.ops_per_s for c, e in pairs]
+            no_worse = sum(1 for c, e in pairs if c.p99_ms <= e.p99_ms)
+            line += (f", etcd {_median_of([e.ops_per_s for _, e in pairs]):,.0f} ops/s | coord/etcd median "
+                     f"{_median_of(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)}) | p99 ms coord/etcd "
+                     f"{', '.join(f'{c.p99_ms:.1f}/{e.p99_ms:.1f}' for c, e in pairs)}: no worse in {no_worse} of {len(pairs)}")
+        lines.append(line)
+    for system in ("coord", "etcd"):
+        medians = [r[system]["failover"].median_resumed for r in rounds if r.get(system, {}).get("failover")]
+        medians = [m for m in medians if m is not None]
+        if medians:
+            lines.append(f"  failover {system}: median of the rounds' medians {_fmt_s(_median_of(medians))} "
+                         f"({', '.join(_fmt_s(m) for m in medians)})")
+    return "\n".join(lines)
+
+
+def _median_of(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def main(argv: list[str] | None = None, parts: set[str] | None = None) -> int:
@@ -674,33 +738,27 @@ def main(argv: list[str] | None = None, parts: set[str] | None = None) -> int:
             etcd_note = f"etcd comparison SKIPPED: {version}"
             systems.remove("etcd")
             _log(etcd_note)
-    base = Path(tempfile.mkdtemp(prefix="coord-bench-kv-", dir=args.dir))
-    results: dict[str, dict[str, Any]] = {}
-    try:
-        for system in systems:
-            if system == "coord":
-                results["coord"] = bench_system(lambda d: CoordCluster(d / "coord"), base, args, parts)
-            elif system == "etcd":
-                from bench.etcd import EtcdCluster
-
-                results["etcd"] = bench_system(lambda d: EtcdCluster(d / "etcd"), base, args, parts)
-            else:
-                raise SystemExit(f"unknown system {system!r} (coord, etcd)")
-    finally:
-        if args.keep:
-            _log(f"data and logs kept in {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-    print(report(results, etcd_note))
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            _log(f"round {number} of {args.rounds}")
+        rounds.append(run_round(systems, args, parts))
+        print(report(rounds[-1], etcd_note), flush=True)
+    if args.rounds > 1:
+        print()
+        print(summarize_rounds(rounds))
     if args.json:
-        payload = {
-            s: {
-                "points": [asdict(p) for p in r["points"]],
-                "failover": None if r["failover"] is None else {"runs": r["failover"].runs, "median_resumed": r["failover"].median_resumed},
+        payload = [
+            {
+                s: {
+                    "points": [asdict(p) for p in r["points"]],
+                    "failover": None if r["failover"] is None else {"runs": r["failover"].runs, "median_resumed": r["failover"].median_resumed},
+                }
+                for s, r in results.items()
             }
-            for s, r in results.items()
-        }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+            for results in rounds
+        ]
+        Path(args.json).write_text(json.dumps(payload[0] if args.rounds == 1 else payload, indent=2) + "\n")
     return 0
 
 

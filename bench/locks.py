@@ -34,8 +34,8 @@ A figure is the median over ``--runs`` consecutive windows of ``--seconds`` each
   sync=True. It has no queue: a contended worker retries ``acquire`` every 10 ms (every
   attempt is a log entry). Journal on (``journalFile``, mmap).
 
-coord and etcd run with fsync on (their defaults). Data lives under ``--dir`` (default: a
-fresh directory in the current one, removed at the end; /tmp may be tmpfs).
+coord and etcd run with fsync on (their defaults). Data lives in a fresh directory inside
+``--dir`` (default: the current one; /tmp may be tmpfs), removed at the end.
 """
 
 from __future__ import annotations
@@ -433,12 +433,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coord-path", choices=("pipeline", "unary"), default="pipeline",
                         help="coord's client path: KV.Pipeline as coord_client sends Lock calls "
                         "(default), or unary Lock.Acquire/Release calls")
-    parser.add_argument("--dir", default=None, help="where the clusters keep their data")
+    parser.add_argument("--dir", default=None, help="the clusters' data goes to a new directory in DIR, removed at the end (default: .)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
 
-    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-locks-", dir=os.getcwd()))
+    # A fresh directory each run: members restarted on an old run's data would find a
+    # cluster with other ports and never elect a leader.
+    base = Path(tempfile.mkdtemp(prefix="bench-locks-", dir=args.dir or os.getcwd()))
     results: list[Result] = []
     try:
         for system in systems:
@@ -468,8 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"unknown system {system!r}", file=sys.stderr)
                 return 2
-            cluster.start()
             try:
+                cluster.start()  # inside: a cluster that fails to start still has members to stop
                 endpoints = cluster.endpoints()
                 if args.target == "leader":
                     leader = cluster.wait_for_leader()
@@ -481,8 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 cluster.stop()
     finally:
-        if not args.dir:
-            shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
     print()
     print(f"{args.workers} workers ({args.target}), median of {args.runs} windows of {args.seconds:g} s; "

@@ -61,3 +61,20 @@ def test_loadgen_measures_coord_and_says_when_etcd_is_skipped(tmp_path: Path) ->
     failover = data["coord"]["failover"]
     assert failover["runs"][0]["resumed"] is not None and failover["runs"][0]["resumed"] < 20
     assert not list(tmp_path.glob("coord-bench-kv-*")), "the data directory was not removed"
+
+
+def test_rounds_summary_takes_each_ratio_within_its_round() -> None:
+    from bench.loadgen import Point, summarize_rounds
+
+    def point(system: str, rate: float, p99: float) -> Point:
+        return Point(system, "put", 64, 4, 5.0, int(rate * 5), rate, 10.0, p99, {}, [], {})
+
+    rounds = [
+        {"coord": {"points": [point("coord", c, cp)], "failover": None},
+         "etcd": {"points": [point("etcd", e, ep)], "failover": None}}
+        for c, cp, e, ep in [(3000, 50.0, 2000, 60.0), (2000, 70.0, 2500, 60.0), (4000, 40.0, 3200, 45.0)]
+    ]
+    summary = summarize_rounds(rounds)
+    # Ratios 1.50, 0.80, 1.25: the median ratio is 1.25, not 3000/2500 (the medians' ratio).
+    assert "coord 3,000 ops/s, etcd 2,500 ops/s | coord/etcd median 1.25 (1.50, 0.80, 1.25)" in summary
+    assert "no worse in 2 of 3" in summary
