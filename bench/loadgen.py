@@ -27,9 +27,12 @@ The client code is the same for both systems: requests are serialized once up fr
 sent as bytes through grpc.aio (coord's KV and etcd's KV share etcd's field numbers, and
 bench/etcd.py says how etcd's messages are obtained), responses are not parsed, a failed
 attempt moves to the member named in ``coord-leader`` or else the next one, after 10 ms.
-One difference, stated in the report: coord's driver sends through KV.Pipeline, the path
+Two differences, stated in the report: coord's driver sends through KV.Pipeline, the path
 coord_client uses (operations issued together share one stream message), unless
-``--coord-path unary`` asks for one unary call per operation as etcd's driver makes.
+``--coord-path unary`` asks for one unary call per operation as etcd's driver makes; and,
+as coord_client does (its _transport.py Rule 5), a process sends its puts to the leader
+once a follower's put result has named it (reads stay where their loop started). etcd
+has no such hint: its loops stay on their members and followers forward.
 
 CPU: for every point, each server's and each client process's CPU time over the measured
 window (utime+stime from /proc/PID/stat), in percent of one core. With 2 cores the clients
@@ -218,30 +221,41 @@ class Driver:
         }
         self.op_timeout = op_timeout
         self.pipes: list[Any] = []
+        self.write_leader: int | None = None
+        """coord: the member a follower's put result named, where puts then go."""
         if system == "coord":
             # coord_client's own path: one KV.Pipeline stream per member, operations issued
             # in one loop iteration travel together (coord_client/_pipeline.py).
             from coord.v1 import kv_pb2_grpc
             from coord_client._pipeline import PipelineStream
 
-            self.pipes = [PipelineStream(kv_pb2_grpc.KVStub(c)) for c in self.channels]
+            self.pipes = [PipelineStream(kv_pb2_grpc.KVStub(c), self._learn_leader) for c in self.channels]
 
-    async def attempt(self, op: str, request: Any, index: int) -> tuple[bool, int, str]:
-        """One RPC to member ``index``: (ok, member for the next attempt, error code)."""
+    def _learn_leader(self, address: str) -> None:
+        self.write_leader = self.index_of.get(address)
+
+    async def attempt(self, op: str, request: Any, index: int) -> tuple[bool, int, int, str]:
+        """One RPC, to member ``index`` or (a coord put) to the leader once named: (ok,
+        the member that was asked, member for the next attempt, error code)."""
+        preferred = index
+        if op == "put" and self.write_leader is not None:
+            index = self.write_leader
         try:
             if self.pipes:
                 await self.pipes[index].call("put" if op == "put" else "range", request, self.op_timeout)
             else:
                 await self.calls[op][index](request, timeout=self.op_timeout)
-            return True, index, ""
+            return True, index, preferred, ""
         except self.grpc.aio.AioRpcError as err:
+            if index == self.write_leader:
+                self.write_leader = None  # a follower names the next one
             following = None
             if self.leader_key:
                 for k, v in err.trailing_metadata() or ():
                     if k == self.leader_key:
                         following = self.index_of.get(str(v))
             nxt = following if following is not None else (index + 1) % len(self.endpoints)
-            return False, nxt, err.code().name
+            return False, index, nxt, err.code().name
 
     async def close(self) -> None:
         for pipe in self.pipes:
@@ -295,7 +309,7 @@ async def _worker(conn: multiprocessing.connection.Connection, cfg: WorkerConfig
     # Connect every channel before the clock starts.
     for index in range(n):
         for _ in range(100):
-            ok, _, _ = await driver.attempt(cfg.op, requests[0][0], index)
+            ok, _, _, _ = await driver.attempt(cfg.op, requests[0][0], index)
             if ok:
                 break
             await asyncio.sleep(0.05)
@@ -317,7 +331,7 @@ async def _worker(conn: multiprocessing.connection.Connection, cfg: WorkerConfig
             seq += 1
             while True:
                 a0 = time.monotonic()
-                ok, index, code = await driver.attempt(cfg.op, request, index)
+                ok, asked, index, code = await driver.attempt(cfg.op, request, index)
                 a1 = time.monotonic()
                 if cfg.record_attempts:
                     result.attempts.append((a0, a1, ok))
@@ -325,7 +339,7 @@ async def _worker(conn: multiprocessing.connection.Connection, cfg: WorkerConfig
                     if ok and killed and a0 >= killed:
                         end = min(end, a1 + 1.0)  # writes are back: a second more, then stop
                 if ok:
-                    result.per_endpoint[index] += 1
+                    result.per_endpoint[asked] += 1
                     break
                 errors[code] += 1
                 if a1 >= end:
@@ -546,7 +560,7 @@ def populate(cluster: SystemCluster) -> None:
             request = _serialize_put(cluster.system, f"bench/get/{k:04d}".encode(), value)
             async with sem:
                 for _ in range(100):
-                    ok, index, _ = await driver.attempt("put", request, index)
+                    ok, _, index, _ = await driver.attempt("put", request, index)
                     if ok:
                         return
                     await asyncio.sleep(0.05)
@@ -635,7 +649,8 @@ def report(results: dict[str, dict[str, Any]], etcd_note: str) -> str:
                 f"other processes={max(0.0, p.cpu['machine'] - p.cpu['servers'] - p.cpu['clients']):.0f}"
             )
     lines.append("")
-    lines.append(f"coord client path: {COORD_PATH['path']} ({'KV.Pipeline, as coord_client sends' if COORD_PATH['path'] == 'pipeline' else 'one unary call per operation'})")
+    lines.append(f"coord client path: {COORD_PATH['path']} ({'KV.Pipeline, as coord_client sends' if COORD_PATH['path'] == 'pipeline' else 'one unary call per operation'}); "
+                 "puts go to the leader once a follower names it, as coord_client's do")
     if etcd_note:
         lines.append(etcd_note)
     return "\n".join(lines)

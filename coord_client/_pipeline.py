@@ -14,8 +14,9 @@ Rule 3: an operation's timeout travels with it (``timeout_ms``), as a unary call
         deadline would; a lock_acquire that the caller abandons (its timeout passed, or
         its task was cancelled) is cancelled on the stream too, so the server takes it
         out of the lock's queue, as it would for a unary Acquire whose call ended.
-Rule 4: a successful lock result that names the leader (a follower answered it) is passed
-        to ``on_leader``; the transport sends the next lock operations there.
+Rule 4: a successful result that names the leader (a follower answered a write or lock
+        operation) is passed to ``on_leader``; the transport sends the next such
+        operations there.
 """
 
 from __future__ import annotations

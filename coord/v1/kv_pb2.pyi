@@ -389,10 +389,10 @@ class PipelineResult(_message.Message):
     """message is the error message when code is not 0."""
     leader: _builtins.str
     """leader is, for code UNAVAILABLE, the leader's client address when known (what the
-    unary RPC puts in the `coord-leader` trailing metadata). On a lock_acquire or
-    lock_release answered by a follower it is also set when the code is 0: the member
-    where the client's next lock operations save two forwarding hops (coord_client
-    sends them there).
+    unary RPC puts in the `coord-leader` trailing metadata). On a put, delete_range,
+    txn, lock_acquire or lock_release answered by a follower it is also set when the
+    code is 0: the member where the client's next such operations save two forwarding
+    hops (coord_client sends them there; reads stay where they are).
     """
     @_builtins.property
     def range(self) -> Global___RangeResponse:

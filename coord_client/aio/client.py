@@ -168,7 +168,7 @@ class AsyncClient:
     ) -> PutResult:
         """Set ``key`` to ``value`` (attached to ``lease`` if given)."""
         request = kv_pb2.PutRequest(key=to_bytes(key), value=to_bytes(value), lease=_lease_id(lease), prev_kv=prev_kv)
-        response = await self._transport.call(lambda s: s.pipelined("put"), request, timeout=timeout, mutating=True, refine=errors.LEASE_REFINE)
+        response = await self._transport.call(lambda s: s.pipelined("put"), request, timeout=timeout, mutating=True, to_leader=True, refine=errors.LEASE_REFINE)
         return _put(response)
 
     async def get(
@@ -240,7 +240,7 @@ class AsyncClient:
         """Delete ``key`` (every key under it with ``prefix``, or [key, range_end))."""
         k, end = key_range(key, prefix, range_end)
         request = kv_pb2.DeleteRangeRequest(key=k, range_end=end, prev_kv=prev_kv)
-        return _delete(await self._transport.call(lambda s: s.pipelined("delete_range"), request, timeout=timeout, mutating=True))
+        return _delete(await self._transport.call(lambda s: s.pipelined("delete_range"), request, timeout=timeout, mutating=True, to_leader=True))
 
     async def delete_prefix(self, prefix: Bytes, *, timeout: float | None = None) -> DeleteResult:
         return await self.delete(prefix, prefix=True, timeout=timeout)
@@ -251,7 +251,7 @@ class AsyncClient:
         return AsyncTxn(self)
 
     async def _commit_txn(self, request: kv_pb2.TxnRequest, timeout: float | None) -> TxnResult:
-        response = await self._transport.call(lambda s: s.pipelined("txn"), request, timeout=timeout, mutating=True, refine=errors.LEASE_REFINE)
+        response = await self._transport.call(lambda s: s.pipelined("txn"), request, timeout=timeout, mutating=True, to_leader=True, refine=errors.LEASE_REFINE)
         return _txn(response)
 
     async def compact(self, revision: int, *, physical: bool = False, timeout: float | None = None) -> None:

@@ -12,10 +12,13 @@ Rule 2: the linearizable reads of one request message share one ReadIndex round.
 Rule 3: results are sent as they complete, every result completed in one loop iteration
         in one response message; an operation's failure is its result's status, never
         the end of the stream.
-Rule 4: a lock result from a follower names the leader. A lock's queue is decided where
-        entries commit first: an operation sent to the leader saves the two forwarding
-        hops, and an Acquire there is granted when the leader applies, not a replication
-        round later when this member does. Clients send their next lock operations there.
+Rule 4: a write or lock result from a follower names the leader: every operation but
+        a range went through the log, forwarded there. Sent to the leader it saves the two
+        forwarding hops (puts at concurrency 64 in bench/loadgen.py, alternating runs:
+        2,865-3,696 -> 4,508-5,264/s, with 10% less server CPU), and an Acquire there is
+        granted when the leader applies, not a replication round later when this member
+        does. Clients send their next writes and lock operations there; reads stay, so
+        followers go on sharing them.
 """
 
 from __future__ import annotations
@@ -163,7 +166,7 @@ class PipelineSession:
             return
         response, revision = lock.acquire_response(self.node, fut.result())
         self.headers.stamp(response, revision)
-        out = kv_pb2.PipelineResult(id=op_id, leader=self._lock_leader())
+        out = kv_pb2.PipelineResult(id=op_id, leader=self._leader_hint())
         out.lock_acquire.CopyFrom(response)
         self._done(out)
 
@@ -179,14 +182,14 @@ class PipelineSession:
         if got != which:
             self._fail(op_id, ServiceError(grpc.StatusCode.INTERNAL, f"the state machine answered {got} to {which}"))
             return
-        out = kv_pb2.PipelineResult(id=op_id, leader=self._lock_leader() if which == "lock_release" else "")
+        out = kv_pb2.PipelineResult(id=op_id, leader=self._leader_hint())
         response = getattr(out, which)
         response.CopyFrom(getattr(result, which))
         self.headers.stamp(response)
         self._done(out)
 
-    def _lock_leader(self) -> str:
-        """Rule 4: on a follower, the leader's client address, for a lock result."""
+    def _leader_hint(self) -> str:
+        """Rule 4: on a follower, the leader's client address, for a write or lock result."""
         return "" if self.node.is_leader else self.node.leader_address()
 
     def _after_barrier(self, fut: asyncio.Future[Any], reads: list[kv_pb2.PipelineOp]) -> None:

@@ -1,13 +1,14 @@
-"""Lock and election calls go to the leader (coord_client/_transport.py Rule 5): a
+"""Writes, lock and election calls go to the leader (coord_client/_transport.py Rule 5): a
 follower's answer names the leader (services/pipeline.py Rule 4; election.py's
-``coord-leader`` on success), the client sends its next such calls there and keeps
-everything else on its preferred member; when the leader dies they find the new one."""
+``coord-leader`` on success), the client sends its next such calls there and keeps reads
+and everything else on its preferred member; when the leader dies they find the new one."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from coord_client import Compare, Op
 from coord_client.aio import AsyncClient
 from tests.integration.harness import Cluster
 
@@ -30,7 +31,7 @@ def _record_members(transport: Any) -> list[str]:
     return used
 
 
-def test_lock_calls_move_to_the_leader_and_other_calls_stay(shared_cluster: Cluster, ns: str) -> None:
+def test_writes_and_lock_calls_move_to_the_leader_and_reads_stay(shared_cluster: Cluster, ns: str) -> None:
     leader = shared_cluster.wait_for_leader()
     leader_address = shared_cluster.nodes[leader].address
     follower, endpoints = _follower_first(shared_cluster, leader)
@@ -38,20 +39,28 @@ def test_lock_calls_move_to_the_leader_and_other_calls_stay(shared_cluster: Clus
     async def main() -> None:
         async with AsyncClient(endpoints) as client:
             transport = client._transport
-            lease = await client.grant_lease(10)
-            assert transport.pick(to_leader=True) == follower, "no lock call yet: the preferred member"
-            async with client.lock(f"{ns}lock", lease=lease) as held:
-                first = held.fencing_token
-            # The acquire was answered by the follower, which named the leader; the
-            # release already went there.
+            used = _record_members(transport)
+            assert transport.pick(to_leader=True) == follower, "no write yet: the preferred member"
+            await client.put(f"{ns}k", "v1")
+            assert used[-1] == follower, "the first write went to the preferred member"
+            # The follower answered it and named the leader: the next writes go there.
             assert transport.pick(to_leader=True) == leader_address
-            assert leader_address in transport._stubs
-            assert transport.pick() == follower, "a lock result moved the other calls too"
-            await client.put(f"{ns}k", "v")
-            assert transport.pick() == follower
+            await client.put(f"{ns}k", "v2")
+            await client.delete(f"{ns}gone")
+            await client.txn().when(Compare.value(f"{ns}k") == "v2").then(Op.put(f"{ns}k", "v3")).commit()
+            assert used[-3:] == [leader_address] * 3
+            got = await client.get(f"{ns}k")
+            assert got is not None and got.value == b"v3"
+            assert used[-1] == follower, "a read stays on the preferred member"
+            lease = await client.grant_lease(10)
+            assert used[-1] == follower and transport.pick() == follower
+            async with client.lock(f"{ns}lock", lease=lease) as held:
+                assert used[-1] == leader_address
+                first = held.fencing_token
+            assert used[-1] == leader_address, "the release"
             async with client.lock(f"{ns}lock", lease=lease) as held:
                 assert held.fencing_token > first
-            assert transport.pick(to_leader=True) == leader_address
+            assert transport.pick() == follower
 
     asyncio.run(main())
 
