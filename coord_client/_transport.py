@@ -26,8 +26,9 @@ Rule 5: KV writes (put, delete, txn), lock and election calls (and the Revoke th
         1.5x the rate on the leader), and a lock handoff a replication round more too.
         Only those calls move there; reads and the rest keep Rule 1, so followers go on
         sharing reads. An attempt that fails there forgets it until a follower names it
-        again (a leader address this client cannot reach thus costs a failed attempt at
-        most once a second: a failed address is marked down for a second).
+        again; a failed address is skipped for a second, and a leader address that fails
+        again and again (one this client cannot reach: a wrong ``--advertise``, NAT) for
+        twice as long each time, up to LEADER_RETRY_CAP, until an attempt there succeeds.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ ATTEMPT_TIMEOUT = 5.0
 presumed hung and the call moves on (same client id and seq)."""
 LONG_WAIT = 7 * 86400.0
 """The deadline sent for "wait forever" (Rule 4)."""
+LEADER_RETRY_CAP = 30.0
+"""Longest a leader address that keeps failing is skipped, in seconds (Rule 5)."""
 
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
     # A restarted member is found again quickly (gRPC's default starts at 1s and grows
@@ -224,6 +227,8 @@ class Transport:
         self._call_leader = ""
         """Where writes, lock and election calls go (Rule 5); empty: to the preferred endpoint."""
         self._down_until: dict[str, float] = {}
+        self._leader_failures: dict[str, int] = {}
+        """Failed attempts in a row at an address named as the leader (Rule 5)."""
         self.closed = False
         self.retries = 0
         """Attempts retried after UNAVAILABLE or a timed-out attempt (for tests, metrics)."""
@@ -260,14 +265,20 @@ class Transport:
 
     def succeeded(self, address: str) -> None:
         self._down_until.pop(address, None)
+        self._leader_failures.pop(address, None)
         self._preferred = address
 
     def failed(self, address: str, hint: str = "") -> bool:
         """Record that ``address`` could not serve a call and choose the next endpoint;
         True when the next attempt may go at once (a fresh leader hint), False when it
         should back off first."""
+        down_for = 1.0
         if address == self._call_leader:
             self._call_leader = ""
+            if not hint:
+                failures = self._leader_failures.get(address, 0) + 1
+                self._leader_failures[address] = failures
+                down_for = min(LEADER_RETRY_CAP, 2.0 ** (failures - 1))
         now = time.monotonic()
         if hint and hint != address and self._down_until.get(hint, 0.0) <= now:
             if hint not in self._known:
@@ -275,7 +286,7 @@ class Transport:
             self._preferred = hint
             return True
         if not hint:
-            self._down_until[address] = now + 1.0
+            self._down_until[address] = now + down_for
         known = self._known
         i = known.index(address) if address in known else -1
         for step in range(1, len(known) + 1):
@@ -354,6 +365,7 @@ class Transport:
                     raise errors.ClientClosed(f"the client is closed ({err})") from None
                 if to_leader and address == self._call_leader:
                     self._down_until.pop(address, None)  # Rule 5: not the preferred endpoint
+                    self._leader_failures.pop(address, None)
                 else:
                     self.succeeded(address)
                 clean = True
