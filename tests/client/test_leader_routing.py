@@ -13,9 +13,11 @@ from coord_client.aio import AsyncClient
 from tests.integration.harness import Cluster
 
 
-def _follower_first(cluster: Cluster, leader: str) -> tuple[str, list[str]]:
+def _follower_first(cluster: Cluster) -> tuple[str, str, list[str]]:
+    """(the leader's address, a follower's, the endpoints with that follower first)."""
+    leader = cluster.wait_for_leader()
     followers = [n.address for n in cluster.nodes.values() if n.name != leader]
-    return followers[0], followers + [cluster.nodes[leader].address]
+    return cluster.nodes[leader].address, followers[0], followers + [cluster.nodes[leader].address]
 
 
 def _record_members(transport: Any) -> list[str]:
@@ -32,9 +34,7 @@ def _record_members(transport: Any) -> list[str]:
 
 
 def test_writes_and_lock_calls_move_to_the_leader_and_reads_stay(shared_cluster: Cluster, ns: str) -> None:
-    leader = shared_cluster.wait_for_leader()
-    leader_address = shared_cluster.nodes[leader].address
-    follower, endpoints = _follower_first(shared_cluster, leader)
+    leader_address, follower, endpoints = _follower_first(shared_cluster)
 
     async def main() -> None:
         async with AsyncClient(endpoints) as client:
@@ -68,9 +68,7 @@ def test_writes_and_lock_calls_move_to_the_leader_and_reads_stay(shared_cluster:
 def test_a_lock_with_its_own_lease_is_released_at_the_leader(shared_cluster: Cluster, ns: str) -> None:
     """Such a lock is released by revoking its lease: that Revoke goes where the lock
     calls go."""
-    leader = shared_cluster.wait_for_leader()
-    leader_address = shared_cluster.nodes[leader].address
-    follower, endpoints = _follower_first(shared_cluster, leader)
+    leader_address, follower, endpoints = _follower_first(shared_cluster)
 
     async def main() -> None:
         async with AsyncClient(endpoints) as client:
@@ -86,9 +84,7 @@ def test_a_lock_with_its_own_lease_is_released_at_the_leader(shared_cluster: Clu
 
 
 def test_election_calls_move_to_the_leader(shared_cluster: Cluster, ns: str) -> None:
-    leader = shared_cluster.wait_for_leader()
-    leader_address = shared_cluster.nodes[leader].address
-    follower, endpoints = _follower_first(shared_cluster, leader)
+    leader_address, follower, endpoints = _follower_first(shared_cluster)
 
     async def main() -> None:
         async with AsyncClient(endpoints) as client:
@@ -109,7 +105,7 @@ def test_election_calls_move_to_the_leader(shared_cluster: Cluster, ns: str) -> 
 def test_lock_calls_find_the_new_leader_after_the_leader_dies(new_cluster: object) -> None:
     cluster = new_cluster()  # type: ignore[operator]
     leader = cluster.wait_for_leader()
-    _, endpoints = _follower_first(cluster, leader)
+    _, _, endpoints = _follower_first(cluster)
 
     async def main() -> None:
         async with AsyncClient(endpoints) as client:
