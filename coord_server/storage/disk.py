@@ -449,20 +449,21 @@ class DiskStorage:
         batch = self._encode(hard_state, entries, snapshot)
         if batch is None:
             return
+        plan = _Plan(partial(self._write, batch, sync), partial(self._apply, batch))
         if not sync and snapshot is None and not entries and self._wal.fits(len(batch[0])):
-            self._run(_Plan(partial(self._write, batch, False), partial(self._apply, batch)))
+            self._run(plan)
             return
         if snapshot is None and len(entries) <= INLINE_SYNC_MAX_ENTRIES and self._wal.fits(len(batch[0])):
             now = self._clock()
             if self._sync_seconds < INLINE_SYNC_BELOW or now >= self._next_probe:
                 self._next_probe = now + INLINE_SYNC_PROBE_SECONDS
                 started = time.perf_counter()
-                self._run(_Plan(partial(self._write, batch, sync), partial(self._apply, batch)))
+                self._run(plan)
                 if sync:
                     took = time.perf_counter() - started
                     self._sync_seconds += _SYNC_AVERAGE_WEIGHT * (took - self._sync_seconds)
                 return
-        await self._run_async(_Plan(partial(self._write, batch, sync), partial(self._apply, batch)))
+        await self._run_async(plan)
 
     def set_hard_state(self, hard_state: HardState) -> None:
         self.save(hard_state, ())
