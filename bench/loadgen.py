@@ -631,7 +631,7 @@ def report(results: dict[str, dict[str, Any]], etcd_note: str) -> str:
         cc = f"{c.ops_per_s:>11,.0f} {c.p50_ms:>7.1f} {c.p99_ms:>7.1f}" if c else f"{'-':>11} {'-':>7} {'-':>7}"
         ee = f"{e.ops_per_s:>10,.0f} {e.p50_ms:>7.1f} {e.p99_ms:>7.1f}" if e else f"{'-':>10} {'-':>7} {'-':>7}"
         ratio = f"{c.ops_per_s / e.ops_per_s:>10.2f}" if c and e and e.ops_per_s else f"{'-':>10}"
-        name = "put" if key[0] == "put" else "get (lin)"
+        name = _workload_name(key[0])
         lines.append(f"{name:<10}{key[1]:>5} | {cc} | {ee} | {ratio}")
     for system in ("coord", "etcd"):
         f = results.get(system, {}).get("failover")
@@ -714,7 +714,7 @@ def summarize_rounds(rounds: list[dict[str, dict[str, Any]]]) -> str:
                     for r in rounds]
 
         coord, etcd = points("coord"), points("etcd")
-        name = "put" if op == "put" else "get (lin)"
+        name = _workload_name(op)
         line = f"  {name:<10}{conc:>5} | coord {_median_of([p.ops_per_s for p in coord if p]):,.0f} ops/s"
         pairs = [(c, e) for c, e in zip(coord, etcd) if c and e and e.ops_per_s]
         if pairs:
@@ -731,6 +731,10 @@ def summarize_rounds(rounds: list[dict[str, dict[str, Any]]]) -> str:
             lines.append(f"  failover {system}: median of the rounds' medians {_fmt_s(_median_of(medians))} "
                          f"({', '.join(_fmt_s(m) for m in medians)})")
     return "\n".join(lines)
+
+
+def _workload_name(op: str) -> str:
+    return "put" if op == "put" else "get (lin)"
 
 
 def _median_of(values: list[float]) -> float:
