@@ -8,7 +8,8 @@ the transport's receivers) only steps the core and wakes that coroutine. The cyc
    commit: proposals that arrive while the disk is busy share the next fsync);
 2. start one ReadIndex round for every linearizable read queued since the last cycle;
 3. take a Ready; send ``messages`` (the leader's appends go out while its own fsync runs,
-   Raft thesis §10.2.1); persist snapshot + entries + hard state with one fsync, off the
+   Raft thesis §10.2.1; its COMMITs wait briefly for an append to carry them,
+   commit_notices.py); persist snapshot + entries + hard state with one fsync, off the
    event loop; only then send ``persisted_messages``;
 4. apply committed entries in order, resolving proposals by (index, term), and release
    reads whose read point is applied; ``advance``.
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import grpc
 
 from coord.raft.v1 import command_pb2, raft_pb2
+from coord_server.commit_notices import CommitNotices
 from coord_server.errors import CoordError, FailedPrecondition, NotFound, Unavailable
 from coord_server.lease_timer import LeaseTimers
 from coord_server.raft import (
@@ -142,6 +144,7 @@ class Node:
         self.id = config.node_id
         self.storage = storage
         self.transport = transport
+        self._commit_notices = CommitNotices(lambda messages: self.transport.send(messages))
         snapshot = storage.snapshot()
         if snapshot.is_empty:
             self.state = StateMachine()
@@ -207,6 +210,7 @@ class Node:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._commit_notices.drop()
         self._wake.set()
         for task in self._tasks:
             task.cancel()
@@ -590,8 +594,9 @@ class Node:
     async def _handle_ready(self, rd: Ready) -> None:
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
-        if rd.messages:
-            self.transport.send(rd.messages)
+        messages = self._commit_notices.filter(rd.messages) if rd.messages else rd.messages
+        if messages:
+            self.transport.send(messages)
         if rd.snapshot is None:
             # Committed entries are durable here already (Ready contract): apply them while
             # the disk writes the new ones, rather than after (one fsync less per request).
@@ -602,7 +607,7 @@ class Node:
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
             # A Ready that only moves the commit index needs no fsync (must_sync False):
             # the commit index is an optimisation, never required for safety.
-            if rd.messages:
+            if messages:
                 # A leader's appends were just handed to the peer tasks: let them write
                 # before this member syncs its own copy, which a small save does on the
                 # loop (disk.py INLINE_SYNC_BELOW). Sending it to the writer thread
@@ -647,6 +652,7 @@ class Node:
             self.lease_timers.start(self.state.lease_ids(), extension=self.config.election_timeout)
         else:
             self.lease_timers.stop()
+            self._commit_notices.drop()
             # ReadIndex rounds of a lost leadership will never complete: fail them now so
             # clients retry at once rather than at their deadline.
             failure = Unavailable("leadership changed; retry", self._addresses.get(leader, ""))
