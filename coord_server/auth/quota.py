@@ -91,7 +91,10 @@ class LeaseLimit:
     connection otherwise). Counted on the member the client talks to: the IDs granted
     through it that the state machine still holds, pruned when a client at the limit
     asks for more, after a ReadIndex round (a follower may not have applied the grants
-    and revokes the leader already answered)."""
+    and revokes the leader already answered). Only IDs recorded before that round are
+    pruned: a grant answered during it may not be applied here yet (a follower learns a
+    commit from the next append, or up to 2 ms later, commit_notices.py), and would look
+    revoked."""
 
     def __init__(self, node: Any, limit: int) -> None:
         self.node = node
@@ -101,6 +104,8 @@ class LeaseLimit:
         # sending many grants at once would pass the check before any is recorded.
         self._pending: dict[str, int] = {}
         self._last_sweep = time.monotonic()
+        self._recent: set[int] = set()
+        """IDs granted since the last sweep, which it keeps (see ``check``)."""
 
     async def check(self, client: str, context: Any) -> None:
         """Admit one grant for ``client`` (RESOURCE_EXHAUSTED at the limit); every
@@ -111,8 +116,9 @@ class LeaseLimit:
         if len(ids) + self._pending.get(client, 0) >= self.limit:
             from coord_server.services.common import read_barrier
 
+            known = list(ids)
             await read_barrier(self.node, context)
-            ids.intersection_update([i for i in ids if self.node.state.has_lease(i)])
+            ids.difference_update([i for i in known if not self.node.state.has_lease(i)])
             held = len(ids) + self._pending.get(client, 0)
             if held >= self.limit:
                 raise ResourceExhausted(
@@ -133,14 +139,15 @@ class LeaseLimit:
         if not lease_id:
             return
         self._granted.setdefault(client, set()).add(lease_id)
+        self._recent.add(lease_id)
         now = time.monotonic()
         if now - self._last_sweep > 60:
             # Clients that went away leave their sets behind: drop the empty ones now and
             # then, so the table stays as small as the live leases.
             self._last_sweep = now
-            for name in list(self._granted):
-                live = {i for i in self._granted[name] if self.node.state.has_lease(i)}
-                if live:
-                    self._granted[name] = live
-                else:
+            recent, self._recent = self._recent, set()
+            for name, ids in list(self._granted.items()):
+                # In place: a check waiting for its ReadIndex round holds this set.
+                ids.intersection_update([i for i in ids if i in recent or self.node.state.has_lease(i)])
+                if not ids:
                     del self._granted[name]
