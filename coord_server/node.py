@@ -5,7 +5,8 @@ One coroutine (``_run``) owns the Ready cycle; everything else (gRPC handlers, t
 the transport's receivers) only steps the core and wakes that coroutine. The cycle:
 
 1. hand every proposal queued since the last cycle to the core as one batch (group
-   commit: proposals that arrive while the disk is busy share the next fsync);
+   commit: proposals that arrive while the disk is busy share the next fsync; a lazy
+   one waits briefly for company, ``submit``);
 2. start one ReadIndex round for every linearizable read queued since the last cycle;
 3. take a Ready; send ``messages`` (the leader's appends go out while its own fsync runs,
    Raft thesis §10.2.1; its COMMITs wait briefly for an append to carry them,
@@ -60,6 +61,12 @@ from coord_server.storage.errors import StorageWriteError
 if TYPE_CHECKING:
     from coord_server.metrics import NodeMetrics
 
+LAZY_PROPOSAL_DELAY = 0.002
+"""Seconds a lazy proposal (``Node.submit``) may wait on the leader for another proposal
+to share its entry batch. Contended locks, 16 workers in 2 client processes on the
+leader: the queued Acquire of the worker that just released rode with the next holder's
+Release instead of taking a commit round of its own; 4 alternating pairs, handoffs 269
+-> 300/s (mean; none lost), leader CPU per handoff 2.35 -> 2.03 ms."""
 log = logging.getLogger("coord.node")
 
 
@@ -171,6 +178,9 @@ class Node:
             self._learn_member(member.id, member)
         self._wake = asyncio.Event()
         self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._lazy_proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._lazy_timer: asyncio.TimerHandle | None = None
+        self._flush_lazy = False
         self._forwards: list[tuple[bytes, asyncio.Future[Any], float]] = []
         self._forward_tasks: set[asyncio.Task[None]] = set()
         self._after_advance: list[asyncio.Future[Any]] = []
@@ -312,20 +322,30 @@ class Node:
         assert isinstance(result, command_pb2.CommandResult)
         return result
 
-    def submit(self, data: bytes, timeout: float | None = None) -> asyncio.Future[Any]:
+    def submit(self, data: bytes, timeout: float | None = None, *, lazy: bool = False) -> asyncio.Future[Any]:
         """``propose`` without a coroutine: a future of the CommandResult for serialized
-        command ``data`` (the Pipeline service submits many per batch this way)."""
+        command ``data`` (the Pipeline service submits many per batch this way).
+
+        ``lazy``: nobody waits for this entry to commit soon (an Acquire that will queue
+        behind a held lock); on the leader it waits up to LAZY_PROPOSAL_DELAY to share
+        the next proposal's entry batch, so its own round of appends, acknowledgements
+        and fsyncs is not on the path of a lock handoff."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._dispatch_submit(data, fut, timeout)
+        self._dispatch_submit(data, fut, timeout, lazy)
         return fut
 
-    def _dispatch_submit(self, data: bytes, fut: asyncio.Future[Any], timeout: float | None) -> None:
+    def _dispatch_submit(self, data: bytes, fut: asyncio.Future[Any], timeout: float | None, lazy: bool = False) -> None:
         if fut.done():
             return
         loop = asyncio.get_running_loop()
         if self._stopping:
             fut.set_exception(Unavailable("the node is stopping"))
         elif self.is_leader:
+            if lazy:
+                self._lazy_proposals.append((data, fut))
+                if self._lazy_timer is None:
+                    self._lazy_timer = loop.call_later(LAZY_PROPOSAL_DELAY, self._lazy_due)
+                return
             self._proposals.append((data, fut))
             self._wake.set()
         elif self.core.lead == 0:
@@ -427,7 +447,22 @@ class Node:
         fut.add_done_callback(_consume_exception)
         self._proposals.append((command.SerializeToString(), fut))
 
+    def _lazy_due(self) -> None:
+        """No other proposal came within LAZY_PROPOSAL_DELAY: propose the lazy ones alone."""
+        self._lazy_timer = None
+        if self._lazy_proposals:
+            self._wake.set()
+            self._flush_lazy = True
+
     def _flush_proposals(self) -> None:
+        if self._lazy_proposals and (self._proposals or self._flush_lazy or not self.is_leader):
+            # They came first: they go first, so proposals keep their arrival order.
+            self._proposals[:0] = self._lazy_proposals
+            self._lazy_proposals = []
+            self._flush_lazy = False
+            if self._lazy_timer is not None:
+                self._lazy_timer.cancel()
+                self._lazy_timer = None
         while self._proposals:
             batch = self._proposals[: self.config.max_batch]
             del self._proposals[: self.config.max_batch]
@@ -799,10 +834,14 @@ class Node:
             if not fut.done():
                 fut.set_exception(error)
         self._forwards.clear()
-        for _, fut in self._proposals:
+        for _, fut in self._proposals + self._lazy_proposals:
             if not fut.done():
                 fut.set_exception(error)
         self._proposals.clear()
+        self._lazy_proposals.clear()
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+            self._lazy_timer = None
         for _, fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(error)

@@ -77,6 +77,7 @@ class QueueWait:
         command: command_pb2.Command,
         decided: Callable[[Any], bool],
         deadline: float,
+        lazy: bool = False,
     ) -> None:
         self.node = node
         self.hub = hub
@@ -85,6 +86,7 @@ class QueueWait:
         self.lease = lease
         self.decided = decided
         self.deadline = deadline
+        self.lazy = lazy
         self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[tuple[Any, Any]] = self.loop.create_future()
         self.future.add_done_callback(self._on_end)
@@ -105,7 +107,7 @@ class QueueWait:
         """Stage 1: the proposal, bounded by the deadline (by DEFAULT_TIMEOUT without one)."""
         left = self.deadline - self.loop.time() if self.deadline != math.inf else DEFAULT_TIMEOUT
         self._set_timer(max(0.0, left), self._proposal_expired)
-        self.node.submit(command.SerializeToString(), left).add_done_callback(self._proposed)
+        self.node.submit(command.SerializeToString(), left, lazy=self.lazy).add_done_callback(self._proposed)
 
     def _proposed(self, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled() or fut.exception() is not None:

@@ -243,6 +243,10 @@ class LockTable:
         lock = self._locks.get(name)
         return set(lock.holders) if lock is not None else set()
 
+    def would_queue(self, name: str, lease: int) -> bool:
+        lock = self._locks.get(name)
+        return lock is not None and lease not in lock.holder_of and len(lock.holders) >= lock.permits
+
     def holder_token(self, name: str, lease: int) -> int | None:
         lock = self._locks.get(name)
         return lock.holder_of.get(lease) if lock is not None else None

@@ -432,6 +432,11 @@ class StateMachine:
         COMPARE_TARGET_LOCK_TOKEN (empty when the lock is free)."""
         return self._locks.tokens(name)
 
+    def lock_would_queue(self, name: str, lease: int) -> bool:
+        """Whether an Acquire of ``name`` by ``lease`` applied now would queue: the lock
+        has as many holders as permits, and ``lease`` is not one of them."""
+        return self._locks.would_queue(name, lease)
+
     def lock_inspect(self, name: str) -> lock_pb2.LockInspectResponse:
         """Lock.Inspect from the local state; ``header.revision`` is the current revision."""
         resp = self._locks.inspect(name)

@@ -28,7 +28,7 @@ class StubNode:
         self.applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.failed = None
 
-    def submit(self, data: bytes, timeout: float | None = None) -> asyncio.Future[Any]:
+    def submit(self, data: bytes, timeout: float | None = None, *, lazy: bool = False) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.submitted.append((command_pb2.Command.FromString(data), fut))
         return fut
