@@ -39,6 +39,8 @@ async def test_campaign_proclaim_resign_and_observe(cluster):
     key_a = won.leader
     assert key_a.lease == a and key_a.token > 0 and key_a.name == "E"
     second = asyncio.ensure_future(el.Campaign(election_pb2.ElectionCampaignRequest(name="E", lease=b, value=b"b"), timeout=20))
+    # Queued in this order: two calls sent at once may reach the log in either order.
+    await eventually(lambda: cluster.node.coord_hub.waiting == 1, what="the first waiting candidate")
     third = asyncio.ensure_future(el.Campaign(election_pb2.ElectionCampaignRequest(name="E", lease=c, value=b"c"), timeout=20))
     await eventually(lambda: cluster.node.coord_hub.waiting == 2, what="two waiting candidates")
     await el.Proclaim(election_pb2.ElectionProclaimRequest(leader=key_a, value=b"a2"))
