@@ -180,7 +180,6 @@ class Node:
         self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._lazy_proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._lazy_timer: asyncio.TimerHandle | None = None
-        self._flush_lazy = False
         self._forwards: list[tuple[bytes, asyncio.Future[Any], float]] = []
         self._forward_tasks: set[asyncio.Task[None]] = set()
         self._after_advance: list[asyncio.Future[Any]] = []
@@ -451,18 +450,21 @@ class Node:
         """No other proposal came within LAZY_PROPOSAL_DELAY: propose the lazy ones alone."""
         self._lazy_timer = None
         if self._lazy_proposals:
+            self._take_lazy()
             self._wake.set()
-            self._flush_lazy = True
+
+    def _take_lazy(self) -> None:
+        """Move the lazy proposals to the front of the queue: they came first, so
+        proposals keep their arrival order."""
+        self._proposals[:0] = self._lazy_proposals
+        self._lazy_proposals = []
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+            self._lazy_timer = None
 
     def _flush_proposals(self) -> None:
-        if self._lazy_proposals and (self._proposals or self._flush_lazy or not self.is_leader):
-            # They came first: they go first, so proposals keep their arrival order.
-            self._proposals[:0] = self._lazy_proposals
-            self._lazy_proposals = []
-            self._flush_lazy = False
-            if self._lazy_timer is not None:
-                self._lazy_timer.cancel()
-                self._lazy_timer = None
+        if self._lazy_proposals and (self._proposals or not self.is_leader):
+            self._take_lazy()
         while self._proposals:
             batch = self._proposals[: self.config.max_batch]
             del self._proposals[: self.config.max_batch]
@@ -834,14 +836,11 @@ class Node:
             if not fut.done():
                 fut.set_exception(error)
         self._forwards.clear()
-        for _, fut in self._proposals + self._lazy_proposals:
+        self._take_lazy()
+        for _, fut in self._proposals:
             if not fut.done():
                 fut.set_exception(error)
         self._proposals.clear()
-        self._lazy_proposals.clear()
-        if self._lazy_timer is not None:
-            self._lazy_timer.cancel()
-            self._lazy_timer = None
         for _, fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(error)

@@ -80,8 +80,9 @@ def start_acquire(
     queue until ``deadline`` (loop time; infinity for none). ``acquire_response`` turns
     the outcome into the response."""
     command = command_pb2.Command(client_id=client_id, seq=seq, lock_acquire=request)
-    # An Acquire that will queue behind a held lock need not commit at once (Node.submit).
-    lazy = not request.no_wait and node.is_leader and node.state.lock_would_queue(request.name, request.lease)
+    # An Acquire that will queue behind a held lock need not commit at once (Node.submit,
+    # which only the leader honours).
+    lazy = not request.no_wait and node.state.lock_would_queue(request.name, request.lease)
     return QueueWait(
         node, hub, "lock", request.name, request.lease, command,
         lambda r: r.response.acquired or request.no_wait or not r.queued_at, deadline, lazy,

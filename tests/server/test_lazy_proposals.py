@@ -62,10 +62,14 @@ async def test_a_lazy_proposal_alone_is_proposed_after_the_delay(cluster):
 async def test_stopping_fails_waiting_lazy_proposals(cluster):
     node = cluster.leader().node
     node_module.LAZY_PROPOSAL_DELAY, saved = 30.0, node_module.LAZY_PROPOSAL_DELAY
+    batches, propose_batch = record_batches(node)
     try:
         lazy = node.submit(put(b"never"), 10, lazy=True)
+        await asyncio.sleep(0.2)
+        assert not batches, "the lazy proposal was proposed: stop would not find it waiting"
         await node.stop()
     finally:
+        node.core.propose_batch = propose_batch
         node_module.LAZY_PROPOSAL_DELAY = saved
     with pytest.raises(Exception, match="stopping"):
         await lazy
