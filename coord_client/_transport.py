@@ -263,10 +263,12 @@ class Transport:
             self._known.append(address)
         self._call_leader = address
 
-    def succeeded(self, address: str) -> None:
+    def succeeded(self, address: str, *, prefer: bool = True) -> None:
+        """``address`` served a call; with ``prefer``, later calls start there (Rule 1)."""
         self._down_until.pop(address, None)
         self._leader_failures.pop(address, None)
-        self._preferred = address
+        if prefer:
+            self._preferred = address
 
     def failed(self, address: str, hint: str = "") -> bool:
         """Record that ``address`` could not serve a call and choose the next endpoint;
@@ -363,11 +365,8 @@ class Transport:
                     continue
                 except grpc.aio.UsageError as err:
                     raise errors.ClientClosed(f"the client is closed ({err})") from None
-                if to_leader and address == self._call_leader:
-                    self._down_until.pop(address, None)  # Rule 5: not the preferred endpoint
-                    self._leader_failures.pop(address, None)
-                else:
-                    self.succeeded(address)
+                # Rule 5: the leader serves the calls that go there, not the preferred ones.
+                self.succeeded(address, prefer=not (to_leader and address == self._call_leader))
                 clean = True
                 return response
         finally:
