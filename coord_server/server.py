@@ -54,6 +54,8 @@ class CoordServer:
         self.peer_server: grpc.aio.Server | None = None
         self.peer_port = 0
         self.gc_policy: GcPolicy | None = None
+        self.http: Any = None
+        """HttpListener when --http-listen is set (coord_server/http)."""
 
     async def start(self) -> None:
         s = self.settings
@@ -191,6 +193,9 @@ class CoordServer:
             await self.peer_server.start()
         await server.start()
         self.grpc_server = server
+        if s.http_listen:
+            self.http = _http_listener(s.http_listen, self.port)
+            await self.http.start()
         self.gc_policy = GcPolicy()
         self.gc_policy.start()  # after recovery, before the Raft clock runs: one full collection
         await node.start()
@@ -206,6 +211,8 @@ class CoordServer:
     async def stop(self, grace: float = 2.0) -> None:
         if self.metrics_server is not None:
             await self.metrics_server.close()
+        if self.http is not None:
+            await self.http.close()
         if getattr(self, "_health", None) is not None:
             await self._health.enter_graceful_shutdown()
         await self._hand_over_leadership()
@@ -262,6 +269,18 @@ def _add_port(server: grpc.aio.Server, label: str, address: str, tls: ClientList
     if port == 0:
         raise SettingsError(f"cannot listen on {address} ({label}): the address is in use or not local")
     return port
+
+
+HTTP_SURFACES: list[Any] = []
+"""The ``add_routes(app, ctx)`` functions the HTTP listener serves (coord_server/http)."""
+
+
+def _http_listener(listen: str, grpc_port: int) -> Any:
+    """The HTTP listener, calling this member's client port over loopback."""
+    from coord_server.http.listener import HttpListener
+
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
+    return HttpListener(listen, channel, HTTP_SURFACES)
 
 
 def _public_service_names() -> list[str]:

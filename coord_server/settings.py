@@ -77,6 +77,9 @@ class ServerSettings:
     (docs/observability.md)."""
     metrics_listen: str = ""
     """host:port serving Prometheus metrics at /metrics over HTTP; empty: no metrics."""
+    http_listen: str = ""
+    """host:port of the member's HTTP listener (etcd's JSON gateway, coord.v1 as
+    Connect JSON, the dashboard; coord_server/http); empty: no HTTP."""
     peer_overrides: dict[str, str] = field(default_factory=dict)
     """name -> host:port: reach member NAME at this address instead of the peer address
     it advertises. For tests (the chaos harness routes every peer link through a fault
@@ -197,6 +200,10 @@ class ServerSettings:
             raise SettingsError(f"log_format must be text or json, got {self.log_format!r}")
         if self.metrics_listen:
             parse_address("metrics_listen", self.metrics_listen)
+        if self.http_listen:
+            parse_address("http_listen", self.http_listen)
+            if self.cert_file:
+                raise SettingsError("http_listen with TLS (cert_file) is not supported yet")
 
     def _validate_listeners_and_tls(self) -> None:
         """Separate listeners and TLS files (docs/security-tls.md); every file is read now."""
@@ -308,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--metrics-listen", metavar="HOST:PORT",
         help="serve Prometheus metrics over HTTP at HOST:PORT/metrics (default: off)",
+    )
+    parser.add_argument(
+        "--http-listen", metavar="HOST:PORT",
+        help="serve HTTP at HOST:PORT: etcd's JSON gateway, coord.v1 as Connect JSON, the dashboard (default: off)",
     )
     parser.add_argument(
         "--peer-override", dest="peer_overrides", action="append", metavar="NAME=ADDR",

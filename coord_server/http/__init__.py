@@ -1,0 +1,8 @@
+"""The member's optional HTTP listener (``--http-listen``) and the surfaces it carries.
+
+Every surface (etcd's JSON gateway ``/v3/...``, coord.v1 as Connect-protocol JSON, the
+dashboard at ``/``) answers by calling this member's own gRPC client port over a loopback
+channel, passing the caller's ``Authorization`` header on as gRPC metadata: validation,
+auth, quotas and leader forwarding then apply exactly as they do on gRPC, and no HTTP
+handler touches the node or the state machine. This is how etcd's own gateway works.
+"""

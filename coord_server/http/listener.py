@@ -1,0 +1,82 @@
+"""One aiohttp listener on the member's own event loop, shared by every HTTP surface.
+
+A surface is a function ``add_routes(app, ctx)`` that registers its routes on ``app``;
+``ctx`` (:class:`HttpContext`) gives it the loopback gRPC channel to this member and the
+metadata to forward from an HTTP request. aiohttp earns its place over the hand-written
+HTTP/1.1 of metrics_http.py: the surfaces need keep-alive, chunked streaming responses
+(watch, observe), server-sent events and request bodies with size limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+
+from coord_server.settings import SettingsError, parse_address
+
+log = logging.getLogger("coord.http")
+
+MAX_BODY = 2 * 1024 * 1024
+"""Request bodies above this are refused (413): a gRPC request is at most 1.5 MiB, and
+JSON with base64 bytes is larger than the protobuf it carries."""
+
+
+@dataclass(frozen=True)
+class HttpContext:
+    """What a surface needs to serve HTTP through the member's gRPC API."""
+
+    channel: grpc.aio.Channel
+    """Loopback channel to this member's client port (TLS when the port has TLS)."""
+
+    def metadata(self, request: web.Request) -> tuple[tuple[str, str], ...]:
+        """The gRPC metadata an HTTP request carries on: its bearer token, if any."""
+        token = request.headers.get("Authorization", "")
+        return (("authorization", token),) if token else ()
+
+
+Surface = Callable[[web.Application, HttpContext], None]
+
+
+class HttpListener:
+    """Serves ``surfaces`` on ``listen`` until ``close()``."""
+
+    def __init__(
+        self,
+        listen: str,
+        channel: grpc.aio.Channel,
+        surfaces: Sequence[Surface],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.listen = listen
+        self.port = 0
+        self.context = HttpContext(channel)
+        self._ssl = ssl_context
+        self.app = web.Application(client_max_size=MAX_BODY)
+        for add_routes in surfaces:
+            add_routes(self.app, self.context)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        host, port = parse_address("http_listen", self.listen)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as err:
+            await self._runner.cleanup()
+            raise SettingsError(f"cannot serve HTTP on {self.listen}: {err.strerror or err}") from None
+        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port nowhere else
+        self.port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
+        log.info("HTTP on %s://%s:%d", "https" if self._ssl else "http", host, self.port)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.context.channel.close()
