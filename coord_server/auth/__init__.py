@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from .admission import CURRENT, Admission, PermissionDenied, Unauthenticated, check_pipeline_op
-from .config import AuthConfig, AuthFileError, Principal, load_auth_file, parse_auth, token_digest
+from coord_server.state.permissions import Principal
+
+from .config import AuthConfig, AuthFileError, load_auth_file, parse_auth, token_digest
 from .interceptor import AdmissionInterceptor
 from .quota import LeaseLimit, Quota
 

@@ -15,10 +15,10 @@ from typing import Any
 import grpc
 
 from coord_server.errors import CoordError
+from coord_server.state.permissions import Need, Principal, kv_op_needs
 
-from .config import Principal
 from .quota import Quota
-from .requirements import kv_op_needs, needs_of, Need
+from .requirements import needs_of
 
 
 class Unauthenticated(CoordError):

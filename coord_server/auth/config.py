@@ -25,15 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from coord_server.state import keys as keyspan
-
-KINDS = ("keys", "locks", "elections", "rings")
-"""What a permission can name: key prefixes, or lock, election and ring name prefixes."""
-
-ACCESS_LEVELS = ("read", "readwrite")
+from coord_server.state.permissions import ACCESS_LEVELS, KINDS, Permission, Principal, Role
 
 
 class AuthFileError(ValueError):
@@ -42,68 +37,6 @@ class AuthFileError(ValueError):
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Permission:
-    kind: str
-    prefix: bytes
-    write: bool
-
-    @property
-    def span(self) -> keyspan.Span:
-        """The interval of keys (or names, as UTF-8) this permission covers."""
-        end = keyspan.prefix_end(self.prefix)
-        return self.prefix, None if end == b"\x00" else end
-
-
-@dataclass(frozen=True)
-class Role:
-    name: str
-    admin: bool = False
-    permissions: tuple[Permission, ...] = ()
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated user and what its roles grant."""
-
-    name: str
-    roles: tuple[Role, ...]
-    admin: bool = False
-    _spans: dict[tuple[str, bool], list[keyspan.Span]] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def of(cls, name: str, roles: tuple[Role, ...]) -> Principal:
-        spans: dict[tuple[str, bool], list[keyspan.Span]] = {}
-        for role in roles:
-            for p in role.permissions:
-                spans.setdefault((p.kind, False), []).append(p.span)  # readwrite implies read
-                if p.write:
-                    spans.setdefault((p.kind, True), []).append(p.span)
-        for key in spans:
-            spans[key].sort(key=lambda s: s[0])
-        return cls(name, roles, any(r.admin for r in roles), spans)
-
-    def allows(self, kind: str, span: keyspan.Span, write: bool) -> bool:
-        """Whether the union of this user's permissions of ``kind`` covers ``span`` with at
-        least the access asked for."""
-        if self.admin:
-            return True
-        start, end = span
-        if end is not None and end <= start:
-            return True  # an empty range touches nothing
-        reach = start
-        for s, e in self._spans.get((kind, write), ()):
-            if s > reach:
-                break
-            if e is None:
-                return True
-            if e > reach:
-                reach = e
-                if end is not None and reach >= end:
-                    return True
-        return False
 
 
 @dataclass(frozen=True)

@@ -21,78 +21,13 @@ The choices (docs/security-auth.md):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from coord.v1 import kv_pb2
-from coord_server.state import keys as keyspan
-
-
-@dataclass(frozen=True)
-class Need:
-    kind: str
-    """keys, locks, elections, rings; or admin."""
-    span: keyspan.Span
-    write: bool
-
-    def describe(self) -> str:
-        if self.kind == "admin":
-            return "an admin role"
-        access = "write" if self.write else "read"
-        start, end = self.span
-        if self.kind != "keys":
-            return f"{access} on {self.kind[:-1]} {start.decode(errors='replace')!r}"
-        if end == start + b"\x00":
-            return f"{access} on key {start!r}"
-        if end is None:
-            return f"{access} on keys from {start!r} on"
-        return f"{access} on keys [{start!r}, {end!r})"
-
-
-ADMIN = Need("admin", (b"", None), True)
-
-WHOLE_KEY_SPACE: keyspan.Span = (b"", None)
-
-
-def _keys(key: bytes, range_end: bytes, write: bool) -> Need:
-    return Need("keys", keyspan.span(key, range_end), write)
-
-
-def _name(kind: str, name: str, write: bool) -> Need:
-    encoded = name.encode()
-    return Need(kind, (encoded, encoded + b"\x00"), write)
-
-
-def kv_op_needs(which: str, request: Any) -> list[Need]:
-    """Needs of one Pipeline or Txn operation by its oneof name (range, put, delete_range,
-    txn, lock_acquire, lock_release, and the request_* names of RequestOp)."""
-    which = which.removeprefix("request_")
-    if which in ("lock_acquire", "lock_release"):
-        return [_name("locks", request.name, True)]  # as Lock.Acquire and Lock.Release
-    if which == "range":
-        return [_keys(request.key, request.range_end, False)]
-    if which == "put":
-        return [_keys(request.key, b"", True)]
-    if which == "delete_range":
-        return [_keys(request.key, request.range_end, True)]
-    if which == "txn":
-        return txn_needs(request)
-    return [ADMIN]  # an operation this table does not know is closed, as an unknown RPC is
-
-
-def _compare(c: kv_pb2.Compare) -> Need:
-    if c.target == kv_pb2.COMPARE_TARGET_LOCK_TOKEN:
-        return _name("locks", c.lock_name, False)
-    return _keys(c.key, c.range_end, False)
-
-
-def txn_needs(request: kv_pb2.TxnRequest) -> list[Need]:
-    needs = [_compare(c) for c in request.compare]
-    for op in (*request.success, *request.failure):
-        which = op.WhichOneof("request")
-        if which is not None:
-            needs.extend(kv_op_needs(which, getattr(op, which)))
-    return needs
+from coord_server.state.permissions import (  # noqa: F401 - shared with the apply-time check
+    ADMIN, WHOLE_KEY_SPACE, Need, kv_op_needs, txn_needs,
+)
+from coord_server.state.permissions import key_need as _keys, name_need as _name
 
 
 def _watch(request: kv_pb2.WatchRequest) -> list[Need]:

@@ -83,6 +83,12 @@ class ResourceExhausted(StateError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class PermissionDenied(StateError):
+    """The command's user may not do this, by the auth state at the command's log position."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class Internal(StateError):
     """A bug: applying the command raised something unexpected. The command's effects
     were rolled back, so every member stays in the same state."""
@@ -92,7 +98,7 @@ class Internal(StateError):
 
 _BY_CODE: dict[int, type[StateError]] = {
     cls.code.value[0]: cls
-    for cls in (InvalidArgument, NotFound, FailedPrecondition, OutOfRange, ResourceExhausted, Internal)
+    for cls in (InvalidArgument, NotFound, FailedPrecondition, OutOfRange, ResourceExhausted, PermissionDenied, Internal)
 }
 
 

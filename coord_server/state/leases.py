@@ -19,14 +19,16 @@ from .kv import LEASE, VERSION, Change
 
 
 class Lease:
-    """One live lease: its ID, granted TTL (seconds) and attached keys."""
+    """One live lease: its ID, granted TTL (seconds), attached keys, and owner (the user
+    that granted it; "" when auth was off)."""
 
-    __slots__ = ("id", "ttl", "keys")
+    __slots__ = ("id", "ttl", "keys", "owner")
 
-    def __init__(self, lease_id: int, ttl: int) -> None:
+    def __init__(self, lease_id: int, ttl: int, owner: str = "") -> None:
         self.id = lease_id
         self.ttl = ttl
         self.keys: set[bytes] = set()
+        self.owner = owner
 
 
 class LeaseTable:
@@ -53,8 +55,8 @@ class LeaseTable:
             lease_id += 1
         return lease_id
 
-    def grant(self, lease_id: int, ttl: int) -> Lease:
-        lease = self._leases[lease_id] = Lease(lease_id, ttl)
+    def grant(self, lease_id: int, ttl: int, owner: str = "") -> Lease:
+        lease = self._leases[lease_id] = Lease(lease_id, ttl, owner)
         return lease
 
     def remove(self, lease_id: int) -> Lease:

@@ -50,6 +50,8 @@ from .errors import (
     ResourceExhausted,
     StateError,
 )
+from .auth import AuthTable
+from .authorize import AUTH_OPS, authorize
 from .elections import ElectionTable, LeaderChange
 from .kv import LEASE, VERSION, MVCCStore, Write, to_event
 from .leases import LeaseTable
@@ -96,6 +98,9 @@ class StateMachine:
         """The index of the last entry applied (NORMAL or CONF_CHANGE); 0 before any."""
         self._store = MVCCStore()
         self._leases = LeaseTable()
+        self._auth = AuthTable()
+        self._user = ""
+        """The user of the command being applied (Command.user): a lease's owner."""
         self._sessions = Sessions(session_retention)
         self._members = Members()
         self._writes = KVWrites(self._store, self._leases, self.lock_tokens)
@@ -188,7 +193,13 @@ class StateMachine:
             validate_command(cmd)
             which = cmd.WhichOneof("op")
             assert which is not None  # validate_command refused a command without one
-            return self._ops[which](getattr(cmd, which), index)
+            op = getattr(cmd, which)
+            if self._auth.enabled:
+                authorize(self._auth.principal(cmd.user), cmd.user, which, op, self)
+            self._user = cmd.user
+            if which in AUTH_OPS:
+                return self._auth_change(which, op, index)
+            return self._ops[which](op, index)
         except StateError as err:
             return _error(err)
         except Exception as exc:  # noqa: BLE001 - Rule 2: a bug must not stop the cluster
@@ -276,7 +287,7 @@ class StateMachine:
             lease_id = req.id
         else:
             lease_id = self._leases.choose_id(index)
-        self._leases.grant(lease_id, req.ttl)
+        self._leases.grant(lease_id, req.ttl, self._user)
         resp = lease_pb2.LeaseGrantResponse(id=lease_id, ttl=req.ttl)
         resp.header.revision = self._store.revision
         return CommandResult(lease_grant=resp)
@@ -315,6 +326,9 @@ class StateMachine:
         self._locks.end_leases(ids, index, revision)
         self._elections.end_leases(ids, index, revision)
         self._rings.end_leases(ids, index)
+
+    def _auth_change(self, which: str, op: Any, index: int) -> CommandResult:
+        return CommandResult(auth_change=self._auth.apply(which, op, index))
 
     def _require_lease(self, lease_id: int) -> None:
         if lease_id not in self._leases:
@@ -468,6 +482,18 @@ class StateMachine:
     def has_lease(self, lease_id: int) -> bool:
         return lease_id in self._leases
 
+    def lease_owner(self, lease_id: int) -> str | None:
+        """The user that granted lease ``lease_id`` ("" when auth was off then), or None
+        when there is no such lease."""
+        lease = self._leases.get(lease_id)
+        return None if lease is None else lease.owner
+
+    @property
+    def auth(self) -> AuthTable:
+        """Users, roles, tokens and the auth switch (read only: change them through
+        commands)."""
+        return self._auth
+
     # ------------------------------------------------------------------ watches
 
     def events_since(self, start_revision: int, key: bytes, range_end: bytes) -> list[common_pb2.Event]:
@@ -514,7 +540,7 @@ class StateMachine:
                 revision=self._store.revision,
                 compact_revision=self._store.compact_revision,
                 history=list(self._store.items()),
-                leases=self.lease_ids(),
+                leases=[(le.id, le.ttl, le.owner) for le in self._leases.sorted()],
                 sessions=[
                     (c, s.seq, s.last_index, s.result) for c, s in self._sessions.items()
                 ],
@@ -522,6 +548,7 @@ class StateMachine:
                 locks=self._locks.records(),
                 elections=self._elections.records(),
                 rings=self._rings.records(),
+                auth=self._auth.record(),
             )
         )
 
@@ -540,8 +567,8 @@ class StateMachine:
         sm = cls(session_retention=session_retention)
         sm.applied_index = parts.applied_index
         sm._store.load(parts.revision, parts.compact_revision, parts.history)
-        for lease_id, ttl in parts.leases:
-            sm._leases.grant(lease_id, ttl)
+        for lease_id, ttl, owner in parts.leases:
+            sm._leases.grant(lease_id, ttl, owner)
         for key, hist in parts.history:
             rec = hist[-1]
             if rec[VERSION] and rec[LEASE]:
@@ -551,6 +578,10 @@ class StateMachine:
                 lease.keys.add(key)
         sm._sessions.load(parts.sessions)
         sm._members.load(parts.members)
+        try:
+            sm._auth.load(parts.auth)
+        except StateError as err:
+            raise SnapshotError(f"state snapshot auth state is inconsistent: {err}") from None
         live = sm._leases.__contains__
         try:
             sm._locks.load(parts.locks, live)

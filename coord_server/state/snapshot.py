@@ -41,12 +41,14 @@ class SnapshotParts:
     revision: int
     compact_revision: int
     history: list[tuple[bytes, list[Record]]]
-    leases: list[tuple[int, int]]
+    leases: list[tuple[int, int, str]]
+    """(ID, TTL, owner) of every lease."""
     sessions: list[tuple[str, int, int, bytes]]
     members: list[cluster_pb2.Member]
     locks: list[command_pb2.LockRecord] = field(default_factory=list)
     elections: list[command_pb2.ElectionRecord] = field(default_factory=list)
     rings: list[command_pb2.RingRecord] = field(default_factory=list)
+    auth: command_pb2.AuthRecord = field(default_factory=command_pb2.AuthRecord)
 
 
 def encode(parts: SnapshotParts) -> bytes:
@@ -68,7 +70,7 @@ def encode(parts: SnapshotParts) -> bytes:
     h.versions.extend(r[VERSION] for r in records)
     h.values.extend(r[VALUE] for r in records)
     h.leases.extend(r[LEASE] for r in records)
-    snap.leases.extend(command_pb2.LeaseRecord(id=i, ttl=t) for i, t in parts.leases)
+    snap.leases.extend(command_pb2.LeaseRecord(id=i, ttl=t, owner=o) for i, t, o in parts.leases)
     snap.sessions.extend(
         command_pb2.SessionRecord(client_id=c, seq=s, last_index=i, result=r)
         for c, s, i, r in parts.sessions
@@ -77,6 +79,8 @@ def encode(parts: SnapshotParts) -> bytes:
     snap.locks.extend(parts.locks)
     snap.elections.extend(parts.elections)
     snap.rings.extend(parts.rings)
+    if parts.auth.initialised:
+        snap.auth.CopyFrom(parts.auth)  # unset until auth was first used: older bytes unchanged
     return snap.SerializeToString()
 
 
@@ -110,10 +114,11 @@ def decode(data: bytes) -> SnapshotParts:
         revision=snap.revision,
         compact_revision=snap.compact_revision,
         history=history,
-        leases=[(rec.id, rec.ttl) for rec in snap.leases],
+        leases=[(rec.id, rec.ttl, rec.owner) for rec in snap.leases],
         sessions=[(s.client_id, s.seq, s.last_index, s.result) for s in snap.sessions],
         members=list(snap.members),
         locks=list(snap.locks),
         elections=list(snap.elections),
         rings=list(snap.rings),
+        auth=snap.auth,
     )

@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from coord.v1 import auth_pb2 as coord_dot_v1_dot_auth__pb2
 from coord.v1 import cluster_pb2 as coord_dot_v1_dot_cluster__pb2
 from coord.v1 import election_pb2 as coord_dot_v1_dot_election__pb2
 from coord.v1 import kv_pb2 as coord_dot_v1_dot_kv__pb2
@@ -30,49 +31,63 @@ from coord.v1 import lock_pb2 as coord_dot_v1_dot_lock__pb2
 from coord.v1 import ring_pb2 as coord_dot_v1_dot_ring__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63oord/raft/v1/command.proto\x12\rcoord.raft.v1\x1a\x16\x63oord/v1/cluster.proto\x1a\x17\x63oord/v1/election.proto\x1a\x11\x63oord/v1/kv.proto\x1a\x14\x63oord/v1/lease.proto\x1a\x13\x63oord/v1/lock.proto\x1a\x13\x63oord/v1/ring.proto\"\xec\x06\n\x07\x43ommand\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12#\n\x03put\x18\n \x01(\x0b\x32\x14.coord.v1.PutRequestH\x00\x12\x34\n\x0c\x64\x65lete_range\x18\x0b \x01(\x0b\x32\x1c.coord.v1.DeleteRangeRequestH\x00\x12#\n\x03txn\x18\x0c \x01(\x0b\x32\x14.coord.v1.TxnRequestH\x00\x12+\n\x07\x63ompact\x18\r \x01(\x0b\x32\x18.coord.v1.CompactRequestH\x00\x12\x32\n\x0blease_grant\x18\x0e \x01(\x0b\x32\x1b.coord.v1.LeaseGrantRequestH\x00\x12\x34\n\x0clease_revoke\x18\x0f \x01(\x0b\x32\x1c.coord.v1.LeaseRevokeRequestH\x00\x12\x32\n\x0clease_expire\x18\x10 \x01(\x0b\x32\x1a.coord.raft.v1.LeaseExpireH\x00\x12\x34\n\x0clock_acquire\x18\x11 \x01(\x0b\x32\x1c.coord.v1.LockAcquireRequestH\x00\x12\x34\n\x0clock_release\x18\x12 \x01(\x0b\x32\x1c.coord.v1.LockReleaseRequestH\x00\x12\x30\n\x0block_cancel\x18\x13 \x01(\x0b\x32\x19.coord.raft.v1.WaitCancelH\x00\x12>\n\x11\x65lection_campaign\x18\x14 \x01(\x0b\x32!.coord.v1.ElectionCampaignRequestH\x00\x12>\n\x11\x65lection_proclaim\x18\x15 \x01(\x0b\x32!.coord.v1.ElectionProclaimRequestH\x00\x12:\n\x0f\x65lection_resign\x18\x16 \x01(\x0b\x32\x1f.coord.v1.ElectionResignRequestH\x00\x12\x34\n\x0f\x65lection_cancel\x18\x17 \x01(\x0b\x32\x19.coord.raft.v1.WaitCancelH\x00\x12.\n\tring_join\x18\x18 \x01(\x0b\x32\x19.coord.v1.RingJoinRequestH\x00\x12\x30\n\nring_leave\x18\x19 \x01(\x0b\x32\x1a.coord.v1.RingLeaveRequestH\x00\x42\x04\n\x02op\"<\n\nWaitCancel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lease\x18\x02 \x01(\x03\x12\x11\n\tqueued_at\x18\x03 \x01(\x04\"#\n\x10WaitCancelResult\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"W\n\x11LockAcquireResult\x12/\n\x08response\x18\x01 \x01(\x0b\x32\x1d.coord.v1.LockAcquireResponse\x12\x11\n\tqueued_at\x18\x02 \x01(\x04\"a\n\x16\x45lectionCampaignResult\x12\x34\n\x08response\x18\x01 \x01(\x0b\x32\".coord.v1.ElectionCampaignResponse\x12\x11\n\tqueued_at\x18\x02 \x01(\x04\"\x1a\n\x0bLeaseExpire\x12\x0b\n\x03ids\x18\x01 \x03(\x03\"$\n\x11LeaseExpireResult\x12\x0f\n\x07revoked\x18\x01 \x03(\x03\"-\n\x0c\x43ommandError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa9\x07\n\rCommandResult\x12,\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x1b.coord.raft.v1.CommandErrorH\x00\x12$\n\x03put\x18\n \x01(\x0b\x32\x15.coord.v1.PutResponseH\x00\x12\x35\n\x0c\x64\x65lete_range\x18\x0b \x01(\x0b\x32\x1d.coord.v1.DeleteRangeResponseH\x00\x12$\n\x03txn\x18\x0c \x01(\x0b\x32\x15.coord.v1.TxnResponseH\x00\x12,\n\x07\x63ompact\x18\r \x01(\x0b\x32\x19.coord.v1.CompactResponseH\x00\x12\x33\n\x0blease_grant\x18\x0e \x01(\x0b\x32\x1c.coord.v1.LeaseGrantResponseH\x00\x12\x35\n\x0clease_revoke\x18\x0f \x01(\x0b\x32\x1d.coord.v1.LeaseRevokeResponseH\x00\x12\x38\n\x0clease_expire\x18\x10 \x01(\x0b\x32 .coord.raft.v1.LeaseExpireResultH\x00\x12\x38\n\x0clock_acquire\x18\x11 \x01(\x0b\x32 .coord.raft.v1.LockAcquireResultH\x00\x12\x35\n\x0clock_release\x18\x12 \x01(\x0b\x32\x1d.coord.v1.LockReleaseResponseH\x00\x12\x36\n\x0block_cancel\x18\x13 \x01(\x0b\x32\x1f.coord.raft.v1.WaitCancelResultH\x00\x12\x42\n\x11\x65lection_campaign\x18\x14 \x01(\x0b\x32%.coord.raft.v1.ElectionCampaignResultH\x00\x12?\n\x11\x65lection_proclaim\x18\x15 \x01(\x0b\x32\".coord.v1.ElectionProclaimResponseH\x00\x12;\n\x0f\x65lection_resign\x18\x16 \x01(\x0b\x32 .coord.v1.ElectionResignResponseH\x00\x12:\n\x0f\x65lection_cancel\x18\x17 \x01(\x0b\x32\x1f.coord.raft.v1.WaitCancelResultH\x00\x12/\n\tring_join\x18\x18 \x01(\x0b\x32\x1a.coord.v1.RingJoinResponseH\x00\x12\x31\n\nring_leave\x18\x19 \x01(\x0b\x32\x1b.coord.v1.RingLeaveResponseH\x00\x42\x08\n\x06result\"T\n\nMemberInfo\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cpeer_address\x18\x03 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x04 \x01(\t\"\x93\x03\n\rStateSnapshot\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x15\n\rapplied_index\x18\x02 \x01(\x04\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x18\n\x10\x63ompact_revision\x18\x04 \x01(\x03\x12*\n\x07history\x18\x05 \x01(\x0b\x32\x19.coord.raft.v1.KeyHistory\x12*\n\x06leases\x18\x06 \x03(\x0b\x32\x1a.coord.raft.v1.LeaseRecord\x12.\n\x08sessions\x18\x07 \x03(\x0b\x32\x1c.coord.raft.v1.SessionRecord\x12!\n\x07members\x18\x08 \x03(\x0b\x32\x10.coord.v1.Member\x12(\n\x05locks\x18\t \x03(\x0b\x32\x19.coord.raft.v1.LockRecord\x12\x30\n\telections\x18\n \x03(\x0b\x32\x1d.coord.raft.v1.ElectionRecord\x12(\n\x05rings\x18\x0b \x03(\x0b\x32\x19.coord.raft.v1.RingRecord\"\x98\x01\n\nLockRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07permits\x18\x02 \x01(\r\x12%\n\x07holders\x18\x03 \x03(\x0b\x32\x14.coord.v1.LockHolder\x12\x30\n\x07waiters\x18\x04 \x03(\x0b\x32\x1f.coord.raft.v1.LockWaiterRecord\x12\x12\n\nlast_token\x18\x05 \x01(\x04\"U\n\x10LockWaiterRecord\x12\r\n\x05lease\x18\x01 \x01(\x03\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x11\n\tqueued_at\x18\x04 \x01(\x04\"R\n\x0e\x45lectionRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\ncandidates\x18\x02 \x03(\x0b\x32\x1e.coord.raft.v1.CandidateRecord\"c\n\x0f\x43\x61ndidateRecord\x12\r\n\x05lease\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x11\n\tqueued_at\x18\x03 \x01(\x04\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\r\n\x05token\x18\x05 \x01(\x04\"|\n\nRingRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x08settings\x18\x02 \x01(\x0b\x32\x16.coord.v1.RingSettings\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12%\n\x07members\x18\x04 \x03(\x0b\x32\x14.coord.v1.RingMember\"\x9b\x01\n\nKeyHistory\x12\x0c\n\x04keys\x18\x01 \x03(\x0c\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\r\x12\x15\n\rmod_revisions\x18\x03 \x03(\x03\x12\x0c\n\x04subs\x18\x04 \x03(\r\x12\x18\n\x10\x63reate_revisions\x18\x05 \x03(\x03\x12\x10\n\x08versions\x18\x06 \x03(\x03\x12\x0e\n\x06values\x18\x07 \x03(\x0c\x12\x0e\n\x06leases\x18\x08 \x03(\x03\"&\n\x0bLeaseRecord\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0b\n\x03ttl\x18\x02 \x01(\x03\"S\n\rSessionRecord\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nlast_index\x18\x03 \x01(\x04\x12\x0e\n\x06result\x18\x04 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63oord/raft/v1/command.proto\x12\rcoord.raft.v1\x1a\x13\x63oord/v1/auth.proto\x1a\x16\x63oord/v1/cluster.proto\x1a\x17\x63oord/v1/election.proto\x1a\x11\x63oord/v1/kv.proto\x1a\x14\x63oord/v1/lease.proto\x1a\x13\x63oord/v1/lock.proto\x1a\x13\x63oord/v1/ring.proto\"\xcd\x0c\n\x07\x43ommand\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04user\x18\x03 \x01(\t\x12#\n\x03put\x18\n \x01(\x0b\x32\x14.coord.v1.PutRequestH\x00\x12\x34\n\x0c\x64\x65lete_range\x18\x0b \x01(\x0b\x32\x1c.coord.v1.DeleteRangeRequestH\x00\x12#\n\x03txn\x18\x0c \x01(\x0b\x32\x14.coord.v1.TxnRequestH\x00\x12+\n\x07\x63ompact\x18\r \x01(\x0b\x32\x18.coord.v1.CompactRequestH\x00\x12\x32\n\x0blease_grant\x18\x0e \x01(\x0b\x32\x1b.coord.v1.LeaseGrantRequestH\x00\x12\x34\n\x0clease_revoke\x18\x0f \x01(\x0b\x32\x1c.coord.v1.LeaseRevokeRequestH\x00\x12\x32\n\x0clease_expire\x18\x10 \x01(\x0b\x32\x1a.coord.raft.v1.LeaseExpireH\x00\x12\x34\n\x0clock_acquire\x18\x11 \x01(\x0b\x32\x1c.coord.v1.LockAcquireRequestH\x00\x12\x34\n\x0clock_release\x18\x12 \x01(\x0b\x32\x1c.coord.v1.LockReleaseRequestH\x00\x12\x30\n\x0block_cancel\x18\x13 \x01(\x0b\x32\x19.coord.raft.v1.WaitCancelH\x00\x12>\n\x11\x65lection_campaign\x18\x14 \x01(\x0b\x32!.coord.v1.ElectionCampaignRequestH\x00\x12>\n\x11\x65lection_proclaim\x18\x15 \x01(\x0b\x32!.coord.v1.ElectionProclaimRequestH\x00\x12:\n\x0f\x65lection_resign\x18\x16 \x01(\x0b\x32\x1f.coord.v1.ElectionResignRequestH\x00\x12\x34\n\x0f\x65lection_cancel\x18\x17 \x01(\x0b\x32\x19.coord.raft.v1.WaitCancelH\x00\x12.\n\tring_join\x18\x18 \x01(\x0b\x32\x19.coord.v1.RingJoinRequestH\x00\x12\x30\n\nring_leave\x18\x19 \x01(\x0b\x32\x1a.coord.v1.RingLeaveRequestH\x00\x12\x32\n\x0b\x61uth_enable\x18( \x01(\x0b\x32\x1b.coord.v1.AuthEnableRequestH\x00\x12\x34\n\x0c\x61uth_disable\x18) \x01(\x0b\x32\x1c.coord.v1.AuthDisableRequestH\x00\x12*\n\x08user_add\x18* \x01(\x0b\x32\x16.coord.raft.v1.UserAddH\x00\x12\x32\n\x0buser_delete\x18+ \x01(\x0b\x32\x1b.coord.v1.UserDeleteRequestH\x00\x12\x36\n\x14user_change_password\x18, \x01(\x0b\x32\x16.coord.raft.v1.UserAddH\x00\x12\x39\n\x0fuser_grant_role\x18- \x01(\x0b\x32\x1e.coord.v1.UserGrantRoleRequestH\x00\x12;\n\x10user_revoke_role\x18. \x01(\x0b\x32\x1f.coord.v1.UserRevokeRoleRequestH\x00\x12,\n\x08role_add\x18/ \x01(\x0b\x32\x18.coord.v1.RoleAddRequestH\x00\x12\x32\n\x0brole_delete\x18\x30 \x01(\x0b\x32\x1b.coord.v1.RoleDeleteRequestH\x00\x12\x45\n\x15role_grant_permission\x18\x31 \x01(\x0b\x32$.coord.v1.RoleGrantPermissionRequestH\x00\x12G\n\x16role_revoke_permission\x18\x32 \x01(\x0b\x32%.coord.v1.RoleRevokePermissionRequestH\x00\x12\x30\n\x0btoken_issue\x18\x33 \x01(\x0b\x32\x19.coord.raft.v1.TokenIssueH\x00\x12\x33\n\x0e\x61uth_bootstrap\x18\x34 \x01(\x0b\x32\x19.coord.raft.v1.AuthRecordH\x00\x42\x04\n\x02op\"P\n\x0cPasswordHash\x12\x0c\n\x04salt\x18\x01 \x01(\x0c\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\x12\x0e\n\x06log2_n\x18\x03 \x01(\r\x12\t\n\x01r\x18\x04 \x01(\r\x12\t\n\x01p\x18\x05 \x01(\r\"F\n\x07UserAdd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x08password\x18\x02 \x01(\x0b\x32\x1b.coord.raft.v1.PasswordHash\"B\n\nTokenIssue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\x12\x16\n\x0epassword_index\x18\x03 \x01(\x04\":\n\x10\x41uthChangeResult\x12\x15\n\rauth_revision\x18\x01 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\"\x98\x01\n\nAuthRecord\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x13\n\x0binitialised\x18\x02 \x01(\x08\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12(\n\x05roles\x18\x04 \x03(\x0b\x32\x19.coord.raft.v1.RoleRecord\x12(\n\x05users\x18\x05 \x03(\x0b\x32\x19.coord.raft.v1.UserRecord\"T\n\nRoleRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61\x64min\x18\x02 \x01(\x08\x12)\n\x0bpermissions\x18\x03 \x03(\x0b\x32\x14.coord.v1.Permission\"\x87\x01\n\nUserRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12-\n\x08password\x18\x03 \x01(\x0b\x32\x1b.coord.raft.v1.PasswordHash\x12\x16\n\x0epassword_index\x18\x04 \x01(\x04\x12\x15\n\rtoken_digests\x18\x05 \x03(\x0c\"<\n\nWaitCancel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lease\x18\x02 \x01(\x03\x12\x11\n\tqueued_at\x18\x03 \x01(\x04\"#\n\x10WaitCancelResult\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"W\n\x11LockAcquireResult\x12/\n\x08response\x18\x01 \x01(\x0b\x32\x1d.coord.v1.LockAcquireResponse\x12\x11\n\tqueued_at\x18\x02 \x01(\x04\"a\n\x16\x45lectionCampaignResult\x12\x34\n\x08response\x18\x01 \x01(\x0b\x32\".coord.v1.ElectionCampaignResponse\x12\x11\n\tqueued_at\x18\x02 \x01(\x04\"\x1a\n\x0bLeaseExpire\x12\x0b\n\x03ids\x18\x01 \x03(\x03\"$\n\x11LeaseExpireResult\x12\x0f\n\x07revoked\x18\x01 \x03(\x03\"-\n\x0c\x43ommandError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xe1\x07\n\rCommandResult\x12,\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x1b.coord.raft.v1.CommandErrorH\x00\x12$\n\x03put\x18\n \x01(\x0b\x32\x15.coord.v1.PutResponseH\x00\x12\x35\n\x0c\x64\x65lete_range\x18\x0b \x01(\x0b\x32\x1d.coord.v1.DeleteRangeResponseH\x00\x12$\n\x03txn\x18\x0c \x01(\x0b\x32\x15.coord.v1.TxnResponseH\x00\x12,\n\x07\x63ompact\x18\r \x01(\x0b\x32\x19.coord.v1.CompactResponseH\x00\x12\x33\n\x0blease_grant\x18\x0e \x01(\x0b\x32\x1c.coord.v1.LeaseGrantResponseH\x00\x12\x35\n\x0clease_revoke\x18\x0f \x01(\x0b\x32\x1d.coord.v1.LeaseRevokeResponseH\x00\x12\x38\n\x0clease_expire\x18\x10 \x01(\x0b\x32 .coord.raft.v1.LeaseExpireResultH\x00\x12\x38\n\x0clock_acquire\x18\x11 \x01(\x0b\x32 .coord.raft.v1.LockAcquireResultH\x00\x12\x35\n\x0clock_release\x18\x12 \x01(\x0b\x32\x1d.coord.v1.LockReleaseResponseH\x00\x12\x36\n\x0block_cancel\x18\x13 \x01(\x0b\x32\x1f.coord.raft.v1.WaitCancelResultH\x00\x12\x42\n\x11\x65lection_campaign\x18\x14 \x01(\x0b\x32%.coord.raft.v1.ElectionCampaignResultH\x00\x12?\n\x11\x65lection_proclaim\x18\x15 \x01(\x0b\x32\".coord.v1.ElectionProclaimResponseH\x00\x12;\n\x0f\x65lection_resign\x18\x16 \x01(\x0b\x32 .coord.v1.ElectionResignResponseH\x00\x12:\n\x0f\x65lection_cancel\x18\x17 \x01(\x0b\x32\x1f.coord.raft.v1.WaitCancelResultH\x00\x12/\n\tring_join\x18\x18 \x01(\x0b\x32\x1a.coord.v1.RingJoinResponseH\x00\x12\x31\n\nring_leave\x18\x19 \x01(\x0b\x32\x1b.coord.v1.RingLeaveResponseH\x00\x12\x36\n\x0b\x61uth_change\x18( \x01(\x0b\x32\x1f.coord.raft.v1.AuthChangeResultH\x00\x42\x08\n\x06result\"T\n\nMemberInfo\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cpeer_address\x18\x03 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x04 \x01(\t\"\xbc\x03\n\rStateSnapshot\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x15\n\rapplied_index\x18\x02 \x01(\x04\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x18\n\x10\x63ompact_revision\x18\x04 \x01(\x03\x12*\n\x07history\x18\x05 \x01(\x0b\x32\x19.coord.raft.v1.KeyHistory\x12*\n\x06leases\x18\x06 \x03(\x0b\x32\x1a.coord.raft.v1.LeaseRecord\x12.\n\x08sessions\x18\x07 \x03(\x0b\x32\x1c.coord.raft.v1.SessionRecord\x12!\n\x07members\x18\x08 \x03(\x0b\x32\x10.coord.v1.Member\x12(\n\x05locks\x18\t \x03(\x0b\x32\x19.coord.raft.v1.LockRecord\x12\x30\n\telections\x18\n \x03(\x0b\x32\x1d.coord.raft.v1.ElectionRecord\x12(\n\x05rings\x18\x0b \x03(\x0b\x32\x19.coord.raft.v1.RingRecord\x12\'\n\x04\x61uth\x18\x0c \x01(\x0b\x32\x19.coord.raft.v1.AuthRecord\"\x98\x01\n\nLockRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07permits\x18\x02 \x01(\r\x12%\n\x07holders\x18\x03 \x03(\x0b\x32\x14.coord.v1.LockHolder\x12\x30\n\x07waiters\x18\x04 \x03(\x0b\x32\x1f.coord.raft.v1.LockWaiterRecord\x12\x12\n\nlast_token\x18\x05 \x01(\x04\"U\n\x10LockWaiterRecord\x12\r\n\x05lease\x18\x01 \x01(\x03\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x11\n\tqueued_at\x18\x04 \x01(\x04\"R\n\x0e\x45lectionRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\ncandidates\x18\x02 \x03(\x0b\x32\x1e.coord.raft.v1.CandidateRecord\"c\n\x0f\x43\x61ndidateRecord\x12\r\n\x05lease\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x11\n\tqueued_at\x18\x03 \x01(\x04\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\r\n\x05token\x18\x05 \x01(\x04\"|\n\nRingRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x08settings\x18\x02 \x01(\x0b\x32\x16.coord.v1.RingSettings\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12%\n\x07members\x18\x04 \x03(\x0b\x32\x14.coord.v1.RingMember\"\x9b\x01\n\nKeyHistory\x12\x0c\n\x04keys\x18\x01 \x03(\x0c\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\r\x12\x15\n\rmod_revisions\x18\x03 \x03(\x03\x12\x0c\n\x04subs\x18\x04 \x03(\r\x12\x18\n\x10\x63reate_revisions\x18\x05 \x03(\x03\x12\x10\n\x08versions\x18\x06 \x03(\x03\x12\x0e\n\x06values\x18\x07 \x03(\x0c\x12\x0e\n\x06leases\x18\x08 \x03(\x03\"5\n\x0bLeaseRecord\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0b\n\x03ttl\x18\x02 \x01(\x03\x12\r\n\x05owner\x18\x03 \x01(\t\"S\n\rSessionRecord\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nlast_index\x18\x03 \x01(\x04\x12\x0e\n\x06result\x18\x04 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'coord.raft.v1.command_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMMAND']._serialized_start=179
-  _globals['_COMMAND']._serialized_end=1055
-  _globals['_WAITCANCEL']._serialized_start=1057
-  _globals['_WAITCANCEL']._serialized_end=1117
-  _globals['_WAITCANCELRESULT']._serialized_start=1119
-  _globals['_WAITCANCELRESULT']._serialized_end=1154
-  _globals['_LOCKACQUIRERESULT']._serialized_start=1156
-  _globals['_LOCKACQUIRERESULT']._serialized_end=1243
-  _globals['_ELECTIONCAMPAIGNRESULT']._serialized_start=1245
-  _globals['_ELECTIONCAMPAIGNRESULT']._serialized_end=1342
-  _globals['_LEASEEXPIRE']._serialized_start=1344
-  _globals['_LEASEEXPIRE']._serialized_end=1370
-  _globals['_LEASEEXPIRERESULT']._serialized_start=1372
-  _globals['_LEASEEXPIRERESULT']._serialized_end=1408
-  _globals['_COMMANDERROR']._serialized_start=1410
-  _globals['_COMMANDERROR']._serialized_end=1455
-  _globals['_COMMANDRESULT']._serialized_start=1458
-  _globals['_COMMANDRESULT']._serialized_end=2395
-  _globals['_MEMBERINFO']._serialized_start=2397
-  _globals['_MEMBERINFO']._serialized_end=2481
-  _globals['_STATESNAPSHOT']._serialized_start=2484
-  _globals['_STATESNAPSHOT']._serialized_end=2887
-  _globals['_LOCKRECORD']._serialized_start=2890
-  _globals['_LOCKRECORD']._serialized_end=3042
-  _globals['_LOCKWAITERRECORD']._serialized_start=3044
-  _globals['_LOCKWAITERRECORD']._serialized_end=3129
-  _globals['_ELECTIONRECORD']._serialized_start=3131
-  _globals['_ELECTIONRECORD']._serialized_end=3213
-  _globals['_CANDIDATERECORD']._serialized_start=3215
-  _globals['_CANDIDATERECORD']._serialized_end=3314
-  _globals['_RINGRECORD']._serialized_start=3316
-  _globals['_RINGRECORD']._serialized_end=3440
-  _globals['_KEYHISTORY']._serialized_start=3443
-  _globals['_KEYHISTORY']._serialized_end=3598
-  _globals['_LEASERECORD']._serialized_start=3600
-  _globals['_LEASERECORD']._serialized_end=3638
-  _globals['_SESSIONRECORD']._serialized_start=3640
-  _globals['_SESSIONRECORD']._serialized_end=3723
+  _globals['_COMMAND']._serialized_start=200
+  _globals['_COMMAND']._serialized_end=1813
+  _globals['_PASSWORDHASH']._serialized_start=1815
+  _globals['_PASSWORDHASH']._serialized_end=1895
+  _globals['_USERADD']._serialized_start=1897
+  _globals['_USERADD']._serialized_end=1967
+  _globals['_TOKENISSUE']._serialized_start=1969
+  _globals['_TOKENISSUE']._serialized_end=2035
+  _globals['_AUTHCHANGERESULT']._serialized_start=2037
+  _globals['_AUTHCHANGERESULT']._serialized_end=2095
+  _globals['_AUTHRECORD']._serialized_start=2098
+  _globals['_AUTHRECORD']._serialized_end=2250
+  _globals['_ROLERECORD']._serialized_start=2252
+  _globals['_ROLERECORD']._serialized_end=2336
+  _globals['_USERRECORD']._serialized_start=2339
+  _globals['_USERRECORD']._serialized_end=2474
+  _globals['_WAITCANCEL']._serialized_start=2476
+  _globals['_WAITCANCEL']._serialized_end=2536
+  _globals['_WAITCANCELRESULT']._serialized_start=2538
+  _globals['_WAITCANCELRESULT']._serialized_end=2573
+  _globals['_LOCKACQUIRERESULT']._serialized_start=2575
+  _globals['_LOCKACQUIRERESULT']._serialized_end=2662
+  _globals['_ELECTIONCAMPAIGNRESULT']._serialized_start=2664
+  _globals['_ELECTIONCAMPAIGNRESULT']._serialized_end=2761
+  _globals['_LEASEEXPIRE']._serialized_start=2763
+  _globals['_LEASEEXPIRE']._serialized_end=2789
+  _globals['_LEASEEXPIRERESULT']._serialized_start=2791
+  _globals['_LEASEEXPIRERESULT']._serialized_end=2827
+  _globals['_COMMANDERROR']._serialized_start=2829
+  _globals['_COMMANDERROR']._serialized_end=2874
+  _globals['_COMMANDRESULT']._serialized_start=2877
+  _globals['_COMMANDRESULT']._serialized_end=3870
+  _globals['_MEMBERINFO']._serialized_start=3872
+  _globals['_MEMBERINFO']._serialized_end=3956
+  _globals['_STATESNAPSHOT']._serialized_start=3959
+  _globals['_STATESNAPSHOT']._serialized_end=4403
+  _globals['_LOCKRECORD']._serialized_start=4406
+  _globals['_LOCKRECORD']._serialized_end=4558
+  _globals['_LOCKWAITERRECORD']._serialized_start=4560
+  _globals['_LOCKWAITERRECORD']._serialized_end=4645
+  _globals['_ELECTIONRECORD']._serialized_start=4647
+  _globals['_ELECTIONRECORD']._serialized_end=4729
+  _globals['_CANDIDATERECORD']._serialized_start=4731
+  _globals['_CANDIDATERECORD']._serialized_end=4830
+  _globals['_RINGRECORD']._serialized_start=4832
+  _globals['_RINGRECORD']._serialized_end=4956
+  _globals['_KEYHISTORY']._serialized_start=4959
+  _globals['_KEYHISTORY']._serialized_end=5114
+  _globals['_LEASERECORD']._serialized_start=5116
+  _globals['_LEASERECORD']._serialized_end=5169
+  _globals['_SESSIONRECORD']._serialized_start=5171
+  _globals['_SESSIONRECORD']._serialized_end=5254
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,7 @@ it only by adding fields and oneof members, never by renumbering or reusing a nu
 """
 
 from collections import abc as _abc
+from coord.v1 import auth_pb2 as _auth_pb2
 from coord.v1 import cluster_pb2 as _cluster_pb2
 from coord.v1 import election_pb2 as _election_pb2
 from coord.v1 import kv_pb2 as _kv_pb2
@@ -53,6 +54,7 @@ class Command(_message.Message):
 
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     SEQ_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
     PUT_FIELD_NUMBER: _builtins.int
     DELETE_RANGE_FIELD_NUMBER: _builtins.int
     TXN_FIELD_NUMBER: _builtins.int
@@ -69,6 +71,19 @@ class Command(_message.Message):
     ELECTION_CANCEL_FIELD_NUMBER: _builtins.int
     RING_JOIN_FIELD_NUMBER: _builtins.int
     RING_LEAVE_FIELD_NUMBER: _builtins.int
+    AUTH_ENABLE_FIELD_NUMBER: _builtins.int
+    AUTH_DISABLE_FIELD_NUMBER: _builtins.int
+    USER_ADD_FIELD_NUMBER: _builtins.int
+    USER_DELETE_FIELD_NUMBER: _builtins.int
+    USER_CHANGE_PASSWORD_FIELD_NUMBER: _builtins.int
+    USER_GRANT_ROLE_FIELD_NUMBER: _builtins.int
+    USER_REVOKE_ROLE_FIELD_NUMBER: _builtins.int
+    ROLE_ADD_FIELD_NUMBER: _builtins.int
+    ROLE_DELETE_FIELD_NUMBER: _builtins.int
+    ROLE_GRANT_PERMISSION_FIELD_NUMBER: _builtins.int
+    ROLE_REVOKE_PERMISSION_FIELD_NUMBER: _builtins.int
+    TOKEN_ISSUE_FIELD_NUMBER: _builtins.int
+    AUTH_BOOTSTRAP_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     """client_id is the value of the caller's `coord-client-id` metadata (at most 128
     bytes), or empty when the call carried none.
@@ -76,6 +91,12 @@ class Command(_message.Message):
     seq: _builtins.int
     """seq is the value of the caller's `coord-seq` metadata; it is ignored when client_id
     is empty.
+    """
+    user: _builtins.str
+    """user is the authenticated user on whose behalf the member proposed the command, or
+    empty when auth was off at the edge and for commands the members propose themselves
+    (lease_expire, lock_cancel, election_cancel). While auth is on, the state machine
+    checks the command again against this user's permissions as of its log position.
     """
     @_builtins.property
     def put(self) -> _kv_pb2.PutRequest:
@@ -147,11 +168,66 @@ class Command(_message.Message):
     def ring_leave(self) -> _ring_pb2.RingLeaveRequest:
         """ring_leave is Ring.Leave."""
 
+    @_builtins.property
+    def auth_enable(self) -> _auth_pb2.AuthEnableRequest:
+        """auth_enable is Auth.AuthEnable."""
+
+    @_builtins.property
+    def auth_disable(self) -> _auth_pb2.AuthDisableRequest:
+        """auth_disable is Auth.AuthDisable."""
+
+    @_builtins.property
+    def user_add(self) -> Global___UserAdd:
+        """user_add is Auth.UserAdd, with the password already hashed by the proposing member."""
+
+    @_builtins.property
+    def user_delete(self) -> _auth_pb2.UserDeleteRequest:
+        """user_delete is Auth.UserDelete."""
+
+    @_builtins.property
+    def user_change_password(self) -> Global___UserAdd:
+        """user_change_password is Auth.UserChangePassword, the password hashed."""
+
+    @_builtins.property
+    def user_grant_role(self) -> _auth_pb2.UserGrantRoleRequest:
+        """user_grant_role is Auth.UserGrantRole."""
+
+    @_builtins.property
+    def user_revoke_role(self) -> _auth_pb2.UserRevokeRoleRequest:
+        """user_revoke_role is Auth.UserRevokeRole."""
+
+    @_builtins.property
+    def role_add(self) -> _auth_pb2.RoleAddRequest:
+        """role_add is Auth.RoleAdd."""
+
+    @_builtins.property
+    def role_delete(self) -> _auth_pb2.RoleDeleteRequest:
+        """role_delete is Auth.RoleDelete."""
+
+    @_builtins.property
+    def role_grant_permission(self) -> _auth_pb2.RoleGrantPermissionRequest:
+        """role_grant_permission is Auth.RoleGrantPermission."""
+
+    @_builtins.property
+    def role_revoke_permission(self) -> _auth_pb2.RoleRevokePermissionRequest:
+        """role_revoke_permission is Auth.RoleRevokePermission."""
+
+    @_builtins.property
+    def token_issue(self) -> Global___TokenIssue:
+        """token_issue records a token Auth.Authenticate created, after it checked the password."""
+
+    @_builtins.property
+    def auth_bootstrap(self) -> Global___AuthRecord:
+        """auth_bootstrap seeds the auth state from a member's auth file; it takes effect only
+        while the auth state was never set (the first one applied wins).
+        """
+
     def __init__(
         self,
         *,
         client_id: _builtins.str = ...,
         seq: _builtins.int = ...,
+        user: _builtins.str = ...,
         put: _kv_pb2.PutRequest | None = ...,
         delete_range: _kv_pb2.DeleteRangeRequest | None = ...,
         txn: _kv_pb2.TxnRequest | None = ...,
@@ -168,16 +244,269 @@ class Command(_message.Message):
         election_cancel: Global___WaitCancel | None = ...,
         ring_join: _ring_pb2.RingJoinRequest | None = ...,
         ring_leave: _ring_pb2.RingLeaveRequest | None = ...,
+        auth_enable: _auth_pb2.AuthEnableRequest | None = ...,
+        auth_disable: _auth_pb2.AuthDisableRequest | None = ...,
+        user_add: Global___UserAdd | None = ...,
+        user_delete: _auth_pb2.UserDeleteRequest | None = ...,
+        user_change_password: Global___UserAdd | None = ...,
+        user_grant_role: _auth_pb2.UserGrantRoleRequest | None = ...,
+        user_revoke_role: _auth_pb2.UserRevokeRoleRequest | None = ...,
+        role_add: _auth_pb2.RoleAddRequest | None = ...,
+        role_delete: _auth_pb2.RoleDeleteRequest | None = ...,
+        role_grant_permission: _auth_pb2.RoleGrantPermissionRequest | None = ...,
+        role_revoke_permission: _auth_pb2.RoleRevokePermissionRequest | None = ...,
+        token_issue: Global___TokenIssue | None = ...,
+        auth_bootstrap: Global___AuthRecord | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "op", b"op", "put", b"put", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth_bootstrap", b"auth_bootstrap", "auth_disable", b"auth_disable", "auth_enable", b"auth_enable", "compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "op", b"op", "put", b"put", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "role_add", b"role_add", "role_delete", b"role_delete", "role_grant_permission", b"role_grant_permission", "role_revoke_permission", b"role_revoke_permission", "token_issue", b"token_issue", "txn", b"txn", "user_add", b"user_add", "user_change_password", b"user_change_password", "user_delete", b"user_delete", "user_grant_role", b"user_grant_role", "user_revoke_role", b"user_revoke_role"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "op", b"op", "put", b"put", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "seq", b"seq", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_bootstrap", b"auth_bootstrap", "auth_disable", b"auth_disable", "auth_enable", b"auth_enable", "client_id", b"client_id", "compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "op", b"op", "put", b"put", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "role_add", b"role_add", "role_delete", b"role_delete", "role_grant_permission", b"role_grant_permission", "role_revoke_permission", b"role_revoke_permission", "seq", b"seq", "token_issue", b"token_issue", "txn", b"txn", "user", b"user", "user_add", b"user_add", "user_change_password", b"user_change_password", "user_delete", b"user_delete", "user_grant_role", b"user_grant_role", "user_revoke_role", b"user_revoke_role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_expire", "lock_acquire", "lock_release", "lock_cancel", "election_campaign", "election_proclaim", "election_resign", "election_cancel", "ring_join", "ring_leave"]  # noqa: Y015
+    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_expire", "lock_acquire", "lock_release", "lock_cancel", "election_campaign", "election_proclaim", "election_resign", "election_cancel", "ring_join", "ring_leave", "auth_enable", "auth_disable", "user_add", "user_delete", "user_change_password", "user_grant_role", "user_revoke_role", "role_add", "role_delete", "role_grant_permission", "role_revoke_permission", "token_issue", "auth_bootstrap"]  # noqa: Y015
     _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_op) -> _WhichOneofReturnType_op | None: ...
 
 Global___Command: _TypeAlias = Command  # noqa: Y015
+
+@_typing.final
+class PasswordHash(_message.Message):
+    """PasswordHash is a password as kept: scrypt(password, salt, n=2^log2_n, r, p), 32 bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SALT_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    LOG2_N_FIELD_NUMBER: _builtins.int
+    R_FIELD_NUMBER: _builtins.int
+    P_FIELD_NUMBER: _builtins.int
+    salt: _builtins.bytes
+    """salt is 16 random bytes chosen by the member that hashed the password."""
+    hash: _builtins.bytes
+    """hash is the 32-byte scrypt output."""
+    log2_n: _builtins.int
+    """log2_n, r and p are scrypt's cost parameters."""
+    r: _builtins.int
+    p: _builtins.int
+    def __init__(
+        self,
+        *,
+        salt: _builtins.bytes = ...,
+        hash: _builtins.bytes = ...,
+        log2_n: _builtins.int = ...,
+        r: _builtins.int = ...,
+        p: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hash", b"hash", "log2_n", b"log2_n", "p", b"p", "r", b"r", "salt", b"salt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PasswordHash: _TypeAlias = PasswordHash  # noqa: Y015
+
+@_typing.final
+class UserAdd(_message.Message):
+    """UserAdd creates a user (user_add) or sets its password (user_change_password)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """name is the user's name."""
+    @_builtins.property
+    def password(self) -> Global___PasswordHash:
+        """password is the hashed password; unset for a user without a password."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        password: Global___PasswordHash | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["password", b"password"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "password", b"password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserAdd: _TypeAlias = UserAdd  # noqa: Y015
+
+@_typing.final
+class TokenIssue(_message.Message):
+    """TokenIssue adds a token to a user; refused when the user no longer exists or its
+    password changed since password_index (the check Authenticate made is stale).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    PASSWORD_INDEX_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """name is the user's name."""
+    digest: _builtins.bytes
+    """digest is the SHA-256 of the token."""
+    password_index: _builtins.int
+    """password_index is the log index at which the password checked was set."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        digest: _builtins.bytes = ...,
+        password_index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "name", b"name", "password_index", b"password_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenIssue: _TypeAlias = TokenIssue  # noqa: Y015
+
+@_typing.final
+class AuthChangeResult(_message.Message):
+    """AuthChangeResult answers every auth command."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTH_REVISION_FIELD_NUMBER: _builtins.int
+    APPLIED_FIELD_NUMBER: _builtins.int
+    auth_revision: _builtins.int
+    """auth_revision is the number of auth changes applied, this one included."""
+    applied: _builtins.bool
+    """applied is false for an auth_bootstrap that found the auth state already set."""
+    def __init__(
+        self,
+        *,
+        auth_revision: _builtins.int = ...,
+        applied: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "auth_revision", b"auth_revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthChangeResult: _TypeAlias = AuthChangeResult  # noqa: Y015
+
+@_typing.final
+class AuthRecord(_message.Message):
+    """AuthRecord is the whole auth state (in a snapshot), or a bootstrap's content."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    INITIALISED_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """enabled is true while authentication is on."""
+    initialised: _builtins.bool
+    """initialised is true once any auth change or bootstrap was applied."""
+    revision: _builtins.int
+    """revision counts the auth changes applied."""
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoleRecord]:
+        """roles lists every role, by ascending name."""
+
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserRecord]:
+        """users lists every user, by ascending name."""
+
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        initialised: _builtins.bool = ...,
+        revision: _builtins.int = ...,
+        roles: _abc.Iterable[Global___RoleRecord] | None = ...,
+        users: _abc.Iterable[Global___UserRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "initialised", b"initialised", "revision", b"revision", "roles", b"roles", "users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthRecord: _TypeAlias = AuthRecord  # noqa: Y015
+
+@_typing.final
+class RoleRecord(_message.Message):
+    """RoleRecord is one role."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ADMIN_FIELD_NUMBER: _builtins.int
+    PERMISSIONS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """name is the role's name."""
+    admin: _builtins.bool
+    """admin is true for an admin role."""
+    @_builtins.property
+    def permissions(self) -> _containers.RepeatedCompositeFieldContainer[_auth_pb2.Permission]:
+        """permissions lists the role's permissions by kind, then prefix."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        admin: _builtins.bool = ...,
+        permissions: _abc.Iterable[_auth_pb2.Permission] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin", b"admin", "name", b"name", "permissions", b"permissions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoleRecord: _TypeAlias = RoleRecord  # noqa: Y015
+
+@_typing.final
+class UserRecord(_message.Message):
+    """UserRecord is one user."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    PASSWORD_INDEX_FIELD_NUMBER: _builtins.int
+    TOKEN_DIGESTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """name is the user's name."""
+    password_index: _builtins.int
+    """password_index is the log index at which password was set (0 for none)."""
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """roles lists the user's roles, in ascending order."""
+
+    @_builtins.property
+    def password(self) -> Global___PasswordHash:
+        """password is the hashed password; unset when the user has none."""
+
+    @_builtins.property
+    def token_digests(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """token_digests lists the SHA-256 of each live token, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        roles: _abc.Iterable[_builtins.str] | None = ...,
+        password: Global___PasswordHash | None = ...,
+        password_index: _builtins.int = ...,
+        token_digests: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["password", b"password"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "password", b"password", "password_index", b"password_index", "roles", b"roles", "token_digests", b"token_digests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserRecord: _TypeAlias = UserRecord  # noqa: Y015
 
 @_typing.final
 class WaitCancel(_message.Message):
@@ -409,6 +738,7 @@ class CommandResult(_message.Message):
     ELECTION_CANCEL_FIELD_NUMBER: _builtins.int
     RING_JOIN_FIELD_NUMBER: _builtins.int
     RING_LEAVE_FIELD_NUMBER: _builtins.int
+    AUTH_CHANGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def error(self) -> Global___CommandError:
         """error is set when the command was refused."""
@@ -477,6 +807,10 @@ class CommandResult(_message.Message):
     def ring_leave(self) -> _ring_pb2.RingLeaveResponse:
         """ring_leave answers Command.ring_leave."""
 
+    @_builtins.property
+    def auth_change(self) -> Global___AuthChangeResult:
+        """auth_change answers every auth command (auth_enable to auth_bootstrap)."""
+
     def __init__(
         self,
         *,
@@ -497,12 +831,13 @@ class CommandResult(_message.Message):
         election_cancel: Global___WaitCancelResult | None = ...,
         ring_join: _ring_pb2.RingJoinResponse | None = ...,
         ring_leave: _ring_pb2.RingLeaveResponse | None = ...,
+        auth_change: Global___AuthChangeResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "error", b"error", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "put", b"put", "result", b"result", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth_change", b"auth_change", "compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "error", b"error", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "put", b"put", "result", b"result", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "error", b"error", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "put", b"put", "result", b"result", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_change", b"auth_change", "compact", b"compact", "delete_range", b"delete_range", "election_campaign", b"election_campaign", "election_cancel", b"election_cancel", "election_proclaim", b"election_proclaim", "election_resign", b"election_resign", "error", b"error", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "lock_acquire", b"lock_acquire", "lock_cancel", b"lock_cancel", "lock_release", b"lock_release", "put", b"put", "result", b"result", "ring_join", b"ring_join", "ring_leave", b"ring_leave", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["error", "put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_expire", "lock_acquire", "lock_release", "lock_cancel", "election_campaign", "election_proclaim", "election_resign", "election_cancel", "ring_join", "ring_leave"]  # noqa: Y015
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["error", "put", "delete_range", "txn", "compact", "lease_grant", "lease_revoke", "lease_expire", "lock_acquire", "lock_release", "lock_cancel", "election_campaign", "election_proclaim", "election_resign", "election_cancel", "ring_join", "ring_leave", "auth_change"]  # noqa: Y015
     _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
 
@@ -563,6 +898,7 @@ class StateSnapshot(_message.Message):
     LOCKS_FIELD_NUMBER: _builtins.int
     ELECTIONS_FIELD_NUMBER: _builtins.int
     RINGS_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
     format: _builtins.int
     """format is the version of this layout; this version writes and reads 1."""
     applied_index: _builtins.int
@@ -602,6 +938,10 @@ class StateSnapshot(_message.Message):
     def rings(self) -> _containers.RepeatedCompositeFieldContainer[Global___RingRecord]:
         """rings lists every ring with members, by ascending name."""
 
+    @_builtins.property
+    def auth(self) -> Global___AuthRecord:
+        """auth holds the users, roles and tokens, and whether authentication is on."""
+
     def __init__(
         self,
         *,
@@ -616,10 +956,11 @@ class StateSnapshot(_message.Message):
         locks: _abc.Iterable[Global___LockRecord] | None = ...,
         elections: _abc.Iterable[Global___ElectionRecord] | None = ...,
         rings: _abc.Iterable[Global___RingRecord] | None = ...,
+        auth: Global___AuthRecord | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["history", b"history"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "history", b"history"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "compact_revision", b"compact_revision", "elections", b"elections", "format", b"format", "history", b"history", "leases", b"leases", "locks", b"locks", "members", b"members", "revision", b"revision", "rings", b"rings", "sessions", b"sessions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "auth", b"auth", "compact_revision", b"compact_revision", "elections", b"elections", "format", b"format", "history", b"history", "leases", b"leases", "locks", b"locks", "members", b"members", "revision", b"revision", "rings", b"rings", "sessions", b"sessions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -891,19 +1232,23 @@ class LeaseRecord(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """id is the lease ID."""
     ttl: _builtins.int
     """ttl is the granted time to live, in seconds."""
+    owner: _builtins.str
+    """owner is the user that granted the lease, empty when auth was off."""
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
         ttl: _builtins.int = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "owner", b"owner", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
