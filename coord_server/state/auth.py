@@ -160,9 +160,10 @@ class AuthTable:
         validate_auth_name(op.name, "user name")
         if op.name in self._users:
             raise FailedPrecondition(f"user {op.name!r} already exists")
+        password = _copy_hash(op.password) if op.HasField("password") else None
         user = self._users[op.name] = User(op.name)
-        if op.HasField("password"):
-            user.password = _copy_hash(op.password)
+        if password is not None:
+            user.password = password
             user.password_index = index
 
     def _user_delete(self, op: auth_pb2.UserDeleteRequest, index: int) -> None:
