@@ -27,6 +27,10 @@ current_call: contextvars.ContextVar[grpc.HandlerCallDetails | None] = contextva
     "coord_current_call", default=None
 )
 
+current_user: contextvars.ContextVar[str] = contextvars.ContextVar("coord_current_user", default="")
+"""The authenticated user of the call being served (set by the auth interceptor); "" when
+auth is off. Proposals carry it as Command.user, so the state machine can check them again."""
+
 log = logging.getLogger("coord.requests")
 
 CLIENT_ID_KEY = "coord-client-id"

@@ -55,6 +55,7 @@ class CoordServer:
         self.peer_port = 0
         self.gc_policy: GcPolicy | None = None
         self.http: Any = None
+        self.auth_bootstrap: asyncio.Task[None] | None = None
         """HttpListener when --http-listen is set (coord_server/http)."""
 
     async def start(self) -> None:
@@ -199,6 +200,9 @@ class CoordServer:
         self.gc_policy = GcPolicy()
         self.gc_policy.start()  # after recovery, before the Raft clock runs: one full collection
         await node.start()
+        from coord_server.auth.bootstrap import start_bootstrap
+
+        self.auth_bootstrap = start_bootstrap(node, s.auth)  # the auth file as the first auth state
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         self._health = health_servicer
         log.info(
@@ -209,6 +213,8 @@ class CoordServer:
         )
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self.auth_bootstrap is not None:
+            self.auth_bootstrap.cancel()
         if self.metrics_server is not None:
             await self.metrics_server.close()
         if self.http is not None:
@@ -284,10 +290,10 @@ def _http_listener(listen: str, grpc_port: int) -> Any:
 
 
 def _public_service_names() -> list[str]:
-    from coord.v1 import election_pb2, kv_pb2, lease_pb2, lock_pb2, maintenance_pb2, ring_pb2
+    from coord.v1 import auth_pb2, election_pb2, kv_pb2, lease_pb2, lock_pb2, maintenance_pb2, ring_pb2
 
     names = []
-    for module in (kv_pb2, lease_pb2, cluster_pb2, maintenance_pb2, lock_pb2, election_pb2, ring_pb2):
+    for module in (kv_pb2, lease_pb2, cluster_pb2, maintenance_pb2, lock_pb2, election_pb2, ring_pb2, auth_pb2):
         names.extend(s.full_name for s in module.DESCRIPTOR.services_by_name.values())
     return names
 

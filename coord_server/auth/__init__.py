@@ -12,10 +12,11 @@ from coord_server.state.permissions import Principal
 from .config import AuthConfig, AuthFileError, load_auth_file, parse_auth, token_digest
 from .interceptor import AdmissionInterceptor
 from .quota import LeaseLimit, Quota
+from .runtime import RuntimeAuth
 
 __all__ = [
     "CURRENT", "Admission", "AdmissionInterceptor", "AuthConfig", "AuthFileError", "LeaseLimit",
-    "PermissionDenied", "Principal", "Quota", "Unauthenticated", "build_interceptor",
+    "PermissionDenied", "Principal", "Quota", "RuntimeAuth", "Unauthenticated", "build_interceptor",
     "check_pipeline_op", "load_auth_file", "parse_auth", "token_digest",
 ]
 
@@ -24,5 +25,5 @@ def build_interceptor(settings: Any, node: Any) -> AdmissionInterceptor:
     """The interceptor for a member with ``settings`` (its loaded ``auth``, quota_bytes,
     max_leases_per_client)."""
     return AdmissionInterceptor(
-        settings.auth, Quota(node, settings.quota_bytes), LeaseLimit(node, settings.max_leases_per_client)
+        RuntimeAuth(node, settings.auth), Quota(node, settings.quota_bytes), LeaseLimit(node, settings.max_leases_per_client)
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from coord_server.state.permissions import ACCESS_LEVELS, KINDS, Permission, Principal, Role
@@ -44,6 +44,8 @@ class AuthConfig:
     """Who may connect (token digests) and as whom."""
 
     users_by_digest: dict[str, Principal]
+    roles: dict[str, Role] = field(default_factory=dict)
+    """Every role of the file, those no user has included (for the bootstrap)."""
 
     def authenticate(self, token: str) -> Principal | None:
         return self.users_by_digest.get(token_digest(token))
@@ -87,7 +89,7 @@ def parse_auth(data: Any, where: str = "auth file") -> AuthConfig:
         users[digest] = Principal.of(name, tuple(roles[r] for r in role_names))
     if not users:
         raise AuthFileError(f"{where}: no users; with auth enabled nobody could connect")
-    return AuthConfig(users)
+    return AuthConfig(users, roles)
 
 
 def _table(value: Any, label: str, where: str) -> dict[str, Any]:

@@ -25,17 +25,22 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from coord_server.errors import CoordError
+from coord_server.request_context import current_user
 from coord_server.services.common import abort, read_barrier
 
 from .admission import CURRENT, Admission, Unauthenticated
-from .config import AuthConfig
+from .lease_owner import check_lease_owner
 from .quota import QUOTA_CHECKED_METHODS, LeaseLimit, Quota
 from .requirements import LEASE_REVOKE, LEASE_TIME_TO_LIVE
+from .runtime import RuntimeAuth
 
 AUTHORIZATION_METADATA_KEY = "authorization"
 PUBLIC_PREFIX = "/coord.v1."
 LEASE_GRANT = "/coord.v1.Lease/Grant"
 PIPELINE = "/coord.v1.KV/Pipeline"
+LEASE_KEEP_ALIVE = "/coord.v1.Lease/KeepAlive"
+AUTHENTICATE = "/coord.v1.Auth/Authenticate"
+"""Needs no token: it is how a user gets one (its password is its credential)."""
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -44,7 +49,7 @@ else:
 
 
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, auth: AuthConfig | None, quota: Quota, leases: LeaseLimit) -> None:
+    def __init__(self, auth: RuntimeAuth, quota: Quota, leases: LeaseLimit) -> None:
         self.auth = auth
         self.quota = quota
         self.leases = leases
@@ -57,8 +62,10 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(details)
         method = details.method
-        if handler is None or not method.startswith(PUBLIC_PREFIX):
+        if handler is None or not method.startswith(PUBLIC_PREFIX) or method == AUTHENTICATE:
             return handler
+        if method not in QUOTA_CHECKED_METHODS and not self.auth.enabled:
+            return handler  # nothing to check: spare the call the wrapper's cost (~50 us of CPU)
         wrapped = self._wrapped.get(method)
         if wrapped is None:
             wrapped = self._wrapped[method] = self._wrap(method, handler)
@@ -69,7 +76,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     def admit(self, context: Any) -> Admission:
         """Who is calling (UNAUTHENTICATED when auth is on and the token is missing or
         unknown); sets the call's CURRENT admission."""
-        if self.auth is None:
+        if not self.auth.enabled:
             admission = Admission(None, context.peer(), self.quota)
         else:
             token = bearer_token(context.invocation_metadata())
@@ -82,12 +89,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             if principal is None:
                 raise Unauthenticated("the bearer token is not valid for this cluster")
             admission = Admission(principal, f"user {principal.name!r}", self.quota)
+            current_user.set(principal.name)  # proposals carry it (Command.user), checked again at apply
         CURRENT.set(admission)
         return admission
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
-        if self.auth is None and method not in QUOTA_CHECKED_METHODS:
-            return handler  # nothing to check: spare reads the wrapper's cost (~50 us of CPU)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary_unary(method, handler.unary_unary),
@@ -122,10 +128,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         async def behaviour(request: Any, context: Any) -> Any:
             try:
                 admission = self.admit(context)
-                if admission.principal is not None and (is_revoke or (is_time_to_live and request.attachments)):
-                    # What the lease is bound to decides, so read it as of now, not as of
-                    # this member's possibly lagging state (a ReadIndex round).
+                if admission.principal is not None and (is_revoke or is_time_to_live):
+                    # What the lease is bound to and whose it is decide, so read it as of
+                    # now, not as of this member's possibly lagging state (ReadIndex).
                     await read_barrier(self.quota.node, context)
+                    await check_lease_owner(admission, self.quota.node, request.id, context)
                 admission.check(method, request)
                 if is_grant:
                     await self.leases.check(admission.client, context)
@@ -178,6 +185,8 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         # Pipeline's checks are per op, inside PipelineSession (check_pipeline_op): its
         # messages need no wrapper (the main write path; a generator hop per message).
         wrap = _checked if method != PIPELINE else _unchecked
+        if method == LEASE_KEEP_ALIVE:
+            wrap = self._owned_leases
         if inspect.isasyncgenfunction(inner):
 
             async def generator(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
@@ -198,6 +207,13 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             return await inner(wrap(method, admission, requests), context)
 
         return behaviour
+
+
+    async def _owned_leases(self, method: str, admission: Admission, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """KeepAlive's requests, each checked, then refused unless the caller owns the lease."""
+        async for request in _checked(method, admission, requests):
+            await check_lease_owner(admission, self.quota.node, request.id)
+            yield request
 
 
 FIRST_MESSAGE_WAIT = 1.0

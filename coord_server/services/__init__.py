@@ -1,7 +1,7 @@
 """coord's public gRPC services (coord.v1): thin servicers over the Node.
 
-``add_services(server, node)`` registers KV (with Watch), Lease, Cluster, Maintenance, Lock, Election
-and Ring on a grpc.aio server and returns the handler for Raft.Forward (requests followers relay to the leader),
+``add_services(server, node)`` registers KV (with Watch), Lease, Cluster, Maintenance, Lock, Election,
+Ring and Auth on a grpc.aio server and returns the handler for Raft.Forward (requests followers relay to the leader),
 which the caller passes to ``RaftPeerService``.
 """
 
@@ -12,11 +12,12 @@ from typing import Any
 import grpc
 
 from coord.v1 import (
-    cluster_pb2_grpc, election_pb2_grpc, kv_pb2_grpc, lease_pb2_grpc, lock_pb2_grpc, maintenance_pb2_grpc, ring_pb2_grpc,
+    auth_pb2_grpc, cluster_pb2_grpc, election_pb2_grpc, kv_pb2_grpc, lease_pb2_grpc, lock_pb2_grpc, maintenance_pb2_grpc, ring_pb2_grpc,
 )
 from coord_server.coord_hub import CoordHub
 from coord_server.watch import WatchHub
 
+from .auth import AuthService
 from .cluster import ClusterService
 from .common import SERVER_OPTIONS
 from .forward import ForwardHandler, make_forward_handler
@@ -51,4 +52,5 @@ def add_services(server: grpc.aio.Server, node: Any, hub: WatchHub | None = None
     lock_pb2_grpc.add_LockServicer_to_server(LockService(node, coord_hub), server)
     election_pb2_grpc.add_ElectionServicer_to_server(ElectionService(node, coord_hub), server)
     ring_pb2_grpc.add_RingServicer_to_server(RingService(node, coord_hub), server)
+    auth_pb2_grpc.add_AuthServicer_to_server(AuthService(node), server)
     return make_forward_handler(node)

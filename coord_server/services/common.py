@@ -27,6 +27,7 @@ from google.protobuf.message import Message as PbMessage
 from coord.raft.v1 import command_pb2
 from coord.v1 import common_pb2
 from coord_server.errors import CoordError
+from coord_server.request_context import current_user
 from coord_server.state.errors import StateError
 from coord_server.state.limits import MAX_CLIENT_ID_BYTES, MAX_REQUEST_BYTES
 
@@ -228,7 +229,7 @@ def session_of(context: Context) -> tuple[str, int]:
 def command_of(context: Context, **op: Any) -> command_pb2.Command:
     """The Command for ``op`` with the call's exactly-once session (session_of)."""
     client_id, seq = session_of(context)
-    return command_pb2.Command(client_id=client_id, seq=seq, **op)
+    return command_pb2.Command(client_id=client_id, seq=seq, user=current_user.get(), **op)
 
 
 def check_client_id(client_id: str, has_seq: bool, id_name: str, seq_name: str) -> None:

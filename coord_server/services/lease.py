@@ -24,6 +24,7 @@ import grpc
 from coord.raft.v1 import command_pb2, raft_pb2
 from coord.v1 import lease_pb2, lease_pb2_grpc
 from coord_server.errors import CoordError, NotFound, Unavailable
+from coord_server.request_context import current_user
 from coord_server.state import validation
 from coord_server.state.limits import min_lease_ttl
 
@@ -97,7 +98,7 @@ class LeaseService(lease_pb2_grpc.LeaseServicer):
         grant.CopyFrom(request)
         grant.ttl = max(request.ttl, min_lease_ttl(self.node.config.election_timeout))
         client_id, seq = session_of(context)
-        command = command_pb2.Command(client_id=client_id, seq=seq, lease_grant=grant)
+        command = command_pb2.Command(client_id=client_id, seq=seq, user=current_user.get(), lease_grant=grant)
         response = await propose(self.node, command, context)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
@@ -105,7 +106,7 @@ class LeaseService(lease_pb2_grpc.LeaseServicer):
     async def Revoke(self, request: lease_pb2.LeaseRevokeRequest, context: Context) -> lease_pb2.LeaseRevokeResponse:
         validation.validate_lease_revoke(request)
         client_id, seq = session_of(context)
-        command = command_pb2.Command(client_id=client_id, seq=seq, lease_revoke=request)
+        command = command_pb2.Command(client_id=client_id, seq=seq, user=current_user.get(), lease_revoke=request)
         response = await propose(self.node, command, context)
         return self.headers.stamp(response)  # type: ignore[return-value]
 

@@ -19,6 +19,7 @@ from typing import Any
 from coord.raft.v1 import command_pb2
 from coord.v1 import lock_pb2, lock_pb2_grpc
 from coord_server.coord_hub import CoordHub
+from coord_server.request_context import current_user
 from coord_server.state import validation
 
 from .common import (
@@ -53,7 +54,7 @@ class LockService(lock_pb2_grpc.LockServicer):
     async def Release(self, request: lock_pb2.LockReleaseRequest, context: Context) -> lock_pb2.LockReleaseResponse:
         validation.validate_lock_release(request)
         client_id, seq = session_of(context)
-        command = command_pb2.Command(client_id=client_id, seq=seq, lock_release=request)
+        command = command_pb2.Command(client_id=client_id, seq=seq, user=current_user.get(), lock_release=request)
         response = await propose(self.node, command, context)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
@@ -79,7 +80,7 @@ def start_acquire(
     """Lock.Acquire, for the unary RPC and KV.Pipeline alike: propose, then wait in the
     queue until ``deadline`` (loop time; infinity for none). ``acquire_response`` turns
     the outcome into the response."""
-    command = command_pb2.Command(client_id=client_id, seq=seq, lock_acquire=request)
+    command = command_pb2.Command(client_id=client_id, seq=seq, user=current_user.get(), lock_acquire=request)
     # An Acquire that will queue behind a held lock need not commit at once (Node.submit,
     # which only the leader honours).
     lazy = not request.no_wait and node.state.lock_would_queue(request.name, request.lease)

@@ -33,6 +33,7 @@ import grpc
 from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2
 from coord_server.auth.admission import check_pipeline_op
+from coord_server.request_context import current_user
 from coord_server.state import validation
 
 from . import lock
@@ -128,7 +129,7 @@ class PipelineSession:
                 if which == "lock_acquire":
                     self._start_acquire(op, request)
                     continue
-                command = command_pb2.Command(client_id=_client_id(op), seq=op.seq, **{which: request})
+                command = command_pb2.Command(client_id=_client_id(op), seq=op.seq, user=current_user.get(), **{which: request})
                 timeout = op.timeout_ms / 1000 if op.timeout_ms else DEFAULT_TIMEOUT
                 fut = self.node.submit(command.SerializeToString(), timeout)
                 self._watch(fut, op.id, which, timeout)

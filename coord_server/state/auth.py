@@ -108,6 +108,9 @@ class AuthTable:
         name = self._by_token.get(digest)
         return None if name is None else self.principal(name)
 
+    def find_user(self, name: str) -> User | None:
+        return self._users.get(name)
+
     def user(self, name: str) -> User:
         user = self._users.get(name)
         if user is None:
