@@ -47,6 +47,7 @@ import grpc
 import grpc.aio
 
 from coord.v1 import (
+    auth_pb2_grpc,
     cluster_pb2_grpc,
     election_pb2_grpc,
     kv_pb2_grpc,
@@ -146,6 +147,7 @@ class Stubs:
         self.election = election_pb2_grpc.ElectionStub(channel)
         self.ring = ring_pb2_grpc.RingStub(channel)
         self.cluster = cluster_pb2_grpc.ClusterStub(channel)
+        self.auth = auth_pb2_grpc.AuthStub(channel)
         self.pipeline = PipelineStream(self.kv, on_leader)
 
     def pipelined(self, kind: str) -> Callable[..., Awaitable[Any]]:

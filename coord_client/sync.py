@@ -27,6 +27,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 from . import aio, errors
+from .auth import Auth
 from ._loop import LoopThread
 from ._transport import DEFAULT_TIMEOUT
 from .tls import TLSConfig
@@ -467,6 +468,11 @@ class Client:
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run(coro)
+
+    @property
+    def auth(self) -> Auth:
+        """Users, roles and permissions (coord_client/auth.py), blocking."""
+        return Auth(self._run, self._aclient.auth)
 
     @property
     def endpoints(self) -> list[str]:

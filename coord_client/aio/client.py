@@ -26,6 +26,7 @@ from coord.v1 import cluster_pb2, election_pb2, kv_pb2, lease_pb2, lock_pb2, rin
 
 from .. import errors
 from .._transport import DEFAULT_TIMEOUT, Transport
+from ..auth import AsyncAuth
 from ..tls import TLSConfig
 from ..txn import TxnBuilder
 from ..types import (
@@ -119,6 +120,11 @@ class AsyncClient:
         self._transport = Transport(endpoints, timeout=timeout, token=token, tls=tls)
         self._keepaliver = KeepAliver(self)
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def auth(self) -> AsyncAuth:
+        """Users, roles and permissions (coord_client/auth.py)."""
+        return AsyncAuth(self._transport)
 
     @property
     def endpoints(self) -> list[str]:
