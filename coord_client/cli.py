@@ -47,6 +47,7 @@ from typing import Any, TextIO
 
 from . import errors
 from .aio import AsyncClient, Campaign, Lock
+from .cli_auth import add_auth_commands
 from .tls import CACERT_ENV, CERT_ENV, KEY_ENV, TLSConfig
 from .types import EventType, HashMode, KeyValue, Leader, Member, RingMember, Status, key_range
 
@@ -841,6 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="snapshot what that member has applied, without a leader round (possibly stale)")
     p = leaf(ssub, "status", cmd_snapshot_status, "check a snapshot FILE and show its index, revision and size")
     p.add_argument("file")
+    add_auth_commands(sub, leaf)  # user, role, auth (cli_auth.py)
     return parser
 
 
