@@ -15,15 +15,16 @@ auth is on (``status``: any user's). See docs/security-auth.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from coord.v1 import auth_pb2
 
 from ._transport import Transport
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from .sync import Client
 
 KINDS = {
     "keys": auth_pb2.PERMISSION_KIND_KEYS,
@@ -78,20 +79,23 @@ def _prefix(prefix: str | bytes) -> bytes:
 
 
 class AsyncAuth:
-    """The Auth service through one client's transport (leader following, retries)."""
+    """The Auth service through one client's transport (leader following, retries).
+    Every change returns the key-value revision at which it was applied."""
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
 
-    async def _change(self, method: Callable[[Any], Any], request: object, timeout: float | None) -> None:
-        await self._transport.call(method, request, timeout=timeout, mutating=True)
+    async def _change(self, method: Callable[[Any], Any], request: object, timeout: float | None) -> int:
+        response = await self._transport.call(method, request, timeout=timeout, mutating=True)
+        revision: int = response.header.revision
+        return revision
 
-    async def enable(self, *, timeout: float | None = None) -> None:
+    async def enable(self, *, timeout: float | None = None) -> int:
         """Turn authentication on (refused unless some user has an admin role)."""
-        await self._change(lambda s: s.auth.AuthEnable, auth_pb2.AuthEnableRequest(), timeout)
+        return await self._change(lambda s: s.auth.AuthEnable, auth_pb2.AuthEnableRequest(), timeout)
 
-    async def disable(self, *, timeout: float | None = None) -> None:
-        await self._change(lambda s: s.auth.AuthDisable, auth_pb2.AuthDisableRequest(), timeout)
+    async def disable(self, *, timeout: float | None = None) -> int:
+        return await self._change(lambda s: s.auth.AuthDisable, auth_pb2.AuthDisableRequest(), timeout)
 
     async def status(self, *, timeout: float | None = None) -> AuthStatus:
         response = await self._transport.call(lambda s: s.auth.AuthStatus, auth_pb2.AuthStatusRequest(), timeout=timeout)
@@ -104,10 +108,10 @@ class AsyncAuth:
         response = await self._transport.call(lambda s: s.auth.Authenticate, request, timeout=timeout)
         return response.token
 
-    async def user_add(self, name: str, password: str | None, *, timeout: float | None = None) -> None:
+    async def user_add(self, name: str, password: str | None, *, timeout: float | None = None) -> int:
         """Create a user; ``password`` None: a user that cannot authenticate."""
         request = auth_pb2.UserAddRequest(name=name, password=password or "", no_password=password is None)
-        await self._change(lambda s: s.auth.UserAdd, request, timeout)
+        return await self._change(lambda s: s.auth.UserAdd, request, timeout)
 
     async def user_get(self, name: str, *, timeout: float | None = None) -> UserInfo:
         response = await self._transport.call(lambda s: s.auth.UserGet, auth_pb2.UserGetRequest(name=name), timeout=timeout)
@@ -117,24 +121,24 @@ class AsyncAuth:
         response = await self._transport.call(lambda s: s.auth.UserList, auth_pb2.UserListRequest(), timeout=timeout)
         return list(response.users)
 
-    async def user_delete(self, name: str, *, timeout: float | None = None) -> None:
-        await self._change(lambda s: s.auth.UserDelete, auth_pb2.UserDeleteRequest(name=name), timeout)
+    async def user_delete(self, name: str, *, timeout: float | None = None) -> int:
+        return await self._change(lambda s: s.auth.UserDelete, auth_pb2.UserDeleteRequest(name=name), timeout)
 
-    async def user_change_password(self, name: str, password: str, *, timeout: float | None = None) -> None:
+    async def user_change_password(self, name: str, password: str, *, timeout: float | None = None) -> int:
         """Set a new password; the user's tokens stop working."""
         request = auth_pb2.UserChangePasswordRequest(name=name, password=password)
-        await self._change(lambda s: s.auth.UserChangePassword, request, timeout)
+        return await self._change(lambda s: s.auth.UserChangePassword, request, timeout)
 
-    async def user_grant_role(self, name: str, role: str, *, timeout: float | None = None) -> None:
+    async def user_grant_role(self, name: str, role: str, *, timeout: float | None = None) -> int:
         request = auth_pb2.UserGrantRoleRequest(name=name, role=role)
-        await self._change(lambda s: s.auth.UserGrantRole, request, timeout)
+        return await self._change(lambda s: s.auth.UserGrantRole, request, timeout)
 
-    async def user_revoke_role(self, name: str, role: str, *, timeout: float | None = None) -> None:
+    async def user_revoke_role(self, name: str, role: str, *, timeout: float | None = None) -> int:
         request = auth_pb2.UserRevokeRoleRequest(name=name, role=role)
-        await self._change(lambda s: s.auth.UserRevokeRole, request, timeout)
+        return await self._change(lambda s: s.auth.UserRevokeRole, request, timeout)
 
-    async def role_add(self, name: str, *, admin: bool = False, timeout: float | None = None) -> None:
-        await self._change(lambda s: s.auth.RoleAdd, auth_pb2.RoleAddRequest(name=name, admin=admin), timeout)
+    async def role_add(self, name: str, *, admin: bool = False, timeout: float | None = None) -> int:
+        return await self._change(lambda s: s.auth.RoleAdd, auth_pb2.RoleAddRequest(name=name, admin=admin), timeout)
 
     async def role_get(self, name: str, *, timeout: float | None = None) -> RoleInfo:
         response = await self._transport.call(lambda s: s.auth.RoleGet, auth_pb2.RoleGetRequest(name=name), timeout=timeout)
@@ -147,89 +151,83 @@ class AsyncAuth:
         response = await self._transport.call(lambda s: s.auth.RoleList, auth_pb2.RoleListRequest(), timeout=timeout)
         return list(response.roles)
 
-    async def role_delete(self, name: str, *, timeout: float | None = None) -> None:
-        await self._change(lambda s: s.auth.RoleDelete, auth_pb2.RoleDeleteRequest(name=name), timeout)
+    async def role_delete(self, name: str, *, timeout: float | None = None) -> int:
+        return await self._change(lambda s: s.auth.RoleDelete, auth_pb2.RoleDeleteRequest(name=name), timeout)
 
     async def role_grant_permission(
         self, name: str, kind: str, prefix: str | bytes, access: str = "readwrite", *, timeout: float | None = None
-    ) -> None:
+    ) -> int:
         """Let role ``name`` read (``access="read"``) or read and write everything of
         ``kind`` (keys, locks, elections, rings) that starts with ``prefix``."""
         if access not in ACCESS:
             raise ValueError(f"access must be read or readwrite, got {access!r}")
         permission = auth_pb2.Permission(kind=_kind(kind), prefix=_prefix(prefix), access=ACCESS[access])
         request = auth_pb2.RoleGrantPermissionRequest(name=name, permission=permission)
-        await self._change(lambda s: s.auth.RoleGrantPermission, request, timeout)
+        return await self._change(lambda s: s.auth.RoleGrantPermission, request, timeout)
 
     async def role_revoke_permission(
         self, name: str, kind: str, prefix: str | bytes, *, timeout: float | None = None
-    ) -> None:
+    ) -> int:
         request = auth_pb2.RoleRevokePermissionRequest(name=name, kind=_kind(kind), prefix=_prefix(prefix))
-        await self._change(lambda s: s.auth.RoleRevokePermission, request, timeout)
+        return await self._change(lambda s: s.auth.RoleRevokePermission, request, timeout)
 
 
 class Auth:
     """AsyncAuth for the synchronous Client: the same methods, blocking."""
 
-    def __init__(self, run: Callable[[Coroutine[Any, Any, Any]], Any], inner: AsyncAuth) -> None:
-        self._run = run
+    def __init__(self, client: Client, inner: AsyncAuth) -> None:
+        self._run = client._run
         self._inner = inner
 
-    def enable(self, *, timeout: float | None = None) -> None:
-        self._run(self._inner.enable(timeout=timeout))
+    def enable(self, *, timeout: float | None = None) -> int:
+        return self._run(self._inner.enable(timeout=timeout))
 
-    def disable(self, *, timeout: float | None = None) -> None:
-        self._run(self._inner.disable(timeout=timeout))
+    def disable(self, *, timeout: float | None = None) -> int:
+        return self._run(self._inner.disable(timeout=timeout))
 
     def status(self, *, timeout: float | None = None) -> AuthStatus:
-        result: AuthStatus = self._run(self._inner.status(timeout=timeout))
-        return result
+        return self._run(self._inner.status(timeout=timeout))
 
     def authenticate(self, name: str, password: str, *, timeout: float | None = None) -> str:
-        token: str = self._run(self._inner.authenticate(name, password, timeout=timeout))
-        return token
+        return self._run(self._inner.authenticate(name, password, timeout=timeout))
 
-    def user_add(self, name: str, password: str | None, *, timeout: float | None = None) -> None:
-        self._run(self._inner.user_add(name, password, timeout=timeout))
+    def user_add(self, name: str, password: str | None, *, timeout: float | None = None) -> int:
+        return self._run(self._inner.user_add(name, password, timeout=timeout))
 
     def user_get(self, name: str, *, timeout: float | None = None) -> UserInfo:
-        result: UserInfo = self._run(self._inner.user_get(name, timeout=timeout))
-        return result
+        return self._run(self._inner.user_get(name, timeout=timeout))
 
     def user_list(self, *, timeout: float | None = None) -> list[str]:
-        result: list[str] = self._run(self._inner.user_list(timeout=timeout))
-        return result
+        return self._run(self._inner.user_list(timeout=timeout))
 
-    def user_delete(self, name: str, *, timeout: float | None = None) -> None:
-        self._run(self._inner.user_delete(name, timeout=timeout))
+    def user_delete(self, name: str, *, timeout: float | None = None) -> int:
+        return self._run(self._inner.user_delete(name, timeout=timeout))
 
-    def user_change_password(self, name: str, password: str, *, timeout: float | None = None) -> None:
-        self._run(self._inner.user_change_password(name, password, timeout=timeout))
+    def user_change_password(self, name: str, password: str, *, timeout: float | None = None) -> int:
+        return self._run(self._inner.user_change_password(name, password, timeout=timeout))
 
-    def user_grant_role(self, name: str, role: str, *, timeout: float | None = None) -> None:
-        self._run(self._inner.user_grant_role(name, role, timeout=timeout))
+    def user_grant_role(self, name: str, role: str, *, timeout: float | None = None) -> int:
+        return self._run(self._inner.user_grant_role(name, role, timeout=timeout))
 
-    def user_revoke_role(self, name: str, role: str, *, timeout: float | None = None) -> None:
-        self._run(self._inner.user_revoke_role(name, role, timeout=timeout))
+    def user_revoke_role(self, name: str, role: str, *, timeout: float | None = None) -> int:
+        return self._run(self._inner.user_revoke_role(name, role, timeout=timeout))
 
-    def role_add(self, name: str, *, admin: bool = False, timeout: float | None = None) -> None:
-        self._run(self._inner.role_add(name, admin=admin, timeout=timeout))
+    def role_add(self, name: str, *, admin: bool = False, timeout: float | None = None) -> int:
+        return self._run(self._inner.role_add(name, admin=admin, timeout=timeout))
 
     def role_get(self, name: str, *, timeout: float | None = None) -> RoleInfo:
-        result: RoleInfo = self._run(self._inner.role_get(name, timeout=timeout))
-        return result
+        return self._run(self._inner.role_get(name, timeout=timeout))
 
     def role_list(self, *, timeout: float | None = None) -> list[str]:
-        result: list[str] = self._run(self._inner.role_list(timeout=timeout))
-        return result
+        return self._run(self._inner.role_list(timeout=timeout))
 
-    def role_delete(self, name: str, *, timeout: float | None = None) -> None:
-        self._run(self._inner.role_delete(name, timeout=timeout))
+    def role_delete(self, name: str, *, timeout: float | None = None) -> int:
+        return self._run(self._inner.role_delete(name, timeout=timeout))
 
     def role_grant_permission(
         self, name: str, kind: str, prefix: str | bytes, access: str = "readwrite", *, timeout: float | None = None
-    ) -> None:
-        self._run(self._inner.role_grant_permission(name, kind, prefix, access, timeout=timeout))
+    ) -> int:
+        return self._run(self._inner.role_grant_permission(name, kind, prefix, access, timeout=timeout))
 
-    def role_revoke_permission(self, name: str, kind: str, prefix: str | bytes, *, timeout: float | None = None) -> None:
-        self._run(self._inner.role_revoke_permission(name, kind, prefix, timeout=timeout))
+    def role_revoke_permission(self, name: str, kind: str, prefix: str | bytes, *, timeout: float | None = None) -> int:
+        return self._run(self._inner.role_revoke_permission(name, kind, prefix, timeout=timeout))

@@ -472,7 +472,7 @@ class Client:
     @property
     def auth(self) -> Auth:
         """Users, roles and permissions (coord_client/auth.py), blocking."""
-        return Auth(self._run, self._aclient.auth)
+        return Auth(self, self._aclient.auth)
 
     @property
     def endpoints(self) -> list[str]:

@@ -31,6 +31,13 @@ current_user: contextvars.ContextVar[str] = contextvars.ContextVar("coord_curren
 """The authenticated user of the call being served (set by the auth interceptor); "" when
 auth is off. Proposals carry it as Command.user, so the state machine can check them again."""
 
+recheck_after_read: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "coord_recheck_after_read", default=None
+)
+"""Set by the auth interceptor for a unary call it admitted: checks the call again once a
+read barrier passed (services.common.read_barrier), against the auth state as of the read
+point."""
+
 log = logging.getLogger("coord.requests")
 
 CLIENT_ID_KEY = "coord-client-id"

@@ -36,6 +36,10 @@ class Admission:
     client: str
     """Whom per-client limits count: the user, or the connection's peer address."""
     quota: Quota
+    token: str = ""
+    """The bearer token the caller sent, to look its user up again (``recheck``)."""
+    auth: Any = None
+    """The member's RuntimeAuth (None when auth is off)."""
 
     def check(self, method: str, request: Any) -> None:
         """PERMISSION_DENIED or RESOURCE_EXHAUSTED for ``request`` sent to ``method``."""
@@ -49,6 +53,23 @@ class Admission:
             self._require(kv_op_needs(which, request), which)
         self.quota.check_op(which, request)
 
+    def recheck(self, method: str, request: Any, op: bool = False) -> None:
+        """Check ``request`` again against the auth state as of now. A read calls it after
+        its ReadIndex round: a permission revoked before the read point then holds even on
+        a member that had not applied the revoke when the call arrived (as etcd checks a
+        linearizable read after its read index). Free when nothing changed: the state
+        hands out the same Principal object until an auth change."""
+        if self.principal is None or self.auth is None:
+            return
+        principal = self.auth.authenticate(self.token)
+        if principal is self.principal:
+            return
+        if principal is None:
+            raise Unauthenticated("the bearer token is no longer valid for this cluster")
+        again = Admission(principal, self.client, self.quota)
+        again._require(kv_op_needs(method, request) if op else needs_of(method, request, self.quota.node.state),
+                       method.rsplit("/", 1)[-1])
+
     def _require(self, needs: list[Need], what: str) -> None:
         principal = self.principal
         assert principal is not None
@@ -58,6 +79,13 @@ class Admission:
 
 
 CURRENT: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("coord_admission", default=None)
+
+
+def recheck_pipeline_op(which: str, request: Any) -> None:
+    """``Admission.recheck`` for one Pipeline op, after its ReadIndex round."""
+    admission = CURRENT.get()
+    if admission is not None:
+        admission.recheck(which, request, op=True)
 
 
 def check_pipeline_op(which: str, request: Any) -> None:

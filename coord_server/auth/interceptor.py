@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from coord_server.errors import CoordError
-from coord_server.request_context import current_user
+from coord_server.request_context import current_user, recheck_after_read
 from coord_server.services.common import abort, read_barrier
 
 from .admission import CURRENT, Admission, Unauthenticated
@@ -88,7 +89,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             principal = self.auth.authenticate(token)
             if principal is None:
                 raise Unauthenticated("the bearer token is not valid for this cluster")
-            admission = Admission(principal, f"user {principal.name!r}", self.quota)
+            admission = Admission(principal, f"user {principal.name!r}", self.quota, token, self.auth)
             current_user.set(principal.name)  # proposals carry it (Command.user), checked again at apply
         CURRENT.set(admission)
         return admission
@@ -134,6 +135,8 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                     await read_barrier(self.quota.node, context)
                     await check_lease_owner(admission, self.quota.node, request.id, context)
                 admission.check(method, request)
+                if admission.principal is not None:
+                    recheck_after_read.set(functools.partial(admission.recheck, method, request))
                 if is_grant:
                     await self.leases.check(admission.client, context)
             except CoordError as exc:

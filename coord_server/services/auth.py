@@ -42,8 +42,8 @@ class AuthService(auth_pb2_grpc.AuthServicer):
         self.headers = Headers(node)
 
     async def _change(self, context: Context, response: Any, **op: Any) -> Any:
-        await propose(self.node, command_of(context, **op), context)
-        return self.headers.stamp(response)
+        result = await propose(self.node, command_of(context, **op), context)
+        return self.headers.stamp(response, result.revision)
 
     async def _table(self, context: Context) -> Any:
         await read_barrier(self.node, context)
@@ -78,8 +78,8 @@ class AuthService(auth_pb2_grpc.AuthServicer):
             raise Unauthenticated(BAD_LOGIN)
         token = new_token()
         issue = command_pb2.TokenIssue(name=user.name, digest=token_sha256(token), password_index=user.password_index)
-        await propose(self.node, command_pb2.Command(token_issue=issue), context)
-        return self.headers.stamp(auth_pb2.AuthenticateResponse(token=token))  # type: ignore[return-value]
+        result = await propose(self.node, command_pb2.Command(token_issue=issue), context)
+        return self.headers.stamp(auth_pb2.AuthenticateResponse(token=token), result.revision)  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ users
 

@@ -27,7 +27,7 @@ from google.protobuf.message import Message as PbMessage
 from coord.raft.v1 import command_pb2
 from coord.v1 import common_pb2
 from coord_server.errors import CoordError
-from coord_server.request_context import current_user
+from coord_server.request_context import current_user, recheck_after_read
 from coord_server.state.errors import StateError
 from coord_server.state.limits import MAX_CLIENT_ID_BYTES, MAX_REQUEST_BYTES
 
@@ -304,3 +304,6 @@ def response_of(result: command_pb2.CommandResult) -> Any:
 async def read_barrier(node: Any, context: Context | None) -> None:
     """Linearizable read point (ReadIndex); works on followers too."""
     await bounded(node.read_barrier(), timeout_of(context), "the read could be confirmed with a quorum")
+    recheck = recheck_after_read.get()
+    if recheck is not None:
+        recheck()  # the caller's permissions as of the read point (auth interceptor)

@@ -32,7 +32,7 @@ import grpc
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2
-from coord_server.auth.admission import check_pipeline_op
+from coord_server.auth.admission import check_pipeline_op, recheck_pipeline_op
 from coord_server.request_context import current_user
 from coord_server.state import validation
 
@@ -200,6 +200,11 @@ class PipelineSession:
                 self._fail(op.id, error)  # type: ignore[arg-type]
             return
         for op in reads:
+            try:
+                recheck_pipeline_op("range", op.range)  # permissions as of the read point
+            except Exception as exc:  # noqa: BLE001 - the op's result carries it
+                self._fail(op.id, exc)
+                continue
             self._serve_read(op)
 
     def _serve_read(self, op: kv_pb2.PipelineOp) -> None:

@@ -61,7 +61,9 @@ def authorize(principal: Principal | None, user: str, which: str, op: Any, state
         return
     for need in needs_of_command(which, op, state):
         if not principal.allows(need.kind, need.span, need.write):
-            raise PermissionDenied(f"user {principal.name!r} may not {which}: it needs {need.describe()}")
+            raise PermissionDenied(
+                f"user {principal.name!r} may not {which}: it needs {need.describe()} (checked when applied)"
+            )
     for lease_id in leases_bound(which, op):
         check_lease_owner(principal, lease_id, state)
 

@@ -328,7 +328,9 @@ class StateMachine:
         self._rings.end_leases(ids, index)
 
     def _auth_change(self, which: str, op: Any, index: int) -> CommandResult:
-        return CommandResult(auth_change=self._auth.apply(which, op, index))
+        result = self._auth.apply(which, op, index)
+        result.revision = self._store.revision
+        return CommandResult(auth_change=result)
 
     def _require_lease(self, lease_id: int) -> None:
         if lease_id not in self._leases:

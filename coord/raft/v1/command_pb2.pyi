@@ -372,19 +372,25 @@ class AuthChangeResult(_message.Message):
 
     AUTH_REVISION_FIELD_NUMBER: _builtins.int
     APPLIED_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     auth_revision: _builtins.int
     """auth_revision is the number of auth changes applied, this one included."""
     applied: _builtins.bool
     """applied is false for an auth_bootstrap that found the auth state already set."""
+    revision: _builtins.int
+    """revision is the key-value store's revision when the command was applied (the
+    response header's revision).
+    """
     def __init__(
         self,
         *,
         auth_revision: _builtins.int = ...,
         applied: _builtins.bool = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "auth_revision", b"auth_revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "auth_revision", b"auth_revision", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
