@@ -92,67 +92,67 @@ class AsyncAuth:
 
     async def enable(self, *, timeout: float | None = None) -> int:
         """Turn authentication on (refused unless some user has an admin role)."""
-        return await self._change(lambda s: s.auth.AuthEnable, auth_pb2.AuthEnableRequest(), timeout)
+        return await self._change(lambda s: s.auth.Enable, auth_pb2.AuthEnableRequest(), timeout)
 
     async def disable(self, *, timeout: float | None = None) -> int:
-        return await self._change(lambda s: s.auth.AuthDisable, auth_pb2.AuthDisableRequest(), timeout)
+        return await self._change(lambda s: s.auth.Disable, auth_pb2.AuthDisableRequest(), timeout)
 
     async def status(self, *, timeout: float | None = None) -> AuthStatus:
-        response = await self._transport.call(lambda s: s.auth.AuthStatus, auth_pb2.AuthStatusRequest(), timeout=timeout)
+        response = await self._transport.call(lambda s: s.auth.Status, auth_pb2.AuthStatusRequest(), timeout=timeout)
         return AuthStatus(response.enabled, response.auth_revision)
 
     async def authenticate(self, name: str, password: str, *, timeout: float | None = None) -> str:
         """A new bearer token for user ``name`` (errors.Unauthenticated for a wrong name
         or password); pass it as ``token=`` to a client."""
-        request = auth_pb2.AuthenticateRequest(name=name, password=password)
+        request = auth_pb2.AuthAuthenticateRequest(name=name, password=password)
         response = await self._transport.call(lambda s: s.auth.Authenticate, request, timeout=timeout)
         return response.token
 
     async def user_add(self, name: str, password: str | None, *, timeout: float | None = None) -> int:
         """Create a user; ``password`` None: a user that cannot authenticate."""
-        request = auth_pb2.UserAddRequest(name=name, password=password or "", no_password=password is None)
+        request = auth_pb2.AuthUserAddRequest(name=name, password=password or "", no_password=password is None)
         return await self._change(lambda s: s.auth.UserAdd, request, timeout)
 
     async def user_get(self, name: str, *, timeout: float | None = None) -> UserInfo:
-        response = await self._transport.call(lambda s: s.auth.UserGet, auth_pb2.UserGetRequest(name=name), timeout=timeout)
+        response = await self._transport.call(lambda s: s.auth.UserGet, auth_pb2.AuthUserGetRequest(name=name), timeout=timeout)
         return UserInfo(name, tuple(response.roles), response.has_password, response.tokens)
 
     async def user_list(self, *, timeout: float | None = None) -> list[str]:
-        response = await self._transport.call(lambda s: s.auth.UserList, auth_pb2.UserListRequest(), timeout=timeout)
+        response = await self._transport.call(lambda s: s.auth.UserList, auth_pb2.AuthUserListRequest(), timeout=timeout)
         return list(response.users)
 
     async def user_delete(self, name: str, *, timeout: float | None = None) -> int:
-        return await self._change(lambda s: s.auth.UserDelete, auth_pb2.UserDeleteRequest(name=name), timeout)
+        return await self._change(lambda s: s.auth.UserDelete, auth_pb2.AuthUserDeleteRequest(name=name), timeout)
 
     async def user_change_password(self, name: str, password: str, *, timeout: float | None = None) -> int:
         """Set a new password; the user's tokens stop working."""
-        request = auth_pb2.UserChangePasswordRequest(name=name, password=password)
+        request = auth_pb2.AuthUserChangePasswordRequest(name=name, password=password)
         return await self._change(lambda s: s.auth.UserChangePassword, request, timeout)
 
     async def user_grant_role(self, name: str, role: str, *, timeout: float | None = None) -> int:
-        request = auth_pb2.UserGrantRoleRequest(name=name, role=role)
+        request = auth_pb2.AuthUserGrantRoleRequest(name=name, role=role)
         return await self._change(lambda s: s.auth.UserGrantRole, request, timeout)
 
     async def user_revoke_role(self, name: str, role: str, *, timeout: float | None = None) -> int:
-        request = auth_pb2.UserRevokeRoleRequest(name=name, role=role)
+        request = auth_pb2.AuthUserRevokeRoleRequest(name=name, role=role)
         return await self._change(lambda s: s.auth.UserRevokeRole, request, timeout)
 
     async def role_add(self, name: str, *, admin: bool = False, timeout: float | None = None) -> int:
-        return await self._change(lambda s: s.auth.RoleAdd, auth_pb2.RoleAddRequest(name=name, admin=admin), timeout)
+        return await self._change(lambda s: s.auth.RoleAdd, auth_pb2.AuthRoleAddRequest(name=name, admin=admin), timeout)
 
     async def role_get(self, name: str, *, timeout: float | None = None) -> RoleInfo:
-        response = await self._transport.call(lambda s: s.auth.RoleGet, auth_pb2.RoleGetRequest(name=name), timeout=timeout)
+        response = await self._transport.call(lambda s: s.auth.RoleGet, auth_pb2.AuthRoleGetRequest(name=name), timeout=timeout)
         permissions = tuple(
             Permission(_KIND_NAMES[p.kind], p.prefix, _ACCESS_NAMES[p.access]) for p in response.permissions
         )
         return RoleInfo(name, response.admin, permissions)
 
     async def role_list(self, *, timeout: float | None = None) -> list[str]:
-        response = await self._transport.call(lambda s: s.auth.RoleList, auth_pb2.RoleListRequest(), timeout=timeout)
+        response = await self._transport.call(lambda s: s.auth.RoleList, auth_pb2.AuthRoleListRequest(), timeout=timeout)
         return list(response.roles)
 
     async def role_delete(self, name: str, *, timeout: float | None = None) -> int:
-        return await self._change(lambda s: s.auth.RoleDelete, auth_pb2.RoleDeleteRequest(name=name), timeout)
+        return await self._change(lambda s: s.auth.RoleDelete, auth_pb2.AuthRoleDeleteRequest(name=name), timeout)
 
     async def role_grant_permission(
         self, name: str, kind: str, prefix: str | bytes, access: str = "readwrite", *, timeout: float | None = None
@@ -162,13 +162,13 @@ class AsyncAuth:
         if access not in ACCESS:
             raise ValueError(f"access must be read or readwrite, got {access!r}")
         permission = auth_pb2.Permission(kind=_kind(kind), prefix=_prefix(prefix), access=ACCESS[access])
-        request = auth_pb2.RoleGrantPermissionRequest(name=name, permission=permission)
+        request = auth_pb2.AuthRoleGrantPermissionRequest(name=name, permission=permission)
         return await self._change(lambda s: s.auth.RoleGrantPermission, request, timeout)
 
     async def role_revoke_permission(
         self, name: str, kind: str, prefix: str | bytes, *, timeout: float | None = None
     ) -> int:
-        request = auth_pb2.RoleRevokePermissionRequest(name=name, kind=_kind(kind), prefix=_prefix(prefix))
+        request = auth_pb2.AuthRoleRevokePermissionRequest(name=name, kind=_kind(kind), prefix=_prefix(prefix))
         return await self._change(lambda s: s.auth.RoleRevokePermission, request, timeout)
 
 

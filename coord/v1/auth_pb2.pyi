@@ -17,7 +17,7 @@ metadata `authorization: Bearer <token>`. A token is valid on every member, unti
 user's password changes or the user is deleted; a user keeps at most 16 tokens (the
 oldest is dropped). See docs/security-auth.md.
 
-Who may call: Authenticate needs no token; AuthStatus any authenticated user; every
+Who may call: Authenticate needs no token; Status any authenticated user; every
 other RPC an admin role. While auth is disabled every caller may call every RPC (as
 etcd). Conventions (leader, exactly-once, errors, limits) are in common.proto.
 """
@@ -259,8 +259,8 @@ class AuthStatusResponse(_message.Message):
 Global___AuthStatusResponse: _TypeAlias = AuthStatusResponse  # noqa: Y015
 
 @_typing.final
-class AuthenticateRequest(_message.Message):
-    """AuthenticateRequest trades a name and password for a token."""
+class AuthAuthenticateRequest(_message.Message):
+    """AuthAuthenticateRequest trades a name and password for a token."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -282,11 +282,11 @@ class AuthenticateRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AuthenticateRequest: _TypeAlias = AuthenticateRequest  # noqa: Y015
+Global___AuthAuthenticateRequest: _TypeAlias = AuthAuthenticateRequest  # noqa: Y015
 
 @_typing.final
-class AuthenticateResponse(_message.Message):
-    """AuthenticateResponse carries a new token."""
+class AuthAuthenticateResponse(_message.Message):
+    """AuthAuthenticateResponse carries a new token."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -310,11 +310,11 @@ class AuthenticateResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AuthenticateResponse: _TypeAlias = AuthenticateResponse  # noqa: Y015
+Global___AuthAuthenticateResponse: _TypeAlias = AuthAuthenticateResponse  # noqa: Y015
 
 @_typing.final
-class UserAddRequest(_message.Message):
-    """UserAddRequest creates a user."""
+class AuthUserAddRequest(_message.Message):
+    """AuthUserAddRequest creates a user."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -340,11 +340,11 @@ class UserAddRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserAddRequest: _TypeAlias = UserAddRequest  # noqa: Y015
+Global___AuthUserAddRequest: _TypeAlias = AuthUserAddRequest  # noqa: Y015
 
 @_typing.final
-class UserAddResponse(_message.Message):
-    """UserAddResponse reports a new user."""
+class AuthUserAddResponse(_message.Message):
+    """AuthUserAddResponse reports a new user."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -364,11 +364,11 @@ class UserAddResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserAddResponse: _TypeAlias = UserAddResponse  # noqa: Y015
+Global___AuthUserAddResponse: _TypeAlias = AuthUserAddResponse  # noqa: Y015
 
 @_typing.final
-class UserGetRequest(_message.Message):
-    """UserGetRequest asks for one user."""
+class AuthUserGetRequest(_message.Message):
+    """AuthUserGetRequest asks for one user."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -386,11 +386,11 @@ class UserGetRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserGetRequest: _TypeAlias = UserGetRequest  # noqa: Y015
+Global___AuthUserGetRequest: _TypeAlias = AuthUserGetRequest  # noqa: Y015
 
 @_typing.final
-class UserGetResponse(_message.Message):
-    """UserGetResponse describes a user."""
+class AuthUserGetResponse(_message.Message):
+    """AuthUserGetResponse describes a user."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -424,11 +424,11 @@ class UserGetResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserGetResponse: _TypeAlias = UserGetResponse  # noqa: Y015
+Global___AuthUserGetResponse: _TypeAlias = AuthUserGetResponse  # noqa: Y015
 
 @_typing.final
-class UserListRequest(_message.Message):
-    """UserListRequest asks for every user."""
+class AuthUserListRequest(_message.Message):
+    """AuthUserListRequest asks for every user."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -441,11 +441,11 @@ class UserListRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserListRequest: _TypeAlias = UserListRequest  # noqa: Y015
+Global___AuthUserListRequest: _TypeAlias = AuthUserListRequest  # noqa: Y015
 
 @_typing.final
-class UserListResponse(_message.Message):
-    """UserListResponse lists users."""
+class AuthUserListResponse(_message.Message):
+    """AuthUserListResponse lists users."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -471,11 +471,11 @@ class UserListResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserListResponse: _TypeAlias = UserListResponse  # noqa: Y015
+Global___AuthUserListResponse: _TypeAlias = AuthUserListResponse  # noqa: Y015
 
 @_typing.final
-class UserDeleteRequest(_message.Message):
-    """UserDeleteRequest deletes a user."""
+class AuthUserDeleteRequest(_message.Message):
+    """AuthUserDeleteRequest deletes a user."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -493,11 +493,11 @@ class UserDeleteRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserDeleteRequest: _TypeAlias = UserDeleteRequest  # noqa: Y015
+Global___AuthUserDeleteRequest: _TypeAlias = AuthUserDeleteRequest  # noqa: Y015
 
 @_typing.final
-class UserDeleteResponse(_message.Message):
-    """UserDeleteResponse reports a deletion."""
+class AuthUserDeleteResponse(_message.Message):
+    """AuthUserDeleteResponse reports a deletion."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -517,11 +517,11 @@ class UserDeleteResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserDeleteResponse: _TypeAlias = UserDeleteResponse  # noqa: Y015
+Global___AuthUserDeleteResponse: _TypeAlias = AuthUserDeleteResponse  # noqa: Y015
 
 @_typing.final
-class UserChangePasswordRequest(_message.Message):
-    """UserChangePasswordRequest sets a new password."""
+class AuthUserChangePasswordRequest(_message.Message):
+    """AuthUserChangePasswordRequest sets a new password."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -543,11 +543,11 @@ class UserChangePasswordRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserChangePasswordRequest: _TypeAlias = UserChangePasswordRequest  # noqa: Y015
+Global___AuthUserChangePasswordRequest: _TypeAlias = AuthUserChangePasswordRequest  # noqa: Y015
 
 @_typing.final
-class UserChangePasswordResponse(_message.Message):
-    """UserChangePasswordResponse reports a password change."""
+class AuthUserChangePasswordResponse(_message.Message):
+    """AuthUserChangePasswordResponse reports a password change."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -567,11 +567,11 @@ class UserChangePasswordResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserChangePasswordResponse: _TypeAlias = UserChangePasswordResponse  # noqa: Y015
+Global___AuthUserChangePasswordResponse: _TypeAlias = AuthUserChangePasswordResponse  # noqa: Y015
 
 @_typing.final
-class UserGrantRoleRequest(_message.Message):
-    """UserGrantRoleRequest gives a user a role."""
+class AuthUserGrantRoleRequest(_message.Message):
+    """AuthUserGrantRoleRequest gives a user a role."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -593,11 +593,11 @@ class UserGrantRoleRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserGrantRoleRequest: _TypeAlias = UserGrantRoleRequest  # noqa: Y015
+Global___AuthUserGrantRoleRequest: _TypeAlias = AuthUserGrantRoleRequest  # noqa: Y015
 
 @_typing.final
-class UserGrantRoleResponse(_message.Message):
-    """UserGrantRoleResponse reports a grant."""
+class AuthUserGrantRoleResponse(_message.Message):
+    """AuthUserGrantRoleResponse reports a grant."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -617,11 +617,11 @@ class UserGrantRoleResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserGrantRoleResponse: _TypeAlias = UserGrantRoleResponse  # noqa: Y015
+Global___AuthUserGrantRoleResponse: _TypeAlias = AuthUserGrantRoleResponse  # noqa: Y015
 
 @_typing.final
-class UserRevokeRoleRequest(_message.Message):
-    """UserRevokeRoleRequest takes a role from a user."""
+class AuthUserRevokeRoleRequest(_message.Message):
+    """AuthUserRevokeRoleRequest takes a role from a user."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -643,11 +643,11 @@ class UserRevokeRoleRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserRevokeRoleRequest: _TypeAlias = UserRevokeRoleRequest  # noqa: Y015
+Global___AuthUserRevokeRoleRequest: _TypeAlias = AuthUserRevokeRoleRequest  # noqa: Y015
 
 @_typing.final
-class UserRevokeRoleResponse(_message.Message):
-    """UserRevokeRoleResponse reports a revocation."""
+class AuthUserRevokeRoleResponse(_message.Message):
+    """AuthUserRevokeRoleResponse reports a revocation."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -667,11 +667,11 @@ class UserRevokeRoleResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UserRevokeRoleResponse: _TypeAlias = UserRevokeRoleResponse  # noqa: Y015
+Global___AuthUserRevokeRoleResponse: _TypeAlias = AuthUserRevokeRoleResponse  # noqa: Y015
 
 @_typing.final
-class RoleAddRequest(_message.Message):
-    """RoleAddRequest creates a role."""
+class AuthRoleAddRequest(_message.Message):
+    """AuthRoleAddRequest creates a role."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -693,11 +693,11 @@ class RoleAddRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleAddRequest: _TypeAlias = RoleAddRequest  # noqa: Y015
+Global___AuthRoleAddRequest: _TypeAlias = AuthRoleAddRequest  # noqa: Y015
 
 @_typing.final
-class RoleAddResponse(_message.Message):
-    """RoleAddResponse reports a new role."""
+class AuthRoleAddResponse(_message.Message):
+    """AuthRoleAddResponse reports a new role."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -717,11 +717,11 @@ class RoleAddResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleAddResponse: _TypeAlias = RoleAddResponse  # noqa: Y015
+Global___AuthRoleAddResponse: _TypeAlias = AuthRoleAddResponse  # noqa: Y015
 
 @_typing.final
-class RoleGetRequest(_message.Message):
-    """RoleGetRequest asks for one role."""
+class AuthRoleGetRequest(_message.Message):
+    """AuthRoleGetRequest asks for one role."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -739,11 +739,11 @@ class RoleGetRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleGetRequest: _TypeAlias = RoleGetRequest  # noqa: Y015
+Global___AuthRoleGetRequest: _TypeAlias = AuthRoleGetRequest  # noqa: Y015
 
 @_typing.final
-class RoleGetResponse(_message.Message):
-    """RoleGetResponse describes a role."""
+class AuthRoleGetResponse(_message.Message):
+    """AuthRoleGetResponse describes a role."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -773,11 +773,11 @@ class RoleGetResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleGetResponse: _TypeAlias = RoleGetResponse  # noqa: Y015
+Global___AuthRoleGetResponse: _TypeAlias = AuthRoleGetResponse  # noqa: Y015
 
 @_typing.final
-class RoleListRequest(_message.Message):
-    """RoleListRequest asks for every role."""
+class AuthRoleListRequest(_message.Message):
+    """AuthRoleListRequest asks for every role."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -790,11 +790,11 @@ class RoleListRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleListRequest: _TypeAlias = RoleListRequest  # noqa: Y015
+Global___AuthRoleListRequest: _TypeAlias = AuthRoleListRequest  # noqa: Y015
 
 @_typing.final
-class RoleListResponse(_message.Message):
-    """RoleListResponse lists roles."""
+class AuthRoleListResponse(_message.Message):
+    """AuthRoleListResponse lists roles."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -820,11 +820,11 @@ class RoleListResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleListResponse: _TypeAlias = RoleListResponse  # noqa: Y015
+Global___AuthRoleListResponse: _TypeAlias = AuthRoleListResponse  # noqa: Y015
 
 @_typing.final
-class RoleDeleteRequest(_message.Message):
-    """RoleDeleteRequest deletes a role."""
+class AuthRoleDeleteRequest(_message.Message):
+    """AuthRoleDeleteRequest deletes a role."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -842,11 +842,11 @@ class RoleDeleteRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleDeleteRequest: _TypeAlias = RoleDeleteRequest  # noqa: Y015
+Global___AuthRoleDeleteRequest: _TypeAlias = AuthRoleDeleteRequest  # noqa: Y015
 
 @_typing.final
-class RoleDeleteResponse(_message.Message):
-    """RoleDeleteResponse reports a deletion."""
+class AuthRoleDeleteResponse(_message.Message):
+    """AuthRoleDeleteResponse reports a deletion."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -866,11 +866,11 @@ class RoleDeleteResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleDeleteResponse: _TypeAlias = RoleDeleteResponse  # noqa: Y015
+Global___AuthRoleDeleteResponse: _TypeAlias = AuthRoleDeleteResponse  # noqa: Y015
 
 @_typing.final
-class RoleGrantPermissionRequest(_message.Message):
-    """RoleGrantPermissionRequest adds a permission to a role."""
+class AuthRoleGrantPermissionRequest(_message.Message):
+    """AuthRoleGrantPermissionRequest adds a permission to a role."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -894,11 +894,11 @@ class RoleGrantPermissionRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleGrantPermissionRequest: _TypeAlias = RoleGrantPermissionRequest  # noqa: Y015
+Global___AuthRoleGrantPermissionRequest: _TypeAlias = AuthRoleGrantPermissionRequest  # noqa: Y015
 
 @_typing.final
-class RoleGrantPermissionResponse(_message.Message):
-    """RoleGrantPermissionResponse reports a grant."""
+class AuthRoleGrantPermissionResponse(_message.Message):
+    """AuthRoleGrantPermissionResponse reports a grant."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -918,11 +918,11 @@ class RoleGrantPermissionResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleGrantPermissionResponse: _TypeAlias = RoleGrantPermissionResponse  # noqa: Y015
+Global___AuthRoleGrantPermissionResponse: _TypeAlias = AuthRoleGrantPermissionResponse  # noqa: Y015
 
 @_typing.final
-class RoleRevokePermissionRequest(_message.Message):
-    """RoleRevokePermissionRequest removes a permission from a role."""
+class AuthRoleRevokePermissionRequest(_message.Message):
+    """AuthRoleRevokePermissionRequest removes a permission from a role."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -948,11 +948,11 @@ class RoleRevokePermissionRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleRevokePermissionRequest: _TypeAlias = RoleRevokePermissionRequest  # noqa: Y015
+Global___AuthRoleRevokePermissionRequest: _TypeAlias = AuthRoleRevokePermissionRequest  # noqa: Y015
 
 @_typing.final
-class RoleRevokePermissionResponse(_message.Message):
-    """RoleRevokePermissionResponse reports a revocation."""
+class AuthRoleRevokePermissionResponse(_message.Message):
+    """AuthRoleRevokePermissionResponse reports a revocation."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -972,4 +972,4 @@ class RoleRevokePermissionResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RoleRevokePermissionResponse: _TypeAlias = RoleRevokePermissionResponse  # noqa: Y015
+Global___AuthRoleRevokePermissionResponse: _TypeAlias = AuthRoleRevokePermissionResponse  # noqa: Y015

@@ -35,90 +35,90 @@ class AuthStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.AuthEnable = channel.unary_unary(
-                '/coord.v1.Auth/AuthEnable',
+        self.Enable = channel.unary_unary(
+                '/coord.v1.Auth/Enable',
                 request_serializer=coord_dot_v1_dot_auth__pb2.AuthEnableRequest.SerializeToString,
                 response_deserializer=coord_dot_v1_dot_auth__pb2.AuthEnableResponse.FromString,
                 _registered_method=True)
-        self.AuthDisable = channel.unary_unary(
-                '/coord.v1.Auth/AuthDisable',
+        self.Disable = channel.unary_unary(
+                '/coord.v1.Auth/Disable',
                 request_serializer=coord_dot_v1_dot_auth__pb2.AuthDisableRequest.SerializeToString,
                 response_deserializer=coord_dot_v1_dot_auth__pb2.AuthDisableResponse.FromString,
                 _registered_method=True)
-        self.AuthStatus = channel.unary_unary(
-                '/coord.v1.Auth/AuthStatus',
+        self.Status = channel.unary_unary(
+                '/coord.v1.Auth/Status',
                 request_serializer=coord_dot_v1_dot_auth__pb2.AuthStatusRequest.SerializeToString,
                 response_deserializer=coord_dot_v1_dot_auth__pb2.AuthStatusResponse.FromString,
                 _registered_method=True)
         self.Authenticate = channel.unary_unary(
                 '/coord.v1.Auth/Authenticate',
-                request_serializer=coord_dot_v1_dot_auth__pb2.AuthenticateRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthenticateResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthAuthenticateRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthAuthenticateResponse.FromString,
                 _registered_method=True)
         self.UserAdd = channel.unary_unary(
                 '/coord.v1.Auth/UserAdd',
-                request_serializer=coord_dot_v1_dot_auth__pb2.UserAddRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.UserAddResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthUserAddRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserAddResponse.FromString,
                 _registered_method=True)
         self.UserGet = channel.unary_unary(
                 '/coord.v1.Auth/UserGet',
-                request_serializer=coord_dot_v1_dot_auth__pb2.UserGetRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.UserGetResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthUserGetRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserGetResponse.FromString,
                 _registered_method=True)
         self.UserList = channel.unary_unary(
                 '/coord.v1.Auth/UserList',
-                request_serializer=coord_dot_v1_dot_auth__pb2.UserListRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.UserListResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthUserListRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserListResponse.FromString,
                 _registered_method=True)
         self.UserDelete = channel.unary_unary(
                 '/coord.v1.Auth/UserDelete',
-                request_serializer=coord_dot_v1_dot_auth__pb2.UserDeleteRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.UserDeleteResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthUserDeleteRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserDeleteResponse.FromString,
                 _registered_method=True)
         self.UserChangePassword = channel.unary_unary(
                 '/coord.v1.Auth/UserChangePassword',
-                request_serializer=coord_dot_v1_dot_auth__pb2.UserChangePasswordRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.UserChangePasswordResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthUserChangePasswordRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserChangePasswordResponse.FromString,
                 _registered_method=True)
         self.UserGrantRole = channel.unary_unary(
                 '/coord.v1.Auth/UserGrantRole',
-                request_serializer=coord_dot_v1_dot_auth__pb2.UserGrantRoleRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.UserGrantRoleResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthUserGrantRoleRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserGrantRoleResponse.FromString,
                 _registered_method=True)
         self.UserRevokeRole = channel.unary_unary(
                 '/coord.v1.Auth/UserRevokeRole',
-                request_serializer=coord_dot_v1_dot_auth__pb2.UserRevokeRoleRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.UserRevokeRoleResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthUserRevokeRoleRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserRevokeRoleResponse.FromString,
                 _registered_method=True)
         self.RoleAdd = channel.unary_unary(
                 '/coord.v1.Auth/RoleAdd',
-                request_serializer=coord_dot_v1_dot_auth__pb2.RoleAddRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.RoleAddResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleAddRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleAddResponse.FromString,
                 _registered_method=True)
         self.RoleGet = channel.unary_unary(
                 '/coord.v1.Auth/RoleGet',
-                request_serializer=coord_dot_v1_dot_auth__pb2.RoleGetRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.RoleGetResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleGetRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleGetResponse.FromString,
                 _registered_method=True)
         self.RoleList = channel.unary_unary(
                 '/coord.v1.Auth/RoleList',
-                request_serializer=coord_dot_v1_dot_auth__pb2.RoleListRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.RoleListResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleListRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleListResponse.FromString,
                 _registered_method=True)
         self.RoleDelete = channel.unary_unary(
                 '/coord.v1.Auth/RoleDelete',
-                request_serializer=coord_dot_v1_dot_auth__pb2.RoleDeleteRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.RoleDeleteResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleDeleteRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleDeleteResponse.FromString,
                 _registered_method=True)
         self.RoleGrantPermission = channel.unary_unary(
                 '/coord.v1.Auth/RoleGrantPermission',
-                request_serializer=coord_dot_v1_dot_auth__pb2.RoleGrantPermissionRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.RoleGrantPermissionResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleGrantPermissionRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleGrantPermissionResponse.FromString,
                 _registered_method=True)
         self.RoleRevokePermission = channel.unary_unary(
                 '/coord.v1.Auth/RoleRevokePermission',
-                request_serializer=coord_dot_v1_dot_auth__pb2.RoleRevokePermissionRequest.SerializeToString,
-                response_deserializer=coord_dot_v1_dot_auth__pb2.RoleRevokePermissionResponse.FromString,
+                request_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleRevokePermissionRequest.SerializeToString,
+                response_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleRevokePermissionResponse.FromString,
                 _registered_method=True)
 
 
@@ -126,8 +126,8 @@ class AuthServicer:
     """Auth manages users, roles and permissions, and turns authentication on and off.
     """
 
-    def AuthEnable(self, request, context):
-        """AuthEnable turns authentication on: from the log entry on, every call needs a token.
+    def Enable(self, request, context):
+        """Enable turns authentication on: from the log entry on, every call needs a token.
         Errors: FAILED_PRECONDITION when no user has an admin role (turning auth on would
         lock everyone out).
         """
@@ -135,17 +135,19 @@ class AuthServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def AuthDisable(self, request, context):
-        """AuthDisable turns authentication off: every call is then allowed. Users, roles and
-        tokens are kept for the next AuthEnable.
+    def Disable(self, request, context):
+        """Disable turns authentication off: every call is then allowed. Users, roles and
+        tokens are kept for the next Enable.
+        Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def AuthStatus(self, request, context):
-        """AuthStatus tells whether authentication is on, and the auth revision (the number of
+    def Status(self, request, context):
+        """Status tells whether authentication is on, and the auth revision (the number of
         auth changes applied so far).
+        Errors: UNAUTHENTICATED while auth is on and no valid token is sent; UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,6 +180,7 @@ class AuthServicer:
 
     def UserList(self, request, context):
         """UserList lists every user by name.
+        Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -232,6 +235,7 @@ class AuthServicer:
 
     def RoleList(self, request, context):
         """RoleList lists every role by name.
+        Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -265,90 +269,90 @@ class AuthServicer:
 
 def add_AuthServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'AuthEnable': grpc.unary_unary_rpc_method_handler(
-                    servicer.AuthEnable,
+            'Enable': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enable,
                     request_deserializer=coord_dot_v1_dot_auth__pb2.AuthEnableRequest.FromString,
                     response_serializer=coord_dot_v1_dot_auth__pb2.AuthEnableResponse.SerializeToString,
             ),
-            'AuthDisable': grpc.unary_unary_rpc_method_handler(
-                    servicer.AuthDisable,
+            'Disable': grpc.unary_unary_rpc_method_handler(
+                    servicer.Disable,
                     request_deserializer=coord_dot_v1_dot_auth__pb2.AuthDisableRequest.FromString,
                     response_serializer=coord_dot_v1_dot_auth__pb2.AuthDisableResponse.SerializeToString,
             ),
-            'AuthStatus': grpc.unary_unary_rpc_method_handler(
-                    servicer.AuthStatus,
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
                     request_deserializer=coord_dot_v1_dot_auth__pb2.AuthStatusRequest.FromString,
                     response_serializer=coord_dot_v1_dot_auth__pb2.AuthStatusResponse.SerializeToString,
             ),
             'Authenticate': grpc.unary_unary_rpc_method_handler(
                     servicer.Authenticate,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthenticateRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthenticateResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthAuthenticateRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthAuthenticateResponse.SerializeToString,
             ),
             'UserAdd': grpc.unary_unary_rpc_method_handler(
                     servicer.UserAdd,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.UserAddRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.UserAddResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserAddRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthUserAddResponse.SerializeToString,
             ),
             'UserGet': grpc.unary_unary_rpc_method_handler(
                     servicer.UserGet,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.UserGetRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.UserGetResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserGetRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthUserGetResponse.SerializeToString,
             ),
             'UserList': grpc.unary_unary_rpc_method_handler(
                     servicer.UserList,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.UserListRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.UserListResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserListRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthUserListResponse.SerializeToString,
             ),
             'UserDelete': grpc.unary_unary_rpc_method_handler(
                     servicer.UserDelete,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.UserDeleteRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.UserDeleteResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserDeleteRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthUserDeleteResponse.SerializeToString,
             ),
             'UserChangePassword': grpc.unary_unary_rpc_method_handler(
                     servicer.UserChangePassword,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.UserChangePasswordRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.UserChangePasswordResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserChangePasswordRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthUserChangePasswordResponse.SerializeToString,
             ),
             'UserGrantRole': grpc.unary_unary_rpc_method_handler(
                     servicer.UserGrantRole,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.UserGrantRoleRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.UserGrantRoleResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserGrantRoleRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthUserGrantRoleResponse.SerializeToString,
             ),
             'UserRevokeRole': grpc.unary_unary_rpc_method_handler(
                     servicer.UserRevokeRole,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.UserRevokeRoleRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.UserRevokeRoleResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthUserRevokeRoleRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthUserRevokeRoleResponse.SerializeToString,
             ),
             'RoleAdd': grpc.unary_unary_rpc_method_handler(
                     servicer.RoleAdd,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.RoleAddRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.RoleAddResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleAddRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleAddResponse.SerializeToString,
             ),
             'RoleGet': grpc.unary_unary_rpc_method_handler(
                     servicer.RoleGet,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.RoleGetRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.RoleGetResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleGetRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleGetResponse.SerializeToString,
             ),
             'RoleList': grpc.unary_unary_rpc_method_handler(
                     servicer.RoleList,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.RoleListRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.RoleListResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleListRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleListResponse.SerializeToString,
             ),
             'RoleDelete': grpc.unary_unary_rpc_method_handler(
                     servicer.RoleDelete,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.RoleDeleteRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.RoleDeleteResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleDeleteRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleDeleteResponse.SerializeToString,
             ),
             'RoleGrantPermission': grpc.unary_unary_rpc_method_handler(
                     servicer.RoleGrantPermission,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.RoleGrantPermissionRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.RoleGrantPermissionResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleGrantPermissionRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleGrantPermissionResponse.SerializeToString,
             ),
             'RoleRevokePermission': grpc.unary_unary_rpc_method_handler(
                     servicer.RoleRevokePermission,
-                    request_deserializer=coord_dot_v1_dot_auth__pb2.RoleRevokePermissionRequest.FromString,
-                    response_serializer=coord_dot_v1_dot_auth__pb2.RoleRevokePermissionResponse.SerializeToString,
+                    request_deserializer=coord_dot_v1_dot_auth__pb2.AuthRoleRevokePermissionRequest.FromString,
+                    response_serializer=coord_dot_v1_dot_auth__pb2.AuthRoleRevokePermissionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,7 +367,7 @@ class Auth:
     """
 
     @staticmethod
-    def AuthEnable(request,
+    def Enable(request,
             target,
             options=(),
             channel_credentials=None,
@@ -376,7 +380,7 @@ class Auth:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/coord.v1.Auth/AuthEnable',
+            '/coord.v1.Auth/Enable',
             coord_dot_v1_dot_auth__pb2.AuthEnableRequest.SerializeToString,
             coord_dot_v1_dot_auth__pb2.AuthEnableResponse.FromString,
             options,
@@ -390,7 +394,7 @@ class Auth:
             _registered_method=True)
 
     @staticmethod
-    def AuthDisable(request,
+    def Disable(request,
             target,
             options=(),
             channel_credentials=None,
@@ -403,7 +407,7 @@ class Auth:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/coord.v1.Auth/AuthDisable',
+            '/coord.v1.Auth/Disable',
             coord_dot_v1_dot_auth__pb2.AuthDisableRequest.SerializeToString,
             coord_dot_v1_dot_auth__pb2.AuthDisableResponse.FromString,
             options,
@@ -417,7 +421,7 @@ class Auth:
             _registered_method=True)
 
     @staticmethod
-    def AuthStatus(request,
+    def Status(request,
             target,
             options=(),
             channel_credentials=None,
@@ -430,7 +434,7 @@ class Auth:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/coord.v1.Auth/AuthStatus',
+            '/coord.v1.Auth/Status',
             coord_dot_v1_dot_auth__pb2.AuthStatusRequest.SerializeToString,
             coord_dot_v1_dot_auth__pb2.AuthStatusResponse.FromString,
             options,
@@ -458,8 +462,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/Authenticate',
-            coord_dot_v1_dot_auth__pb2.AuthenticateRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.AuthenticateResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthAuthenticateRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthAuthenticateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -485,8 +489,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/UserAdd',
-            coord_dot_v1_dot_auth__pb2.UserAddRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.UserAddResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthUserAddRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthUserAddResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -512,8 +516,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/UserGet',
-            coord_dot_v1_dot_auth__pb2.UserGetRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.UserGetResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthUserGetRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthUserGetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -539,8 +543,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/UserList',
-            coord_dot_v1_dot_auth__pb2.UserListRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.UserListResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthUserListRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthUserListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -566,8 +570,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/UserDelete',
-            coord_dot_v1_dot_auth__pb2.UserDeleteRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.UserDeleteResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthUserDeleteRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthUserDeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -593,8 +597,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/UserChangePassword',
-            coord_dot_v1_dot_auth__pb2.UserChangePasswordRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.UserChangePasswordResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthUserChangePasswordRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthUserChangePasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -620,8 +624,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/UserGrantRole',
-            coord_dot_v1_dot_auth__pb2.UserGrantRoleRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.UserGrantRoleResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthUserGrantRoleRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthUserGrantRoleResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -647,8 +651,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/UserRevokeRole',
-            coord_dot_v1_dot_auth__pb2.UserRevokeRoleRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.UserRevokeRoleResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthUserRevokeRoleRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthUserRevokeRoleResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -674,8 +678,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/RoleAdd',
-            coord_dot_v1_dot_auth__pb2.RoleAddRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.RoleAddResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleAddRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleAddResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -701,8 +705,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/RoleGet',
-            coord_dot_v1_dot_auth__pb2.RoleGetRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.RoleGetResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleGetRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleGetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -728,8 +732,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/RoleList',
-            coord_dot_v1_dot_auth__pb2.RoleListRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.RoleListResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleListRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -755,8 +759,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/RoleDelete',
-            coord_dot_v1_dot_auth__pb2.RoleDeleteRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.RoleDeleteResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleDeleteRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleDeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -782,8 +786,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/RoleGrantPermission',
-            coord_dot_v1_dot_auth__pb2.RoleGrantPermissionRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.RoleGrantPermissionResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleGrantPermissionRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleGrantPermissionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -809,8 +813,8 @@ class Auth:
             request,
             target,
             '/coord.v1.Auth/RoleRevokePermission',
-            coord_dot_v1_dot_auth__pb2.RoleRevokePermissionRequest.SerializeToString,
-            coord_dot_v1_dot_auth__pb2.RoleRevokePermissionResponse.FromString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleRevokePermissionRequest.SerializeToString,
+            coord_dot_v1_dot_auth__pb2.AuthRoleRevokePermissionResponse.FromString,
             options,
             channel_credentials,
             insecure,

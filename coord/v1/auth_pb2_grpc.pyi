@@ -17,7 +17,7 @@ metadata `authorization: Bearer <token>`. A token is valid on every member, unti
 user's password changes or the user is deleted; a user keeps at most 16 tokens (the
 oldest is dropped). See docs/security-auth.md.
 
-Who may call: Authenticate needs no token; AuthStatus any authenticated user; every
+Who may call: Authenticate needs no token; Status any authenticated user; every
 other RPC an admin role. While auth is disabled every caller may call every RPC (as
 etcd). Conventions (leader, exactly-once, errors, limits) are in common.proto.
 """
@@ -52,66 +52,72 @@ class AuthStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuthAsyncStub: ...
-    AuthEnable: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthEnableRequest, _auth_pb2.AuthEnableResponse]
-    """AuthEnable turns authentication on: from the log entry on, every call needs a token.
+    Enable: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthEnableRequest, _auth_pb2.AuthEnableResponse]
+    """Enable turns authentication on: from the log entry on, every call needs a token.
     Errors: FAILED_PRECONDITION when no user has an admin role (turning auth on would
     lock everyone out).
     """
-    AuthDisable: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthDisableRequest, _auth_pb2.AuthDisableResponse]
-    """AuthDisable turns authentication off: every call is then allowed. Users, roles and
-    tokens are kept for the next AuthEnable.
+    Disable: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthDisableRequest, _auth_pb2.AuthDisableResponse]
+    """Disable turns authentication off: every call is then allowed. Users, roles and
+    tokens are kept for the next Enable.
+    Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
     """
-    AuthStatus: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthStatusRequest, _auth_pb2.AuthStatusResponse]
-    """AuthStatus tells whether authentication is on, and the auth revision (the number of
+    Status: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthStatusRequest, _auth_pb2.AuthStatusResponse]
+    """Status tells whether authentication is on, and the auth revision (the number of
     auth changes applied so far).
+    Errors: UNAUTHENTICATED while auth is on and no valid token is sent; UNAVAILABLE.
     """
-    Authenticate: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateRequest, _auth_pb2.AuthenticateResponse]
+    Authenticate: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthAuthenticateRequest, _auth_pb2.AuthAuthenticateResponse]
     """Authenticate checks a user's password and returns a new bearer token for the user.
     Errors: UNAUTHENTICATED for an unknown user, a user without a password, or a wrong
     password (one message for all three); INVALID_ARGUMENT for an empty name.
     """
-    UserAdd: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UserAddRequest, _auth_pb2.UserAddResponse]
+    UserAdd: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthUserAddRequest, _auth_pb2.AuthUserAddResponse]
     """UserAdd creates a user with no roles. Errors: FAILED_PRECONDITION when the user
     exists; INVALID_ARGUMENT for an empty or oversized name or password, or an empty
     password without no_password.
     """
-    UserGet: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UserGetRequest, _auth_pb2.UserGetResponse]
+    UserGet: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthUserGetRequest, _auth_pb2.AuthUserGetResponse]
     """UserGet lists a user's roles. Errors: NOT_FOUND when there is no such user."""
-    UserList: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UserListRequest, _auth_pb2.UserListResponse]
-    """UserList lists every user by name."""
-    UserDelete: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UserDeleteRequest, _auth_pb2.UserDeleteResponse]
+    UserList: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthUserListRequest, _auth_pb2.AuthUserListResponse]
+    """UserList lists every user by name.
+    Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
+    """
+    UserDelete: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthUserDeleteRequest, _auth_pb2.AuthUserDeleteResponse]
     """UserDelete deletes a user and its tokens. Errors: NOT_FOUND; FAILED_PRECONDITION when
     auth is on and it is the last user with an admin role.
     """
-    UserChangePassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UserChangePasswordRequest, _auth_pb2.UserChangePasswordResponse]
+    UserChangePassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthUserChangePasswordRequest, _auth_pb2.AuthUserChangePasswordResponse]
     """UserChangePassword sets a user's password and drops every token it had.
     Errors: NOT_FOUND; INVALID_ARGUMENT for an empty password.
     """
-    UserGrantRole: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UserGrantRoleRequest, _auth_pb2.UserGrantRoleResponse]
+    UserGrantRole: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthUserGrantRoleRequest, _auth_pb2.AuthUserGrantRoleResponse]
     """UserGrantRole gives a user a role. Errors: NOT_FOUND for an unknown user or role."""
-    UserRevokeRole: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UserRevokeRoleRequest, _auth_pb2.UserRevokeRoleResponse]
+    UserRevokeRole: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthUserRevokeRoleRequest, _auth_pb2.AuthUserRevokeRoleResponse]
     """UserRevokeRole takes a role from a user. Errors: NOT_FOUND when the user does not
     exist or does not have the role; FAILED_PRECONDITION when auth is on and no user
     would keep an admin role.
     """
-    RoleAdd: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RoleAddRequest, _auth_pb2.RoleAddResponse]
+    RoleAdd: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleAddRequest, _auth_pb2.AuthRoleAddResponse]
     """RoleAdd creates a role without permissions; an admin role may do everything.
     Errors: FAILED_PRECONDITION when the role exists; INVALID_ARGUMENT for a bad name.
     """
-    RoleGet: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RoleGetRequest, _auth_pb2.RoleGetResponse]
+    RoleGet: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleGetRequest, _auth_pb2.AuthRoleGetResponse]
     """RoleGet describes a role. Errors: NOT_FOUND."""
-    RoleList: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RoleListRequest, _auth_pb2.RoleListResponse]
-    """RoleList lists every role by name."""
-    RoleDelete: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RoleDeleteRequest, _auth_pb2.RoleDeleteResponse]
+    RoleList: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleListRequest, _auth_pb2.AuthRoleListResponse]
+    """RoleList lists every role by name.
+    Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
+    """
+    RoleDelete: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleDeleteRequest, _auth_pb2.AuthRoleDeleteResponse]
     """RoleDelete deletes a role and takes it from every user that had it. Errors: NOT_FOUND;
     FAILED_PRECONDITION when auth is on and no user would keep an admin role.
     """
-    RoleGrantPermission: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RoleGrantPermissionRequest, _auth_pb2.RoleGrantPermissionResponse]
+    RoleGrantPermission: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleGrantPermissionRequest, _auth_pb2.AuthRoleGrantPermissionResponse]
     """RoleGrantPermission adds a permission to a role, or changes the access of the
     role's permission of the same kind and prefix. Errors: NOT_FOUND; INVALID_ARGUMENT
     for an unspecified kind or access.
     """
-    RoleRevokePermission: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RoleRevokePermissionRequest, _auth_pb2.RoleRevokePermissionResponse]
+    RoleRevokePermission: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleRevokePermissionRequest, _auth_pb2.AuthRoleRevokePermissionResponse]
     """RoleRevokePermission removes the role's permission of that kind and prefix.
     Errors: NOT_FOUND when the role or the permission does not exist.
     """
@@ -121,66 +127,72 @@ class AuthAsyncStub(AuthStub):
     """Auth manages users, roles and permissions, and turns authentication on and off."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    AuthEnable: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthEnableRequest, _auth_pb2.AuthEnableResponse]  # type: ignore[assignment]
-    """AuthEnable turns authentication on: from the log entry on, every call needs a token.
+    Enable: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthEnableRequest, _auth_pb2.AuthEnableResponse]  # type: ignore[assignment]
+    """Enable turns authentication on: from the log entry on, every call needs a token.
     Errors: FAILED_PRECONDITION when no user has an admin role (turning auth on would
     lock everyone out).
     """
-    AuthDisable: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthDisableRequest, _auth_pb2.AuthDisableResponse]  # type: ignore[assignment]
-    """AuthDisable turns authentication off: every call is then allowed. Users, roles and
-    tokens are kept for the next AuthEnable.
+    Disable: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthDisableRequest, _auth_pb2.AuthDisableResponse]  # type: ignore[assignment]
+    """Disable turns authentication off: every call is then allowed. Users, roles and
+    tokens are kept for the next Enable.
+    Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
     """
-    AuthStatus: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthStatusRequest, _auth_pb2.AuthStatusResponse]  # type: ignore[assignment]
-    """AuthStatus tells whether authentication is on, and the auth revision (the number of
+    Status: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthStatusRequest, _auth_pb2.AuthStatusResponse]  # type: ignore[assignment]
+    """Status tells whether authentication is on, and the auth revision (the number of
     auth changes applied so far).
+    Errors: UNAUTHENTICATED while auth is on and no valid token is sent; UNAVAILABLE.
     """
-    Authenticate: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateRequest, _auth_pb2.AuthenticateResponse]  # type: ignore[assignment]
+    Authenticate: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthAuthenticateRequest, _auth_pb2.AuthAuthenticateResponse]  # type: ignore[assignment]
     """Authenticate checks a user's password and returns a new bearer token for the user.
     Errors: UNAUTHENTICATED for an unknown user, a user without a password, or a wrong
     password (one message for all three); INVALID_ARGUMENT for an empty name.
     """
-    UserAdd: _aio.UnaryUnaryMultiCallable[_auth_pb2.UserAddRequest, _auth_pb2.UserAddResponse]  # type: ignore[assignment]
+    UserAdd: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthUserAddRequest, _auth_pb2.AuthUserAddResponse]  # type: ignore[assignment]
     """UserAdd creates a user with no roles. Errors: FAILED_PRECONDITION when the user
     exists; INVALID_ARGUMENT for an empty or oversized name or password, or an empty
     password without no_password.
     """
-    UserGet: _aio.UnaryUnaryMultiCallable[_auth_pb2.UserGetRequest, _auth_pb2.UserGetResponse]  # type: ignore[assignment]
+    UserGet: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthUserGetRequest, _auth_pb2.AuthUserGetResponse]  # type: ignore[assignment]
     """UserGet lists a user's roles. Errors: NOT_FOUND when there is no such user."""
-    UserList: _aio.UnaryUnaryMultiCallable[_auth_pb2.UserListRequest, _auth_pb2.UserListResponse]  # type: ignore[assignment]
-    """UserList lists every user by name."""
-    UserDelete: _aio.UnaryUnaryMultiCallable[_auth_pb2.UserDeleteRequest, _auth_pb2.UserDeleteResponse]  # type: ignore[assignment]
+    UserList: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthUserListRequest, _auth_pb2.AuthUserListResponse]  # type: ignore[assignment]
+    """UserList lists every user by name.
+    Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
+    """
+    UserDelete: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthUserDeleteRequest, _auth_pb2.AuthUserDeleteResponse]  # type: ignore[assignment]
     """UserDelete deletes a user and its tokens. Errors: NOT_FOUND; FAILED_PRECONDITION when
     auth is on and it is the last user with an admin role.
     """
-    UserChangePassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.UserChangePasswordRequest, _auth_pb2.UserChangePasswordResponse]  # type: ignore[assignment]
+    UserChangePassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthUserChangePasswordRequest, _auth_pb2.AuthUserChangePasswordResponse]  # type: ignore[assignment]
     """UserChangePassword sets a user's password and drops every token it had.
     Errors: NOT_FOUND; INVALID_ARGUMENT for an empty password.
     """
-    UserGrantRole: _aio.UnaryUnaryMultiCallable[_auth_pb2.UserGrantRoleRequest, _auth_pb2.UserGrantRoleResponse]  # type: ignore[assignment]
+    UserGrantRole: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthUserGrantRoleRequest, _auth_pb2.AuthUserGrantRoleResponse]  # type: ignore[assignment]
     """UserGrantRole gives a user a role. Errors: NOT_FOUND for an unknown user or role."""
-    UserRevokeRole: _aio.UnaryUnaryMultiCallable[_auth_pb2.UserRevokeRoleRequest, _auth_pb2.UserRevokeRoleResponse]  # type: ignore[assignment]
+    UserRevokeRole: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthUserRevokeRoleRequest, _auth_pb2.AuthUserRevokeRoleResponse]  # type: ignore[assignment]
     """UserRevokeRole takes a role from a user. Errors: NOT_FOUND when the user does not
     exist or does not have the role; FAILED_PRECONDITION when auth is on and no user
     would keep an admin role.
     """
-    RoleAdd: _aio.UnaryUnaryMultiCallable[_auth_pb2.RoleAddRequest, _auth_pb2.RoleAddResponse]  # type: ignore[assignment]
+    RoleAdd: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleAddRequest, _auth_pb2.AuthRoleAddResponse]  # type: ignore[assignment]
     """RoleAdd creates a role without permissions; an admin role may do everything.
     Errors: FAILED_PRECONDITION when the role exists; INVALID_ARGUMENT for a bad name.
     """
-    RoleGet: _aio.UnaryUnaryMultiCallable[_auth_pb2.RoleGetRequest, _auth_pb2.RoleGetResponse]  # type: ignore[assignment]
+    RoleGet: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleGetRequest, _auth_pb2.AuthRoleGetResponse]  # type: ignore[assignment]
     """RoleGet describes a role. Errors: NOT_FOUND."""
-    RoleList: _aio.UnaryUnaryMultiCallable[_auth_pb2.RoleListRequest, _auth_pb2.RoleListResponse]  # type: ignore[assignment]
-    """RoleList lists every role by name."""
-    RoleDelete: _aio.UnaryUnaryMultiCallable[_auth_pb2.RoleDeleteRequest, _auth_pb2.RoleDeleteResponse]  # type: ignore[assignment]
+    RoleList: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleListRequest, _auth_pb2.AuthRoleListResponse]  # type: ignore[assignment]
+    """RoleList lists every role by name.
+    Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
+    """
+    RoleDelete: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleDeleteRequest, _auth_pb2.AuthRoleDeleteResponse]  # type: ignore[assignment]
     """RoleDelete deletes a role and takes it from every user that had it. Errors: NOT_FOUND;
     FAILED_PRECONDITION when auth is on and no user would keep an admin role.
     """
-    RoleGrantPermission: _aio.UnaryUnaryMultiCallable[_auth_pb2.RoleGrantPermissionRequest, _auth_pb2.RoleGrantPermissionResponse]  # type: ignore[assignment]
+    RoleGrantPermission: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleGrantPermissionRequest, _auth_pb2.AuthRoleGrantPermissionResponse]  # type: ignore[assignment]
     """RoleGrantPermission adds a permission to a role, or changes the access of the
     role's permission of the same kind and prefix. Errors: NOT_FOUND; INVALID_ARGUMENT
     for an unspecified kind or access.
     """
-    RoleRevokePermission: _aio.UnaryUnaryMultiCallable[_auth_pb2.RoleRevokePermissionRequest, _auth_pb2.RoleRevokePermissionResponse]  # type: ignore[assignment]
+    RoleRevokePermission: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthRoleRevokePermissionRequest, _auth_pb2.AuthRoleRevokePermissionResponse]  # type: ignore[assignment]
     """RoleRevokePermission removes the role's permission of that kind and prefix.
     Errors: NOT_FOUND when the role or the permission does not exist.
     """
@@ -189,42 +201,44 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
     """Auth manages users, roles and permissions, and turns authentication on and off."""
 
     @_abc_1.abstractmethod
-    def AuthEnable(
+    def Enable(
         self,
         request: _auth_pb2.AuthEnableRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.AuthEnableResponse, _abc.Awaitable[_auth_pb2.AuthEnableResponse]]:
-        """AuthEnable turns authentication on: from the log entry on, every call needs a token.
+        """Enable turns authentication on: from the log entry on, every call needs a token.
         Errors: FAILED_PRECONDITION when no user has an admin role (turning auth on would
         lock everyone out).
         """
 
     @_abc_1.abstractmethod
-    def AuthDisable(
+    def Disable(
         self,
         request: _auth_pb2.AuthDisableRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.AuthDisableResponse, _abc.Awaitable[_auth_pb2.AuthDisableResponse]]:
-        """AuthDisable turns authentication off: every call is then allowed. Users, roles and
-        tokens are kept for the next AuthEnable.
+        """Disable turns authentication off: every call is then allowed. Users, roles and
+        tokens are kept for the next Enable.
+        Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
-    def AuthStatus(
+    def Status(
         self,
         request: _auth_pb2.AuthStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.AuthStatusResponse, _abc.Awaitable[_auth_pb2.AuthStatusResponse]]:
-        """AuthStatus tells whether authentication is on, and the auth revision (the number of
+        """Status tells whether authentication is on, and the auth revision (the number of
         auth changes applied so far).
+        Errors: UNAUTHENTICATED while auth is on and no valid token is sent; UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
     def Authenticate(
         self,
-        request: _auth_pb2.AuthenticateRequest,
+        request: _auth_pb2.AuthAuthenticateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.AuthenticateResponse, _abc.Awaitable[_auth_pb2.AuthenticateResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthAuthenticateResponse, _abc.Awaitable[_auth_pb2.AuthAuthenticateResponse]]:
         """Authenticate checks a user's password and returns a new bearer token for the user.
         Errors: UNAUTHENTICATED for an unknown user, a user without a password, or a wrong
         password (one message for all three); INVALID_ARGUMENT for an empty name.
@@ -233,9 +247,9 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def UserAdd(
         self,
-        request: _auth_pb2.UserAddRequest,
+        request: _auth_pb2.AuthUserAddRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.UserAddResponse, _abc.Awaitable[_auth_pb2.UserAddResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthUserAddResponse, _abc.Awaitable[_auth_pb2.AuthUserAddResponse]]:
         """UserAdd creates a user with no roles. Errors: FAILED_PRECONDITION when the user
         exists; INVALID_ARGUMENT for an empty or oversized name or password, or an empty
         password without no_password.
@@ -244,25 +258,27 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def UserGet(
         self,
-        request: _auth_pb2.UserGetRequest,
+        request: _auth_pb2.AuthUserGetRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.UserGetResponse, _abc.Awaitable[_auth_pb2.UserGetResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthUserGetResponse, _abc.Awaitable[_auth_pb2.AuthUserGetResponse]]:
         """UserGet lists a user's roles. Errors: NOT_FOUND when there is no such user."""
 
     @_abc_1.abstractmethod
     def UserList(
         self,
-        request: _auth_pb2.UserListRequest,
+        request: _auth_pb2.AuthUserListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.UserListResponse, _abc.Awaitable[_auth_pb2.UserListResponse]]:
-        """UserList lists every user by name."""
+    ) -> _typing.Union[_auth_pb2.AuthUserListResponse, _abc.Awaitable[_auth_pb2.AuthUserListResponse]]:
+        """UserList lists every user by name.
+        Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
+        """
 
     @_abc_1.abstractmethod
     def UserDelete(
         self,
-        request: _auth_pb2.UserDeleteRequest,
+        request: _auth_pb2.AuthUserDeleteRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.UserDeleteResponse, _abc.Awaitable[_auth_pb2.UserDeleteResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthUserDeleteResponse, _abc.Awaitable[_auth_pb2.AuthUserDeleteResponse]]:
         """UserDelete deletes a user and its tokens. Errors: NOT_FOUND; FAILED_PRECONDITION when
         auth is on and it is the last user with an admin role.
         """
@@ -270,9 +286,9 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def UserChangePassword(
         self,
-        request: _auth_pb2.UserChangePasswordRequest,
+        request: _auth_pb2.AuthUserChangePasswordRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.UserChangePasswordResponse, _abc.Awaitable[_auth_pb2.UserChangePasswordResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthUserChangePasswordResponse, _abc.Awaitable[_auth_pb2.AuthUserChangePasswordResponse]]:
         """UserChangePassword sets a user's password and drops every token it had.
         Errors: NOT_FOUND; INVALID_ARGUMENT for an empty password.
         """
@@ -280,17 +296,17 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def UserGrantRole(
         self,
-        request: _auth_pb2.UserGrantRoleRequest,
+        request: _auth_pb2.AuthUserGrantRoleRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.UserGrantRoleResponse, _abc.Awaitable[_auth_pb2.UserGrantRoleResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthUserGrantRoleResponse, _abc.Awaitable[_auth_pb2.AuthUserGrantRoleResponse]]:
         """UserGrantRole gives a user a role. Errors: NOT_FOUND for an unknown user or role."""
 
     @_abc_1.abstractmethod
     def UserRevokeRole(
         self,
-        request: _auth_pb2.UserRevokeRoleRequest,
+        request: _auth_pb2.AuthUserRevokeRoleRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.UserRevokeRoleResponse, _abc.Awaitable[_auth_pb2.UserRevokeRoleResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthUserRevokeRoleResponse, _abc.Awaitable[_auth_pb2.AuthUserRevokeRoleResponse]]:
         """UserRevokeRole takes a role from a user. Errors: NOT_FOUND when the user does not
         exist or does not have the role; FAILED_PRECONDITION when auth is on and no user
         would keep an admin role.
@@ -299,9 +315,9 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def RoleAdd(
         self,
-        request: _auth_pb2.RoleAddRequest,
+        request: _auth_pb2.AuthRoleAddRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.RoleAddResponse, _abc.Awaitable[_auth_pb2.RoleAddResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthRoleAddResponse, _abc.Awaitable[_auth_pb2.AuthRoleAddResponse]]:
         """RoleAdd creates a role without permissions; an admin role may do everything.
         Errors: FAILED_PRECONDITION when the role exists; INVALID_ARGUMENT for a bad name.
         """
@@ -309,25 +325,27 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def RoleGet(
         self,
-        request: _auth_pb2.RoleGetRequest,
+        request: _auth_pb2.AuthRoleGetRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.RoleGetResponse, _abc.Awaitable[_auth_pb2.RoleGetResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthRoleGetResponse, _abc.Awaitable[_auth_pb2.AuthRoleGetResponse]]:
         """RoleGet describes a role. Errors: NOT_FOUND."""
 
     @_abc_1.abstractmethod
     def RoleList(
         self,
-        request: _auth_pb2.RoleListRequest,
+        request: _auth_pb2.AuthRoleListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.RoleListResponse, _abc.Awaitable[_auth_pb2.RoleListResponse]]:
-        """RoleList lists every role by name."""
+    ) -> _typing.Union[_auth_pb2.AuthRoleListResponse, _abc.Awaitable[_auth_pb2.AuthRoleListResponse]]:
+        """RoleList lists every role by name.
+        Errors: PERMISSION_DENIED for a caller without an admin role; UNAVAILABLE.
+        """
 
     @_abc_1.abstractmethod
     def RoleDelete(
         self,
-        request: _auth_pb2.RoleDeleteRequest,
+        request: _auth_pb2.AuthRoleDeleteRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.RoleDeleteResponse, _abc.Awaitable[_auth_pb2.RoleDeleteResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthRoleDeleteResponse, _abc.Awaitable[_auth_pb2.AuthRoleDeleteResponse]]:
         """RoleDelete deletes a role and takes it from every user that had it. Errors: NOT_FOUND;
         FAILED_PRECONDITION when auth is on and no user would keep an admin role.
         """
@@ -335,9 +353,9 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def RoleGrantPermission(
         self,
-        request: _auth_pb2.RoleGrantPermissionRequest,
+        request: _auth_pb2.AuthRoleGrantPermissionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.RoleGrantPermissionResponse, _abc.Awaitable[_auth_pb2.RoleGrantPermissionResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthRoleGrantPermissionResponse, _abc.Awaitable[_auth_pb2.AuthRoleGrantPermissionResponse]]:
         """RoleGrantPermission adds a permission to a role, or changes the access of the
         role's permission of the same kind and prefix. Errors: NOT_FOUND; INVALID_ARGUMENT
         for an unspecified kind or access.
@@ -346,9 +364,9 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def RoleRevokePermission(
         self,
-        request: _auth_pb2.RoleRevokePermissionRequest,
+        request: _auth_pb2.AuthRoleRevokePermissionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.RoleRevokePermissionResponse, _abc.Awaitable[_auth_pb2.RoleRevokePermissionResponse]]:
+    ) -> _typing.Union[_auth_pb2.AuthRoleRevokePermissionResponse, _abc.Awaitable[_auth_pb2.AuthRoleRevokePermissionResponse]]:
         """RoleRevokePermission removes the role's permission of that kind and prefix.
         Errors: NOT_FOUND when the role or the permission does not exist.
         """

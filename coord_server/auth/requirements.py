@@ -65,12 +65,12 @@ _BY_METHOD: dict[str, Callable[[Any], list[Need]]] = {
     "/coord.v1.Cluster/TransferLeadership": lambda r: [ADMIN],
 }
 
-# The Auth service (services/auth.py): an admin's, except AuthStatus (anyone authenticated)
+# The Auth service (services/auth.py): an admin's, except Status (anyone authenticated)
 # and Authenticate, which the interceptor lets through without a token.
 _BY_METHOD.update({
     f"/coord.v1.Auth/{name}": (lambda r: [ADMIN])
     for name in (
-        "AuthEnable", "AuthDisable", "UserAdd", "UserGet", "UserList", "UserDelete", "UserChangePassword",
+        "Enable", "Disable", "UserAdd", "UserGet", "UserList", "UserDelete", "UserChangePassword",
         "UserGrantRole", "UserRevokeRole", "RoleAdd", "RoleGet", "RoleList", "RoleDelete",
         "RoleGrantPermission", "RoleRevokePermission",
     )
@@ -84,7 +84,7 @@ AUTHENTICATED_ONLY = frozenset({
     "/coord.v1.Lease/Grant", "/coord.v1.Lease/Revoke", "/coord.v1.Lease/KeepAlive",
     "/coord.v1.Lease/TimeToLive", "/coord.v1.Lease/List",
     "/coord.v1.Cluster/Status", "/coord.v1.Cluster/MemberList",
-    "/coord.v1.Auth/AuthStatus",
+    "/coord.v1.Auth/Status",
 })
 
 

@@ -52,23 +52,23 @@ class AuthService(auth_pb2_grpc.AuthServicer):
     # ------------------------------------------------------------------ the switch
 
     @unary
-    async def AuthEnable(self, request: auth_pb2.AuthEnableRequest, context: Context) -> auth_pb2.AuthEnableResponse:
+    async def Enable(self, request: auth_pb2.AuthEnableRequest, context: Context) -> auth_pb2.AuthEnableResponse:
         return await self._change(context, auth_pb2.AuthEnableResponse(), auth_enable=request)  # type: ignore[no-any-return]
 
     @unary
-    async def AuthDisable(self, request: auth_pb2.AuthDisableRequest, context: Context) -> auth_pb2.AuthDisableResponse:
+    async def Disable(self, request: auth_pb2.AuthDisableRequest, context: Context) -> auth_pb2.AuthDisableResponse:
         return await self._change(context, auth_pb2.AuthDisableResponse(), auth_disable=request)  # type: ignore[no-any-return]
 
     @unary
-    async def AuthStatus(self, request: auth_pb2.AuthStatusRequest, context: Context) -> auth_pb2.AuthStatusResponse:
+    async def Status(self, request: auth_pb2.AuthStatusRequest, context: Context) -> auth_pb2.AuthStatusResponse:
         table = await self._table(context)
         response = auth_pb2.AuthStatusResponse(enabled=table.enabled, auth_revision=table.revision)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
     async def Authenticate(
-        self, request: auth_pb2.AuthenticateRequest, context: Context
-    ) -> auth_pb2.AuthenticateResponse:
+        self, request: auth_pb2.AuthAuthenticateRequest, context: Context
+    ) -> auth_pb2.AuthAuthenticateResponse:
         validate_auth_name(request.name, "user name")
         if len(request.password.encode()) > MAX_PASSWORD_BYTES:
             raise Unauthenticated(BAD_LOGIN)
@@ -79,12 +79,12 @@ class AuthService(auth_pb2_grpc.AuthServicer):
         token = new_token()
         issue = command_pb2.TokenIssue(name=user.name, digest=token_sha256(token), password_index=user.password_index)
         result = await propose(self.node, command_pb2.Command(token_issue=issue), context)
-        return self.headers.stamp(auth_pb2.AuthenticateResponse(token=token), result.revision)  # type: ignore[return-value]
+        return self.headers.stamp(auth_pb2.AuthAuthenticateResponse(token=token), result.revision)  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ users
 
     @unary
-    async def UserAdd(self, request: auth_pb2.UserAddRequest, context: Context) -> auth_pb2.UserAddResponse:
+    async def UserAdd(self, request: auth_pb2.AuthUserAddRequest, context: Context) -> auth_pb2.AuthUserAddResponse:
         check_size(request)
         validate_auth_name(request.name, "user name")
         add = command_pb2.UserAdd(name=request.name)
@@ -94,84 +94,84 @@ class AuthService(auth_pb2_grpc.AuthServicer):
         else:
             _check_password(request.password)
             add.password.CopyFrom(await hash_password_async(request.password))
-        return await self._change(context, auth_pb2.UserAddResponse(), user_add=add)  # type: ignore[no-any-return]
+        return await self._change(context, auth_pb2.AuthUserAddResponse(), user_add=add)  # type: ignore[no-any-return]
 
     @unary
-    async def UserGet(self, request: auth_pb2.UserGetRequest, context: Context) -> auth_pb2.UserGetResponse:
+    async def UserGet(self, request: auth_pb2.AuthUserGetRequest, context: Context) -> auth_pb2.AuthUserGetResponse:
         user = (await self._table(context)).user(request.name)
-        response = auth_pb2.UserGetResponse(
+        response = auth_pb2.AuthUserGetResponse(
             roles=sorted(user.roles), has_password=user.password is not None, tokens=len(user.tokens)
         )
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
-    async def UserList(self, request: auth_pb2.UserListRequest, context: Context) -> auth_pb2.UserListResponse:
-        response = auth_pb2.UserListResponse(users=(await self._table(context)).user_names())
+    async def UserList(self, request: auth_pb2.AuthUserListRequest, context: Context) -> auth_pb2.AuthUserListResponse:
+        response = auth_pb2.AuthUserListResponse(users=(await self._table(context)).user_names())
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
-    async def UserDelete(self, request: auth_pb2.UserDeleteRequest, context: Context) -> auth_pb2.UserDeleteResponse:
-        return await self._change(context, auth_pb2.UserDeleteResponse(), user_delete=request)  # type: ignore[no-any-return]
+    async def UserDelete(self, request: auth_pb2.AuthUserDeleteRequest, context: Context) -> auth_pb2.AuthUserDeleteResponse:
+        return await self._change(context, auth_pb2.AuthUserDeleteResponse(), user_delete=request)  # type: ignore[no-any-return]
 
     @unary
     async def UserChangePassword(
-        self, request: auth_pb2.UserChangePasswordRequest, context: Context
-    ) -> auth_pb2.UserChangePasswordResponse:
+        self, request: auth_pb2.AuthUserChangePasswordRequest, context: Context
+    ) -> auth_pb2.AuthUserChangePasswordResponse:
         check_size(request)
         _check_password(request.password)
         change = command_pb2.UserAdd(name=request.name, password=await hash_password_async(request.password))
         return await self._change(  # type: ignore[no-any-return]
-            context, auth_pb2.UserChangePasswordResponse(), user_change_password=change
+            context, auth_pb2.AuthUserChangePasswordResponse(), user_change_password=change
         )
 
     @unary
     async def UserGrantRole(
-        self, request: auth_pb2.UserGrantRoleRequest, context: Context
-    ) -> auth_pb2.UserGrantRoleResponse:
-        return await self._change(context, auth_pb2.UserGrantRoleResponse(), user_grant_role=request)  # type: ignore[no-any-return]
+        self, request: auth_pb2.AuthUserGrantRoleRequest, context: Context
+    ) -> auth_pb2.AuthUserGrantRoleResponse:
+        return await self._change(context, auth_pb2.AuthUserGrantRoleResponse(), user_grant_role=request)  # type: ignore[no-any-return]
 
     @unary
     async def UserRevokeRole(
-        self, request: auth_pb2.UserRevokeRoleRequest, context: Context
-    ) -> auth_pb2.UserRevokeRoleResponse:
-        return await self._change(context, auth_pb2.UserRevokeRoleResponse(), user_revoke_role=request)  # type: ignore[no-any-return]
+        self, request: auth_pb2.AuthUserRevokeRoleRequest, context: Context
+    ) -> auth_pb2.AuthUserRevokeRoleResponse:
+        return await self._change(context, auth_pb2.AuthUserRevokeRoleResponse(), user_revoke_role=request)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ roles
 
     @unary
-    async def RoleAdd(self, request: auth_pb2.RoleAddRequest, context: Context) -> auth_pb2.RoleAddResponse:
+    async def RoleAdd(self, request: auth_pb2.AuthRoleAddRequest, context: Context) -> auth_pb2.AuthRoleAddResponse:
         validate_auth_name(request.name, "role name")
-        return await self._change(context, auth_pb2.RoleAddResponse(), role_add=request)  # type: ignore[no-any-return]
+        return await self._change(context, auth_pb2.AuthRoleAddResponse(), role_add=request)  # type: ignore[no-any-return]
 
     @unary
-    async def RoleGet(self, request: auth_pb2.RoleGetRequest, context: Context) -> auth_pb2.RoleGetResponse:
+    async def RoleGet(self, request: auth_pb2.AuthRoleGetRequest, context: Context) -> auth_pb2.AuthRoleGetResponse:
         role = (await self._table(context)).role(request.name)
-        response = auth_pb2.RoleGetResponse(admin=role.admin, permissions=[permission_proto(p) for p in role.permissions])
+        response = auth_pb2.AuthRoleGetResponse(admin=role.admin, permissions=[permission_proto(p) for p in role.permissions])
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
-    async def RoleList(self, request: auth_pb2.RoleListRequest, context: Context) -> auth_pb2.RoleListResponse:
-        response = auth_pb2.RoleListResponse(roles=(await self._table(context)).role_names())
+    async def RoleList(self, request: auth_pb2.AuthRoleListRequest, context: Context) -> auth_pb2.AuthRoleListResponse:
+        response = auth_pb2.AuthRoleListResponse(roles=(await self._table(context)).role_names())
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
-    async def RoleDelete(self, request: auth_pb2.RoleDeleteRequest, context: Context) -> auth_pb2.RoleDeleteResponse:
-        return await self._change(context, auth_pb2.RoleDeleteResponse(), role_delete=request)  # type: ignore[no-any-return]
+    async def RoleDelete(self, request: auth_pb2.AuthRoleDeleteRequest, context: Context) -> auth_pb2.AuthRoleDeleteResponse:
+        return await self._change(context, auth_pb2.AuthRoleDeleteResponse(), role_delete=request)  # type: ignore[no-any-return]
 
     @unary
     async def RoleGrantPermission(
-        self, request: auth_pb2.RoleGrantPermissionRequest, context: Context
-    ) -> auth_pb2.RoleGrantPermissionResponse:
+        self, request: auth_pb2.AuthRoleGrantPermissionRequest, context: Context
+    ) -> auth_pb2.AuthRoleGrantPermissionResponse:
         check_size(request)
         permission_of(request.permission)  # INVALID_ARGUMENT before proposing
         return await self._change(  # type: ignore[no-any-return]
-            context, auth_pb2.RoleGrantPermissionResponse(), role_grant_permission=request
+            context, auth_pb2.AuthRoleGrantPermissionResponse(), role_grant_permission=request
         )
 
     @unary
     async def RoleRevokePermission(
-        self, request: auth_pb2.RoleRevokePermissionRequest, context: Context
-    ) -> auth_pb2.RoleRevokePermissionResponse:
+        self, request: auth_pb2.AuthRoleRevokePermissionRequest, context: Context
+    ) -> auth_pb2.AuthRoleRevokePermissionResponse:
         return await self._change(  # type: ignore[no-any-return]
-            context, auth_pb2.RoleRevokePermissionResponse(), role_revoke_permission=request
+            context, auth_pb2.AuthRoleRevokePermissionResponse(), role_revoke_permission=request
         )

@@ -169,7 +169,7 @@ class AuthTable:
             user.password = password
             user.password_index = index
 
-    def _user_delete(self, op: auth_pb2.UserDeleteRequest, index: int) -> None:
+    def _user_delete(self, op: auth_pb2.AuthUserDeleteRequest, index: int) -> None:
         user = self.user(op.name)
         self._guard_admins(lambda name, roles: roles if name != op.name else set())
         for digest in user.tokens:
@@ -186,38 +186,38 @@ class AuthTable:
             del self._by_token[digest]
         user.tokens = []
 
-    def _user_grant_role(self, op: auth_pb2.UserGrantRoleRequest, index: int) -> None:
+    def _user_grant_role(self, op: auth_pb2.AuthUserGrantRoleRequest, index: int) -> None:
         user = self.user(op.name)
         self.role(op.role)
         user.roles.add(op.role)
 
-    def _user_revoke_role(self, op: auth_pb2.UserRevokeRoleRequest, index: int) -> None:
+    def _user_revoke_role(self, op: auth_pb2.AuthUserRevokeRoleRequest, index: int) -> None:
         user = self.user(op.name)
         if op.role not in user.roles:
             raise NotFound(f"user {op.name!r} does not have role {op.role!r}")
         self._guard_admins(lambda name, roles: roles - {op.role} if name == op.name else roles)
         user.roles.discard(op.role)
 
-    def _role_add(self, op: auth_pb2.RoleAddRequest, index: int) -> None:
+    def _role_add(self, op: auth_pb2.AuthRoleAddRequest, index: int) -> None:
         validate_auth_name(op.name, "role name")
         if op.name in self._roles:
             raise FailedPrecondition(f"role {op.name!r} already exists")
         self._roles[op.name] = Role(op.name, op.admin, ())
 
-    def _role_delete(self, op: auth_pb2.RoleDeleteRequest, index: int) -> None:
+    def _role_delete(self, op: auth_pb2.AuthRoleDeleteRequest, index: int) -> None:
         self.role(op.name)
         self._guard_admins(lambda name, roles: roles - {op.name})
         del self._roles[op.name]
         for user in self._users.values():
             user.roles.discard(op.name)
 
-    def _role_grant_permission(self, op: auth_pb2.RoleGrantPermissionRequest, index: int) -> None:
+    def _role_grant_permission(self, op: auth_pb2.AuthRoleGrantPermissionRequest, index: int) -> None:
         role = self.role(op.name)
         granted = permission_of(op.permission)
         kept = [p for p in role.permissions if (p.kind, p.prefix) != (granted.kind, granted.prefix)]
         self._roles[op.name] = Role(role.name, role.admin, _sorted_permissions([*kept, granted]))
 
-    def _role_revoke_permission(self, op: auth_pb2.RoleRevokePermissionRequest, index: int) -> None:
+    def _role_revoke_permission(self, op: auth_pb2.AuthRoleRevokePermissionRequest, index: int) -> None:
         role = self.role(op.name)
         kind = KIND_OF_PROTO.get(op.kind)
         kept = [p for p in role.permissions if (p.kind, p.prefix) != (kind, bytes(op.prefix))]

@@ -33,14 +33,14 @@ def as_user(d: Driver, user: str, **op: object) -> command_pb2.CommandResult:
 
 def setup_users(d: Driver) -> None:
     """root (admin) and app (readwrite on app/ keys, locks, elections, rings), auth on."""
-    auth_ok(d, role_add=auth_pb2.RoleAddRequest(name="root", admin=True))
-    auth_ok(d, role_add=auth_pb2.RoleAddRequest(name="app"))
+    auth_ok(d, role_add=auth_pb2.AuthRoleAddRequest(name="root", admin=True))
+    auth_ok(d, role_add=auth_pb2.AuthRoleAddRequest(name="app"))
     for kind in (auth_pb2.PERMISSION_KIND_KEYS, auth_pb2.PERMISSION_KIND_LOCKS,
                  auth_pb2.PERMISSION_KIND_ELECTIONS, auth_pb2.PERMISSION_KIND_RINGS):
-        auth_ok(d, role_grant_permission=auth_pb2.RoleGrantPermissionRequest(name="app", permission=perm(kind, b"app/")))
+        auth_ok(d, role_grant_permission=auth_pb2.AuthRoleGrantPermissionRequest(name="app", permission=perm(kind, b"app/")))
     for name, role in (("root", "root"), ("alice", "app"), ("bob", "app")):
         auth_ok(d, user_add=command_pb2.UserAdd(name=name, password=HASH))
-        auth_ok(d, user_grant_role=auth_pb2.UserGrantRoleRequest(name=name, role=role))
+        auth_ok(d, user_grant_role=auth_pb2.AuthUserGrantRoleRequest(name=name, role=role))
     auth_ok(d, auth_enable=auth_pb2.AuthEnableRequest())
 
 
@@ -50,11 +50,11 @@ def put(key: bytes, lease: int = 0) -> dict[str, object]:
 
 def test_enable_refused_without_an_admin_user() -> None:
     d = Driver()
-    auth_ok(d, role_add=auth_pb2.RoleAddRequest(name="root", admin=True))
+    auth_ok(d, role_add=auth_pb2.AuthRoleAddRequest(name="root", admin=True))
     auth_ok(d, user_add=command_pb2.UserAdd(name="root", password=HASH))
     assert d.code(d.cmd(auth_enable=auth_pb2.AuthEnableRequest())) == grpc.StatusCode.FAILED_PRECONDITION
     assert not d.sm.auth.enabled
-    auth_ok(d, user_grant_role=auth_pb2.UserGrantRoleRequest(name="root", role="root"))
+    auth_ok(d, user_grant_role=auth_pb2.AuthUserGrantRoleRequest(name="root", role="root"))
     auth_ok(d, auth_enable=auth_pb2.AuthEnableRequest())
     assert d.sm.auth.enabled
 
@@ -67,12 +67,12 @@ def test_commands_are_checked_at_apply_against_the_state_at_their_index() -> Non
     assert d.code(d.cmd(**put(b"app/y"))) == DENIED, "no user while auth is on"
     assert d.code(as_user(d, "mallory", **put(b"app/y"))) == DENIED, "unknown user"
     # A revoke applied before the write: the write fails, nothing written.
-    auth_ok(d, user="root", user_revoke_role=auth_pb2.UserRevokeRoleRequest(name="alice", role="app"))
+    auth_ok(d, user="root", user_revoke_role=auth_pb2.AuthUserRevokeRoleRequest(name="alice", role="app"))
     revision = d.sm.revision
     assert d.code(as_user(d, "alice", **put(b"app/x"))) == DENIED
     assert d.sm.revision == revision and d.value(b"app/x") == b"v"
     # Auth changes need an admin, at apply too.
-    assert d.code(as_user(d, "bob", role_add=auth_pb2.RoleAddRequest(name="x"))) == DENIED
+    assert d.code(as_user(d, "bob", role_add=auth_pb2.AuthRoleAddRequest(name="x"))) == DENIED
     # Admins may do anything; turning auth off opens everything again.
     assert d.ok(as_user(d, "root", **put(b"other/x")))
     auth_ok(d, user="root", auth_disable=auth_pb2.AuthDisableRequest())
@@ -82,12 +82,12 @@ def test_commands_are_checked_at_apply_against_the_state_at_their_index() -> Non
 def test_permission_revoked_from_the_role_and_role_deleted() -> None:
     d = Driver()
     setup_users(d)
-    auth_ok(d, user="root", role_revoke_permission=auth_pb2.RoleRevokePermissionRequest(
+    auth_ok(d, user="root", role_revoke_permission=auth_pb2.AuthRoleRevokePermissionRequest(
         name="app", kind=auth_pb2.PERMISSION_KIND_KEYS, prefix=b"app/"))
     assert d.code(as_user(d, "alice", **put(b"app/x"))) == DENIED
     assert d.ok(as_user(d, "alice", lock_acquire=lock_pb2.LockAcquireRequest(
         name="app/l", lease=d.ok(as_user(d, "alice", lease_grant=lease_pb2.LeaseGrantRequest(ttl=10))).id)))
-    auth_ok(d, user="root", role_delete=auth_pb2.RoleDeleteRequest(name="app"))
+    auth_ok(d, user="root", role_delete=auth_pb2.AuthRoleDeleteRequest(name="app"))
     assert d.sm.auth.principal("alice").roles == ()  # type: ignore[union-attr]
     assert d.code(as_user(d, "alice", lock_release=lock_pb2.LockReleaseRequest(name="app/l", token=1))) == DENIED
 
@@ -96,9 +96,9 @@ def test_no_change_may_leave_no_admin_while_auth_is_on() -> None:
     d = Driver()
     setup_users(d)
     fp = grpc.StatusCode.FAILED_PRECONDITION
-    assert d.code(as_user(d, "root", user_delete=auth_pb2.UserDeleteRequest(name="root"))) == fp
-    assert d.code(as_user(d, "root", user_revoke_role=auth_pb2.UserRevokeRoleRequest(name="root", role="root"))) == fp
-    assert d.code(as_user(d, "root", role_delete=auth_pb2.RoleDeleteRequest(name="root"))) == fp
+    assert d.code(as_user(d, "root", user_delete=auth_pb2.AuthUserDeleteRequest(name="root"))) == fp
+    assert d.code(as_user(d, "root", user_revoke_role=auth_pb2.AuthUserRevokeRoleRequest(name="root", role="root"))) == fp
+    assert d.code(as_user(d, "root", role_delete=auth_pb2.AuthRoleDeleteRequest(name="root"))) == fp
     assert d.sm.auth.principal("root").admin  # type: ignore[union-attr]
 
 
@@ -200,9 +200,9 @@ def test_a_state_without_auth_snapshots_as_before() -> None:
 
 @pytest.mark.parametrize("op", [
     {"user_add": command_pb2.UserAdd(name="")},
-    {"role_add": auth_pb2.RoleAddRequest(name="x" * 300)},
-    {"role_grant_permission": auth_pb2.RoleGrantPermissionRequest(name="nobody", permission=perm(1, b""))},
-    {"user_grant_role": auth_pb2.UserGrantRoleRequest(name="nobody", role="r")},
+    {"role_add": auth_pb2.AuthRoleAddRequest(name="x" * 300)},
+    {"role_grant_permission": auth_pb2.AuthRoleGrantPermissionRequest(name="nobody", permission=perm(1, b""))},
+    {"user_grant_role": auth_pb2.AuthUserGrantRoleRequest(name="nobody", role="r")},
     {"user_add": command_pb2.UserAdd(name="u", password=command_pb2.PasswordHash(salt=b"s", hash=b"h"))},
 ])
 def test_bad_auth_commands_are_refused_and_change_nothing(op: dict[str, object]) -> None:

@@ -170,18 +170,18 @@ class Command(_message.Message):
 
     @_builtins.property
     def auth_enable(self) -> _auth_pb2.AuthEnableRequest:
-        """auth_enable is Auth.AuthEnable."""
+        """auth_enable is Auth.Enable."""
 
     @_builtins.property
     def auth_disable(self) -> _auth_pb2.AuthDisableRequest:
-        """auth_disable is Auth.AuthDisable."""
+        """auth_disable is Auth.Disable."""
 
     @_builtins.property
     def user_add(self) -> Global___UserAdd:
         """user_add is Auth.UserAdd, with the password already hashed by the proposing member."""
 
     @_builtins.property
-    def user_delete(self) -> _auth_pb2.UserDeleteRequest:
+    def user_delete(self) -> _auth_pb2.AuthUserDeleteRequest:
         """user_delete is Auth.UserDelete."""
 
     @_builtins.property
@@ -189,27 +189,27 @@ class Command(_message.Message):
         """user_change_password is Auth.UserChangePassword, the password hashed."""
 
     @_builtins.property
-    def user_grant_role(self) -> _auth_pb2.UserGrantRoleRequest:
+    def user_grant_role(self) -> _auth_pb2.AuthUserGrantRoleRequest:
         """user_grant_role is Auth.UserGrantRole."""
 
     @_builtins.property
-    def user_revoke_role(self) -> _auth_pb2.UserRevokeRoleRequest:
+    def user_revoke_role(self) -> _auth_pb2.AuthUserRevokeRoleRequest:
         """user_revoke_role is Auth.UserRevokeRole."""
 
     @_builtins.property
-    def role_add(self) -> _auth_pb2.RoleAddRequest:
+    def role_add(self) -> _auth_pb2.AuthRoleAddRequest:
         """role_add is Auth.RoleAdd."""
 
     @_builtins.property
-    def role_delete(self) -> _auth_pb2.RoleDeleteRequest:
+    def role_delete(self) -> _auth_pb2.AuthRoleDeleteRequest:
         """role_delete is Auth.RoleDelete."""
 
     @_builtins.property
-    def role_grant_permission(self) -> _auth_pb2.RoleGrantPermissionRequest:
+    def role_grant_permission(self) -> _auth_pb2.AuthRoleGrantPermissionRequest:
         """role_grant_permission is Auth.RoleGrantPermission."""
 
     @_builtins.property
-    def role_revoke_permission(self) -> _auth_pb2.RoleRevokePermissionRequest:
+    def role_revoke_permission(self) -> _auth_pb2.AuthRoleRevokePermissionRequest:
         """role_revoke_permission is Auth.RoleRevokePermission."""
 
     @_builtins.property
@@ -247,14 +247,14 @@ class Command(_message.Message):
         auth_enable: _auth_pb2.AuthEnableRequest | None = ...,
         auth_disable: _auth_pb2.AuthDisableRequest | None = ...,
         user_add: Global___UserAdd | None = ...,
-        user_delete: _auth_pb2.UserDeleteRequest | None = ...,
+        user_delete: _auth_pb2.AuthUserDeleteRequest | None = ...,
         user_change_password: Global___UserAdd | None = ...,
-        user_grant_role: _auth_pb2.UserGrantRoleRequest | None = ...,
-        user_revoke_role: _auth_pb2.UserRevokeRoleRequest | None = ...,
-        role_add: _auth_pb2.RoleAddRequest | None = ...,
-        role_delete: _auth_pb2.RoleDeleteRequest | None = ...,
-        role_grant_permission: _auth_pb2.RoleGrantPermissionRequest | None = ...,
-        role_revoke_permission: _auth_pb2.RoleRevokePermissionRequest | None = ...,
+        user_grant_role: _auth_pb2.AuthUserGrantRoleRequest | None = ...,
+        user_revoke_role: _auth_pb2.AuthUserRevokeRoleRequest | None = ...,
+        role_add: _auth_pb2.AuthRoleAddRequest | None = ...,
+        role_delete: _auth_pb2.AuthRoleDeleteRequest | None = ...,
+        role_grant_permission: _auth_pb2.AuthRoleGrantPermissionRequest | None = ...,
+        role_revoke_permission: _auth_pb2.AuthRoleRevokePermissionRequest | None = ...,
         token_issue: Global___TokenIssue | None = ...,
         auth_bootstrap: Global___AuthRecord | None = ...,
     ) -> None: ...
@@ -284,9 +284,11 @@ class PasswordHash(_message.Message):
     hash: _builtins.bytes
     """hash is the 32-byte scrypt output."""
     log2_n: _builtins.int
-    """log2_n, r and p are scrypt's cost parameters."""
+    """log2_n is scrypt's CPU and memory cost, as the power of two n = 2^log2_n."""
     r: _builtins.int
+    """r is scrypt's block size."""
     p: _builtins.int
+    """p is scrypt's parallelism."""
     def __init__(
         self,
         *,
