@@ -85,8 +85,9 @@ class ServerSettings:
     it advertises. For tests (the chaos harness routes every peer link through a fault
     proxy) and NAT setups; clients are still told the advertised addresses."""
     auth_file: str = ""
-    """TOML or JSON file of users (bearer token hashes) and roles; empty: auth disabled,
-    as in etcd (docs/security-auth.md)."""
+    """TOML or JSON file of users (bearer token hashes) and roles, the cluster's first auth
+    state (a bootstrap: users and roles then change at run time); empty: auth stays as the
+    replicated state has it, off by default as in etcd (docs/security-auth.md)."""
     quota_bytes: int = 2 * 1024**3
     """Backend size quota: writes that grow the store fail with RESOURCE_EXHAUSTED while
     it keeps more than this (0: none). etcd's default, 2 GiB."""

@@ -155,8 +155,8 @@ class AuthServicer:
 
     def Authenticate(self, request, context):
         """Authenticate checks a user's password and returns a new bearer token for the user.
-        Errors: UNAUTHENTICATED for an unknown user, a user without a password, or a wrong
-        password (one message for all three); INVALID_ARGUMENT for an empty name.
+        Errors: UNAUTHENTICATED for an unknown user (an empty name too), a user without a
+        password, or a wrong password (one message for all).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -69,8 +69,8 @@ class AuthStub:
     """
     Authenticate: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthAuthenticateRequest, _auth_pb2.AuthAuthenticateResponse]
     """Authenticate checks a user's password and returns a new bearer token for the user.
-    Errors: UNAUTHENTICATED for an unknown user, a user without a password, or a wrong
-    password (one message for all three); INVALID_ARGUMENT for an empty name.
+    Errors: UNAUTHENTICATED for an unknown user (an empty name too), a user without a
+    password, or a wrong password (one message for all).
     """
     UserAdd: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthUserAddRequest, _auth_pb2.AuthUserAddResponse]
     """UserAdd creates a user with no roles. Errors: FAILED_PRECONDITION when the user
@@ -144,8 +144,8 @@ class AuthAsyncStub(AuthStub):
     """
     Authenticate: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthAuthenticateRequest, _auth_pb2.AuthAuthenticateResponse]  # type: ignore[assignment]
     """Authenticate checks a user's password and returns a new bearer token for the user.
-    Errors: UNAUTHENTICATED for an unknown user, a user without a password, or a wrong
-    password (one message for all three); INVALID_ARGUMENT for an empty name.
+    Errors: UNAUTHENTICATED for an unknown user (an empty name too), a user without a
+    password, or a wrong password (one message for all).
     """
     UserAdd: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthUserAddRequest, _auth_pb2.AuthUserAddResponse]  # type: ignore[assignment]
     """UserAdd creates a user with no roles. Errors: FAILED_PRECONDITION when the user
@@ -240,8 +240,8 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.AuthAuthenticateResponse, _abc.Awaitable[_auth_pb2.AuthAuthenticateResponse]]:
         """Authenticate checks a user's password and returns a new bearer token for the user.
-        Errors: UNAUTHENTICATED for an unknown user, a user without a password, or a wrong
-        password (one message for all three); INVALID_ARGUMENT for an empty name.
+        Errors: UNAUTHENTICATED for an unknown user (an empty name too), a user without a
+        password, or a wrong password (one message for all).
         """
 
     @_abc_1.abstractmethod

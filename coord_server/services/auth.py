@@ -69,8 +69,7 @@ class AuthService(auth_pb2_grpc.AuthServicer):
     async def Authenticate(
         self, request: auth_pb2.AuthAuthenticateRequest, context: Context
     ) -> auth_pb2.AuthAuthenticateResponse:
-        validate_auth_name(request.name, "user name")
-        if len(request.password.encode()) > MAX_PASSWORD_BYTES:
+        if not request.name or len(request.password.encode()) > MAX_PASSWORD_BYTES:
             raise Unauthenticated(BAD_LOGIN)
         table = await self._table(context)
         user = table.find_user(request.name)

@@ -349,3 +349,30 @@ def test_client_ring_and_election_calls_raise_permission_denied(clients: dict[st
         locker.ring_leave("jobs/r", "m1")
     finally:
         view.close()
+
+
+def test_the_auth_file_became_the_replicated_auth_state(cluster: Cluster, clients: dict[str, Client]) -> None:
+    """The members' auth file is the cluster's first auth state (a bootstrap): its users
+    and roles are listed by the Auth service, and users added at run time work on every
+    member at once, with the file's tokens still valid."""
+    root = clients["root"]
+    assert root.auth.status().enabled
+    assert root.auth.user_list() == ["locker", "reader", "root", "writer"]
+    assert root.auth.role_list() == ["admin", "lockers", "reader", "writer_a"]
+    assert root.auth.user_get("writer").roles == ("writer_a",)
+    assert [(p.kind, p.prefix, p.access) for p in root.auth.role_get("writer_a").permissions] == [
+        ("keys", b"a/", "readwrite"),
+    ]
+    with pytest.raises(errors.PermissionDenied):
+        clients["reader"].auth.user_list()
+    root.auth.user_add("late", "late-password-1")
+    root.auth.user_grant_role("late", "writer_a")
+    token = clients["none"].auth.authenticate("late", "late-password-1")
+    for node in cluster.nodes.values():
+        with Client(node.address, token=token, timeout=20) as late:
+            late.put("a/late", node.name)
+    root.auth.user_delete("late")
+    with Client(endpoints(cluster), token=token, timeout=20) as late:
+        with pytest.raises(errors.Unauthenticated):
+            late.get("a/late")
+    assert clients["writer_a"].get("a/late") is not None  # the file's tokens still work
