@@ -94,3 +94,4 @@ def check_pipeline_op(which: str, request: Any) -> None:
     admission = CURRENT.get()
     if admission is not None:
         admission.check_op(which, request)
+        admission.recheck(which, request, op=True)  # the roles as of now: a stream outlives auth changes

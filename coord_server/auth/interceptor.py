@@ -239,6 +239,7 @@ async def _checked(method: str, admission: Admission, requests: AsyncIterator[An
     (or ResourceExhausted) into the servicer, which ends the stream with that status."""
     async for request in requests:
         admission.check(method, request)
+        admission.recheck(method, request)  # the roles as of now: a stream outlives auth changes
         yield request
 
 

@@ -117,6 +117,8 @@ def test_changes_apply_on_every_member_without_a_restart(cluster: AuthCluster, r
             # A revoke holds at once on every member (each serves reads from its own state
             # after a ReadIndex round, so it has applied the revoke).
             root.auth.role_revoke_permission("app", "keys", "shared/")
+            with pytest.raises(errors.PermissionDenied):
+                alice.get("shared/config")  # its Pipeline stream was opened before the revoke
             for name in cluster.nodes:
                 with Client(endpoints(cluster, [name]), token=alice_token, timeout=20) as one:
                     with pytest.raises(errors.PermissionDenied):
