@@ -44,7 +44,9 @@ def coordctl(cluster: AuthCluster, *args: str, token: str = "", stdin: str = "")
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthCluster]:
     """3 members, auth off at start; the harness's channels get root's token once it exists."""
-    c = AuthCluster(Path(tmp_path_factory.mktemp("runtime-auth")), 3, admin_token="")
+    # Small snapshots: the auth state must come back from a snapshot after a restart.
+    c = AuthCluster(Path(tmp_path_factory.mktemp("runtime-auth")), 3, options=("--snapshot-entries", "100"),
+                    admin_token="")
     _LIVE.append(c)
     try:
         c.start()
@@ -214,10 +216,14 @@ def test_leases_belong_to_their_granter(cluster: AuthCluster, root_token: str) -
         assert root.get("app/owned") is None
 
 
-def test_auth_state_survives_a_restart(cluster: AuthCluster, root_token: str) -> None:
+def test_auth_state_survives_a_restart_from_a_snapshot(cluster: AuthCluster, root_token: str) -> None:
     name = next(n for n in cluster.nodes if n != cluster.wait_for_leader())
+    alice_token = login(cluster, "alice", "alice-password-2")  # before the snapshot: restored from it
+    with Client(endpoints(cluster), token=root_token, timeout=20) as root:
+        for i in range(120):  # past --snapshot-entries, after every auth change so far
+            root.put("app/fill", str(i))
+    wait_until(lambda: cluster.status(name).snapshot_index > 0, timeout=60, what=f"a snapshot on {name}")
     cluster.restart(name)
-    alice_token = login(cluster, "alice", "alice-password-2")
     with Client(endpoints(cluster, [name]), token=alice_token, timeout=30) as alice:
         wait_until(lambda: _puts(alice), timeout=60, what=f"{name} serves alice after its restart")
         with pytest.raises(errors.PermissionDenied):
