@@ -74,9 +74,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
 
     # ------------------------------------------------------------------ admission
 
-    def admit(self, context: Any) -> Admission:
+    async def admit(self, context: Any) -> Admission:
         """Who is calling (UNAUTHENTICATED when auth is on and the token is missing or
         unknown); sets the call's CURRENT admission."""
+        if not self.auth.caught_up:
+            await self.auth.catch_up(context)  # once, after the start: not with a stale auth state
         if not self.auth.enabled:
             admission = Admission(None, context.peer(), self.quota)
         else:
@@ -87,6 +89,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                     "metadata (coordctl --token or COORD_TOKEN, Client(token=...))"
                 )
             principal = self.auth.authenticate(token)
+            if principal is None and self.auth.replicated:
+                # A token issued through another member may not be applied here yet: look
+                # again as of the leader's commit index before refusing it.
+                await read_barrier(self.quota.node, context)
+                principal = self.auth.authenticate(token)
             if principal is None:
                 raise Unauthenticated("the bearer token is not valid for this cluster")
             admission = Admission(principal, f"user {principal.name!r}", self.quota, token, self.auth)
@@ -128,7 +135,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
 
         async def behaviour(request: Any, context: Any) -> Any:
             try:
-                admission = self.admit(context)
+                admission = await self.admit(context)
                 if admission.principal is not None and (is_revoke or is_time_to_live):
                     # What the lease is bound to and whose it is decide, so read it as of
                     # now, not as of this member's possibly lagging state (ReadIndex).
@@ -157,7 +164,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
 
             async def generator(request: Any, context: Any) -> AsyncIterator[Any]:
                 try:
-                    self.admit(context).check(method, request)
+                    (await self.admit(context)).check(method, request)
                 except CoordError as exc:
                     await abort(context, exc)
                 async for response in inner(request, context):
@@ -167,7 +174,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
 
         async def behaviour(request: Any, context: Any) -> Any:
             try:
-                self.admit(context).check(method, request)
+                (await self.admit(context)).check(method, request)
             except CoordError as exc:
                 await abort(context, exc)
             return await inner(request, context)
@@ -177,7 +184,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     def _stream_unary(self, method: str, inner: Any) -> Any:
         async def behaviour(requests: AsyncIterator[Any], context: Any) -> Any:
             try:
-                admission = self.admit(context)
+                admission = await self.admit(context)
             except CoordError as exc:
                 await _refuse_stream(requests, context, exc)
             return await inner(_checked(method, admission, requests), context)
@@ -194,7 +201,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
 
             async def generator(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
                 try:
-                    admission = self.admit(context)
+                    admission = await self.admit(context)
                 except CoordError as exc:
                     await _refuse_stream(requests, context, exc)
                 async for response in inner(wrap(method, admission, requests), context):
@@ -204,7 +211,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
 
         async def behaviour(requests: AsyncIterator[Any], context: Any) -> Any:
             try:
-                admission = self.admit(context)
+                admission = await self.admit(context)
             except CoordError as exc:
                 await _refuse_stream(requests, context, exc)
             return await inner(wrap(method, admission, requests), context)

@@ -5,12 +5,19 @@ change through the log. A member started with ``--auth-file`` proposes the file'
 as the first auth state (bootstrap.py); until some auth state is applied, that file
 decides, so the member is never open in between. Once the replicated state is set the
 file is not read again.
+
+A member that just started may be far behind the cluster's auth state: restarted after
+a long time down, or new and empty. It would see auth off, or an older set of users,
+until it has applied the log. So before it admits its first call it catches up once
+(``catch_up``): a ReadIndex round tells it the leader's commit index, and it waits until
+it has applied that far; without a leader its calls answer UNAVAILABLE (retry).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from coord_server.services.common import read_barrier
 from coord_server.state.permissions import Principal
 
 from .config import AuthConfig
@@ -21,11 +28,29 @@ class RuntimeAuth:
     def __init__(self, node: Any, bootstrap: AuthConfig | None) -> None:
         self.node = node
         self.bootstrap = bootstrap
+        self.caught_up = False
+        """Set once ``catch_up`` passed; from then on a lag is the ordinary one that
+        ReadIndex and the apply-time check take care of."""
+
+    async def catch_up(self, context: Any) -> None:
+        """Apply up to the leader's commit index once, before the first call is admitted."""
+        if not self.caught_up:
+            await read_barrier(self.node, context)
+            self.caught_up = True
 
     @property
     def enabled(self) -> bool:
+        """Whether calls are checked (also, so that they are refused, while this member
+        has not caught up)."""
+        if not self.caught_up:
+            return True
         table = self.node.state.auth
         return bool(table.enabled) if table.initialised else self.bootstrap is not None
+
+    @property
+    def replicated(self) -> bool:
+        """Whether the replicated auth state decides (not the auth file)."""
+        return bool(self.node.state.auth.initialised)
 
     def authenticate(self, token: str) -> Principal | None:
         """The user whose token this is, or None."""
