@@ -2,7 +2,7 @@
 
     from coord_client import Client
 
-    with Client() as client:               # $COORD_ENDPOINTS, else 127.0.0.1:7001-7003
+    with Client() as client:               # $COORD_ENDPOINTS, else 127.0.0.1:7379 or 7001-7003
         client.put("greeting", "hello")
         print(client.get("greeting").value)
         with client.lock("jobs", ttl=10) as held:

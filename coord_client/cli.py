@@ -16,7 +16,7 @@
     coordctl snapshot save backup.snap                    # restore: coord-server restore
 
 Endpoints come from ``--endpoints`` (comma-separated host:port), else $COORD_ENDPOINTS,
-else `make cluster`'s 127.0.0.1:7001-7003. TLS: ``--cacert`` (the CA of the members'
+else a local cluster: a bare coord-server's 127.0.0.1:7379 or `make cluster`'s 127.0.0.1:7001-7003. TLS: ``--cacert`` (the CA of the members'
 certificates), ``--cert`` and ``--key`` (a client certificate, when the cluster asks for
 one), else $COORD_CACERT, $COORD_CERT, $COORD_KEY; plain connections when none is given. Human output by default; ``--json`` prints
 JSON (one object per line for streams). Keys and values are shown as UTF-8 text;
@@ -686,7 +686,7 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
     """Options accepted before or after the command name."""
     default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
     p.add_argument("--endpoints", default=default(None), metavar="HOST:PORT,...",
-                   help="members to talk to (default: $COORD_ENDPOINTS, else 127.0.0.1:7001-7003)")
+                   help="members to talk to (default: $COORD_ENDPOINTS, else 127.0.0.1:7379 and 127.0.0.1:7001-7003)")
     p.add_argument("--token", default=default(None), metavar="TOKEN",
                    help="bearer token for a cluster with authentication on (default: $COORD_TOKEN)")
     p.add_argument("--command-timeout", type=float, default=default(10.0), metavar="SECONDS",
@@ -884,8 +884,19 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
     async with AsyncClient(
         args.endpoints, timeout=args.command_timeout, token=args.token, tls=tls_from_args(args)
     ) as client:
+        client._transport.fail_when_refused = True
+        args.tried_endpoints = client.endpoints
         handler: Handler = args.handler
         return await handler(client, args, out)
+
+
+def endpoints_hint(args: argparse.Namespace) -> str:
+    """Which endpoints were tried, where they came from, and how to choose others."""
+    tried = ",".join(getattr(args, "tried_endpoints", None) or [args.endpoints or "?"])
+    source = ("--endpoints" if args.endpoints else "$COORD_ENDPOINTS" if os.environ.get("COORD_ENDPOINTS")
+              else "the defaults: a bare coord-server, `make cluster`")
+    return (f"coordctl: tried {tried} (from {source}); name the cluster's members with "
+            f"--endpoints HOST:PORT,... or export COORD_ENDPOINTS=HOST:PORT,...")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -910,6 +921,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return EXIT_LOST
     except (errors.Unavailable, errors.DeadlineExceeded) as err:
         print(f"coordctl: {type(err).__name__}: {err}", file=sys.stderr)
+        print(endpoints_hint(args), file=sys.stderr)
         return EXIT_UNAVAILABLE
     except errors.CoordError as err:
         print(f"coordctl: {type(err).__name__}: {err}", file=sys.stderr)

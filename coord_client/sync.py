@@ -1,6 +1,6 @@
 """Client: the synchronous client, a thin facade over :class:`AsyncClient`.
 
-    with Client() as client:                        # $COORD_ENDPOINTS, else 127.0.0.1:7001-7003
+    with Client() as client:                        # $COORD_ENDPOINTS, else 127.0.0.1:7379 or 7001-7003
         client.put("greeting", "hello")
         with client.lock("jobs", ttl=10) as held:
             run_job(held.fencing_token)
