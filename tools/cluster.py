@@ -51,12 +51,13 @@ PEER_PORT_OFFSET = 100
 
 
 def first_command(endpoints: list[str]) -> str:
-    """What `make cluster` suggests trying first: a coordctl line (``--endpoints`` only when
-    the ports are not coordctl's defaults)."""
+    """What `make cluster` suggests trying first: a coordctl line, after exporting
+    COORD_ENDPOINTS when the ports are not coordctl's defaults."""
     ctl = ".venv/bin/coordctl"
+    line = f"{ctl} put hello world && {ctl} get hello"
     if endpoints != [f"{HOST}:{port}" for port in DEFAULT_PORTS]:
-        ctl += f" --endpoints {','.join(endpoints)}"
-    return f"{ctl} put hello world && {ctl} get hello"
+        line = f"export COORD_ENDPOINTS={','.join(endpoints)}\n  {line}"
+    return line
 
 
 def tls_environment(certs: Path) -> str:

@@ -95,3 +95,16 @@ def test_nothing_listening_fails_fast_and_says_what_to_do() -> None:
     assert took < 6, f"coordctl took {took:.1f}s to give up on endpoints that refuse (the deadline is 10s)"
     assert endpoints in proc.stderr and "--endpoints" in proc.stderr and "COORD_ENDPOINTS" in proc.stderr
     assert "refused" in proc.stderr
+
+
+def test_make_cluster_on_other_ports_says_to_export_coord_endpoints() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cluster_tool", ROOT / "tools" / "cluster.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    sys.modules["cluster_tool"] = tool
+    spec.loader.exec_module(tool)
+    assert "export COORD_ENDPOINTS=127.0.0.1:8001,127.0.0.1:8002" in tool.first_command(
+        ["127.0.0.1:8001", "127.0.0.1:8002"])
+    assert "COORD_ENDPOINTS" not in tool.first_command(["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"])
