@@ -126,6 +126,8 @@ def resolve_endpoints(endpoints: str | Sequence[str] | None = None) -> list[str]
         host, sep, port = e.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise errors.InvalidArgument(f"endpoint {e!r} is not host:port")
+        if not 1 <= int(port) <= 65535:
+            raise errors.InvalidArgument(f"endpoint {e!r}: port {port} is not between 1 and 65535")
     return out
 
 
