@@ -412,7 +412,9 @@ async def cmd_lease_ttl(client: AsyncClient, args: argparse.Namespace, out: Text
     else:
         line = f"lease {info.id} granted with TTL {info.granted_ttl}s, remaining {info.ttl}s"
         if args.keys:
-            line += f", keys {[_text(k) for k in info.keys]}, locks {list(info.locks)}, elections {list(info.elections)}"
+            members = [f"{r}/{m}" for r, m in info.ring_members]
+            line += (f", keys {[show(args, k) for k in info.keys]}, locks {list(info.locks)}, "
+                     f"elections {list(info.elections)}, ring members {members}")
         out.write(line + "\n")
     return EXIT_OK
 

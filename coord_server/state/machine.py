@@ -414,6 +414,15 @@ class StateMachine:
             raise NotFound(f"lease {lease_id} not found")
         return LeaseInfo(lease.ttl, sorted(lease.keys))
 
+    def lease_attachments(self, lease_id: int) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+        """(locks held, elections campaigned in or led, (ring, member ID) pairs) bound to
+        ``lease_id``: what LeaseTimeToLive lists besides the keys."""
+        return (
+            self._locks.held_by_lease(lease_id),
+            self._elections.names_of_lease(lease_id),
+            self._rings.members_of_lease(lease_id),
+        )
+
     def lease_bindings(self, lease_id: int) -> tuple[list[str], list[str], list[str]]:
         """(locks, elections, rings) that ``lease_id`` holds, waits for or is a member
         of: what its end releases, resigns or leaves besides deleting its keys."""

@@ -145,3 +145,19 @@ def test_interrupted_keepalive_is_130(cli_env: dict[str, str], client: Client) -
             proc.kill()
             proc.wait()
         client.revoke_lease(lease.id)
+
+
+def test_lease_timetolive_lists_every_attachment(endpoints: str, client: Client, ns: str) -> None:
+    lease = client.grant_lease(30)
+    try:
+        client.put(ns + "eph", "x", lease=lease)
+        client.ring_join(ns + "ring", "m1", "10.0.0.1:1", lease=lease)
+        with client.lock(ns + "lk", lease=lease), client.campaign(ns + "el", "v", lease=lease):
+            info = json.loads(run(endpoints, "lease", "timetolive", str(lease.id), "--keys", "--json"))
+            text = run(endpoints, "lease", "timetolive", str(lease.id), "--keys")
+        assert info["keys"] == [ns + "eph"]
+        assert info["locks"] == [ns + "lk"] and info["elections"] == [ns + "el"]
+        assert info["ring_members"] == [{"ring": ns + "ring", "member_id": "m1"}]
+        assert f"{ns}ring/m1" in text and f"{ns}lk" in text
+    finally:
+        client.revoke_lease(lease.id)
