@@ -54,6 +54,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TextIO, TypeVar
 
 from . import errors
+from ._deathsig import die_with_parent_hook
 from .aio import AsyncClient, Campaign, Lock
 from .tls import CACERT_ENV, CERT_ENV, KEY_ENV, TLSConfig
 from .types import EventType, HashMode, KeyValue, Leader, Member, RingMember, Status, key_range
@@ -451,7 +452,8 @@ async def run_holding(
         own_group = not sys.stdin.isatty()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *command, env={**os.environ, **env}, process_group=0 if own_group else None
+                *command, env={**os.environ, **env}, process_group=0 if own_group else None,
+                preexec_fn=die_with_parent_hook(),
             )
         except OSError as err:
             print(f"coordctl: cannot run {command[0]!r}: {err}", file=sys.stderr)

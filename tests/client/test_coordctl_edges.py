@@ -5,6 +5,7 @@ command. Against the shared cluster; subprocesses only where signals or argv byt
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -161,3 +162,31 @@ def test_lease_timetolive_lists_every_attachment(endpoints: str, client: Client,
         assert f"{ns}ring/m1" in text and f"{ns}lk" in text
     finally:
         client.revoke_lease(lease.id)
+
+
+def test_the_command_under_a_lock_dies_with_a_killed_coordctl(cli_env: dict[str, str], client: Client,
+                                                              ns: str) -> None:
+    proc = subprocess.Popen([COORDCTL, "lock", ns + "pd", "--", "sh", "-c", "echo $$; exec sleep 60"], env=cli_env,
+                            stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        child = int(proc.stdout.readline())  # type: ignore[union-attr]
+        proc.kill()  # SIGKILL: coordctl gets no chance to stop the command itself
+        proc.wait(10)
+
+        def gone() -> bool:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                return True
+            with open(f"/proc/{child}/stat") as f:  # a zombie waiting for its reaper is dead too
+                return f.read().split(") ")[-1].startswith("Z")
+
+        wait_for(gone, 10, f"the command (pid {child}) to die with coordctl")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
