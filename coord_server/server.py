@@ -56,6 +56,8 @@ class CoordServer:
         self.gc_policy: GcPolicy | None = None
         self.http: Any = None
         """HttpListener when --http-listen is set (coord_server/http)."""
+        self.removal: Any = None
+        """RemovalWatch: notices this member's removal from the cluster (coord_server/removal.py)."""
 
     async def start(self) -> None:
         s = self.settings
@@ -152,7 +154,10 @@ class CoordServer:
             # Outermost: it also counts and logs what admission refuses.
             interceptors.append(RequestInterceptor(self.metrics.grpc_requests if self.metrics is not None else None))
         from coord_server.auth import build_interceptor
+        from coord_server.removal import RemovalWatch, RemovedInterceptor
 
+        self.removal = RemovalWatch(node, s.name)
+        interceptors.append(RemovedInterceptor(self.removal))
         interceptors.append(build_interceptor(s, node))
         # With a peer port of its own, the client port serves only the public API and
         # gets its receive limit; otherwise it also carries Raft, with the peers' limits.
@@ -201,6 +206,8 @@ class CoordServer:
         await node.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         self._health = health_servicer
+        self.removal.health = health_servicer
+        self.removal.start()
         log.info(
             "member %s (%#x) of cluster %#x serving clients on %s%s%s, data in %s",
             s.name, member_id, cluster_id, s.listen, " (TLS)" if client_tls else "",
@@ -209,6 +216,8 @@ class CoordServer:
         )
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self.removal is not None:
+            await self.removal.stop()
         if self.metrics_server is not None:
             await self.metrics_server.close()
         if self.http is not None:
