@@ -44,15 +44,17 @@ help:
 	@echo "make cluster-restart NODE=n2    stop one node if it runs, start it again"
 	@echo "make cluster-logs [NODE=n2]     the last lines of every node's log (LINES=N)"
 	@echo "make cluster-clean              stop the nodes and delete $(CLUSTER_DIR)/"
-	@echo "make .venv         create .venv and install coord with its dev extras"
+	@echo "make .venv         create .venv and install coord with its server and dev extras"
 	@echo "make clean         remove $(VENV) and build leftovers"
 
-# .venv: create the virtualenv and install the project (editable) with its dev tools.
+# .venv: create the virtualenv and install the project (editable) with the server's
+# dependencies (the [server] extra; `pip install coord` alone is the client and coordctl)
+# and the dev tools.
 $(VENV): $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet -e '.[dev]'
+	$(VPY) -m pip install --quiet -e '.[server,dev]'
 	@touch $@
 
 # proto: regenerate the committed stubs (coord/v1, coord/raft/v1 and their __init__.py)
