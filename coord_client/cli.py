@@ -487,6 +487,12 @@ async def run_holding(
 
 
 async def cmd_lock(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.inspect or args.target is not None:
+        from .cli_inspect import inspect_lock
+
+        if args.command or (args.target is not None and args.name != "inspect"):
+            raise UsageError("inspect a lock with `lock inspect NAME` (or `lock --inspect NAME`)")
+        return await inspect_lock(client, args.target if args.target is not None else args.name, args, out)
     if args.permits > 1:
         lock = client.semaphore(args.name, args.permits, ttl=args.ttl, timeout=args.timeout)
     else:
@@ -514,6 +520,12 @@ async def cmd_lock(client: AsyncClient, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_elect(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.leader:
+        from .cli_inspect import show_leader
+
+        if args.value is not None or args.command or args.observe:
+            raise UsageError("elect --leader NAME takes no VALUE, COMMAND or --observe")
+        return await show_leader(client, args.name, args, out)
     if args.observe:
         if args.value is not None or args.command:
             raise UsageError("elect --observe NAME takes no VALUE or COMMAND")
@@ -699,7 +711,7 @@ def status_json(
 
 
 async def cmd_status(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
-    rows = await client.cluster_status()
+    rows = sorted(await client.cluster_status(), key=lambda r: (r.name or "\uffff", r.endpoint))
     names = {r.status.member_id: r.name for r in rows if r.status is not None and r.name}
     leader_commit = next(
         (r.status.commit_index for r in rows if r.status is not None and r.status.member_id == r.status.leader), None
@@ -885,8 +897,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = leaf(sub, "lock", cmd_lock, "acquire a lock; run COMMAND while holding it (token in $COORD_FENCING_TOKEN), "
                                      "or hold it until interrupted")
-    p.usage = "coordctl lock [options] NAME [-- COMMAND [ARG...]]"
+    p.usage = "coordctl lock [options] NAME [-- COMMAND [ARG...]]\n       coordctl lock inspect NAME"
     p.add_argument("name")
+    p.add_argument("target", nargs="?", help=argparse.SUPPRESS)  # `lock inspect NAME`
+    p.add_argument("--inspect", action="store_true",
+                   help="show who holds NAME (tokens, leases) and who waits, in order; acquire nothing")
     p.add_argument("--ttl", type=int, default=10, help="TTL of the lock's lease, seconds (default 10)")
     p.add_argument("--timeout", type=non_negative_seconds, default=None,
                    help="give up waiting after SECONDS, exit 5 (default: wait)")
@@ -894,10 +909,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = leaf(sub, "elect", cmd_elect, "campaign in an election with VALUE and lead until interrupted (or while "
                                        "COMMAND runs); --observe NAME prints the leader's value on every change")
-    p.usage = "coordctl elect [options] NAME VALUE [-- COMMAND [ARG...]]\n       coordctl elect --observe NAME"
+    p.usage = ("coordctl elect [options] NAME VALUE [-- COMMAND [ARG...]]\n       coordctl elect --observe NAME\n"
+               "       coordctl elect --leader NAME")
     p.add_argument("name")
     p.add_argument("value", nargs="?")
     p.add_argument("--observe", action="store_true", help="print the leader's value now and on every change")
+    p.add_argument("--leader", action="store_true", help="print the current leader (value, token, lease) and exit")
     p.add_argument("--ttl", type=int, default=10, help="TTL of the campaign's lease, seconds (default 10)")
     p.add_argument("--timeout", type=non_negative_seconds, default=None,
                    help="give up campaigning after SECONDS, exit 5 (default: wait)")
@@ -944,6 +961,10 @@ def build_parser() -> argparse.ArgumentParser:
     esub = endpoint.add_subparsers(dest="endpoint_command", metavar="SUBCOMMAND", required=True)
     leaf(esub, "health", cmd_endpoint_health, "check that every endpoint serves and knows a leader")
     leaf(esub, "status", cmd_status, "the same as `coordctl status`")
+
+    from . import cli_cluster
+
+    cli_cluster.add_commands(sub, leaf)
 
     snapshot = sub.add_parser("snapshot", help="back up a member's state to a file; inspect such a file")
     ssub = snapshot.add_subparsers(dest="snapshot_command", metavar="SUBCOMMAND", required=True)
