@@ -962,9 +962,10 @@ def build_parser() -> argparse.ArgumentParser:
     leaf(esub, "health", cmd_endpoint_health, "check that every endpoint serves and knows a leader")
     leaf(esub, "status", cmd_status, "the same as `coordctl status`")
 
-    from . import cli_cluster
+    from . import cli_cluster, cli_txn
 
     cli_cluster.add_commands(sub, leaf)
+    cli_txn.add_commands(sub, leaf)
 
     snapshot = sub.add_parser("snapshot", help="back up a member's state to a file; inspect such a file")
     ssub = snapshot.add_subparsers(dest="snapshot_command", metavar="SUBCOMMAND", required=True)

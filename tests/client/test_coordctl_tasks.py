@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,32 @@ def test_elect_leader(endpoints: str, client: Client, ns: str) -> None:
         assert shown["leader"]["value"] == "host-a" and shown["leader"]["token"] > 0
         assert run(endpoints, "elect", "--leader", name).startswith(f"election {name}: leader host-a (token ")
     run(endpoints, "elect", "--leader", name, "v", status=2)
+
+
+def test_txn_from_stdin_runs_the_branch_its_comparisons_choose(endpoints: str, client: Client, ns: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    client.put(ns + "owner", "me")
+    text = (f'value("{ns}owner") = "me"\nmod("{ns}owner") > 0\n\n'
+            f"put {ns}config v2\nget {ns}config\n\n"
+            f"get {ns}owner\n")
+    assert run(endpoints, "txn", stdin=text, monkeypatch=monkeypatch) == f"SUCCESS\nOK\n{ns}config\nv2\n"
+    other = text.replace('= "me"', '= "you"')
+    result = json.loads(run(endpoints, "txn", "--json", stdin=other, monkeypatch=monkeypatch))
+    assert result["succeeded"] is False
+    assert result["responses"][0]["get"]["kvs"][0]["value"] == "me"
+    run(endpoints, "txn", stdin="frob(x) = 1\n", monkeypatch=monkeypatch, status=2)
+    run(endpoints, "txn", stdin=f'mod("{ns}x") > "a"\n', monkeypatch=monkeypatch, status=2)
+
+
+def test_txn_from_a_file_and_interactively(endpoints: str, cli_env: dict[str, str], client: Client, ns: str,
+                                           tmp_path: Path) -> None:
+    path = tmp_path / "txn.txt"
+    path.write_text(f'# create once\nversion("{ns}once") = 0\n\nput {ns}once "a b"\n\nget {ns}once\n')
+    assert run(endpoints, "txn", "--file", str(path)) == "SUCCESS\nOK\n"
+    assert run(endpoints, "txn", "--file", str(path)) == f"FAILURE\n{ns}once\na b\n"
+    interactive = subprocess.run([COORDCTL, "txn", "-i"], env=cli_env, capture_output=True, text=True, timeout=45,
+                                 input=f'version("{ns}once") > 0\n\ndel {ns}once\n\n')
+    assert interactive.returncode == 0, interactive.stderr
+    assert "compares:" in interactive.stderr and "success requests" in interactive.stderr
+    assert interactive.stdout == "SUCCESS\n1\n"
+    assert client.get(ns + "once") is None
