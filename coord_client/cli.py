@@ -343,6 +343,10 @@ async def cmd_watch(client: AsyncClient, args: argparse.Namespace, out: TextIO) 
                         lines.append(show(args, event.kv.value))
                     out.write("\n".join(lines) + "\n")
                     out.flush()
+                if args.command:
+                    from .cli_watch_exec import run_for_event
+
+                    await run_for_event(args.command, event)
                 seen += 1
                 if args.count and seen >= args.count:
                     break
@@ -871,7 +875,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("revision", type=int)
     p.add_argument("--physical", action="store_true", help="wait until every member applied it")
 
-    p = leaf(sub, "watch", cmd_watch, "print changes to a key, range or prefix until interrupted")
+    p = leaf(sub, "watch", cmd_watch, "print changes to a key, range or prefix until interrupted; with "
+                                       "-- COMMAND, run it for each event ($COORD_WATCH_KEY, ...)")
+    p.usage = "coordctl watch [options] KEY [RANGE_END] [-- COMMAND [ARG...]]"
     p.add_argument("key")
     p.add_argument("range_end", nargs="?")
     p.add_argument("--prefix", action="store_true", help="every key starting with KEY")
@@ -980,12 +986,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_TAKES_COMMAND = ("lock", "elect")
+_TAKES_COMMAND = ("lock", "elect", "watch")
 _GLOBAL_WITH_VALUE = ("--endpoints", "--command-timeout", "--token", "--cacert", "--cert", "--key")
 
 
 def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
-    """For ``lock`` and ``elect``: (coordctl's own arguments, the COMMAND after "--").
+    """For ``lock``, ``elect`` and ``watch``: (coordctl's own arguments, the COMMAND after "--").
     Other commands keep "--" for argparse (``coordctl put -- key -value``)."""
     if "--" not in argv:
         return argv, []

@@ -113,3 +113,15 @@ def test_txn_from_a_file_and_interactively(endpoints: str, cli_env: dict[str, st
     assert "compares:" in interactive.stderr and "success requests" in interactive.stderr
     assert interactive.stdout == "SUCCESS\n1\n"
     assert client.get(ns + "once") is None
+
+
+def test_watch_runs_a_command_per_event(cli_env: dict[str, str], client: Client, ns: str, tmp_path: Path) -> None:
+    first = client.put(ns + "w", "one").revision
+    client.delete(ns + "w")
+    log = tmp_path / "events"
+    script = f'echo "$COORD_WATCH_EVENT_TYPE $COORD_WATCH_KEY $COORD_WATCH_VALUE $COORD_WATCH_REVISION" >> {log}'
+    proc = subprocess.run([COORDCTL, "watch", ns + "w", "--rev", str(first), "--count", "2", "--", "sh", "-c", script],
+                          env=cli_env, capture_output=True, text=True, timeout=45)
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text().splitlines() == [f"PUT {ns}w one {first}", f"DELETE {ns}w  {first + 1}"]
+    assert proc.stdout.startswith("PUT\n")
