@@ -810,8 +810,11 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
                    help="members to talk to (default: $COORD_ENDPOINTS, else 127.0.0.1:7379 and 127.0.0.1:7001-7003)")
     p.add_argument("--token", default=default(None), metavar="TOKEN",
                    help="bearer token for a cluster with authentication on (default: $COORD_TOKEN)")
-    p.add_argument("--command-timeout", type=positive_seconds, default=default(10.0), metavar="SECONDS",
-                   help="time limit of each request, retries included (default 10)")
+    p.add_argument("--profile", default=default(None), metavar="NAME",
+                   help="settings from this profile of the config file (default: $COORD_PROFILE, else 'default'; "
+                        "docs/coordctl.md)")
+    p.add_argument("--command-timeout", type=positive_seconds, default=default(None), metavar="SECONDS",
+                   help="time limit of each request, retries included (default: the profile's, else 10)")
     p.add_argument("--cacert", dest="tls_cacert", default=default(None), metavar="PEM",
                    help="connect with TLS, trusting this CA (default: $COORD_CACERT)")
     p.add_argument("--cert", dest="tls_cert", default=default(None), metavar="PEM",
@@ -987,7 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _TAKES_COMMAND = ("lock", "elect", "watch")
-_GLOBAL_WITH_VALUE = ("--endpoints", "--command-timeout", "--token", "--cacert", "--cert", "--key")
+_GLOBAL_WITH_VALUE = ("--endpoints", "--command-timeout", "--token", "--cacert", "--cert", "--key", "--profile")
 
 
 def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -1037,8 +1040,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
 def endpoints_hint(args: argparse.Namespace) -> str:
     """Which endpoints were tried, where they came from, and how to choose others."""
     tried = ",".join(getattr(args, "tried_endpoints", None) or [args.endpoints or "?"])
-    source = ("--endpoints" if args.endpoints else "$COORD_ENDPOINTS" if os.environ.get("COORD_ENDPOINTS")
-              else "the defaults: a bare coord-server, `make cluster`")
+    source = getattr(args, "endpoints_source", "?")
     return (f"coordctl: tried {tried} (from {source}); name the cluster's members with "
             f"--endpoints HOST:PORT,... or export COORD_ENDPOINTS=HOST:PORT,...")
 
@@ -1054,6 +1056,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             raise
         return int(exited.code) if isinstance(exited.code, int) else EXIT_USAGE
     args.command = command
+    from .cli_config import ConfigError, apply_profile
+
+    try:
+        apply_profile(args)
+    except ConfigError as err:
+        print(f"coordctl: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return asyncio.run(_run(args, out or sys.stdout))
     except UsageError as err:

@@ -125,3 +125,35 @@ def test_watch_runs_a_command_per_event(cli_env: dict[str, str], client: Client,
     assert proc.returncode == 0, proc.stderr
     assert log.read_text().splitlines() == [f"PUT {ns}w one {first}", f"DELETE {ns}w  {first + 1}"]
     assert proc.stdout.startswith("PUT\n")
+
+
+def test_config_profiles_and_their_precedence(endpoints: str, client: Client, ns: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    client.put(ns + "p", "from the cluster")
+    config = tmp_path / "coordctl.toml"
+    config.write_text(f'[default]\nendpoints = "{endpoints}"\ncommand_timeout = 7\n\n'
+                      f'[dead]\nendpoints = ["127.0.0.1:1"]\ncommand_timeout = 1\n')
+    monkeypatch.setenv("COORD_CONFIG", str(config))
+    monkeypatch.delenv("COORD_ENDPOINTS", raising=False)
+    monkeypatch.delenv("COORD_PROFILE", raising=False)
+
+    def ctl(*args: str) -> tuple[int, str]:
+        out = io.StringIO()
+        return cli.main(list(args), out=out), out.getvalue()
+
+    assert ctl("get", ns + "p", "--print-value-only") == (0, "from the cluster\n")   # the default profile
+    assert ctl("--profile", "dead", "get", ns + "p")[0] == 3                          # the profile named
+    assert "profile 'dead'" in capsys.readouterr().err
+    monkeypatch.setenv("COORD_PROFILE", "dead")
+    assert ctl("get", ns + "p")[0] == 3
+    monkeypatch.setenv("COORD_ENDPOINTS", endpoints)                                  # environment over profile
+    assert ctl("get", ns + "p", "--print-value-only") == (0, "from the cluster\n")
+    monkeypatch.setenv("COORD_ENDPOINTS", "127.0.0.1:1")                              # flag over environment
+    assert ctl("--endpoints", endpoints, "get", ns + "p", "--print-value-only") == (0, "from the cluster\n")
+    assert ctl("--profile", "nosuch", "get", "x")[0] == 2
+    assert "no profile 'nosuch'" in capsys.readouterr().err
+    config.write_text('[default]\nendpoint = "typo:1"\n')
+    monkeypatch.delenv("COORD_PROFILE")
+    assert ctl("get", "x")[0] == 2
+    assert "unknown settings ['endpoint']" in capsys.readouterr().err
