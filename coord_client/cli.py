@@ -971,10 +971,11 @@ def build_parser() -> argparse.ArgumentParser:
     leaf(esub, "health", cmd_endpoint_health, "check that every endpoint serves and knows a leader")
     leaf(esub, "status", cmd_status, "the same as `coordctl status`")
 
-    from . import cli_cluster, cli_txn
+    from . import cli_cluster, cli_completion, cli_txn
 
     cli_cluster.add_commands(sub, leaf)
     cli_txn.add_commands(sub, leaf)
+    cli_completion.add_commands(sub, leaf)
 
     snapshot = sub.add_parser("snapshot", help="back up a member's state to a file; inspect such a file")
     ssub = snapshot.add_subparsers(dest="snapshot_command", metavar="SUBCOMMAND", required=True)
@@ -1026,6 +1027,9 @@ def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if getattr(args, "offline", False):  # needs no cluster (completion)
+        offline: Handler = args.handler
+        return await offline(None, args, out)  # type: ignore[arg-type]
     try:
         client = AsyncClient(args.endpoints, timeout=args.command_timeout, token=args.token, tls=tls_from_args(args))
     except errors.InvalidArgument as err:

@@ -157,3 +157,26 @@ def test_config_profiles_and_their_precedence(endpoints: str, client: Client, ns
     monkeypatch.delenv("COORD_PROFILE")
     assert ctl("get", "x")[0] == 2
     assert "unknown settings ['endpoint']" in capsys.readouterr().err
+
+
+def complete(script: str, words: list[str]) -> list[str]:
+    """What bash offers for the last of ``words`` (the word being typed)."""
+    line = " ".join(f"'{w}'" for w in words)
+    probe = (f"{script}\nCOMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; _coordctl; "
+             'printf "%s\\n" "${COMPREPLY[@]}"')
+    proc = subprocess.run(["bash", "--norc", "-c", probe], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return [w for w in proc.stdout.splitlines() if w]
+
+
+def test_shell_completion_from_the_parser() -> None:
+    out = io.StringIO()
+    assert cli.main(["completion", "bash"], out=out) == 0  # no cluster needed
+    script = out.getvalue()
+    assert complete(script, ["coordctl", "le"]) == ["lease"]
+    assert complete(script, ["coordctl", "lease", ""]) == ["grant", "keepalive", "list", "revoke", "timetolive"]
+    assert "--from-key" in complete(script, ["coordctl", "get", "k", "--f"])
+    assert complete(script, ["coordctl", "--endpoints", "h:1", "mo"]) == ["move-leader"]
+    zsh = io.StringIO()
+    assert cli.main(["completion", "zsh"], out=zsh) == 0
+    assert "bashcompinit" in zsh.getvalue() and script in zsh.getvalue()
