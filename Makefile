@@ -54,7 +54,7 @@ $(VENV): $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet -e '.[server,dev]'
+	$(VPY) -m pip install --quiet --config-settings editable_mode=compat -e '.[server,dev]'
 	@touch $@
 
 # proto: regenerate the committed stubs (coord/v1, coord/raft/v1 and their __init__.py)
