@@ -18,6 +18,8 @@ CLUSTER := $(VPY) tools/cluster.py --dir $(CLUSTER_DIR)
 # TLS=1: `make cluster` serves clients with TLS and peers with mutual TLS, using the
 # certificates in CERTS_DIR (made by `make certs`, or on the first TLS start).
 TLS ?=
+# With TLS, the members' peer ports, one per member (default: each client port + 100).
+PEER_PORTS ?=
 CERTS_DIR ?= $(CLUSTER_DIR)/certs
 
 .DEFAULT_GOAL := help
@@ -36,7 +38,8 @@ help:
 	@echo "make bench         run the load generator (bench/)"
 	@echo "make cluster       start 3 local nodes in the background on 127.0.0.1:7001-7003"
 	@echo "                   (PORTS=\"8001 8002 8003\" for others; data, pids, logs in $(CLUSTER_DIR)/)"
-	@echo "make cluster TLS=1 the same with TLS for clients, mutual TLS between nodes (peer ports +100)"
+	@echo "make cluster TLS=1 the same with TLS for clients, mutual TLS between nodes (peer ports +100,"
+	@echo "                   or PEER_PORTS=\"8101 8102 8103\")"
 	@echo "make certs         a throwaway CA, n1-n3 and client certificates in $(CERTS_DIR)/ (openssl)"
 	@echo "make cluster-status             role, term, leader, commit, applied, lag, log, snapshot, health"
 	@echo "make cluster-stop               stop the nodes (SIGTERM, then SIGKILL); data is kept"
@@ -92,7 +95,8 @@ bench: $(STAMP)
 # leader, print the endpoints and a first command; a second `make cluster` leaves a running
 # cluster alone, and a stopped one is started again with its data.
 cluster: $(STAMP)
-	@$(CLUSTER) start $(if $(PORTS),--ports "$(PORTS)") $(if $(TLS),--tls --certs $(CERTS_DIR))
+	@$(CLUSTER) start $(if $(PORTS),--ports "$(PORTS)") $(if $(TLS),--tls --certs $(CERTS_DIR)) \
+		$(if $(PEER_PORTS),--peer-ports "$(PEER_PORTS)")
 
 # certs: a throwaway CA and certificates for the local cluster (tools/certs.py, openssl);
 # an existing CA in CERTS_DIR is kept. See docs/security-tls.md.

@@ -1,6 +1,7 @@
 """A local coord cluster in the background: what `make cluster` and its friends run.
 
-    tools/cluster.py [--dir DIR] start [--ports "7001 7002 7003"] [--timeout S] [--tls [--certs CERTS]]
+    tools/cluster.py [--dir DIR] start [--ports "7001 7002 7003"] [--timeout S] [--tls [--certs CERTS]
+                                       [--peer-ports "7101 7102 7103"]]
     tools/cluster.py [--dir DIR] status
     tools/cluster.py [--dir DIR] stop [--timeout S]
     tools/cluster.py [--dir DIR] kill NODE
@@ -47,7 +48,7 @@ DEFAULT_PORTS = (7001, 7002, 7003)
 HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
 PEER_PORT_OFFSET = 100
-"""With TLS, a member's peer port is its client port + this."""
+"""With TLS, a member's peer port is its client port + this, unless --peer-ports names them."""
 
 
 def first_command(endpoints: list[str]) -> str:
@@ -118,11 +119,13 @@ class LocalCluster:
 
     # -- definition -------------------------------------------------------------------
 
-    def define(self, ports: list[int], certs: Path | None = None) -> None:
+    def define(self, ports: list[int], certs: Path | None = None, peer_ports: list[int] | None = None) -> None:
         """Record a new cluster with one member per port (no data yet); with ``certs``,
-        a TLS cluster using the certificates there (made now if missing)."""
+        a TLS cluster using the certificates there (made now if missing), its peers on
+        ``peer_ports`` (default: each client port + PEER_PORT_OFFSET)."""
+        peers = peer_ports or [port + PEER_PORT_OFFSET for port in ports]
         self.members = [
-            Member(f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{port + PEER_PORT_OFFSET}" if certs else "")
+            Member(f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{peers[i]}" if certs else "")
             for i, port in enumerate(ports)
         ]
         self.certs = certs.resolve() if certs is not None else None
@@ -397,10 +400,18 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
         print(f"Starting the stopped cluster in {cluster.base} again (its data is kept).")
     else:
         certs = (Path(args.certs) if args.certs else cluster.base / "certs") if args.tls else None
-        for port in ports or list(DEFAULT_PORTS):
-            if certs is not None and not _port_free(port + PEER_PORT_OFFSET):
-                raise ClusterError(f"peer port {port + PEER_PORT_OFFSET} is in use by another process; choose others with PORTS=\"...\"")
-        cluster.define(ports or list(DEFAULT_PORTS), certs)
+        client_ports = ports or list(DEFAULT_PORTS)
+        peer_ports = _parse_ports(args.peer_ports, "PEER_PORTS") if args.peer_ports else None
+        if peer_ports is not None:
+            if certs is None:
+                raise ClusterError("PEER_PORTS applies to a TLS cluster (TLS=1): without TLS peers share the client port")
+            if len(peer_ports) != len(client_ports) or set(peer_ports) & set(client_ports):
+                raise ClusterError(f"PEER_PORTS needs one port per member ({len(client_ports)}), none of them a client port")
+        for port in peer_ports or ([p + PEER_PORT_OFFSET for p in client_ports] if certs is not None else []):
+            if not _port_free(port):
+                raise ClusterError(f"peer port {port} is in use by another process; choose others with "
+                                   f"PEER_PORTS=\"...\" (default: each client port + {PEER_PORT_OFFSET})")
+        cluster.define(client_ports, certs, peer_ports)
     for m in cluster.members:
         for port in m.ports:
             if not _port_free(port):
@@ -525,14 +536,14 @@ def cmd_clean(cluster: LocalCluster, args: argparse.Namespace) -> int:
 # -- helpers --------------------------------------------------------------------------
 
 
-def _parse_ports(text: str) -> list[int]:
+def _parse_ports(text: str, what: str = "PORTS") -> list[int]:
     parts = text.replace(",", " ").split()
     try:
         ports = [int(p) for p in parts]
     except ValueError:
-        raise ClusterError(f"PORTS must be port numbers separated by spaces, got {text!r}") from None
+        raise ClusterError(f"{what} must be port numbers separated by spaces, got {text!r}") from None
     if not ports or any(not 0 < p < 65536 for p in ports) or len(set(ports)) != len(ports):
-        raise ClusterError(f"PORTS must be distinct port numbers (1-65535), got {text!r}")
+        raise ClusterError(f"{what} must be distinct port numbers (1-65535), got {text!r}")
     return ports
 
 
@@ -590,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start the members and wait for a leader")
     start.add_argument("--ports", help='one port per member, e.g. "7001 7002 7003" (default)')
+    start.add_argument("--peer-ports", help='with --tls, one peer port per member (default: each port + 100)')
     start.add_argument("--timeout", type=float, default=60, help="seconds to wait for a leader (default: 60)")
     start.add_argument("--tls", action="store_true", help="TLS for clients, mutual TLS between members (peer port = port + 100)")
     start.add_argument("--certs", help="certificate directory for --tls (default: DIR/certs; made when missing)")
