@@ -500,16 +500,25 @@ def cmd_restart(cluster: LocalCluster, args: argparse.Namespace) -> int:
         if not _port_free(port):
             raise ClusterError(f"port {port} of {m.name} is in use by another process")
     pid = cluster.spawn(m)
+    # A leader needs a quorum of members running: with fewer (after a crash of every
+    # member, say), the member can only be started and answer; the others bring the leader.
+    up, quorum = len(cluster.running()), len(cluster.members) // 2 + 1
     deadline = time.monotonic() + args.timeout
     while True:
         if not _alive(pid):
             raise ClusterError(f"{m.name} exited during start-up\n{cluster.log_tails([m.name])}")
         status = cluster.statuses().get(m.name)
-        if not isinstance(status, str) and status is not None and status.leader:
+        if not isinstance(status, str) and status is not None and (status.leader or up < quorum):
             break
         if time.monotonic() > deadline:
             raise ClusterError(f"{m.name} (pid {pid}) runs but found no leader within {args.timeout:g}s\n{cluster.log_tails([m.name])}")
         time.sleep(0.1)
+    if up < quorum:
+        stopped = [x.name for x in cluster.members if x.name not in cluster.running()]
+        print(f"{m.name} started (pid {pid}); waiting for quorum ({up} of {len(cluster.members)} members up, "
+              f"{quorum} needed for a leader); start the others ({', '.join(f'make cluster-restart NODE={n}' for n in stopped)}), "
+              f"or every member at once: make cluster-stop && make cluster")
+        return 0
     print(f"{m.name} started (pid {pid}).")
     print(cluster.table(cluster.statuses()))
     return 0
