@@ -843,7 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
     def leaf(parent: Any, name: str, handler: Handler, help: str, **kw: Any) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help, **kw)
         _common(p)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, usage_parser=p)
         return p
 
     p = leaf(sub, "put", cmd_put, "set a key (VALUE from stdin when omitted)")
@@ -862,8 +862,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys-only", action="store_true", help="print the keys only, without their values")
     p.add_argument("--count-only", action="store_true", help="print how many keys match, nothing else")
     p.add_argument("--print-value-only", action="store_true", help="print the values only")
-    p.add_argument("--order", choices=["ascend", "descend"])
-    p.add_argument("--sort-by", choices=["key", "version", "create", "mod", "value"], default="key")
+    p.add_argument("--order", choices=["ascend", "descend"], help="sort the keys in this order (default: by key, "
+                                                                   "ascending)")
+    p.add_argument("--sort-by", choices=["key", "version", "create", "mod", "value"], default="key",
+                   help="what --order sorts by (default: key)")
     p.add_argument("--consistency", choices=["l", "s"], default="l",
                    help="l: linearizable (default), s: serializable (possibly stale, no leader needed)")
 
@@ -935,10 +937,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ring")
     p.add_argument("member")
     p.add_argument("address", nargs="?", default="")
-    p.add_argument("--weight", type=int, default=1)
+    p.add_argument("--weight", type=int, default=1, help="share of the keys, relative to the others (default 1)")
     p.add_argument("--lease", type=int, default=0, help="leave the ring when this lease ends")
     p.add_argument("--mode", choices=["fast", "ketama"], help="hash mode, when this join creates the ring")
-    p.add_argument("--vnodes", type=int, default=0)
+    p.add_argument("--vnodes", type=int, default=0,
+                   help="virtual nodes per unit of weight, when this join creates the ring (0: the default)")
     p = leaf(rsub, "leave", cmd_ring_leave, "remove a ring member")
     p.add_argument("ring")
     p.add_argument("member")
@@ -953,11 +956,12 @@ def build_parser() -> argparse.ArgumentParser:
     member = sub.add_parser("member", help="cluster membership: list, add, promote, remove")
     msub = member.add_subparsers(dest="member_command", metavar="SUBCOMMAND", required=True)
     p = leaf(msub, "list", cmd_member_list, "list the members")
-    p.add_argument("--consistency", choices=["l", "s"], default="s")
+    p.add_argument("--consistency", choices=["l", "s"], default="s",
+                   help="s: this member's view (default), l: confirmed by the leader")
     p = leaf(msub, "add", cmd_member_add, "add a learner at PEER_ADDRESS (host:port)")
     p.add_argument("peer_address")
-    p.add_argument("--client-address")
-    p.add_argument("--name")
+    p.add_argument("--client-address", help="host:port the new member serves clients on (default: PEER_ADDRESS)")
+    p.add_argument("--name", help="the new member's name (its --name)")
     p = leaf(msub, "promote", cmd_member_promote, "make a caught-up learner a voter (ID in hex)")
     p.add_argument("id")
     p = leaf(msub, "remove", cmd_member_remove, "remove a member (ID in hex)")
@@ -1070,7 +1074,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         return asyncio.run(_run(args, out or sys.stdout))
     except UsageError as err:
-        parser.print_usage(sys.stderr)
+        getattr(args, "usage_parser", parser).print_usage(sys.stderr)
         print(f"coordctl: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except WaitTimedOut as err:

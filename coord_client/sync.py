@@ -580,8 +580,9 @@ class Client:
         self, name: str, *, ttl: int = 10, lease: Lease | None = None, owner: str | None = None,
         timeout: float | None = None, cancel_on_loss: bool = False,
     ) -> Lock:
-        """As AsyncClient.lock; ``cancel_on_loss`` is accepted for symmetry but a thread
-        cannot be cancelled: watch ``held.lost`` or call ``held.check()``."""
+        """As AsyncClient.lock. ``cancel_on_loss=True`` is refused (InvalidArgument): a
+        thread cannot be cancelled; watch ``held.lost`` or call ``held.check()`` instead."""
+        _no_cancel_on_loss(cancel_on_loss)
         inner = self._aclient.lock(
             name, ttl=ttl, lease=lease._inner if lease else None, owner=owner, timeout=timeout)
         return Lock(self, inner)
@@ -590,6 +591,8 @@ class Client:
         self, name: str, permits: int, *, ttl: int = 10, lease: Lease | None = None, owner: str | None = None,
         timeout: float | None = None, cancel_on_loss: bool = False,
     ) -> Lock:
+        """As AsyncClient.semaphore; ``cancel_on_loss=True`` is refused as for ``lock``."""
+        _no_cancel_on_loss(cancel_on_loss)
         inner = self._aclient.semaphore(
             name, permits, ttl=ttl, lease=lease._inner if lease else None, owner=owner, timeout=timeout)
         return Lock(self, inner)
@@ -603,6 +606,9 @@ class Client:
         self, name: str, value: Bytes, *, ttl: int = 10, lease: Lease | None = None, timeout: float | None = None,
         cancel_on_loss: bool = False,
     ) -> Campaign:
+        """As AsyncClient.campaign; ``cancel_on_loss=True`` is refused as for ``lock``
+        (watch ``term.lost``)."""
+        _no_cancel_on_loss(cancel_on_loss)
         inner = self._aclient.campaign(name, value, ttl=ttl, lease=lease._inner if lease else None, timeout=timeout)
         return Campaign(self, inner)
 
@@ -665,3 +671,11 @@ class Client:
 
     def health(self, endpoints: Sequence[str] | None = None, *, timeout: float | None = None) -> list[EndpointHealth]:
         return self._run(self._aclient.health(endpoints, timeout=timeout))
+
+
+def _no_cancel_on_loss(cancel_on_loss: bool) -> None:
+    """The sync client's answer to ``cancel_on_loss=True``: a clear refusal, not silence."""
+    if cancel_on_loss:
+        raise errors.InvalidArgument(
+            "cancel_on_loss needs asyncio (AsyncClient): a thread cannot be cancelled; "
+            "watch .lost or call .check() in the block instead")

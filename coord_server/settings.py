@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="coord-server",
         description="Run one coord member. With no arguments: a one-member cluster on "
         f"{DEFAULT_LISTEN} with its data in ./default.coord.",
+        usage="coord-server [options]\n       coord-server restore --snapshot FILE ... (coord-server restore --help)",
+        epilog="coord-server restore writes a new data directory from a `coordctl snapshot save` backup "
+               "instead of serving (docs/operations.md, Backup and restore).",
     )
     parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below (snake_case keys)")
     parser.add_argument("--name", help="this member's name (default: default)")
