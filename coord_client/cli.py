@@ -54,7 +54,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TextIO, TypeVar
 
 from . import errors
-from ._deathsig import die_with_parent_hook
+from ._deathsig import dying_with_parent
 from .aio import AsyncClient, Campaign, Lock
 from .tls import CACERT_ENV, CERT_ENV, KEY_ENV, TLSConfig
 from .types import EventType, HashMode, KeyValue, Leader, Member, RingMember, Status, key_range
@@ -331,9 +331,8 @@ async def cmd_watch(client: AsyncClient, args: argparse.Namespace, out: TextIO) 
                 if not got or event is None:
                     break
                 if args.json:
-                    item: dict[str, Any] = {"type": event.type.name, **kv_json(event.kv)}
-                    if event.prev_kv is not None:
-                        item["prev_kv"] = kv_json(event.prev_kv)
+                    item: dict[str, Any] = {"type": event.type.name, **kv_json(event.kv),
+                                            "prev_kv": kv_json(event.prev_kv) if event.prev_kv is not None else None}
                     emit(out, item)
                 else:
                     lines = [event.type.name, show(args, event.kv.key)]
@@ -410,8 +409,14 @@ async def cmd_lease_list(client: AsyncClient, args: argparse.Namespace, out: Tex
 async def cmd_lease_ttl(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
     info = await client.lease_info(args.id, attachments=args.keys)
     if args.json:
+        keys: list[dict[str, Any]] = []
+        for k in info.keys:
+            entry: dict[str, Any] = {}
+            _bytes_field(entry, "key", k)
+            keys.append(entry)
         emit(out, {"id": info.id, "ttl": info.ttl, "granted_ttl": info.granted_ttl,
-                   "keys": [_text(k) for k in info.keys], "locks": list(info.locks),
+                   "keys": [e["key"] for e in keys], "keys_base64": [e["key_base64"] for e in keys],
+                   "locks": list(info.locks),
                    "elections": list(info.elections),
                    "ring_members": [{"ring": r, "member_id": m} for r, m in info.ring_members]})
     else:
@@ -456,8 +461,8 @@ async def run_holding(
         own_group = not sys.stdin.isatty()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *command, env={**os.environ, **env}, process_group=0 if own_group else None,
-                preexec_fn=die_with_parent_hook(),
+                *dying_with_parent(command, os.getpid()), env={**os.environ, **env},
+                process_group=0 if own_group else None,
             )
         except OSError as err:
             print(f"coordctl: cannot run {command[0]!r}: {err}", file=sys.stderr)
@@ -699,13 +704,20 @@ def health_of(s: Status, leader_commit: int | None) -> str:
     return "ok"
 
 
+STATUS_KEYS = ("name", "endpoint", "error", "id", "role", "term", "leader", "commit", "applied", "lag", "revision",
+               "is_learner", "version", "log_entries", "log_size_bytes", "snapshot_index", "snapshot_size_bytes",
+               "health")
+"""The keys of one ``status --json`` row, reachable or not."""
+
+
 def status_json(
     name: str, endpoint: str, s: Status | None, names: dict[int, str], error: str, leader_commit: int | None = None
 ) -> dict[str, Any]:
-    if s is None:
-        return {"name": name, "endpoint": endpoint, "error": error, "health": "unreachable"}
+    if s is None:  # the same keys, null, so that every row has one shape
+        return {**dict.fromkeys(STATUS_KEYS), "name": name, "endpoint": endpoint, "error": error,
+                "health": "unreachable"}
     return {
-        "name": name, "endpoint": endpoint, "id": f"{s.member_id:x}", "role": str(s.role),
+        "name": name, "endpoint": endpoint, "error": None, "id": f"{s.member_id:x}", "role": str(s.role),
         "term": s.term, "leader": names.get(s.leader, f"{s.leader:x}") if s.leader else None,
         "commit": s.commit_index, "applied": s.applied_index, "lag": max(0, s.commit_index - s.applied_index),
         "revision": s.revision, "is_learner": s.is_learner, "version": s.version, "log_entries": s.log_entries,
@@ -726,7 +738,7 @@ async def cmd_status(client: AsyncClient, args: argparse.Namespace, out: TextIO)
     else:
         lines = [("NAME", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "LOG", "SNAPSHOT", "HEALTH")]
         for o in objects:
-            if "error" in o:
+            if o["error"] is not None:
                 lines.append((o["name"], o["endpoint"], "unreachable", *["-"] * 7, o["health"]))
             else:
                 role = o["role"] + (" (learner)" if o["is_learner"] else "")

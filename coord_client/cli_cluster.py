@@ -63,7 +63,7 @@ async def cmd_version(client: AsyncClient, args: argparse.Namespace, out: TextIO
     rows = sorted(await client.cluster_status(), key=lambda r: (r.name or "\uffff", r.endpoint))
     members = [{"name": r.name or None, "endpoint": r.endpoint,
                 "version": r.status.version if r.status is not None else None,
-                **({"error": r.error} if r.status is None else {})} for r in rows]
+                "error": r.error or None} for r in rows]
     if args.json:
         emit(out, {"client": client_version(), "members": members})
     else:

@@ -19,7 +19,7 @@ import asyncio
 import os
 import sys
 
-from ._deathsig import die_with_parent_hook
+from ._deathsig import dying_with_parent
 from .types import Event, EventType
 
 
@@ -42,7 +42,7 @@ async def run_for_event(command: list[str], event: Event) -> int:
     could not be started)."""
     try:
         proc = await asyncio.create_subprocess_exec(
-            *command, env={**os.environ, **event_environment(event)}, preexec_fn=die_with_parent_hook()
+            *dying_with_parent(command, os.getpid()), env={**os.environ, **event_environment(event)}
         )
     except OSError as err:
         print(f"coordctl: cannot run {command[0]!r}: {err}", file=sys.stderr)
