@@ -48,6 +48,7 @@ from .errors import (
 from .sync import Client
 from .txn import Compare, Op
 from .types import (
+    Candidate,
     DeleteResult,
     EndpointHealth,
     EndpointStatus,
@@ -76,6 +77,7 @@ __all__ = [
     "ENDPOINTS_ENV",
     "AsyncClient",
     "Cancelled",
+    "Candidate",
     "Client",
     "ClientClosed",
     "Compacted",

@@ -1,6 +1,6 @@
 """coordctl's views of who holds what: ``lock inspect NAME`` (holders with their fencing
 tokens and leases, then the queue in order) and ``elect --leader NAME`` (the leader, its
-value, token and lease)."""
+value, token and lease, then every campaigner in queue order)."""
 
 from __future__ import annotations
 
@@ -40,14 +40,28 @@ async def inspect_lock(client: AsyncClient, name: str, args: argparse.Namespace,
 
 
 async def show_leader(client: AsyncClient, name: str, args: argparse.Namespace, out: TextIO) -> int:
-    from .cli import EXIT_OK, emit, leader_json, show
+    from .cli import EXIT_OK, _bytes_field, emit, leader_json, show, table
 
     leader = await client.leader(name)
+    candidates = await client.candidates(name)
     if args.json:
-        emit(out, leader_json(leader, name))
-    elif leader is None:
+        listed = []
+        for c in candidates:
+            item: dict[str, Any] = {}
+            _bytes_field(item, "value", c.value)
+            item.update(lease=c.lease, revision=c.revision, token=c.token)
+            listed.append(item)
+        emit(out, {**leader_json(leader, name), "candidates": listed})
+        return EXIT_OK
+    if leader is None:
         out.write(f"election {name}: no leader\n")
     else:
         out.write(f"election {name}: leader {show(args, leader.value)} (token {leader.token}, lease {leader.lease}, "
                   f"since revision {leader.revision})\n")
+    if candidates:
+        rows = [("STATE", "VALUE", "LEASE", "TOKEN", "SINCE REVISION")]
+        rows += [("leads" if i == 0 and c.token else f"waits #{i if candidates[0].token else i + 1}",
+                  show(args, c.value), str(c.lease), str(c.token) if c.token else "-", str(c.revision))
+                 for i, c in enumerate(candidates)]
+        out.write(table(rows) + "\n")
     return EXIT_OK

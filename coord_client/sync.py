@@ -33,6 +33,7 @@ from .tls import TLSConfig
 from .txn import TxnBuilder
 from .types import (
     Bytes,
+    Candidate,
     DeleteResult,
     EndpointHealth,
     EndpointStatus,
@@ -614,6 +615,9 @@ class Client:
 
     def leader(self, name: str, *, serializable: bool = False, timeout: float | None = None) -> Leader | None:
         return self._run(self._aclient.leader(name, serializable=serializable, timeout=timeout))
+
+    def candidates(self, name: str, *, serializable: bool = False, timeout: float | None = None) -> list[Candidate]:
+        return self._run(self._aclient.candidates(name, serializable=serializable, timeout=timeout))
 
     def observe(self, name: str, *, timeout: float | None = None) -> Observation:
         return Observation(self, self._aclient.observe(name, timeout=timeout))

@@ -292,6 +292,22 @@ class Leader:
         return self.value.decode(errors="replace")
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One campaigner of an election, as ``candidates()`` lists them (queue order)."""
+
+    lease: int
+    value: bytes
+    revision: int
+    """The store revision when it joined the queue."""
+    token: int = 0
+    """The leadership's fencing token for the leader; 0 for a candidate that waits."""
+
+    @property
+    def value_str(self) -> str:
+        return self.value.decode(errors="replace")
+
+
 class HashMode(IntEnum):
     FAST = 1
     KETAMA = 2

@@ -31,6 +31,7 @@ from ..tls import TLSConfig
 from ..txn import TxnBuilder
 from ..types import (
     Bytes,
+    Candidate,
     DeleteResult,
     EndpointHealth,
     EndpointStatus,
@@ -405,6 +406,15 @@ class AsyncClient:
         request = election_pb2.ElectionLeaderRequest(name=name, serializable=serializable)
         response = await self._transport.call(lambda s: s.election.Leader, request, timeout=timeout)
         return _leader(response.leader, response.value) if response.HasField("leader") else None
+
+    async def candidates(
+        self, name: str, *, serializable: bool = False, timeout: float | None = None
+    ) -> list[Candidate]:
+        """Every campaigner of an election in queue order, the leader first (empty when
+        nobody campaigns)."""
+        request = election_pb2.ElectionLeaderRequest(name=name, serializable=serializable, candidates=True)
+        response = await self._transport.call(lambda s: s.election.Leader, request, timeout=timeout)
+        return [Candidate(c.lease, c.value, c.revision, c.token) for c in response.candidates]
 
     def observe(self, name: str, *, timeout: float | None = None) -> Observation:
         """An async iterator over the leadership of an election: the current state, then

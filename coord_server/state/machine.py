@@ -464,6 +464,11 @@ class StateMachine:
         """The current leadership of ``name`` (lease 0 when nobody leads) and its value."""
         return self._elections.leader(name)
 
+    def election_candidates(self, name: str) -> list[tuple[int, bytes, int, int]]:
+        """(lease, value, revision, token) of every candidate of ``name`` in queue order,
+        the leader first (token 0 for those that wait)."""
+        return [(c.lease, c.value, c.revision, c.token) for c in self._elections.candidates(name)]
+
     def election_candidate(self, name: str, lease: int) -> tuple[int, int] | None:
         """(token, queued_at) of ``lease``'s candidacy in ``name`` (token 0 unless it
         leads), or None when it is no candidate."""

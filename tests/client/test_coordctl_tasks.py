@@ -76,13 +76,27 @@ def test_lock_inspect_shows_holders_and_waiters_in_order(endpoints: str, client:
     assert text.splitlines()[2].split()[:3] == ["holds", str(token), str(lease)] and "waits #1" in text
 
 
-def test_elect_leader(endpoints: str, client: Client, ns: str) -> None:
+def test_elect_leader_and_campaigners(endpoints: str, cli_env: dict[str, str], client: Client, ns: str) -> None:
     name = ns + "el"
-    assert json.loads(run(endpoints, "elect", "--leader", name, "--json")) == {"name": name, "leader": None}
-    with client.campaign(name, "host-a", ttl=10):
-        shown = json.loads(run(endpoints, "elect", "--leader", name, "--json"))
-        assert shown["leader"]["value"] == "host-a" and shown["leader"]["token"] > 0
-        assert run(endpoints, "elect", "--leader", name).startswith(f"election {name}: leader host-a (token ")
+    empty = {"name": name, "leader": None, "candidates": []}
+    assert json.loads(run(endpoints, "elect", "--leader", name, "--json")) == empty
+    with client.campaign(name, "host-a", ttl=10) as term:
+        token = term.token
+        waiting = subprocess.Popen([COORDCTL, "--endpoints", endpoints, "elect", name, "host-b"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            from tests.client.conftest import wait_for
+
+            wait_for(lambda: len(client.candidates(name)) == 2, 20, "a second campaigner")
+            shown = json.loads(run(endpoints, "elect", "--leader", name, "--json"))
+            text = run(endpoints, "elect", "--leader", name)
+        finally:
+            waiting.kill()
+            waiting.wait()
+    assert shown["leader"]["value"] == "host-a" and shown["leader"]["token"] == token
+    assert [(c["value"], c["token"]) for c in shown["candidates"]] == [("host-a", token), ("host-b", 0)]
+    assert text.startswith(f"election {name}: leader host-a (token ")
+    assert "leads" in text and "waits #1  host-b" in text
     run(endpoints, "elect", "--leader", name, "v", status=2)
 
 
