@@ -8,7 +8,8 @@ reopened with backoff. Snapshots go through ``Raft.InstallSnapshot`` in chunks, 
 outcome is reported to the core.
 
 With ``credentials`` (peer mutual TLS, coord_server/tls.py) every channel is a TLS channel
-presenting this member's peer certificate and trusting only the peer CA.
+presenting this member's peer certificate and trusting only the peer CA. Every call
+carries ``metadata``: this member's id and the cluster's peer secret (peer_auth.py).
 
 Forwarding (``PeerTransport.forward``): a follower relays client requests to the leader
 over one long-lived ``Raft.Forward`` stream per peer, requests and answers matched by id
@@ -16,7 +17,9 @@ over one long-lived ``Raft.Forward`` stream per peer, requests and answers match
 (UNAVAILABLE: the client retries; a write may have been applied, as with any lost
 answer) and is reopened by the next request.
 
-Receiving (``RaftPeerService``): checks the cluster id, decodes and steps each message
+Receiving (``RaftPeerService``): the peer guard has admitted the caller (peer_auth.py);
+each message must come from the member its certificate names (when verified); checks
+the cluster id (refusals name no id: the caller may be a stranger), decodes and steps each message
 into the node; ``Forward`` hands follower-relayed client requests to a callback, each
 request concurrently, and answers each as it completes.
 """
@@ -39,6 +42,10 @@ _STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
 from coord_server.raft import LOCAL_TYPES, Message, MessageType
 
 from .codec import DecodeError, message_from_pb, message_to_pb
+from .peer_auth import PEER_CLAIM
+
+FOREIGN_CLUSTER = "the peer belongs to another cluster"
+NOT_YOUR_MESSAGE = "a message from another member than the one the peer certificate names"
 
 log = logging.getLogger("coord.transport")
 
@@ -117,7 +124,7 @@ class _Peer:
                 )
                 try:
                     if call is None:
-                        call = self.stub().Send()
+                        call = self.stub().Send(metadata=self.transport.metadata)
                     await call.write(envelope)
                     backoff = 0.05
                 except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as err:
@@ -166,7 +173,9 @@ class _Peer:
 
         failed = False
         try:
-            await self.stub().InstallSnapshot(chunks(), timeout=max(30.0, len(data) / (1 << 20)))
+            await self.stub().InstallSnapshot(
+                chunks(), timeout=max(30.0, len(data) / (1 << 20)), metadata=self.transport.metadata
+            )
         except grpc.aio.AioRpcError as err:
             failed = True
             log.warning("sending a snapshot to %x failed: %s", self.node_id, err.details())
@@ -230,7 +239,7 @@ class _ForwardStream:
 
     def _open(self) -> Any:
         if self.call is None:
-            self.call = self.peer.stub().Forward()
+            self.call = self.peer.stub().Forward(metadata=self.peer.transport.metadata)
             self.reader = asyncio.get_running_loop().create_task(
                 self._read(self.call), name=f"peer-forward-{self.peer.node_id:x}"
             )
@@ -282,10 +291,13 @@ class PeerTransport:
         on_snapshot_status: Callable[[int, bool], None],
         max_queue: int = 8192,
         credentials: grpc.ChannelCredentials | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.cluster_id = cluster_id
         self.credentials = credentials
         """TLS credentials of the peer channels (None: insecure channels)."""
+        self.metadata = metadata
+        """Sent with every peer call: who this member is, the peer secret (peer_auth.py)."""
         self.on_unreachable = on_unreachable
         self.on_snapshot_status = on_snapshot_status
         self.max_queue = max_queue
@@ -387,22 +399,19 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
 
     async def Send(self, request_iterator: AsyncIterator[raft_pb2.RaftEnvelope], context: grpc.aio.ServicerContext) -> raft_pb2.SendResponse:  # type: ignore[override]
         received = 0
+        claim = PEER_CLAIM.get()
         async for envelope in request_iterator:
             if envelope.cluster_id != self.cluster_id:
-                await context.abort(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"peer belongs to cluster {envelope.cluster_id:#x}, this member to {self.cluster_id:#x}",
-                )
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, FOREIGN_CLUSTER)
             for pm in envelope.messages:
                 try:
                     m = message_from_pb(pm)
                 except DecodeError as err:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
                 if m.to != self.member_id:
-                    await context.abort(
-                        grpc.StatusCode.FAILED_PRECONDITION,
-                        f"message for member {m.to:#x} reached member {self.member_id:#x}",
-                    )
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a message addressed to another member")
+                if claim is not None and m.from_ != claim:
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_MESSAGE)
                 if (m.type in LOCAL_TYPES and m.type != MessageType.TRANSFER_LEADER) or m.type == MessageType.SNAP:
                     await context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT, f"message type {m.type.name} cannot travel between peers"
@@ -419,7 +428,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         checksum = b""
         async for chunk in request_iterator:
             if chunk.cluster_id != self.cluster_id:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "snapshot from another cluster")
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, FOREIGN_CLUSTER)
             if first is None:
                 if not chunk.HasField("message") or chunk.message.type != raft_pb2.MESSAGE_TYPE_SNAP:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first chunk must carry the SNAP message")
@@ -442,9 +451,15 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         data = b"".join(parts)
         if len(data) != first.total_size or hashlib.sha256(data).digest() != checksum:
             await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot size or checksum mismatch")
-        m = message_from_pb(first.message, snapshot_data=data)
+        try:
+            m = message_from_pb(first.message, snapshot_data=data)
+        except DecodeError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         if m.to != self.member_id:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "snapshot addressed to another member")
+        claim = PEER_CLAIM.get()
+        if claim is not None and m.from_ != claim:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_MESSAGE)
         self._step(m)
         return raft_pb2.InstallSnapshotResponse(member_id=self.member_id, bytes_received=received)
 
@@ -496,7 +511,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
                     yield response
             reader.result()  # a broken stream raises here
         except _ForeignCluster:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "request from another cluster")
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, FOREIGN_CLUSTER)
         finally:
             reader.cancel()
             for task in list(running):
