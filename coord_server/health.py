@@ -46,10 +46,24 @@ def can_serve(node: Any) -> tuple[bool, str]:
     return True, ""
 
 
+class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
+    """grpc's servicer, NOT_SERVING until told otherwise (grpc's starts SERVING), with
+    List (grpc's answers UNIMPLEMENTED and logs an error)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._server_status[""] = NOT_SERVING
+
+    async def List(self, request: Any, context: Any) -> Any:
+        return health_pb2.HealthListResponse(
+            statuses={name: health_pb2.HealthCheckResponse(status=status) for name, status in self._server_status.items()}
+        )
+
+
 class MemberHealth:
     def __init__(self, node: Any) -> None:
         self.node = node
-        self.servicer = health.aio.HealthServicer()
+        self.servicer = HealthServicer()
         self._services: list[str] = []
         self._serving: bool | None = None
         self._task: asyncio.Task[None] | None = None
