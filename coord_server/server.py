@@ -35,6 +35,7 @@ from coord_server.storage import DiskStorage, FileIO
 from coord_server.storage.files import write_file_atomically
 from coord_server.registry import RecordingServer
 from coord_server.transport.peer_auth import PeerCredentials, PeerGuard
+from coord_server.tls_reload import CertificateWatcher, ReloadingListener
 from coord_server.tls import ClientListenerTLS, PeerTLS
 from coord_server.transport import PeerTransport, RaftPeerService
 from coord_server.services.common import SERVER_OPTIONS as PUBLIC_SERVER_OPTIONS
@@ -65,6 +66,9 @@ class CoordServer:
         self.registries: dict[str, RecordingServer] = {}
         """"client" (and "peer" with peer_listen) -> what that port serves."""
         self.health: Any = None
+        self._reloading: list[ReloadingListener] = []
+        self.certificates: CertificateWatcher | None = None
+        """Reloads the TLS listeners' files when they change or on SIGHUP."""
         """MemberHealth: grpc.health.v1 kept up to date (coord_server/health.py)."""
 
     async def start(self) -> None:
@@ -204,7 +208,7 @@ class CoordServer:
             self.registries["peer"] = peer_server
             raft_pb2_grpc.add_RaftServicer_to_server(raft_service, peer_server)  # type: ignore[arg-type]
             health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, peer_server)
-            self.peer_port = _add_port(peer_server, "peer_listen", s.peer_listen, peer_tls)
+            self.peer_port = _add_port(peer_server, "peer_listen", s.peer_listen, self._peer_listener_tls())
             self.peer_server = peer_server  # type: ignore[assignment]
         else:
             raft_pb2_grpc.add_RaftServicer_to_server(raft_service, server)  # type: ignore[arg-type]
@@ -212,7 +216,8 @@ class CoordServer:
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
             reflection.aio.ReflectionServicer([*server.services(), reflection.SERVICE_NAME]), server  # type: ignore[arg-type]
         )
-        self.port = _add_port(server, "listen", s.listen, client_tls)
+        self.port = _add_port(server, "listen", s.listen, self._client_listener_tls())
+        self.certificates = CertificateWatcher(self._reloading)
         # Before serving anything: a metrics port that is taken stops the start-up.
         if self.metrics is not None:
             from coord_server.metrics_http import MetricsServer
@@ -230,6 +235,7 @@ class CoordServer:
         self.gc_policy.start()  # after recovery, before the Raft clock runs: one full collection
         await node.start()
         self.health.start(self.registries)
+        self.certificates.start()
         log.info(
             "member %s (%#x) of cluster %#x serving clients on %s%s%s, data in %s",
             s.name, member_id, cluster_id, s.listen, " (TLS)" if client_tls else "",
@@ -237,7 +243,43 @@ class CoordServer:
             s.data_directory,
         )
 
+    def _client_listener_tls(self) -> ReloadingListener | None:
+        s = self.settings
+        if s.client_tls is None:
+            return None
+        listener = ReloadingListener(
+            "client listener", s.cert_file, s.key_file, s.client_ca_file, require_client_auth=bool(s.client_ca_file)
+        )
+        self._reloading.append(listener)
+        return listener
+
+    def _peer_listener_tls(self) -> ReloadingListener | None:
+        s = self.settings
+        if s.peer_tls is None:
+            return None
+        transport = self.transport
+        assert transport is not None
+
+        def new_channel_credentials(cert: bytes, key: bytes, ca: bytes | None) -> None:
+            transport.set_credentials(
+                grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+            )
+
+        listener = ReloadingListener(
+            "peer listener", s.peer_cert_file, s.peer_key_file, s.peer_ca_file, require_client_auth=True,
+            on_reload=new_channel_credentials,
+        )
+        self._reloading.append(listener)
+        return listener
+
+    def reload_certificates(self) -> None:
+        """SIGHUP: read every certificate, key and CA file again (tls_reload.py)."""
+        if self.certificates is not None:
+            self.certificates.reload_all()
+
     async def stop(self, grace: float = 2.0) -> None:
+        if self.certificates is not None:
+            await self.certificates.stop()
         if self.metrics_server is not None:
             await self.metrics_server.close()
         if self.http is not None:

@@ -75,6 +75,8 @@ SERVER_OPTIONS = [
     ("grpc.http2.max_ping_strikes", 0),
 ]
 """Options of a member's gRPC server, which carries the peer service."""
+OLD_CHANNEL_GRACE = 60.0
+"""Seconds a peer channel replaced by a certificate reload stays open for its calls."""
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 ENVELOPE_BYTES = 8 << 20
 """Soft limit on one envelope's entry data; a larger backlog goes in several envelopes."""
@@ -90,14 +92,23 @@ class _Peer:
         self.queue: list[Message] = []
         self.wake = asyncio.Event()
         self.channel: grpc.aio.Channel | None = None
+        self.channel_credentials: grpc.ChannelCredentials | None = None
         self.task = asyncio.create_task(self._run(), name=f"peer-send-{node_id:x}")
         self.snapshot_task: asyncio.Task[None] | None = None
         self.forwards = _ForwardStream(self)
 
     def stub(self) -> raft_pb2_grpc.RaftStub:
+        """A stub for a new call. After the peer certificate was reloaded, a new channel
+        with the new credentials; calls open on the old one finish there, and it is
+        closed after ``OLD_CHANNEL_GRACE``."""
+        credentials = self.transport.credentials
+        if self.channel is not None and self.channel_credentials is not credentials:
+            old, self.channel = self.channel, None
+            loop = asyncio.get_running_loop()
+            loop.call_later(OLD_CHANNEL_GRACE, lambda: loop.create_task(old.close()))
         if self.channel is None:
             options = CHANNEL_OPTIONS + RECONNECT_OPTIONS
-            credentials = self.transport.credentials
+            self.channel_credentials = credentials
             if credentials is None:
                 self.channel = grpc.aio.insecure_channel(self.address, options=options)
             else:
@@ -123,6 +134,9 @@ class _Peer:
                     messages=[message_to_pb(m) for m in batch],
                 )
                 try:
+                    if call is not None and self.channel_credentials is not self.transport.credentials:
+                        await _retire(call)  # a reloaded certificate: go on over a new channel
+                        call = None
                     if call is None:
                         call = self.stub().Send(metadata=self.transport.metadata)
                     await call.write(envelope)
@@ -238,6 +252,12 @@ class _ForwardStream:
             self.pending.pop(request_id, None)
 
     def _open(self) -> Any:
+        if self.call is not None and self.peer.channel_credentials is not self.peer.transport.credentials:
+            # A reloaded certificate: new requests go over a new stream on a new channel;
+            # the old stream is half-closed, so the leader answers what it carries and
+            # ends it (its reader then finds it is no longer the current one).
+            old, self.call = self.call, None
+            asyncio.get_running_loop().create_task(_retire(old))
         if self.call is None:
             self.call = self.peer.stub().Forward(metadata=self.peer.transport.metadata)
             self.reader = asyncio.get_running_loop().create_task(
@@ -281,6 +301,14 @@ class _ForwardStream:
             self.reader.cancel()
 
 
+async def _retire(call: Any) -> None:
+    """Half-close a client stream that is being replaced; its answers still arrive."""
+    try:
+        await call.done_writing()
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError):
+        pass
+
+
 class PeerTransport:
     """Sends the core's messages to peers; the node wires in the two report callbacks."""
 
@@ -305,6 +333,10 @@ class PeerTransport:
         self._peers: dict[int, _Peer] = {}
         self.on_heartbeat_sent: Callable[[int], None] | None = None
         """Called with the peer's id for each heartbeat sent (metrics: peer round trips)."""
+
+    def set_credentials(self, credentials: grpc.ChannelCredentials) -> None:
+        """New TLS credentials (a reloaded peer certificate) for every call opened from now on."""
+        self.credentials = credentials
 
     def set_address(self, node_id: int, address: str) -> None:
         if self._addresses.get(node_id) == address:
