@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from coord_server.decoding import decoding_checked
 from coord_server.errors import CoordError
 from coord_server.services.common import abort, read_barrier
 
@@ -65,7 +66,8 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             return handler
         wrapped = self._wrapped.get(method)
         if wrapped is None:
-            wrapped = self._wrapped[method] = self._by_rule(method, handler)
+            # Outermost: an undecodable request is INVALID_ARGUMENT before anything looks at it.
+            wrapped = self._wrapped[method] = decoding_checked(self._by_rule(method, handler))
         return wrapped
 
     def _by_rule(self, method: str, handler: Handler) -> Handler:

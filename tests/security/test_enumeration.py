@@ -31,8 +31,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pool, message_factory
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf import descriptor_pool
 
 from coord.raft.v1 import command_pb2, raft_pb2
 from coord.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc, lease_pb2, lease_pb2_grpc
@@ -43,6 +42,7 @@ from tests.integration.harness import free_ports
 
 from .conftest import AUTH_FILE, PEER_SECRET, TOKENS, write_peer_secret
 from .inprocess import MemberThread
+from .messages import filled
 from .tls_cluster import make_certs
 
 pytestmark = pytest.mark.slow
@@ -114,45 +114,6 @@ def channel_to(m: MemberThread, port: str, certs: Path | None, cert_name: str = 
 
 
 # ---------------------------------------------------------------------------- requests
-
-
-def filled(desc: Descriptor, depth: int = 0) -> Any:
-    """A message of type ``desc`` with every field set (one member of each oneof)."""
-    message = message_factory.GetMessageClass(desc)()
-    oneofs: set[str] = set()
-    for f in desc.fields:
-        if f.containing_oneof is not None:
-            if f.containing_oneof.name in oneofs:
-                continue
-            oneofs.add(f.containing_oneof.name)
-        repeated = f.is_repeated
-        if f.type == FieldDescriptor.TYPE_MESSAGE:
-            if f.message_type.GetOptions().map_entry or depth >= 3:
-                continue
-            sub = filled(f.message_type, depth + 1)
-            (getattr(message, f.name).add() if repeated else getattr(message, f.name)).CopyFrom(sub)
-            continue
-        value = scalar(f)
-        if repeated:
-            getattr(message, f.name).append(value)
-        else:
-            setattr(message, f.name, value)
-    return message
-
-
-def scalar(f: FieldDescriptor) -> Any:
-    if f.type == FieldDescriptor.TYPE_STRING:
-        return "enum-probe"
-    if f.type == FieldDescriptor.TYPE_BYTES:
-        return f"enum-probe-{f.name}".encode()  # key < range_end: a range that holds keys
-    if f.type == FieldDescriptor.TYPE_BOOL:
-        return True
-    if f.type == FieldDescriptor.TYPE_ENUM:
-        values = f.enum_type.values
-        return values[1].number if len(values) > 1 else values[0].number
-    if f.type in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE):
-        return 1.0
-    return 1
 
 
 def attack(method: str, cluster_id: int) -> bytes | None:
