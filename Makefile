@@ -93,7 +93,7 @@ cluster: $(STAMP)
 	@$(CLUSTER) start $(if $(PORTS),--ports "$(PORTS)") $(if $(TLS),--tls --certs $(CERTS_DIR))
 
 # certs: a throwaway CA and certificates for the local cluster (tools/certs.py, openssl);
-# an existing CA in CERTS_DIR is kept. See docs/security-tls.md.
+# an existing CA in CERTS_DIR is kept. See docs/security.md.
 certs: $(STAMP)
 	@$(VPY) tools/certs.py --dir $(CERTS_DIR)
 

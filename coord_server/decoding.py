@@ -18,6 +18,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from coord_server.errors import InvalidArgument
+
 
 class Undecodable:
     """What the deserializer returns for bytes that do not parse."""
@@ -45,10 +47,17 @@ def _safe(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]
     return deserialize
 
 
-async def _checked_stream(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+class UndecodableRequest(InvalidArgument):
+    """Raised into a servicer reading a stream when a message does not decode: servicers
+    end their stream with a CoordError's status; one that lets it escape is answered
+    INVALID_ARGUMENT by the wrapper. (Aborting from inside the iterator instead breaks
+    servicers that read in a task of their own and abort themselves.)"""
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
     async for request in requests:
         if type(request) is Undecodable:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(request))
+            raise UndecodableRequest(_message(request))
         yield request
 
 
@@ -77,13 +86,19 @@ def _behaviour(inner: Any, streaming_request: bool) -> Any:
         if inspect.isasyncgenfunction(inner):
 
             async def stream_generator(requests: Any, context: Any) -> AsyncIterator[Any]:
-                async for response in inner(_checked_stream(requests, context), context):
-                    yield response
+                try:
+                    async for response in inner(_checked_stream(requests), context):
+                        yield response
+                except UndecodableRequest as exc:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
             return stream_generator
 
         async def stream_behaviour(requests: Any, context: Any) -> Any:
-            return await inner(_checked_stream(requests, context), context)
+            try:
+                return await inner(_checked_stream(requests), context)
+            except UndecodableRequest as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
         return stream_behaviour
     if inspect.isasyncgenfunction(inner):

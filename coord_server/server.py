@@ -375,7 +375,7 @@ def _write_identity(directory: str, data: dict[str, Any]) -> None:
 
 def _join_metadata() -> tuple[tuple[str, str], ...]:
     """A joiner asks for MemberAdd like any client: on a cluster with auth on it needs an
-    admin's token, taken from $COORD_TOKEN (docs/security-auth.md)."""
+    admin's token, taken from $COORD_TOKEN (docs/security.md)."""
     token = os.environ.get("COORD_TOKEN", "")
     return (("authorization", f"Bearer {token}"),) if token else ()
 
@@ -385,7 +385,7 @@ async def _join(s: ServerSettings, peer_tls: PeerTLS | None) -> tuple[int, int, 
     there yet; returns (cluster id, member id, the members' addresses).
 
     ``join`` is a member's client address; with TLS the joiner connects to it with its
-    peer certificate and trusts the peer CA (docs/security-tls.md)."""
+    peer certificate and trusts the peer CA (docs/security.md)."""
     deadline = asyncio.get_running_loop().time() + 30
     target = s.join
     last_error = ""

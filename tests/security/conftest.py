@@ -29,7 +29,7 @@ TOKENS = {
 }
 
 AUTH_FILE = """
-# Roles of the security tests (docs/security-auth.md explains the format).
+# Roles of the security tests (docs/security.md explains the format).
 [roles.admin]
 admin = true
 

@@ -1,4 +1,4 @@
-"""TLS end to end on real coord-server processes (docs/security-tls.md): a 3-node cluster
+"""TLS end to end on real coord-server processes (docs/security.md): a 3-node cluster
 serving clients with TLS (client certificates required) and peers with mutual TLS on
 separate ports, with certificates made by tools/certs.py, the code behind `make certs`.
 
