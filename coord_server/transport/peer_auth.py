@@ -28,12 +28,16 @@ import contextlib
 import contextvars
 import hmac
 import inspect
+import logging
 import os
 import stat
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+
+log = logging.getLogger("coord.transport")
 
 PEER_SECRET_KEY = "coord-peer-secret"
 PEER_MEMBER_KEY = "coord-peer-member"
@@ -81,7 +85,16 @@ class PeerCredentials:
 
 
 class PeerRefused(Exception):
-    """The caller did not prove membership (rule 3: the message never varies)."""
+    """The caller did not prove membership (rule 3: the message to the caller never
+    varies; ``reason`` goes to this member's log only)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+LOG_EVERY = 10.0
+"""Seconds between two log lines about refused peer calls of the same reason."""
 
 
 def certificate_names(context: Any) -> set[str] | None:
@@ -104,6 +117,7 @@ class PeerGuard:
         """member id -> name, None for an id that is not a member."""
         self.check_names = check_names
         """True on a port with peer mutual TLS (rule 2)."""
+        self._logged: dict[str, float] = {}
 
     def verify(self, context: Any) -> int | None:
         """The member id the caller proved (rule 2), or None when only the secret was
@@ -113,18 +127,34 @@ class PeerGuard:
             offered = metadata.get(PEER_SECRET_KEY, "")
             offered_bytes = offered.encode() if isinstance(offered, str) else bytes(offered)
             if not hmac.compare_digest(offered_bytes, self.secret):
-                raise PeerRefused()
+                raise PeerRefused("no peer secret" if not offered_bytes else "a wrong peer secret")
         if not self.check_names:
             return None
         names = certificate_names(context)
+        if names is None:
+            raise PeerRefused("no peer certificate")
         try:
             claim = int(str(metadata.get(PEER_MEMBER_KEY, "")), 16)
         except ValueError:
-            raise PeerRefused() from None
+            raise PeerRefused(f"a peer certificate for {sorted(names)} without {PEER_MEMBER_KEY} metadata") from None
         name = self.name_of(claim)
-        if names is None or name is None or name not in names:
-            raise PeerRefused()
+        if name is None:
+            raise PeerRefused(f"a peer certificate for {sorted(names)} claiming {claim:#x}, not a member")
+        if name not in names:
+            raise PeerRefused(
+                f"a peer certificate for {sorted(names)} claiming member {name!r}: the certificate must name "
+                "its member (a DNS subject alternative name or the common name)"
+            )
         return claim
+
+    def _log(self, reason: str, context: Any) -> None:
+        """Why a peer call was refused, for the operator (at most every LOG_EVERY s per reason)."""
+        now = time.monotonic()
+        if now - self._logged.get(reason, -LOG_EVERY) >= LOG_EVERY:
+            if len(self._logged) > 100:  # reasons name what callers claim: keep it bounded
+                self._logged.clear()
+            self._logged[reason] = now
+            log.warning("refused a peer call from %s: %s", context.peer(), reason)
 
     def wrap(self, handler: Any) -> Any:
         """``handler`` with the check in front of it, for every call shape."""
@@ -149,7 +179,8 @@ class PeerGuard:
         async def admit(request: Any, context: Any) -> None:
             try:
                 PEER_CLAIM.set(self.verify(context))
-            except PeerRefused:
+            except PeerRefused as refused:
+                self._log(refused.reason, context)
                 if streaming_request:
                     await _first_message(request)
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, REFUSED)
