@@ -78,8 +78,8 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if access is Access.PEER:
             return handler if self.peer_guard is None else self.peer_guard.wrap(handler)
-        if self.auth is None and self.peer_guard is None:
-            return handler
+        if self.auth is None:
+            return handler  # auth off: nothing to refuse a caller on
         return _refusing(
             handler,
             f"{service_of(method)} has no access rule on this member (coord_server/auth/rules.py); "
