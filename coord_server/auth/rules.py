@@ -46,11 +46,19 @@ SERVICE_RULES: dict[str, Access] = {
 }
 
 
+METHOD_RULES: dict[str, Access] = {}
+"""Per method (``/pkg.Service/Method``), before SERVICE_RULES: for a method whose rule
+differs from its service's, e.g. a call that exchanges a password for a token must be
+OPEN. Empty today."""
+
+
 def service_of(method: str) -> str:
     """``/pkg.Service/Method`` -> ``pkg.Service``."""
     return method.lstrip("/").partition("/")[0]
 
 
 def access_of(method: str) -> Access | None:
-    """The rule of a full method name; None when its service has none (refused with auth on)."""
-    return SERVICE_RULES.get(service_of(method))
+    """The rule of a full method name; None when neither it nor its service has one
+    (refused with auth on)."""
+    rule = METHOD_RULES.get(method)
+    return rule if rule is not None else SERVICE_RULES.get(service_of(method))
