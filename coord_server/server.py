@@ -34,8 +34,8 @@ from coord_server.settings import ServerSettings, SettingsError, cluster_id_of, 
 from coord_server.storage import DiskStorage, FileIO
 from coord_server.storage.files import write_file_atomically
 from coord_server.registry import RecordingServer
-from coord_server.transport.peer_auth import PeerCredentials, PeerGuard
-from coord_server.tls_reload import CertificateWatcher, ReloadingListener
+from coord_server.transport.peer_auth import PeerCredentials, PeerGuard, member_names
+from coord_server.tls_reload import CertificateWatcher, client_listener, peer_listener
 from coord_server.tls import ClientListenerTLS, PeerTLS
 from coord_server.transport import PeerTransport, RaftPeerService
 from coord_server.services.common import SERVER_OPTIONS as PUBLIC_SERVER_OPTIONS
@@ -66,10 +66,9 @@ class CoordServer:
         self.registries: dict[str, RecordingServer] = {}
         """"client" (and "peer" with peer_listen) -> what that port serves."""
         self.health: Any = None
-        self._reloading: list[ReloadingListener] = []
+        """MemberHealth: grpc.health.v1 kept up to date (coord_server/health.py)."""
         self.certificates: CertificateWatcher | None = None
         """Reloads the TLS listeners' files when they change or on SIGHUP."""
-        """MemberHealth: grpc.health.v1 kept up to date (coord_server/health.py)."""
 
     async def start(self) -> None:
         s = self.settings
@@ -169,14 +168,7 @@ class CoordServer:
         from coord_server.auth import build_interceptor
         from coord_server.health import MemberHealth
 
-        names = {mid: info.name for mid, info in (initial_members or {}).items()}
-
-        def name_of(mid: int) -> str | None:
-            for member in node.state.members():
-                if member.id == mid:
-                    return member.name or names.get(mid)
-            return names.get(mid)
-
+        name_of = member_names(node, initial_members)
         secret = s.peer_secret
         client_guard = PeerGuard(secret, name_of, check_names=False) if secret is not None else None
         # With a peer port of its own, the client port serves only the public API and
@@ -194,6 +186,7 @@ class CoordServer:
         raft_service = RaftPeerService(cluster_id, member_id, node.step, forward)
         self.health = MemberHealth(node)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
+        peer_tls_listener = None
         if s.peer_listen:
             # Peers get a port of their own serving Raft and health only; the client
             # port no longer carries Raft (with TLS, only peer certificates reach it).
@@ -208,7 +201,8 @@ class CoordServer:
             self.registries["peer"] = peer_server
             raft_pb2_grpc.add_RaftServicer_to_server(raft_service, peer_server)  # type: ignore[arg-type]
             health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, peer_server)
-            self.peer_port = _add_port(peer_server, "peer_listen", s.peer_listen, self._peer_listener_tls())
+            peer_tls_listener = peer_listener(s, self.transport)
+            self.peer_port = _add_port(peer_server, "peer_listen", s.peer_listen, peer_tls_listener)
             self.peer_server = peer_server  # type: ignore[assignment]
         else:
             raft_pb2_grpc.add_RaftServicer_to_server(raft_service, server)  # type: ignore[arg-type]
@@ -216,8 +210,11 @@ class CoordServer:
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
             reflection.aio.ReflectionServicer([*server.services(), reflection.SERVICE_NAME]), server  # type: ignore[arg-type]
         )
-        self.port = _add_port(server, "listen", s.listen, self._client_listener_tls())
-        self.certificates = CertificateWatcher(self._reloading)
+        client_tls_listener = client_listener(s)
+        self.port = _add_port(server, "listen", s.listen, client_tls_listener)
+        self.certificates = CertificateWatcher(
+            [tls for tls in (client_tls_listener, peer_tls_listener) if tls is not None]
+        )
         # Before serving anything: a metrics port that is taken stops the start-up.
         if self.metrics is not None:
             from coord_server.metrics_http import MetricsServer
@@ -242,35 +239,6 @@ class CoordServer:
             f", peers on {s.peer_listen}" + (" (mutual TLS)" if peer_tls else "") if s.peer_listen else "",
             s.data_directory,
         )
-
-    def _client_listener_tls(self) -> ReloadingListener | None:
-        s = self.settings
-        if s.client_tls is None:
-            return None
-        listener = ReloadingListener(
-            "client listener", s.cert_file, s.key_file, s.client_ca_file, require_client_auth=bool(s.client_ca_file)
-        )
-        self._reloading.append(listener)
-        return listener
-
-    def _peer_listener_tls(self) -> ReloadingListener | None:
-        s = self.settings
-        if s.peer_tls is None:
-            return None
-        transport = self.transport
-        assert transport is not None
-
-        def new_channel_credentials(cert: bytes, key: bytes, ca: bytes | None) -> None:
-            transport.set_credentials(
-                grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
-            )
-
-        listener = ReloadingListener(
-            "peer listener", s.peer_cert_file, s.peer_key_file, s.peer_ca_file, require_client_auth=True,
-            on_reload=new_channel_credentials,
-        )
-        self._reloading.append(listener)
-        return listener
 
     def reload_certificates(self) -> None:
         """SIGHUP: read every certificate, key and CA file again (tls_reload.py)."""

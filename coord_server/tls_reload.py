@@ -135,3 +135,29 @@ class CertificateWatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def client_listener(settings: Any) -> ReloadingListener | None:
+    """The client listener's reloading TLS material (None without client TLS)."""
+    s = settings
+    if s.client_tls is None:
+        return None
+    return ReloadingListener(
+        "client listener", s.cert_file, s.key_file, s.client_ca_file, require_client_auth=bool(s.client_ca_file)
+    )
+
+
+def peer_listener(settings: Any, transport: Any) -> ReloadingListener | None:
+    """The peer listener's reloading TLS material (None without peer TLS); a reload also
+    gives ``transport`` (PeerTransport) channel credentials with the new certificate."""
+    s = settings
+    if s.peer_tls is None:
+        return None
+
+    def new_channel_credentials(cert: bytes, key: bytes, ca: bytes | None) -> None:
+        transport.set_credentials(grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert))
+
+    return ReloadingListener(
+        "peer listener", s.peer_cert_file, s.peer_key_file, s.peer_ca_file, require_client_auth=True,
+        on_reload=new_channel_credentials,
+    )

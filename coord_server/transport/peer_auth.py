@@ -32,7 +32,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -72,6 +72,20 @@ def load_peer_secret(path: str) -> bytes:
     if any(c < 0x21 or c > 0x7E for c in secret):
         raise PeerSecretError(f"peer_secret_file: {path} must hold printable ASCII without spaces (it travels as metadata)")
     return secret
+
+
+def member_names(node: Any, known: Mapping[int, Any] | None) -> Callable[[int], str | None]:
+    """member id -> name, from ``node``'s state machine, else from ``known`` (MemberInfo
+    by id: the founders, or the members a joiner was told of before its log has them)."""
+    names = {mid: info.name for mid, info in (known or {}).items()}
+
+    def name_of(member_id: int) -> str | None:
+        for member in node.state.members():
+            if member.id == member_id:
+                return member.name or names.get(member_id)
+        return names.get(member_id)
+
+    return name_of
 
 
 class PeerCredentials:
