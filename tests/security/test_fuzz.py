@@ -36,7 +36,7 @@ from coord_server.raft import Message, MessageType
 from coord_server.transport.codec import message_to_pb
 from tests.integration.harness import Cluster, free_ports
 
-from .conftest import PEER_SECRET, write_peer_secret
+from .conftest import PEER_SECRET, TOKENS, AuthCluster, write_auth_file, write_peer_secret
 from .messages import filled, method_descriptor, mutated, random_message
 
 pytestmark = [
@@ -55,8 +55,9 @@ SECRET = (("coord-peer-secret", PEER_SECRET),)
 class Member:
     """One coord-server process with its peer port, and the counts of the fuzz run."""
 
-    def __init__(self, cluster: Cluster, peer_address: str) -> None:
+    def __init__(self, cluster: Cluster, peer_address: str, token: str = "") -> None:
         self.cluster = cluster
+        self.token = token
         self.address = next(iter(cluster.nodes.values())).address
         self.peer_address = peer_address
         self.messages = 0
@@ -71,7 +72,7 @@ class Member:
     def public_methods(self) -> list[str]:
         """Every method of every coord.v1 service the member's reflection lists."""
         stub = reflection_pb2_grpc.ServerReflectionStub(self.channel)
-        answer = next(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
+        answer = next(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))  # open: no token
         services = [s.name for s in answer.list_services_response.service if s.name.startswith("coord.v1.")]
         return sorted(f"/{svc}/{m}" for svc in services for m in _service_methods(svc))
 
@@ -106,15 +107,16 @@ def _service_methods(service: str) -> list[str]:
 class HealthyClient:
     """Puts without pause through the fuzzed member, counting failures."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, token: str = "") -> None:
         self.address = address
+        self.token = token
         self.stop = threading.Event()
         self.ok = 0
         self.failures: list[str] = []
         self.thread = threading.Thread(target=self._run)
 
     def _run(self) -> None:
-        with Client([self.address], timeout=20) as client:
+        with Client([self.address], timeout=20, token=self.token) as client:
             i = 0
             while not self.stop.is_set():
                 try:
@@ -125,20 +127,20 @@ class HealthyClient:
                 i += 1
 
 
-@pytest.fixture(scope="module")
-def member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Member, HealthyClient]]:
+def _member(tmp_path_factory: pytest.TempPathFactory, auth: bool) -> Iterator[tuple[Member, HealthyClient]]:
     base = tmp_path_factory.mktemp("fuzz")
     (peer_port,) = free_ports(1)
     peer_address = f"127.0.0.1:{peer_port}"
-    cluster = Cluster(base, 1, options=(
-        "--peer-listen", peer_address, "--peer-secret-file", str(write_peer_secret(base)),
-    ))
+    options: tuple[str, ...] = ("--peer-listen", peer_address, "--peer-secret-file", str(write_peer_secret(base)))
+    if auth:
+        options += ("--auth-file", str(write_auth_file(base)))
+    cluster = (AuthCluster if auth else Cluster)(base, 1, options=options)
     healthy = None
     try:
         cluster.start()
         cluster.wait_for_leader()
-        m = Member(cluster, peer_address)
-        healthy = HealthyClient(m.address)
+        m = Member(cluster, peer_address, token=TOKENS["root"] if auth else "")
+        healthy = HealthyClient(m.address, TOKENS["root"] if auth else "")
         healthy.thread.start()
         yield m, healthy
     finally:
@@ -146,6 +148,16 @@ def member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Member, H
             healthy.stop.set()
             healthy.thread.join(60)
         cluster.stop_all()
+
+
+@pytest.fixture(scope="module")
+def member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Member, HealthyClient]]:
+    yield from _member(tmp_path_factory, auth=False)
+
+
+@pytest.fixture(scope="module")
+def auth_member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Member, HealthyClient]]:
+    yield from _member(tmp_path_factory, auth=True)
 
 
 @st.composite
@@ -166,7 +178,16 @@ PUBLIC_METHODS: list[str] = []
 
 
 def test_public_rpcs_survive_random_and_mutated_messages(member: tuple[Member, HealthyClient]) -> None:
-    m, healthy = member
+    fuzz_public(*member, "public", metadata=())
+
+
+def test_public_rpcs_with_auth_on_survive_random_and_mutated_messages(auth_member: tuple[Member, HealthyClient]) -> None:
+    """With auth on, the permission checks read every request before validation does:
+    they must not trip on a hostile one either (a user whose role allows only keys a/)."""
+    fuzz_public(*auth_member, "public, auth on", metadata=(("authorization", f"Bearer {TOKENS['writer_a']}"),))
+
+
+def fuzz_public(m: Member, healthy: HealthyClient, label: str, metadata: tuple[tuple[str, str], ...]) -> None:
     PUBLIC_METHODS[:] = m.public_methods()
     assert len(PUBLIC_METHODS) >= 30 and "/coord.v1.KV/Put" in PUBLIC_METHODS
 
@@ -176,10 +197,10 @@ def test_public_rpcs_survive_random_and_mutated_messages(member: tuple[Member, H
     def one(data: st.DataObject) -> None:
         method = data.draw(st.sampled_from(PUBLIC_METHODS))
         count = data.draw(st.integers(1, 3)) if method_descriptor(method).client_streaming else 1
-        m.call(m.channel, method, [data.draw(payload(method)) for _ in range(count)])
+        m.call(m.channel, method, [data.draw(payload(method)) for _ in range(count)], metadata)
 
     one()
-    _check(m, healthy, "public")
+    _check(m, healthy, label)
 
 
 @st.composite
@@ -226,7 +247,7 @@ def test_peer_rpcs_survive_random_and_mutated_messages(member: tuple[Member, Hea
 
 def _check(m: Member, healthy: HealthyClient, label: str) -> None:
     before = healthy.ok
-    m.cluster.put(f"fuzz/after-{label}", "still serving")
+    m.cluster.put(f"fuzz/after-{label.replace(' ', '-').replace(',', '')}", "still serving")
     from tests.integration.harness import wait_until
 
     wait_until(lambda: healthy.ok > before, 30, "the healthy client's puts to go on")
