@@ -10,12 +10,13 @@ Rule 1: the member knows it was removed when (a) it applied a membership that no
         ``LEADERLESS_CHECK`` seconds and another member answers a linearizable member
         list (a list the current leader vouches for) without it. An unanswered or
         refused question proves nothing: the member keeps waiting and asks again later.
-Rule 2: once removed, it logs one error naming the remaining members, turns its health
-        (grpc.health.v1, service "") to NOT_SERVING, stops its Raft node (no more
-        campaigns), and answers every client call UNAVAILABLE with a message naming
-        the remaining members and, in ``coord-leader``, the leader's address, so clients
-        move to the cluster by themselves. It does not exit: an operator (or its
-        orchestrator) stops it and deletes its data directory (docs/operations.md).
+Rule 2: once removed, it logs one error naming the remaining members, stops its Raft
+        node (no more campaigns), and answers every client call UNAVAILABLE with a
+        message naming the remaining members and, in ``coord-leader``, the leader's
+        address, so clients move to the cluster by themselves. Its health says
+        NOT_SERVING already (health.py: no leader, or not a member). It does not exit:
+        an operator (or its orchestrator) stops it and deletes its data directory
+        (docs/operations.md).
 Rule 3: (b) asks over plain connections with the member's own settings; where the
         client port needs TLS or a token, only (a) applies.
 """
@@ -82,10 +83,9 @@ async def ask_members(address: str) -> list[cluster_pb2.Member] | None:
 class RemovalWatch:
     """Watches ``node`` for its removal and, once removed, idles it (module rules)."""
 
-    def __init__(self, node: Any, name: str, health: Any = None, lister: MemberLister = ask_members) -> None:
+    def __init__(self, node: Any, name: str, lister: MemberLister = ask_members) -> None:
         self.node = node
         self.name = name
-        self.health = health
         self.lister = lister
         self.removed: Removed | None = None
         self._was_member = False
@@ -138,10 +138,6 @@ class RemovalWatch:
     async def _idle(self, removed: Removed) -> None:
         self.removed = removed
         log.error("%s", removed.message(self.name))
-        if self.health is not None:
-            from grpc_health.v1 import health_pb2  # type: ignore[import-untyped]
-
-            await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.node.stop()
 
 

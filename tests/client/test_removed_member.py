@@ -29,9 +29,10 @@ def health_of(cluster: Cluster, name: str) -> int:
 
 
 def check_idle_and_redirecting(cluster: Cluster, victim: str) -> None:
-    wait_for(lambda: health_of(cluster, victim) == health_pb2.HealthCheckResponse.NOT_SERVING, 30,
+    wait_for(lambda: "was removed from the cluster" in cluster.log_tail(victim, 200), 30,
+             f"{victim} to log its removal")
+    wait_for(lambda: health_of(cluster, victim) == health_pb2.HealthCheckResponse.NOT_SERVING, 10,
              f"{victim}'s health to say NOT_SERVING")
-    assert "was removed from the cluster" in cluster.log_tail(victim, 200)
     with pytest.raises(grpc.RpcError) as refused:
         cluster.kv(victim).Put(kv_pb2.PutRequest(key=b"k", value=b"v"), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
