@@ -190,3 +190,12 @@ def test_the_command_under_a_lock_dies_with_a_killed_coordctl(cli_env: dict[str,
         if child:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
+
+
+def test_status_rows_have_one_shape_reachable_or_not(endpoints: str) -> None:
+    from coord_client.cli import STATUS_KEYS
+
+    rows = json.loads(run(endpoints + ",127.0.0.1:1", "status", "--json", "--command-timeout", "2", status=1))
+    assert [tuple(r) for r in rows] == [STATUS_KEYS] * len(rows)
+    dead = [r for r in rows if r["health"] == "unreachable"]
+    assert len(dead) == 1 and dead[0]["endpoint"] == "127.0.0.1:1" and dead[0]["error"] and dead[0]["role"] is None
