@@ -300,10 +300,13 @@ class CoordPartitioner(partitioner.Partitioner):
     def __init__(self, driver: CoordDriver, group_id: bytes, view: RingView, partitions: int) -> None:
         # Not super().__init__: the placement comes from the coord ring, not tooz's hashring.
         self._coord = driver
+        self._driver = driver
         self.group_id = group_id
         self.partitions = partitions
         self.view = view
-        self.ring = _RingNodes(view)
+        # tooz code reads ``ring.nodes`` and calls ``ring.get_nodes``; _RingNodes answers
+        # both from the coord ring rather than from a tooz HashRing.
+        self.ring = _RingNodes(view)  # type: ignore[assignment]
 
     def members_for_object(self, obj: object, ignore_members: Iterable[object] | None = None, replicas: int = 1) -> Any:
         ignore = {_as_bytes(m) for m in (ignore_members or ()) if isinstance(m, (bytes, str))}
@@ -312,7 +315,7 @@ class CoordPartitioner(partitioner.Partitioner):
         return set([m for m in found if m not in ignore][:replicas])
 
     def stop(self) -> None:
-        self._coord._stop_partitioner(self)
+        self._driver._stop_partitioner(self)
 
 
 class _RingNodes:
@@ -492,7 +495,7 @@ class CoordDriver(coordination.CoordinationDriver):
         self, group_id: bytes, capabilities: coordination.Capabilities | None = None
     ) -> coordination.CoordAsyncResult[None]:
         key, member = self._keys.group(group_id), self._keys.member(group_id, self._member_id)
-        record = _member_record(capabilities if capabilities is not None else b"")
+        record = _member_record(capabilities)
 
         async def join() -> None:
             result = await (
@@ -806,8 +809,8 @@ def _range(result: TxnResult, index: int) -> RangeResult:
     return response
 
 
-def _capabilities(record: dict[str, Any]) -> Any:
-    caps = record.get("capabilities")
-    return None if caps == b"" else caps
+def _capabilities(record: dict[str, Any]) -> coordination.Capabilities | None:
+    caps: coordination.Capabilities | None = record.get("capabilities")
+    return caps
 
 
