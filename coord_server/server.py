@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from coord.raft.v1 import command_pb2, raft_pb2, raft_pb2_grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
+from coord_server import http as http_surfaces
 from coord_server.gc_policy import GcPolicy
 from coord_server.logs import set_term_source
 from coord_server.node import Node, NodeConfig
@@ -56,6 +57,8 @@ class CoordServer:
         self.gc_policy: GcPolicy | None = None
         self.http: Any = None
         """HttpListener when --http-listen is set (coord_server/http)."""
+        self._http_loopback: Any = None
+        """How the HTTP listener reaches this member's services (coord_server/http/loopback.py)."""
 
     async def start(self) -> None:
         s = self.settings
@@ -183,6 +186,10 @@ class CoordServer:
             service_names.append(raft_pb2.DESCRIPTOR.services_by_name["Raft"].full_name)
         reflection.enable_server_reflection(service_names, server)
         self.port = _add_port(server, "listen", s.listen, client_tls)
+        if s.http_listen:
+            from coord_server.http.loopback import bind_loopback
+
+            self._http_loopback = bind_loopback(server, self.port, tls=client_tls is not None)
         # Before serving anything: a metrics port that is taken stops the start-up.
         if self.metrics is not None:
             from coord_server.metrics_http import MetricsServer
@@ -194,7 +201,7 @@ class CoordServer:
         await server.start()
         self.grpc_server = server
         if s.http_listen:
-            self.http = _http_listener(s.http_listen, self.port)
+            self.http = _http_listener(s, self._http_loopback)
             await self.http.start()
         self.gc_policy = GcPolicy()
         self.gc_policy.start()  # after recovery, before the Raft clock runs: one full collection
@@ -213,6 +220,8 @@ class CoordServer:
             await self.metrics_server.close()
         if self.http is not None:
             await self.http.close()
+        if self._http_loopback is not None:
+            self._http_loopback.close()
         if getattr(self, "_health", None) is not None:
             await self._health.enter_graceful_shutdown()
         await self._hand_over_leadership()
@@ -271,16 +280,17 @@ def _add_port(server: grpc.aio.Server, label: str, address: str, tls: ClientList
     return port
 
 
-HTTP_SURFACES: list[Any] = []
+HTTP_SURFACES: list[Any] = [http_surfaces.connect_surface, http_surfaces.dashboard_surface]
 """The ``add_routes(app, ctx)`` functions the HTTP listener serves (coord_server/http)."""
 
 
-def _http_listener(listen: str, grpc_port: int) -> Any:
-    """The HTTP listener, calling this member's client port over loopback."""
-    from coord_server.http.listener import HttpListener
+def _http_listener(s: ServerSettings, loopback: Any) -> Any:
+    """The HTTP listener (HTTPS with the client listener's certificate when it has TLS),
+    calling this member's services over ``loopback`` (coord_server/http/loopback.py)."""
+    from coord_server.http.listener import HttpListener, server_ssl_context
 
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
-    return HttpListener(listen, channel, HTTP_SURFACES)
+    ssl_context = server_ssl_context(s.cert_file, s.key_file, s.client_ca_file) if s.cert_file else None
+    return HttpListener(s.http_listen, loopback.channel(), HTTP_SURFACES, ssl_context)
 
 
 def _public_service_names() -> list[str]:

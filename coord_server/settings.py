@@ -202,8 +202,6 @@ class ServerSettings:
             parse_address("metrics_listen", self.metrics_listen)
         if self.http_listen:
             parse_address("http_listen", self.http_listen)
-            if self.cert_file:
-                raise SettingsError("http_listen with TLS (cert_file) is not supported yet")
 
     def _validate_listeners_and_tls(self) -> None:
         """Separate listeners and TLS files (docs/security-tls.md); every file is read now."""

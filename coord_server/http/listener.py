@@ -42,6 +42,17 @@ class HttpContext:
 Surface = Callable[[web.Application, HttpContext], None]
 
 
+def server_ssl_context(cert_file: str, key_file: str, client_ca_file: str = "") -> ssl.SSLContext:
+    """HTTPS with the client listener's certificate; with ``client_ca_file``, callers must
+    present a certificate it signed, exactly as on the gRPC port (docs/security-tls.md)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca_file:
+        context.load_verify_locations(client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 class HttpListener:
     """Serves ``surfaces`` on ``listen`` until ``close()``."""
 
