@@ -189,7 +189,8 @@ class CoordServer:
         if s.http_listen:
             from coord_server.http.loopback import bind_loopback
 
-            self._http_loopback = bind_loopback(server, self.port, tls=client_tls is not None)
+            self._http_loopback = bind_loopback(
+                server, self.port, tls=client_tls is not None, data_dir=s.data_directory)
         # Before serving anything: a metrics port that is taken stops the start-up.
         if self.metrics is not None:
             from coord_server.metrics_http import MetricsServer

@@ -4,9 +4,9 @@ Without client TLS the loopback channel is plain TCP to the client port on 127.0
 With client TLS (and with client certificates required) the member cannot present a
 client certificate of its own to its own port, and must not need one: the HTTPS listener
 already admitted the caller with the same certificate rules as the gRPC port. So the
-gRPC server also listens on a Unix socket in a private directory (mode 0700, made by
-mkdtemp under the system's temp dir to stay within the 107-byte socket path limit), and
-the HTTP surfaces call it there. The socket carries the same services and interceptors as
+gRPC server also listens on a Unix socket in a private directory (mode 0700):
+``<data dir>/http-loopback/``, or a fresh one under the system's temp dir when that path
+would pass the 107-byte limit of socket paths; the HTTP surfaces call it there. The socket carries the same services and interceptors as
 the client port (bearer tokens, auth, quotas); only local processes of the member's user
 can open it, as they could read the data directory anyway.
 """
@@ -36,11 +36,19 @@ class Loopback:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def bind_loopback(server: grpc.aio.Server, client_port: int, *, tls: bool) -> Loopback:
+SOCKET_PATH_MAX = 107
+
+
+def bind_loopback(server: grpc.aio.Server, client_port: int, *, tls: bool, data_dir: str) -> Loopback:
     """Before ``server.start()``: the loopback the HTTP listener will use."""
     if not tls:
         return Loopback(f"127.0.0.1:{client_port}")
-    directory = tempfile.mkdtemp(prefix="coord-http-")
+    directory = os.path.join(os.path.abspath(data_dir), "http-loopback")
+    if len(os.path.join(directory, "grpc.sock")) <= SOCKET_PATH_MAX:
+        shutil.rmtree(directory, ignore_errors=True)  # a socket left by a crash
+        os.makedirs(directory, mode=0o700)
+    else:
+        directory = tempfile.mkdtemp(prefix="coord-http-")
     os.chmod(directory, 0o700)
     path = os.path.join(directory, "grpc.sock")
     if server.add_insecure_port(f"unix:{path}") == 0:
