@@ -291,7 +291,9 @@ def _http_listener(s: ServerSettings, loopback: Any) -> Any:
     from coord_server.http.listener import HttpListener, server_ssl_context
 
     ssl_context = server_ssl_context(s.cert_file, s.key_file, s.client_ca_file) if s.cert_file else None
-    return HttpListener(s.http_listen, loopback.channel(), HTTP_SURFACES, ssl_context)
+    peer_tls = s.peer_tls if s.cert_file else None
+    credentials = peer_tls.channel_credentials() if peer_tls is not None else None
+    return HttpListener(s.http_listen, loopback.channel(), HTTP_SURFACES, ssl_context, credentials)
 
 
 def _public_service_names() -> list[str]:

@@ -21,6 +21,8 @@ Rule 3: streaming RPCs (Election.Observe, Ring.Watch, Maintenance.Snapshot, and 
         its responses until the server ends the stream or the client disconnects (a watch
         created by the first message goes on, as after a gRPC half-close).
 Rule 4: ``Connect-Timeout-Ms`` becomes the gRPC deadline.
+Rule 5: a unary call with ``Coord-Member: <id>`` is answered by that member of the cluster
+        rather than this one (coord_server/http/members.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from google.protobuf import json_format, message, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from coord_server.http.listener import HttpContext
+from coord_server.http.members import MemberChannels, UnknownMember
 
 log = logging.getLogger("coord.http.connect")
 
@@ -162,10 +165,14 @@ def _trailers(metadata: Any) -> dict[str, str]:
     return out
 
 
-def unary_handler(ctx: HttpContext, method: Method) -> Callable[[web.Request], Any]:
-    call = ctx.channel.unary_unary(
-        method.path, request_serializer=method.request.SerializeToString, response_deserializer=method.response.FromString
-    )
+def unary_handler(ctx: HttpContext, method: Method, members: MemberChannels) -> Callable[[web.Request], Any]:
+    def stub(channel: grpc.aio.Channel) -> Any:
+        return channel.unary_unary(
+            method.path, request_serializer=method.request.SerializeToString,
+            response_deserializer=method.response.FromString,
+        )
+
+    local = stub(ctx.channel)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         binary = request.content_type == PROTO
@@ -174,7 +181,14 @@ def unary_handler(ctx: HttpContext, method: Method) -> Callable[[web.Request], A
                                 text=f"Content-Type must be {JSON} or {PROTO}")
         try:
             msg = _decode(await request.read(), method.request, binary)
-            rpc = call(msg, metadata=ctx.metadata(request), timeout=_timeout(request))
+            metadata, timeout = ctx.metadata(request), _timeout(request)
+            call = local
+            if target := request.headers.get("Coord-Member"):
+                try:
+                    call = stub(await members.channel(target, metadata))
+                except UnknownMember as err:
+                    raise ConnectError(grpc.StatusCode.NOT_FOUND, str(err)) from None
+            rpc = call(msg, metadata=metadata, timeout=timeout)
             response = await rpc
             trailers = _trailers(await rpc.trailing_metadata())
         except ConnectError as err:
@@ -268,8 +282,14 @@ async def _requests(messages: list[message.Message]) -> AsyncIterator[message.Me
 
 def add_routes(app: web.Application, ctx: HttpContext) -> None:
     """Register ``POST /coord.v1.<Service>/<Method>`` for every coord.v1 RPC."""
+    members = MemberChannels(ctx)
+
+    async def close_members(app: web.Application) -> None:
+        await members.close()
+
+    app.on_cleanup.append(close_members)
     for service in coord_services():
         for descriptor in service.methods:
             method = Method.of(service, descriptor)
-            handler = unary_handler(ctx, method) if method.unary else streaming_handler(ctx, method)
+            handler = unary_handler(ctx, method, members) if method.unary else streaming_handler(ctx, method)
             app.router.add_post(method.path, handler)

@@ -31,7 +31,11 @@ class HttpContext:
     """What a surface needs to serve HTTP through the member's gRPC API."""
 
     channel: grpc.aio.Channel
-    """Loopback channel to this member's client port (TLS when the port has TLS)."""
+    """Loopback channel to this member's own services (coord_server/http/loopback.py)."""
+    member_credentials: grpc.ChannelCredentials | None = None
+    """Credentials for calling other members' client ports (their peer certificate and CA
+    when the cluster runs TLS; None: plain TCP). Used by the Connect surface's
+    ``Coord-Member`` routing, with which the dashboard reads every member's status."""
 
     def metadata(self, request: web.Request) -> tuple[tuple[str, str], ...]:
         """The gRPC metadata an HTTP request carries on: its bearer token, if any."""
@@ -62,10 +66,11 @@ class HttpListener:
         channel: grpc.aio.Channel,
         surfaces: Sequence[Surface],
         ssl_context: ssl.SSLContext | None = None,
+        member_credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.listen = listen
         self.port = 0
-        self.context = HttpContext(channel)
+        self.context = HttpContext(channel, member_credentials)
         self._ssl = ssl_context
         self.app = web.Application(client_max_size=MAX_BODY)
         for add_routes in surfaces:

@@ -172,3 +172,36 @@ def test_a_stream_error_ends_with_connect_end_of_stream(http_cluster: tuple[Clus
 
     flags, end = run(go())
     assert flags == 2 and end["error"]["code"] == "invalid_argument"
+
+
+def test_coord_member_routes_a_call_to_another_member(http_cluster: tuple[Cluster, dict[str, str]]) -> None:
+    _, urls = http_cluster
+    _, listed, _ = run(call(urls["n1"], "/coord.v1.Cluster/MemberList", {}))
+    ids = {m["name"]: m["id"] for m in listed["members"]}
+    for name, member_id in ids.items():
+        status, answer, _ = run(call(urls["n1"], "/coord.v1.Cluster/Status", {}, **{"Coord-Member": member_id}))
+        assert status == 200, answer
+        assert answer["header"]["memberId"] == member_id, (name, answer)
+        assert "watchers" in answer or "leases" in answer or answer["appliedIndex"]
+    status, answer, _ = run(call(urls["n1"], "/coord.v1.Cluster/Status", {}, **{"Coord-Member": "12345"}))
+    assert (status, answer["code"]) == (404, "not_found")
+
+
+def test_status_counts_watchers_and_leases(http_cluster: tuple[Cluster, dict[str, str]]) -> None:
+    _, urls = http_cluster
+
+    async def go() -> tuple[Any, Any]:
+        _, before, _ = await call(urls["n2"], "/coord.v1.Cluster/Status", {})
+        _, lease, _ = await call(urls["n2"], "/coord.v1.Lease/Grant", {"ttl": "30"})
+        async with aiohttp.ClientSession() as s:
+            headers = {"Content-Type": "application/connect+json"}
+            create = {"createRequest": {"key": b64("counted")}}
+            async with s.post(urls["n2"] + "/coord.v1.KV/Watch", data=_envelope(create), headers=headers) as r:
+                await asyncio.wait_for(_read_envelope(r), 20)
+                _, during, _ = await call(urls["n2"], "/coord.v1.Cluster/Status", {})
+        await call(urls["n2"], "/coord.v1.Lease/Revoke", {"id": lease["id"]})
+        return before, during
+
+    before, during = run(go())
+    assert int(during.get("watchers", 0)) == int(before.get("watchers", 0)) + 1
+    assert int(during.get("leases", 0)) >= 1  # ours at least (other tests' leases come and go)
