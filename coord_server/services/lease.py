@@ -78,6 +78,13 @@ def _lease_info(node: Any, request: lease_pb2.LeaseTimeToLiveRequest) -> lease_p
     response = lease_pb2.LeaseTimeToLiveResponse(id=request.id, granted_ttl=info.granted_ttl)
     if request.attachments:
         response.keys.extend(info.keys)
+        locks, elections, _ = node.state.lease_bindings(request.id)
+        response.locks.extend(locks)
+        response.elections.extend(elections)
+        response.ring_members.extend(
+            lease_pb2.LeaseRingMember(ring=ring, member_id=member)
+            for ring, member in node.state.lease_ring_members(request.id)
+        )
     return response
 
 

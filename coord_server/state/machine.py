@@ -427,6 +427,10 @@ class StateMachine:
             self._rings.names_of_lease(lease_id),
         )
 
+    def lease_ring_members(self, lease_id: int) -> list[tuple[str, str]]:
+        """(ring, member id) of the ephemeral ring members ``lease_id`` keeps."""
+        return self._rings.members_of_lease(lease_id)
+
     def members(self) -> list[cluster_pb2.Member]:
         """Every member (copies), by ascending ID, with is_learner."""
         return self._members.list()

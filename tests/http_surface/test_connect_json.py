@@ -205,3 +205,32 @@ def test_status_counts_watchers_and_leases(http_cluster: tuple[Cluster, dict[str
     before, during = run(go())
     assert int(during.get("watchers", 0)) == int(before.get("watchers", 0)) + 1
     assert int(during.get("leases", 0)) >= 1  # ours at least (other tests' leases come and go)
+
+
+def test_time_to_live_lists_what_a_lease_holds(http_cluster: tuple[Cluster, dict[str, str]]) -> None:
+    """Lease.TimeToLive with attachments names the lease's keys, locks, elections and ring
+    members, as lease.proto promises (the dashboard finds locks and elections this way)."""
+    _, urls = http_cluster
+    tag = uuid.uuid4().hex
+
+    async def go() -> Any:
+        url = urls["n1"]
+        _, lease, _ = await call(url, "/coord.v1.Lease/Grant", {"ttl": "30"})
+        lid = lease["id"]
+        for path, body in [
+            ("/coord.v1.KV/Put", {"key": b64(f"ttl/{tag}"), "value": b64("v"), "lease": lid}),
+            ("/coord.v1.Lock/Acquire", {"name": f"lock-{tag}", "lease": lid}),
+            ("/coord.v1.Election/Campaign", {"name": f"election-{tag}", "lease": lid, "value": b64("x")}),
+            ("/coord.v1.Ring/Join", {"ring": f"ring-{tag}", "memberId": "m1", "lease": lid}),
+        ]:
+            status, answer, _ = await call(url, path, body)
+            assert status == 200, (path, answer)
+        _, info, _ = await call(url, "/coord.v1.Lease/TimeToLive", {"id": lid, "attachments": True})
+        await call(url, "/coord.v1.Lease/Revoke", {"id": lid})
+        return info
+
+    info = run(go())
+    assert [base64.b64decode(k).decode() for k in info["keys"]] == [f"ttl/{tag}"]
+    assert info["locks"] == [f"lock-{tag}"]
+    assert info["elections"] == [f"election-{tag}"]
+    assert info["ringMembers"] == [{"ring": f"ring-{tag}", "memberId": "m1"}]
