@@ -26,6 +26,11 @@ MAX_BODY = 2 * 1024 * 1024
 JSON with base64 bytes is larger than the protobuf it carries."""
 
 
+SHUTDOWN_TIMEOUT = 1.0
+"""Seconds a stopping member waits for open HTTP streams (watch, observe) to end before
+cancelling them; their clients reconnect to another member."""
+
+
 @dataclass(frozen=True)
 class HttpContext:
     """What a surface needs to serve HTTP through the member's gRPC API."""
@@ -79,7 +84,13 @@ class HttpListener:
 
     async def start(self) -> None:
         host, port = parse_address("http_listen", self.listen)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # handler_cancellation: a client that disconnects cancels its handler, which
+        # cancels the gRPC call behind it (a streaming call would otherwise run on
+        # unseen); shutdown_timeout bounds how long stopping waits for open streams.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, handler_cancellation=True,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl, reuse_address=True)
         try:
