@@ -11,7 +11,9 @@ How tooz maps onto coord (each on coord's own service, nothing emulated client-s
 
 Rule 1: a coordinator is a session: one lease of ``timeout`` seconds granted by
         ``start()``, refreshed by ``heartbeat()`` (tooz's contract: call it, or start with
-        ``start_heart=True``), revoked by ``stop()``. Everything ephemeral hangs on it.
+        ``start_heart=True``), revoked by ``stop()``. Everything ephemeral hangs on it. A
+        heartbeat that finds the lease expired raises ToozConnectionError once and starts
+        a new session (the groups and elections of the old one are gone: rejoin).
 Rule 2: groups are keys. ``<ns>/group/<g>`` marks a group (persistent, as in
         ZooKeeper); ``<ns>/member/<g>/<m>`` is a member, attached to the session lease and
         holding its capabilities, so a member whose session expires vanishes. Every
@@ -445,12 +447,23 @@ class CoordDriver(coordination.CoordinationDriver):
             self._run(session.refresh())
         except tooz.ToozError as err:
             if isinstance(err.__cause__, (errors.LeaseNotFound, errors.LeaseLost)):
+                self._new_session()
                 raise coordination.ToozConnectionError(
-                    f"the session lease {session.id} expired: this member left its groups") from err
+                    f"the session lease {session.id} expired: this member left its groups and "
+                    f"elections; a new session ({self._session_id}) serves the next calls") from err
             raise
         for lock in list(self._held_locks):
             lock.heartbeat()
         return self.ttl / 2
+
+    def _new_session(self) -> None:
+        """After the session lease expired (Rule 1): what hung on it is gone on the server,
+        so forget it here too, and grant a fresh lease for what comes next."""
+        self._joined_groups.clear()
+        for candidacy in self._candidacies.values():
+            candidacy.pending.cancel()
+        self._candidacies.clear()
+        self._session = self._run(self._aclient.grant_lease(self.ttl, keepalive=False))
 
     # -- groups (Rule 2) ---------------------------------------------------------------
 

@@ -182,3 +182,21 @@ def test_a_member_whose_session_expires_leaves_its_group(tooz_url: str) -> None:
     finally:
         watcher.stop()
         silent.stop()
+
+
+def test_a_heartbeat_after_the_session_expired_starts_a_new_one(tooz_url: str) -> None:
+    group = uuid.uuid4().hex.encode()
+    coord = _coordinator(tooz_url, timeout=1)
+    try:
+        coord.create_group(group).get()
+        coord.join_group(group).get()
+        old = coord.fencing_session
+        wait_until(lambda: coord._member_id not in coord.get_members(group).get(), 20, "the session to expire")
+        with pytest.raises(coordination.ToozConnectionError):
+            coord.heartbeat()
+        assert coord.fencing_session != old
+        coord.heartbeat()  # the new session is alive
+        coord.join_group(group).get()  # and serves the next calls
+        assert coord._member_id in coord.get_members(group).get()
+    finally:
+        coord.stop()
