@@ -156,3 +156,33 @@ def test_dashboard_shows_the_cluster_and_follows_a_leader_change(
     # loaded that the election itself took longer, within two seconds of the cluster
     # agreeing on it (as the harness observed it, a later moment than the election).
     assert times["page"] <= max(2.0, times["cluster"] + 2.0), times
+
+
+def test_dashboard_uses_the_token_typed_into_it(browser: Browser, tmp_path: Path) -> None:
+    """With auth on, the page's calls are refused until a token is entered, then succeed
+    as that user's calls (the page has no access of its own)."""
+    from tests.security.conftest import TOKENS, AuthCluster, write_auth_file
+
+    c = AuthCluster(tmp_path / "auth", 1, options=("--auth-file", str(write_auth_file(tmp_path))))
+    urls = add_http(c)
+    try:
+        c.start()
+        leader = c.wait_for_leader()
+
+        async def scenario() -> None:
+            page = await browser.page()
+            try:
+                await page.navigate(urls[leader] + "/")
+                await wait_for(page, "document.getElementById('error').textContent.includes('unauthenticated')", 20,
+                               "the refusal of a call without a token")
+                assert await page.evaluate(TEXT.format("#leader-name")) in ("?", "none")
+                await page.evaluate(
+                    f"document.getElementById('token').value = {TOKENS['root']!r};"
+                    "document.getElementById('token-form').requestSubmit(); true")
+                await wait_for(page, f"({TEXT.format('#leader-name')}) === {leader!r}", 20, "the leader, with the token")
+            finally:
+                await page.close()
+
+        asyncio.run(scenario())
+    finally:
+        c.stop_all()
