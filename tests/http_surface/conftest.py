@@ -1,7 +1,7 @@
 """Fixtures for the HTTP surface tests: real coord-server members with ``--http-listen``.
 
-``http_cluster``: one 3-member cluster per module, each member with its own HTTP port
-(``cluster.http[name]`` is its base URL).
+``http_cluster``: one 3-member cluster for the session (tests keep to their own keys and
+names), each member with its own HTTP port; with it, the name -> base URL map.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def start_http_cluster(base: Path, size: int = 3) -> tuple[Cluster, dict[str, st
     return cluster, urls
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def http_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, dict[str, str]]]:
     cluster, urls = None, {}
     try:

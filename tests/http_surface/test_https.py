@@ -106,3 +106,28 @@ def test_tokens_are_checked_as_on_grpc(
     _, urls, certs = https_cluster
     got_status, body = asyncio.run(_put(urls["n3"], _ssl(certs, True), token, key))
     assert (got_status, body["code"]) == (status, code), body
+
+
+def test_coord_member_reaches_other_members_over_tls(https_cluster: tuple[TLSCluster, dict[str, str], Path]) -> None:
+    """The dashboard's per-member Status through one HTTPS listener: the listener calls
+    the other members' TLS client ports with its peer certificate (one CA signs all)."""
+    _, urls, certs = https_cluster
+
+    async def go() -> list[tuple[int, Any, str]]:
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKENS['root']}"}
+        out = []
+        async with aiohttp.ClientSession() as s:
+            async with s.post(urls["n1"] + "/coord.v1.Cluster/MemberList", data="{}", headers=headers,
+                              ssl=_ssl(certs, True)) as r:
+                members = (await r.json())["members"]
+            for m in members:
+                async with s.post(urls["n1"] + "/coord.v1.Cluster/Status", data="{}", ssl=_ssl(certs, True),
+                                  headers={**headers, "Coord-Member": m["id"]}) as r:
+                    out.append((r.status, await r.json(), m["id"]))
+        return out
+
+    answers = asyncio.run(go())
+    assert len(answers) == 3
+    for status, body, member_id in answers:
+        assert status == 200, body
+        assert body["header"]["memberId"] == member_id
