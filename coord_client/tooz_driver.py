@@ -39,7 +39,6 @@ Group and member ids are bytes; they are percent-encoded into keys, so any id is
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import logging
@@ -47,12 +46,13 @@ import queue
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
+import tooz
 from tooz import coordination, locking, partitioner, utils
 
-import tooz
+from coord.v1 import lock_pb2
 
 from . import errors
 from .aio import AsyncClient
@@ -263,9 +263,7 @@ class CoordLock(locking.Lock):
         return True
 
 
-def _release_request(name: str, token: int) -> Any:
-    from coord.v1 import lock_pb2
-
+def _release_request(name: str, token: int) -> lock_pb2.LockReleaseRequest:
     return lock_pb2.LockReleaseRequest(name=name, token=token)
 
 
