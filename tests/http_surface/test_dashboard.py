@@ -161,9 +161,9 @@ def test_dashboard_shows_the_cluster_and_follows_a_leader_change(
 def test_dashboard_uses_the_token_typed_into_it(browser: Browser, tmp_path: Path) -> None:
     """With auth on, the page's calls are refused until a token is entered, then succeed
     as that user's calls (the page has no access of its own)."""
-    from tests.security.conftest import TOKENS, AuthCluster, write_auth_file
+    from tests.security.conftest import TOKENS, AuthCluster, auth_options
 
-    c = AuthCluster(tmp_path / "auth", 1, options=("--auth-file", str(write_auth_file(tmp_path))))
+    c = AuthCluster(tmp_path / "auth", 1, options=auth_options(tmp_path))
     urls = add_http(c)
     try:
         c.start()
