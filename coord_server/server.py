@@ -235,6 +235,8 @@ class CoordServer:
         self.grpc_server = server  # type: ignore[assignment]
         if s.http_listen:
             self.http = _http_listener(s, self._http_loopback)
+            if client_tls_listener is not None:  # HTTPS follows the client port's reloads
+                client_tls_listener.on_reload = lambda *_: self.http.reload_tls(s.cert_file, s.key_file, s.client_ca_file)
             await self.http.start()
         self.gc_policy = GcPolicy()
         self.gc_policy.start()  # after recovery, before the Raft clock runs: one full collection

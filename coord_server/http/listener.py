@@ -53,13 +53,27 @@ Surface = Callable[[web.Application, HttpContext], None]
 
 def server_ssl_context(cert_file: str, key_file: str, client_ca_file: str = "") -> ssl.SSLContext:
     """HTTPS with the client listener's certificate; with ``client_ca_file``, callers must
-    present a certificate it signed, exactly as on the gRPC port (docs/security-tls.md)."""
+    present a certificate it signed, exactly as on the gRPC port (docs/security.md)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     if client_ca_file:
         context.load_verify_locations(client_ca_file)
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def reload_ssl_context(context: ssl.SSLContext, cert_file: str, key_file: str, client_ca_file: str = "") -> None:
+    """After the client listener reloaded its files (tls_reload.py): new handshakes get
+    the new certificate and key; a new client CA is trusted too (one that was removed
+    stays trusted until the member restarts: OpenSSL's store only grows)."""
+    try:
+        context.load_cert_chain(cert_file, key_file)
+        if client_ca_file:
+            context.load_verify_locations(client_ca_file)
+    except (OSError, ssl.SSLError) as err:
+        log.warning("HTTPS listener: keeping the current certificate: %s", err)
+        return
+    log.info("HTTPS listener: certificate reloaded from %s", cert_file)
 
 
 class HttpListener:
@@ -101,6 +115,10 @@ class HttpListener:
         server = site._server  # noqa: SLF001 - aiohttp exposes the bound port nowhere else
         self.port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
         log.info("HTTP on %s://%s:%d", "https" if self._ssl else "http", host, self.port)
+
+    def reload_tls(self, cert_file: str, key_file: str, client_ca_file: str = "") -> None:
+        if self._ssl is not None:
+            reload_ssl_context(self._ssl, cert_file, key_file, client_ca_file)
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -131,3 +131,20 @@ def test_coord_member_reaches_other_members_over_tls(https_cluster: tuple[TLSClu
     for status, body, member_id in answers:
         assert status == 200, body
         assert body["header"]["memberId"] == member_id
+
+
+def test_https_follows_a_certificate_rotation(https_cluster: tuple[TLSCluster, dict[str, str], Path], tmp_path: Path) -> None:
+    """A member whose client certificate is replaced on disk serves the new one on its
+    HTTPS listener too, without a restart (as on its gRPC port; tls_reload.py)."""
+    from tests.integration.harness import wait_until
+    from tests.security.test_tls_reload import rotate, served_certificate
+
+    cluster, urls, certs = https_cluster
+    address = urls["n3"].removeprefix("https://")
+    before = served_certificate(address, certs)
+    new = rotate(certs, "n3", tmp_path / "staging")
+    assert new != before
+    wait_until(lambda: served_certificate(address, certs) == new, 20, "the HTTPS listener to serve the new certificate")
+    wait_until(lambda: served_certificate(cluster.nodes["n3"].address, certs) == new, 20, "the gRPC port too")
+    status, body = asyncio.run(_put(urls["n3"], _ssl(certs, True), TOKENS["writer_a"]))
+    assert status == 200, body
