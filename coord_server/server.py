@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from coord.raft.v1 import command_pb2, raft_pb2_grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
+from coord_server import http as http_surfaces
 from coord_server.gc_policy import GcPolicy
 from coord_server.logs import set_term_source
 from coord_server.node import Node, NodeConfig
@@ -63,6 +64,8 @@ class CoordServer:
         self.gc_policy: GcPolicy | None = None
         self.http: Any = None
         """HttpListener when --http-listen is set (coord_server/http)."""
+        self._http_loopback: Any = None
+        """How the HTTP listener reaches this member's services (coord_server/http/loopback.py)."""
         self.registries: dict[str, RecordingServer] = {}
         """"client" (and "peer" with peer_listen) -> what that port serves."""
         self.health: Any = None
@@ -220,6 +223,11 @@ class CoordServer:
         self.certificates = CertificateWatcher(
             [tls for tls in (client_tls_listener, peer_tls_listener) if tls is not None]
         )
+        if s.http_listen:
+            from coord_server.http.loopback import bind_loopback
+
+            self._http_loopback = bind_loopback(
+                server, self.port, tls=client_tls is not None, data_dir=s.data_directory)  # type: ignore[arg-type]
         # Before serving anything: a metrics port that is taken stops the start-up.
         if self.metrics is not None:
             from coord_server.metrics_http import MetricsServer
@@ -231,7 +239,9 @@ class CoordServer:
         await server.start()
         self.grpc_server = server  # type: ignore[assignment]
         if s.http_listen:
-            self.http = _http_listener(s.http_listen, self.port)
+            self.http = _http_listener(s, self._http_loopback)
+            if client_tls_listener is not None:  # HTTPS follows the client port's reloads
+                client_tls_listener.on_reload = lambda *_: self.http.reload_tls(s.cert_file, s.key_file, s.client_ca_file)
             await self.http.start()
         self.gc_policy = GcPolicy()
         self.gc_policy.start()  # after recovery, before the Raft clock runs: one full collection
@@ -260,6 +270,8 @@ class CoordServer:
             await self.metrics_server.close()
         if self.http is not None:
             await self.http.close()
+        if self._http_loopback is not None:
+            self._http_loopback.close()
         if self.health is not None:
             await self.health.stop()
         await self._hand_over_leadership()
@@ -318,16 +330,19 @@ def _add_port(server: Any, label: str, address: str, tls: ClientListenerTLS | Pe
     return port
 
 
-HTTP_SURFACES: list[Any] = []
+HTTP_SURFACES: list[Any] = [http_surfaces.connect_surface, http_surfaces.dashboard_surface]
 """The ``add_routes(app, ctx)`` functions the HTTP listener serves (coord_server/http)."""
 
 
-def _http_listener(listen: str, grpc_port: int) -> Any:
-    """The HTTP listener, calling this member's client port over loopback."""
-    from coord_server.http.listener import HttpListener
+def _http_listener(s: ServerSettings, loopback: Any) -> Any:
+    """The HTTP listener (HTTPS with the client listener's certificate when it has TLS),
+    calling this member's services over ``loopback`` (coord_server/http/loopback.py)."""
+    from coord_server.http.listener import HttpListener, server_ssl_context
 
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
-    return HttpListener(listen, channel, HTTP_SURFACES)
+    ssl_context = server_ssl_context(s.cert_file, s.key_file, s.client_ca_file) if s.cert_file else None
+    peer_tls = s.peer_tls if s.cert_file else None
+    credentials = peer_tls.channel_credentials() if peer_tls is not None else None
+    return HttpListener(s.http_listen, loopback.channel(), HTTP_SURFACES, ssl_context, credentials)
 
 
 def _read_identity(directory: str) -> dict[str, Any] | None:

@@ -220,8 +220,6 @@ class ServerSettings:
             parse_address("metrics_listen", self.metrics_listen)
         if self.http_listen:
             parse_address("http_listen", self.http_listen)
-            if self.cert_file:
-                raise SettingsError("http_listen with TLS (cert_file) is not supported yet")
 
     def _validate_peer_authentication(self) -> None:
         """With auth on, peer RPCs must be authenticated too: otherwise anyone could

@@ -136,6 +136,10 @@ class StateMachine:
         """The key-value store's kept bytes, history included (MVCCStore.size_bytes)."""
         return self._store.size_bytes
 
+    def lease_count(self) -> int:
+        """How many leases are live (Cluster.Status)."""
+        return len(self._leases)
+
     @property
     def compact_revision(self) -> int:
         """The revision of the last compaction (reads below it fail), 0 if none."""
