@@ -10,7 +10,7 @@
 
 ``client.auth`` (AsyncAuth) and, on the synchronous Client, ``client.auth`` (Auth, the
 same methods, blocking). Every call but ``authenticate`` needs an admin's token while
-auth is on (``status``: any user's). See docs/security-auth.md.
+auth is on (``status``: any user's). See docs/security.md.
 """
 
 from __future__ import annotations

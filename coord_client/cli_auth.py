@@ -11,7 +11,7 @@ etcdctl's shape.
     coordctl auth login billing                            # prints a token: COORD_TOKEN=...
 
 Every command needs an admin's token while auth is on (``auth status``: any user's;
-``auth login``: none). See docs/security-auth.md.
+``auth login``: none). See docs/security.md.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ trades a user name and password for a bearer token (256 random bits, kept in the
 replicated state only as its SHA-256), which the client then sends on every call as
 metadata `authorization: Bearer <token>`. A token is valid on every member, until the
 user's password changes or the user is deleted; a user keeps at most 16 tokens (the
-oldest is dropped). See docs/security-auth.md.
+oldest is dropped). See docs/security.md.
 
 Who may call: Authenticate needs no token; Status any authenticated user; every
 other RPC an admin role. While auth is disabled every caller may call every RPC (as

@@ -156,7 +156,7 @@ class AuthServicer:
     def Authenticate(self, request, context):
         """Authenticate checks a user's password and returns a new bearer token for the user.
         Errors: UNAUTHENTICATED for an unknown user (an empty name too), a user without a
-        password, or a wrong password (one message for all).
+        password, or a wrong password (one message for all); UNAVAILABLE (retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -15,7 +15,7 @@ trades a user name and password for a bearer token (256 random bits, kept in the
 replicated state only as its SHA-256), which the client then sends on every call as
 metadata `authorization: Bearer <token>`. A token is valid on every member, until the
 user's password changes or the user is deleted; a user keeps at most 16 tokens (the
-oldest is dropped). See docs/security-auth.md.
+oldest is dropped). See docs/security.md.
 
 Who may call: Authenticate needs no token; Status any authenticated user; every
 other RPC an admin role. While auth is disabled every caller may call every RPC (as
@@ -70,7 +70,7 @@ class AuthStub:
     Authenticate: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthAuthenticateRequest, _auth_pb2.AuthAuthenticateResponse]
     """Authenticate checks a user's password and returns a new bearer token for the user.
     Errors: UNAUTHENTICATED for an unknown user (an empty name too), a user without a
-    password, or a wrong password (one message for all).
+    password, or a wrong password (one message for all); UNAVAILABLE (retry).
     """
     UserAdd: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthUserAddRequest, _auth_pb2.AuthUserAddResponse]
     """UserAdd creates a user with no roles. Errors: FAILED_PRECONDITION when the user
@@ -145,7 +145,7 @@ class AuthAsyncStub(AuthStub):
     Authenticate: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthAuthenticateRequest, _auth_pb2.AuthAuthenticateResponse]  # type: ignore[assignment]
     """Authenticate checks a user's password and returns a new bearer token for the user.
     Errors: UNAUTHENTICATED for an unknown user (an empty name too), a user without a
-    password, or a wrong password (one message for all).
+    password, or a wrong password (one message for all); UNAVAILABLE (retry).
     """
     UserAdd: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthUserAddRequest, _auth_pb2.AuthUserAddResponse]  # type: ignore[assignment]
     """UserAdd creates a user with no roles. Errors: FAILED_PRECONDITION when the user
@@ -241,7 +241,7 @@ class AuthServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.AuthAuthenticateResponse, _abc.Awaitable[_auth_pb2.AuthAuthenticateResponse]]:
         """Authenticate checks a user's password and returns a new bearer token for the user.
         Errors: UNAUTHENTICATED for an unknown user (an empty name too), a user without a
-        password, or a wrong password (one message for all).
+        password, or a wrong password (one message for all); UNAVAILABLE (retry).
         """
 
     @_abc_1.abstractmethod

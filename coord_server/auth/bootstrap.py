@@ -5,7 +5,7 @@ token digests, auth on) as one ``auth_bootstrap`` command, once a leader is know
 retries until it is applied. The state machine takes it only while no auth state was ever
 set, so the first one applied wins and every later one (another member's, or the same
 member after a restart) changes nothing: from then on users and roles change only
-through the Auth service, and editing the file has no effect (docs/security-auth.md).
+through the Auth service, and editing the file has no effect (docs/security.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""The server interceptor that admits every public (coord.v1) call.
+"""The server interceptor that admits every call, by the access rule of its service.
 
-Why an interceptor: one place sees every RPC, including ones added later (an RPC the
-requirements table does not know needs an admin role), instead of a check in each of
-forty handlers. Peer RPCs (coord.raft.v1: the cluster-id check, mTLS), health and
-reflection pass untouched.
+Why an interceptor: one place sees every RPC, including ones added later, instead of a
+check in each of forty handlers. The rule of each service (coord_server/auth/rules.py):
+OPEN (health, reflection) passes untouched; PEER (coord.raft.v1) goes through the peer
+guard (peer secret, peer certificate names: transport/peer_auth.py); PUBLIC (coord.v1)
+is admitted as below (an RPC the requirements table does not know needs an admin role);
+a service without a rule is refused while auth is on.
 
 Per call: the bearer token (metadata ``authorization: Bearer <token>``) is checked when
 auth is on (UNAUTHENTICATED if missing or unknown), then the request's Needs and the
@@ -25,18 +27,19 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from coord_server.decoding import decoding_checked
 from coord_server.errors import CoordError
 from coord_server.request_context import current_user, recheck_after_read
 from coord_server.services.common import abort, read_barrier
 
-from .admission import CURRENT, Admission, Unauthenticated
+from .admission import CURRENT, Admission, PermissionDenied, Unauthenticated
 from .lease_owner import check_lease_owner
 from .quota import QUOTA_CHECKED_METHODS, LeaseLimit, Quota
 from .requirements import LEASE_REVOKE, LEASE_TIME_TO_LIVE
+from .rules import Access, access_of, service_of
 from .runtime import RuntimeAuth
 
 AUTHORIZATION_METADATA_KEY = "authorization"
-PUBLIC_PREFIX = "/coord.v1."
 LEASE_GRANT = "/coord.v1.Lease/Grant"
 PIPELINE = "/coord.v1.KV/Pipeline"
 LEASE_KEEP_ALIVE = "/coord.v1.Lease/KeepAlive"
@@ -50,11 +53,14 @@ else:
 
 
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, auth: RuntimeAuth, quota: Quota, leases: LeaseLimit) -> None:
+    def __init__(self, auth: RuntimeAuth, quota: Quota, leases: LeaseLimit, peer_guard: Any = None) -> None:
         self.auth = auth
         self.quota = quota
         self.leases = leases
-        self._wrapped: dict[str, Handler] = {}
+        self.peer_guard = peer_guard
+        """PeerGuard of this port's peer calls; None: peer calls pass (auth off, no secret)."""
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+        """Per method: (its checked handler, the one to use while auth is off)."""
 
     async def intercept_service(
         self,
@@ -63,14 +69,33 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(details)
         method = details.method
-        if handler is None or not method.startswith(PUBLIC_PREFIX) or method == AUTHENTICATE:
+        if handler is None:
             return handler
-        if method not in QUOTA_CHECKED_METHODS and not self.auth.enabled:
-            return handler  # nothing to check: spare the call the wrapper's cost (~50 us of CPU)
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            wrapped = self._wrapped[method] = self._wrap(method, handler)
-        return wrapped
+        entry = self._wrapped.get(method)
+        if entry is None:
+            # Outermost: an undecodable request is INVALID_ARGUMENT before anything looks at it.
+            checked = decoding_checked(self._by_rule(method, handler))
+            access = access_of(method)
+            unchecked = access is None or (access is Access.PUBLIC and method not in QUOTA_CHECKED_METHODS)
+            entry = self._wrapped[method] = (checked, decoding_checked(handler) if unchecked else checked)
+        checked, while_auth_off = entry
+        # Auth is switched at run time (Auth.Enable/Disable), so the choice is made per call:
+        # with auth off, a call with nothing to check is spared the wrapper (~50 us of CPU).
+        return while_auth_off if while_auth_off is not checked and not self.auth.enabled else checked
+
+    def _by_rule(self, method: str, handler: Handler) -> Handler:
+        access = access_of(method)
+        if access is Access.PUBLIC:
+            return self._wrap(method, handler)
+        if access is Access.OPEN:
+            return handler
+        if access is Access.PEER:
+            return handler if self.peer_guard is None else self.peer_guard.wrap(handler)
+        return _refusing(  # while auth is on (intercept_service serves it plain while auth is off)
+            handler,
+            f"{service_of(method)} has no access rule on this member (coord_server/auth/rules.py); "
+            "it is refused while authentication is on",
+        )
 
     # ------------------------------------------------------------------ admission
 
@@ -248,6 +273,33 @@ async def _checked(method: str, admission: Admission, requests: AsyncIterator[An
         admission.check(method, request)
         admission.recheck(method, request)  # the roles as of now: a stream outlives auth changes
         yield request
+
+
+def _refusing(handler: Handler, message: str) -> Handler:
+    """A handler of ``handler``'s shape that answers PERMISSION_DENIED and runs nothing."""
+
+    async def refuse(request: Any, context: Any) -> Any:
+        if handler.stream_unary is not None or handler.stream_stream is not None:
+            await _refuse_stream(request, context, PermissionDenied(message))
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
+    async def refuse_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+        await refuse(request, context)
+        yield  # never reached: refuse aborts
+
+    kinds = (
+        (handler.unary_unary, grpc.unary_unary_rpc_method_handler, refuse),
+        (handler.unary_stream, grpc.unary_stream_rpc_method_handler, refuse_stream),
+        (handler.stream_unary, grpc.stream_unary_rpc_method_handler, refuse),
+        (handler.stream_stream, grpc.stream_stream_rpc_method_handler, refuse_stream),
+    )
+    for inner, factory, behaviour in kinds:
+        if inner is not None:
+            return factory(
+                behaviour, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return handler
 
 
 def _unchecked(method: str, admission: Admission, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:

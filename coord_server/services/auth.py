@@ -23,7 +23,7 @@ from coord_server.auth.passwords import (
     verify_password_async,
 )
 from coord_server.state.auth import permission_of, permission_proto, validate_auth_name
-from coord_server.state.errors import InvalidArgument
+from coord_server.state.errors import FailedPrecondition, InvalidArgument
 
 from .common import Context, Headers, check_size, command_of, propose, read_barrier, unary
 
@@ -53,6 +53,11 @@ class AuthService(auth_pb2_grpc.AuthServicer):
 
     @unary
     async def Enable(self, request: auth_pb2.AuthEnableRequest, context: Context) -> auth_pb2.AuthEnableResponse:
+        if not getattr(self.node, "peers_authenticated", True):
+            raise FailedPrecondition(
+                "this member's peer service accepts anyone, so auth on could be walked around: start every "
+                "member with the same --peer-secret-file, or peer mutual TLS, first (docs/security.md)"
+            )
         return await self._change(context, auth_pb2.AuthEnableResponse(), auth_enable=request)  # type: ignore[no-any-return]
 
     @unary

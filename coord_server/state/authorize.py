@@ -7,7 +7,7 @@ turned on in between is decided by the log order: a command applied after the ch
 checked against it, so a revoked permission cannot race a write already in flight.
 
 What a command needs is what its public call needs at the edge (coord_server/auth,
-docs/security-auth.md), from the same rules (permissions.py), plus lease ownership: a
+docs/security.md), from the same rules (permissions.py), plus lease ownership: a
 lease belongs to the user that granted it, and only that user (or an admin) may revoke
 it or bind a key, a lock, a candidacy or a ring member to it. A lease granted while auth
 was off belongs to nobody: only an admin may use it once auth is on.

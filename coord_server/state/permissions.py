@@ -95,10 +95,18 @@ class Need:
         if self.kind != "keys":
             return f"{access} on {self.kind[:-1]} {start.decode(errors='replace')!r}"
         if end == start + b"\x00":
-            return f"{access} on key {start!r}"
+            return f"{access} on key {_shown(start)}"
         if end is None:
-            return f"{access} on keys from {start!r} on"
-        return f"{access} on keys [{start!r}, {end!r})"
+            return f"{access} on keys from {_shown(start)} on"
+        return f"{access} on keys [{_shown(start)}, {_shown(end)})"
+
+
+def _shown(data: bytes) -> str:
+    """A key in a message: quoted text when it is UTF-8, else hex; never b'...'."""
+    try:
+        return repr(data.decode())
+    except UnicodeDecodeError:
+        return "0x" + data.hex()
 
 
 ADMIN = Need("admin", (b"", None), True)

@@ -22,7 +22,7 @@ from coord_client import Client, errors
 from coord_client.aio import AsyncClient
 from tests.integration.harness import wait_until
 
-from .conftest import _LIVE, ROOT, AuthCluster, channel_as
+from .conftest import _LIVE, ROOT, AuthCluster, channel_as, write_peer_secret
 
 pytestmark = pytest.mark.slow
 
@@ -45,9 +45,11 @@ def coordctl(cluster: AuthCluster, *args: str, token: str = "", stdin: str = "")
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthCluster]:
     """3 members, auth off at start; the harness's channels get root's token once it exists."""
-    # Small snapshots: the auth state must come back from a snapshot after a restart.
-    c = AuthCluster(Path(tmp_path_factory.mktemp("runtime-auth")), 3, options=("--snapshot-entries", "100"),
-                    admin_token="")
+    # Small snapshots: the auth state must come back from a snapshot after a restart. The
+    # peer secret: auth on needs authenticated peer RPCs (Auth.Enable refuses otherwise).
+    base = Path(tmp_path_factory.mktemp("runtime-auth"))
+    options = ("--snapshot-entries", "100", "--peer-secret-file", str(write_peer_secret(base)))
+    c = AuthCluster(base, 3, options=options, admin_token="")
     _LIVE.append(c)
     try:
         c.start()
