@@ -29,9 +29,12 @@ def cluster(module_cluster) -> Cluster:  # type: ignore[no-untyped-def]
     return module_cluster(3, auth=True)  # type: ignore[no-any-return]
 
 
-def forward_put(address: str, cluster_id: int, key: bytes, metadata: tuple[tuple[str, str], ...]) -> tuple[grpc.StatusCode, str, list[raft_pb2.ForwardResponse]]:
-    """What a stranger would send: a forwarded PROPOSE of a Put."""
-    command = command_pb2.Command(put=kv_pb2.PutRequest(key=key, value=b"owned"))
+def forward_put(
+    address: str, cluster_id: int, key: bytes, metadata: tuple[tuple[str, str], ...], user: str = "root"
+) -> tuple[grpc.StatusCode, str, list[raft_pb2.ForwardResponse]]:
+    """What a stranger would send: a forwarded PROPOSE of a Put, on behalf of ``user`` (a
+    member names the user it admitted; the command is checked again when applied)."""
+    command = command_pb2.Command(put=kv_pb2.PutRequest(key=key, value=b"owned"), user=user)
     request = raft_pb2.ForwardRequest(
         cluster_id=cluster_id, kind=raft_pb2.FORWARD_KIND_PROPOSE, payload=command.SerializeToString(), id=1,
         timeout_ms=5000,
