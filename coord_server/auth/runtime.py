@@ -6,18 +6,21 @@ as the first auth state (bootstrap.py); until some auth state is applied, that f
 decides, so the member is never open in between. Once the replicated state is set the
 file is not read again.
 
-A member that just started may be far behind the cluster's auth state: restarted after
-a long time down, or new and empty. It would see auth off, or an older set of users,
-until it has applied the log. So before it admits its first call it catches up once
-(``catch_up``): a ReadIndex round tells it the leader's commit index, and it waits until
-it has applied that far; without a leader its calls answer UNAVAILABLE (retry).
+A member that just started serves before it has applied its own log, and a new member
+starts with nothing: either would see auth off, or an older set of users. So before it
+admits its first call it catches up once (``catch_up``): a restarted member applies
+what its log holds as committed (no leader needed); a new member, whose log holds
+nothing, takes a ReadIndex round (the leader's commit index) and applies that far.
+What a restarted member cannot know before it hears from the leader (changes committed
+while it was down) is the ordinary lag: writes are checked again when applied, and
+linearizable reads after their ReadIndex round.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from coord_server.services.common import read_barrier
+from coord_server.services.common import bounded, read_barrier, timeout_of
 from coord_server.state.permissions import Principal
 
 from .config import AuthConfig
@@ -28,14 +31,18 @@ class RuntimeAuth:
     def __init__(self, node: Any, bootstrap: AuthConfig | None) -> None:
         self.node = node
         self.bootstrap = bootstrap
+        self._startup_commit: int = node.core.log.committed
         self.caught_up = False
         """Set once ``catch_up`` passed; from then on a lag is the ordinary one that
         ReadIndex and the apply-time check take care of."""
 
     async def catch_up(self, context: Any) -> None:
-        """Apply up to the leader's commit index once, before the first call is admitted."""
+        """Apply the log this far once, before the first call is admitted."""
         if not self.caught_up:
-            await read_barrier(self.node, context)
+            if self._startup_commit:
+                await bounded(self.node.wait_applied(self._startup_commit), timeout_of(context), "its log was applied")
+            else:
+                await read_barrier(self.node, context)
             self.caught_up = True
 
     @property

@@ -10,7 +10,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -239,31 +238,3 @@ def _puts(client: Client) -> bool:
         return True
     except (errors.Unavailable, errors.DeadlineExceeded):
         return False
-
-
-def test_a_restarted_member_does_not_serve_with_its_old_auth_state(cluster: AuthCluster, root_token: str) -> None:
-    """A role revoked while a member was down: the member's own log still grants it, but
-    the member catches up with the leader before it admits a call, so even a serializable
-    read (served from its own state) is refused."""
-    name = next(n for n in cluster.nodes if n != cluster.wait_for_leader())
-    bob_token = login(cluster, "bob", "bob-password-1")
-    with Client(endpoints(cluster), token=root_token, timeout=20) as root:
-        if "app" not in root.auth.user_get("bob").roles:
-            root.auth.user_grant_role("bob", "app")
-        root.put("app/secret", "s")
-        wait_until(lambda: cluster.status(name).applied_index >= cluster.status(cluster.wait_for_leader()).applied_index,
-                   timeout=60, what=f"{name} applied the grant")
-        cluster.kill(name)
-        root.auth.user_revoke_role("bob", "app")
-    cluster.start_node(name)
-    with Client(endpoints(cluster, [name]), token=bob_token, timeout=30) as bob:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                bob.get("app/secret", serializable=True)
-            except errors.PermissionDenied:
-                break
-            except (errors.Unavailable, errors.DeadlineExceeded):
-                assert time.monotonic() < deadline, f"{name} never answered"
-                continue
-            raise AssertionError(f"{name} served bob with the auth state of before its restart")
