@@ -16,7 +16,8 @@ Rule 2: after every step of the loop the invariants hold (invariants.Checker: el
 Rule 3: client results are linearizable (a write is acknowledged once; a read that starts
         after a write was acknowledged sees it), and after the faults heal every member
         converges to the same state (``finish``).
-Rule 4: a member whose fsync failed stops: it sends nothing afterwards (``FsyncGate``).
+Rule 4: a member whose fsync failed stops: it sends nothing afterwards (``FsyncGate``),
+        whether or not the failure was reported to it.
         The world then treats it as crashed (an operator restarts it on a healthy disk).
 Rule 5: a crash loses the member's unsynced writes (a torn last write included) and
         everything in memory; a restart recovers from the directory as coord-server does.
@@ -52,6 +53,10 @@ CLUSTER_ID = 0x5EED
 
 class LinearizabilityViolation(InvariantViolation):
     """A client saw a result no sequential order of the operations explains."""
+
+
+class OverBudget(RuntimeError):
+    """A run took more loop steps than ``NodeWorld.max_steps`` (not a violation)."""
 
 
 class FsyncGate(InvariantViolation):
@@ -107,6 +112,9 @@ class NodeWorld:
             fsync_failures=fsync_failures if fsync_failures is not None else rng.random() < 0.3,
         )
         self.loop = SimLoop()
+        self.max_steps = 60_000
+        """Loop steps a run may take (``OverBudget`` beyond): a seed whose schedule makes
+        the members crawl costs at most this much."""
         self.checker = Checker(self._where)
         self.root = tempfile.mkdtemp(prefix=f"coord-sim-{seed}-")
         self.members: dict[int, Member] = {}
@@ -123,6 +131,8 @@ class NodeWorld:
         self.counts = {"puts": 0, "acked": 0, "reads": 0, "reads_checked": 0, "crashes": 0,
                        "fsync_failures": 0, "stopped": 0, "partitions": 0, "slow_disks": 0}
         self.recent: deque[str] = deque(maxlen=40)
+        self.max_puts = 400
+        """Client writes per run (keeps a run's cost bounded whatever the seed draws)."""
         self.violation: InvariantViolation | None = None
         """The first violation found where raising would not reach the test (a timer, the
         node's own loop); ``_check`` raises it."""
@@ -273,6 +283,8 @@ class NodeWorld:
         """Rule 2 and Rule 4, after every loop step."""
         if self.violation is not None:
             raise self.violation
+        if self.loop.steps > self.max_steps:
+            raise OverBudget(f"{self.describe()}: more than {self.max_steps} loop steps")
         cores = {}
         for m in self.members.values():
             if m.io is None or m.io.dead or m.node is None:
@@ -344,8 +356,10 @@ class NodeWorld:
                     down.append((now + rng.uniform(0.1, 0.5), m))
             r = rng.random()
             alive = self.alive()
+            leaders = [m for m in alive if m.node is not None and m.node.is_leader]
             if r < 0.15 and len(alive) > self.plan.n // 2:
-                m = rng.choice(alive)
+                # Half the crashes hit the leader: its unsynced appends are the riskiest.
+                m = rng.choice(leaders) if leaders and rng.random() < 0.5 else rng.choice(alive)
                 self.crash(m)
                 down.append((now + rng.uniform(0.05, 0.8), m))
             elif r < 0.3:
@@ -403,6 +417,9 @@ class NodeWorld:
     async def _client(self, c: int) -> None:
         rng = self.rng
         while not self._clients_stop:
+            if self.counts["puts"] >= self.max_puts:
+                await asyncio.sleep(0.05)
+                continue
             alive = self.alive()
             if not alive:
                 await asyncio.sleep(0.05)
@@ -501,7 +518,7 @@ class SimTransport:
     def send(self, messages: list[Message]) -> None:
         if not self._alive():
             return
-        if self.member.failed_at is not None or (self.member.node is not None and self.member.node.failed is not None):
+        if self.member.io is not None and self.member.io.failed_fsync:
             self.world.fail(FsyncGate(f"member {self.member.id} sent {[m.type.name for m in messages]} after "
                                       f"its fsync failed [{self.world._where()}]"))
         for m in messages:

@@ -51,6 +51,8 @@ class SimDisk:
         self.lost: dict[str, list[tuple[str, int, bytes, int]]] = {}
         """path -> changes an fsync failed to make durable (Rule 3)."""
         self.fail_next_fsync = False
+        self.swallow_fsync_errors = False
+        """Report a failed fsync as a success (only plants.swallow_failed_fsync sets it)."""
         self.latency = 0.0005
         """Seconds a synced write takes (the simulator changes it: slow disks)."""
         self.torn_writes = 0
@@ -109,6 +111,8 @@ class SimFileIO(FileIO):
         self.fds: set[int] = set()
         self._paths: dict[int, str] = {}
         self.fsyncs = 0
+        self.failed_fsync = False
+        """An fsync of this incarnation failed (reported or not)."""
 
     def _alive(self) -> None:
         if self.dead:
@@ -146,8 +150,11 @@ class SimFileIO(FileIO):
         path = self._paths.get(fd)
         if self.disk.fail_next_fsync:
             self.disk.fail_next_fsync = False
+            self.failed_fsync = True
             if path is not None:
                 self.disk.lost.setdefault(path, []).extend(self.disk.undo.pop(path, []))
+            if self.disk.swallow_fsync_errors:
+                return
             raise OSError(errno.EIO, "simulated fsync failure")
         if path is not None:
             self.disk.undo.pop(path, None)

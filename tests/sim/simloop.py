@@ -23,6 +23,10 @@ class Deadlock(RuntimeError):
     """Nothing is ready and no timer is armed: every task waits forever."""
 
 
+class Livelock(RuntimeError):
+    """The loop keeps running callbacks while its time stands still."""
+
+
 class _VirtualSelector(selectors.SelectSelector):
     def __init__(self) -> None:
         super().__init__()
@@ -46,6 +50,10 @@ class SimLoop(asyncio.SelectorEventLoop):
         self.now = start
         self.after_step: Callable[[], None] | None = None
         self.steps = 0
+        self.max_still_steps = 200_000
+        """Steps in a row without time moving before ``Livelock`` is raised."""
+        self._still = 0
+        self._last_now = start
 
     def time(self) -> float:
         return self.now
@@ -57,5 +65,11 @@ class SimLoop(asyncio.SelectorEventLoop):
     def _run_once(self) -> None:  # type: ignore[override]
         super()._run_once()  # type: ignore[misc]
         self.steps += 1
+        if self.now == self._last_now:
+            self._still += 1
+            if self._still > self.max_still_steps:
+                raise Livelock(f"{self._still} loop steps at t={self.now} without time moving")
+        else:
+            self._still, self._last_now = 0, self.now
         if self.after_step is not None:
             self.after_step()
