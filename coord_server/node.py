@@ -176,6 +176,9 @@ class Node:
         self.proposals = ProposalQueue(clock, self._wake.set, config.max_batch)
         self._forwarder = Forwarder(clock, lambda: self.core.lead, transport.forward)
         self._leaderless = Leaderless(clock, 2 * config.election_timeout)
+        from coord_server.leader_log import LeaderLog
+
+        self._leader_log = LeaderLog(self)
         self._reads = ReadWaits(config.node_id)
         self._state_listeners: list[Callable[[StateMachine], None]] = []
         self.lease_timers = LeaseTimers(clock.time)
@@ -555,6 +558,7 @@ class Node:
         await self._maybe_snapshot()
 
     def _on_soft_state(self, role: Role, leader: int) -> None:
+        self._leader_log.changed(role, leader)
         if self.metrics is not None:
             self.metrics.on_leader(leader, role)
         if leader != 0 and self._leaderless:
