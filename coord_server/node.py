@@ -223,6 +223,11 @@ class Node:
         self._fail_all(Unavailable("the node is stopping"))
 
     @property
+    def stopping(self) -> bool:
+        """``stop`` was called, or the Ready loop failed: no new request is taken."""
+        return self._stopping
+
+    @property
     def failed(self) -> BaseException | None:
         """The error that stopped the Ready loop (a storage failure), if any."""
         return self._fatal
@@ -304,8 +309,9 @@ class Node:
     async def propose(self, command: command_pb2.Command, timeout: float | None = None) -> command_pb2.CommandResult:
         """Replicate and apply ``command`` on the leader; forwarded when this node follows.
 
-        Raises Unavailable (nothing applied; retry) or OutcomeUnknown via the caller's
-        deadline; domain errors come back inside the CommandResult.
+        Raises Unavailable (nothing applied; retry); when the caller's deadline passes
+        first, the outcome is unknown to it (the gRPC layer answers DEADLINE_EXCEEDED).
+        Domain errors come back inside the CommandResult.
         """
         result = await self.submit(command.SerializeToString(), timeout)
         assert isinstance(result, command_pb2.CommandResult)
