@@ -153,7 +153,8 @@ class CoordServer:
             interceptors.append(RequestInterceptor(self.metrics.grpc_requests if self.metrics is not None else None))
         from coord_server.auth import build_interceptor
 
-        interceptors.append(build_interceptor(s, node))
+        admission = build_interceptor(s, node)
+        interceptors.append(admission)
         # With a peer port of its own, the client port serves only the public API and
         # gets its receive limit; otherwise it also carries Raft, with the peers' limits.
         client_options = PUBLIC_SERVER_OPTIONS if s.peer_listen else SERVER_OPTIONS
@@ -161,6 +162,9 @@ class CoordServer:
         from coord_server.services import add_services
 
         forward = add_services(server, node)
+        from coord_server.etcd import SERVICE_NAMES as ETCD_SERVICE_NAMES, add_etcd_services
+
+        add_etcd_services(server, node, admission)  # etcd's v3 API over the same store (docs/etcd.md)
         node.watch_hub.max_watchers_per_stream = s.max_watches_per_stream
         raft_service = RaftPeerService(cluster_id, member_id, node.step, forward)
         health_servicer = health.aio.HealthServicer()
@@ -169,6 +173,7 @@ class CoordServer:
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
             *_public_service_names(),
+            *ETCD_SERVICE_NAMES,
         ]
         if s.peer_listen:
             # Peers get a port of their own serving Raft and health only; the client

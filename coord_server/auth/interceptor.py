@@ -85,6 +85,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         CURRENT.set(admission)
         return admission
 
+    def wrap_handler(self, method: str, handler: Handler) -> Handler:
+        """``handler`` for the coord.v1 ``method`` with this interceptor's checks, for a
+        caller that runs coord's servicers in-process (the etcd API, coord_server/etcd)."""
+        return self._wrap(method, handler)
+
     def _wrap(self, method: str, handler: Handler) -> Handler:
         if self.auth is None and method not in QUOTA_CHECKED_METHODS:
             return handler  # nothing to check: spare reads the wrapper's cost (~50 us of CPU)
