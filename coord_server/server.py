@@ -276,7 +276,9 @@ def _add_port(server: grpc.aio.Server, label: str, address: str, tls: ClientList
     return port
 
 
-HTTP_SURFACES: list[Any] = []
+from coord_server.http import etcd_gateway  # noqa: E402 - the surfaces, listed below
+
+HTTP_SURFACES: list[Any] = [etcd_gateway.add_routes]
 """The ``add_routes(app, ctx)`` functions the HTTP listener serves (coord_server/http)."""
 
 
