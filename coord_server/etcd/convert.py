@@ -27,17 +27,45 @@ def recode(message: Any, cls: type[M]) -> M:
 _NONE, _KEY = etcd.RangeRequest.NONE, etcd.RangeRequest.KEY
 
 
+def limits_before_sorting(req: etcd.RangeRequest) -> bool:
+    """etcd's quirk: with no sort order, a non-key target and no revision filters, it
+    cuts the range at limit+1 keys in key order first, then sorts those by the target."""
+    return (
+        req.sort_order == _NONE and req.sort_target != _KEY and req.limit > 0
+        and not (req.min_mod_revision or req.max_mod_revision or req.min_create_revision or req.max_create_revision)
+    )
+
+
+_TARGET_FIELD = {1: "version", 2: "create_revision", 3: "mod_revision", 4: "value"}
+
+
 def range_request(req: etcd.RangeRequest) -> kv_pb2.RangeRequest:
     """etcd sorts by a non-key target ascending even when no order is given."""
     out = recode(req, kv_pb2.RangeRequest)
     order, target = req.sort_order, req.sort_target
-    if order == _NONE and target == _KEY:
+    if limits_before_sorting(req):
+        out.sort_order = kv_pb2.SORT_ORDER_UNSPECIFIED
+        out.sort_target = kv_pb2.SORT_TARGET_UNSPECIFIED
+        out.limit = req.limit + 1
+    elif order == _NONE and target == _KEY:
         out.sort_order = kv_pb2.SORT_ORDER_UNSPECIFIED
         out.sort_target = kv_pb2.SORT_TARGET_UNSPECIFIED
     else:
         out.sort_order = kv_pb2.SORT_ORDER_ASCEND if order == _NONE else order
         out.sort_target = target + 1
     return out
+
+
+def finish_range(req: etcd.RangeRequest, resp: kv_pb2.RangeResponse) -> None:
+    """The answer to ``req`` as etcd gives it, from coord's answer to ``range_request``."""
+    if limits_before_sorting(req):
+        field = _TARGET_FIELD[req.sort_target]
+        kvs = sorted(resp.kvs, key=lambda kv: getattr(kv, field))
+        resp.more = len(kvs) > req.limit
+        del resp.kvs[:]
+        resp.kvs.extend(kvs[: req.limit])
+    if req.count_only:
+        resp.more = False  # etcd: more only when kvs were cut by the limit
 
 
 _COMPARE_UNION = ("version", "create_revision", "mod_revision", "value", "lease")

@@ -59,7 +59,8 @@ def check_txn(r: etcd.TxnRequest, max_ops: int = MAX_TXN_OPS) -> None:
 
 
 class EtcdKV(etcd_grpc.KVServicer):
-    def __init__(self, calls: CoordCalls) -> None:
+    def __init__(self, node: Any, calls: CoordCalls) -> None:
+        self.node = node
         self.calls = calls
 
     async def Range(self, request: etcd.RangeRequest, context: Any) -> etcd.RangeResponse:
@@ -67,6 +68,15 @@ class EtcdKV(etcd_grpc.KVServicer):
             if not request.key:
                 raise errors.EMPTY_KEY
             response = await self.calls.call(RANGE, convert.range_request(request), context)
+            if _filtered(request):
+                # etcd counts the keys in the range before its revision filters; coord
+                # after. The count comes from a second read at the same revision.
+                total = await self.calls.call(RANGE, kv_pb2.RangeRequest(
+                    key=request.key, range_end=request.range_end, count_only=True, serializable=True,
+                    revision=request.revision if request.revision > 0 else response.header.revision,
+                ), context)
+                response.count = total.count
+            convert.finish_range(request, response)
             return convert.recode(response, etcd.RangeResponse)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
@@ -77,7 +87,13 @@ class EtcdKV(etcd_grpc.KVServicer):
     async def Put(self, request: etcd.PutRequest, context: Any) -> etcd.PutResponse:
         try:
             check_put(request)
-            response = await self.calls.call(PUT, convert.recode(request, kv_pb2.PutRequest), context)
+            try:
+                response = await self.calls.call(PUT, convert.recode(request, kv_pb2.PutRequest), context)
+            except errors.EtcdError as err:
+                # etcd looks the lease up before the key of ignore_value/ignore_lease.
+                if err is errors.KEY_NOT_FOUND and request.lease and not self.node.state.has_lease(request.lease):
+                    raise errors.LEASE_NOT_FOUND from None
+                raise
             return convert.recode(response, etcd.PutResponse)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
@@ -101,7 +117,20 @@ class EtcdKV(etcd_grpc.KVServicer):
     async def Txn(self, request: etcd.TxnRequest, context: Any) -> etcd.TxnResponse:
         try:
             check_txn(request)
-            response = await self.calls.call(TXN, convert.txn_request(request), context)
+            if _negative_revision_on_path(self.node.state, request):
+                # etcd checks a Txn's range revisions against its first revision, so a
+                # negative one there is compacted once anything was compacted.
+                raise errors.COMPACTED
+            try:
+                response = await self.calls.call(TXN, convert.txn_request(request), context)
+            except errors.EtcdError as err:
+                if err in _PATH_ERRORS:
+                    raise _first_error_on_path(self.node.state, request) or err from None
+                raise
+            if _writes(response):
+                _stamp_ops(response, response.header.revision - 1, False)
+            _nested_headers(response)
+            _finish_ranges(request, response)
             return convert.recode(response, etcd.TxnResponse)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
@@ -119,6 +148,111 @@ class EtcdKV(etcd_grpc.KVServicer):
         except Exception as exc:  # noqa: BLE001
             await abort_etcd(context, exc)
             raise
+
+
+_PATH_ERRORS = (errors.KEY_NOT_FOUND, errors.LEASE_NOT_FOUND, errors.COMPACTED, errors.FUTURE_REV)
+
+
+def _path(state: Any, r: etcd.TxnRequest) -> list[etcd.RequestOp]:
+    """The operations a Txn runs, nested ones included, with every compare evaluated on
+    the state before it (as etcd computes the path)."""
+    ops = r.success if state.txn_compares_hold(convert.txn_request(etcd.TxnRequest(compare=r.compare))) else r.failure
+    out: list[etcd.RequestOp] = []
+    for op in ops:
+        out.append(op)
+        if op.WhichOneof("request") == "request_txn":
+            out.extend(_path(state, op.request_txn))
+    return out
+
+
+def _first_error_on_path(state: Any, r: etcd.TxnRequest) -> errors.EtcdError | None:
+    """The error etcd reports for a Txn that fails: it checks every put of the path
+    first (the key of ignore_value/ignore_lease, then the lease), then every range."""
+    path = _path(state, r)
+    for op in path:
+        if op.WhichOneof("request") != "request_put":
+            continue
+        put = op.request_put
+        if (put.ignore_value or put.ignore_lease) and not state.range(kv_pb2.RangeRequest(key=put.key, count_only=True)).count:
+            return errors.KEY_NOT_FOUND
+        if put.lease and not state.has_lease(put.lease):
+            return errors.LEASE_NOT_FOUND
+    for op in path:
+        if op.WhichOneof("request") != "request_range" or op.request_range.revision <= 0:
+            continue
+        if op.request_range.revision > state.revision:
+            return errors.FUTURE_REV
+        if op.request_range.revision < state.compact_revision:
+            return errors.COMPACTED
+    return None
+
+
+def _negative_revision_on_path(state: Any, r: etcd.TxnRequest) -> bool:
+    if not state.compact_revision or not _has_negative_revision(r):
+        return False
+    return any(op.WhichOneof("request") == "request_range" and op.request_range.revision < 0 for op in _path(state, r))
+
+
+def _has_negative_revision(r: etcd.TxnRequest) -> bool:
+    for op in (*r.success, *r.failure):
+        which = op.WhichOneof("request")
+        if which == "request_range" and op.request_range.revision < 0:
+            return True
+        if which == "request_txn" and _has_negative_revision(op.request_txn):
+            return True
+    return False
+
+
+def _filtered(r: etcd.RangeRequest) -> bool:
+    return bool(r.min_mod_revision or r.max_mod_revision or r.min_create_revision or r.max_create_revision)
+
+
+def _writes(r: kv_pb2.TxnResponse) -> bool:
+    """Whether the Txn changed the store (a put, a delete that deleted, in any branch run)."""
+    for op in r.responses:
+        which = op.WhichOneof("response")
+        if which == "response_put" or (which == "response_delete_range" and op.response_delete_range.deleted):
+            return True
+        if which == "response_txn" and _writes(op.response_txn):
+            return True
+    return False
+
+
+def _stamp_ops(r: kv_pb2.TxnResponse, before: int, wrote: bool) -> bool:
+    """etcd answers each operation of a Txn that writes with the revision as of its end:
+    ``before`` the Txn until its first write, the Txn's own from then on. Returns whether
+    a write came before the end of ``r``."""
+    for op in r.responses:
+        which = op.WhichOneof("response")
+        if which == "response_txn":
+            wrote = _stamp_ops(op.response_txn, before, wrote)
+            continue
+        result = getattr(op, which)
+        if which == "response_put" or (which == "response_delete_range" and result.deleted):
+            wrote = True
+        result.header.revision = before + 1 if wrote else before
+    return wrote
+
+
+def _finish_ranges(request: etcd.TxnRequest, response: kv_pb2.TxnResponse) -> None:
+    """The ranges of a Txn answered as at the top level (convert.finish_range)."""
+    ops = request.success if response.succeeded else request.failure
+    for op, result in zip(ops, response.responses):
+        which = op.WhichOneof("request")
+        if which == "request_range":
+            convert.finish_range(op.request_range, result.response_range)
+        elif which == "request_txn":
+            _finish_ranges(op.request_txn, result.response_txn)
+
+
+def _nested_headers(r: kv_pb2.TxnResponse) -> None:
+    """etcd leaves the header of a nested Txn's response empty."""
+    for op in r.responses:
+        if op.WhichOneof("response") == "response_txn":
+            nested = op.response_txn
+            nested.ClearField("header")
+            nested.header.SetInParent()
+            _nested_headers(nested)
 
 
 # ------------------------------------------------------------------ watch
@@ -143,17 +277,14 @@ def watch_request(req: etcd.WatchRequest) -> kv_pb2.WatchRequest:
 
 def watch_responses(r: kv_pb2.WatchResponse) -> list[etcd.WatchResponse]:
     """etcd's answers for one of the WatchHub's. A watch refused because its start was
-    compacted is, in etcd, created first, then canceled with compact_revision and etcd's
-    message."""
+    compacted is, in etcd, created first, then canceled with compact_revision and no
+    reason (clients derive their "required revision has been compacted" from it)."""
     header = convert.header(r.header)
     if r.created and r.canceled:
         if r.compacted_revision:
             return [
                 etcd.WatchResponse(header=header, watch_id=r.watch_id, created=True),
-                etcd.WatchResponse(
-                    header=header, watch_id=r.watch_id, canceled=True, compact_revision=r.compacted_revision,
-                    cancel_reason=errors.COMPACTED.message,
-                ),
+                etcd.WatchResponse(header=header, watch_id=r.watch_id, canceled=True, compact_revision=r.compacted_revision),
             ]
         return [etcd.WatchResponse(header=header, watch_id=r.watch_id, created=True, canceled=True,
                                    cancel_reason=r.cancel_reason)]
@@ -162,7 +293,7 @@ def watch_responses(r: kv_pb2.WatchResponse) -> list[etcd.WatchResponse]:
         compact_revision=r.compacted_revision, cancel_reason=r.cancel_reason,
     )
     if r.canceled and r.compacted_revision:
-        out.cancel_reason = errors.COMPACTED.message
+        out.cancel_reason = ""
     for e in r.events:
         out.events.append(convert.event(e))
     return [out]
