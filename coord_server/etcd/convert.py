@@ -47,6 +47,7 @@ def range_request(req: etcd.RangeRequest) -> kv_pb2.RangeRequest:
         out.sort_order = kv_pb2.SORT_ORDER_UNSPECIFIED
         out.sort_target = kv_pb2.SORT_TARGET_UNSPECIFIED
         out.limit = req.limit + 1
+        out.keys_only = False  # sorted by value first; finish_range drops the values
     elif order == _NONE and target == _KEY:
         out.sort_order = kv_pb2.SORT_ORDER_UNSPECIFIED
         out.sort_target = kv_pb2.SORT_TARGET_UNSPECIFIED
@@ -64,6 +65,9 @@ def finish_range(req: etcd.RangeRequest, resp: kv_pb2.RangeResponse) -> None:
         resp.more = len(kvs) > req.limit
         del resp.kvs[:]
         resp.kvs.extend(kvs[: req.limit])
+        if req.keys_only:
+            for kv in resp.kvs:
+                kv.value = b""
     if req.count_only:
         resp.more = False  # etcd: more only when kvs were cut by the limit
 

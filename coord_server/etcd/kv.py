@@ -16,6 +16,8 @@ import grpc
 from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import kv_pb2
+from coord_server.state import validation
+from coord_server.state.errors import StateError
 from coord_server.state.limits import MAX_TXN_OPS
 
 from . import convert, errors
@@ -117,12 +119,18 @@ class EtcdKV(etcd_grpc.KVServicer):
     async def Txn(self, request: etcd.TxnRequest, context: Any) -> etcd.TxnResponse:
         try:
             check_txn(request)
+            coord_request = convert.txn_request(request)
             if _negative_revision_on_path(self.node.state, request):
                 # etcd checks a Txn's range revisions against its first revision, so a
-                # negative one there is compacted once anything was compacted.
-                raise errors.COMPACTED
+                # negative one there is compacted once anything was compacted (after
+                # the checks of the request itself: duplicate keys).
+                try:
+                    validation.validate_txn(coord_request)
+                except StateError as err:
+                    raise errors.translate(err.code, err.message) from None
+                raise _first_error_on_path(self.node.state, request, puts_only=True) or errors.COMPACTED
             try:
-                response = await self.calls.call(TXN, convert.txn_request(request), context)
+                response = await self.calls.call(TXN, coord_request, context)
             except errors.EtcdError as err:
                 if err in _PATH_ERRORS:
                     raise _first_error_on_path(self.node.state, request) or err from None
@@ -165,7 +173,7 @@ def _path(state: Any, r: etcd.TxnRequest) -> list[etcd.RequestOp]:
     return out
 
 
-def _first_error_on_path(state: Any, r: etcd.TxnRequest) -> errors.EtcdError | None:
+def _first_error_on_path(state: Any, r: etcd.TxnRequest, puts_only: bool = False) -> errors.EtcdError | None:
     """The error etcd reports for a Txn that fails: it checks every put of the path
     first (the key of ignore_value/ignore_lease, then the lease), then every range."""
     path = _path(state, r)
@@ -177,6 +185,8 @@ def _first_error_on_path(state: Any, r: etcd.TxnRequest) -> errors.EtcdError | N
             return errors.KEY_NOT_FOUND
         if put.lease and not state.has_lease(put.lease):
             return errors.LEASE_NOT_FOUND
+    if puts_only:
+        return None
     for op in path:
         if op.WhichOneof("request") != "request_range" or op.request_range.revision <= 0:
             continue
