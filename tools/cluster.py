@@ -47,6 +47,8 @@ DEFAULT_PORTS = (7001, 7002, 7003)
 HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
 PEER_PORT_OFFSET = 100
+HTTP_PORT_OFFSET = 1000
+"""Without TLS, each member serves HTTP (etcd's JSON gateway) on its client port + 1000."""
 """With TLS, a member's peer port is its client port + this."""
 
 
@@ -75,6 +77,8 @@ class Member:
     base: Path
     peer_address: str = ""
     """With TLS, the address of the member's separate peer listener."""
+    http_address: str = ""
+    """Without TLS, the address of the member's HTTP listener (etcd's JSON gateway)."""
 
     @property
     def data_dir(self) -> Path:
@@ -95,7 +99,8 @@ class Member:
     @property
     def ports(self) -> list[int]:
         """Every port this member listens on (the peer port too, with TLS)."""
-        return [self.port] + ([int(self.peer_address.rpartition(":")[2])] if self.peer_address else [])
+        extra = [a for a in (self.peer_address, self.http_address) if a]
+        return [self.port] + [int(a.rpartition(":")[2]) for a in extra]
 
 
 class LocalCluster:
@@ -110,7 +115,9 @@ class LocalCluster:
         if state.exists():
             data = json.loads(state.read_text())
             for m in data["members"]:
-                self.members.append(Member(m["name"], m["address"], self.base, m.get("peer_address", "")))
+                self.members.append(
+                    Member(m["name"], m["address"], self.base, m.get("peer_address", ""), m.get("http_address", ""))
+                )
                 self.args[m["name"]] = m["args"]
             if data.get("certs"):
                 self.certs = Path(data["certs"])
@@ -121,7 +128,10 @@ class LocalCluster:
         """Record a new cluster with one member per port (no data yet); with ``certs``,
         a TLS cluster using the certificates there (made now if missing)."""
         self.members = [
-            Member(f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{port + PEER_PORT_OFFSET}" if certs else "")
+            Member(
+                f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{port + PEER_PORT_OFFSET}" if certs else "",
+                "" if certs else f"{HOST}:{port + HTTP_PORT_OFFSET}",
+            )
             for i, port in enumerate(ports)
         ]
         self.certs = certs.resolve() if certs is not None else None
@@ -134,11 +144,16 @@ class LocalCluster:
             args = ["--name", m.name, "--data-dir", str(m.data_dir), "--listen", m.address, "--initial-cluster", initial]
             if self.certs is not None:
                 args += self._tls_args(m, clients)
+            if m.http_address:
+                args += ["--http-listen", m.http_address]
             self.args[m.name] = args
         self.base.mkdir(parents=True, exist_ok=True)
         payload: dict[str, Any] = {
             "members": [
-                {"name": m.name, "address": m.address, "peer_address": m.peer_address, "args": self.args[m.name]}
+                {
+                    "name": m.name, "address": m.address, "peer_address": m.peer_address,
+                    "http_address": m.http_address, "args": self.args[m.name],
+                }
                 for m in self.members
             ],
             "certs": str(self.certs) if self.certs is not None else "",
@@ -420,6 +435,10 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
     if cluster.certs is not None:
         print(f"  {tls_environment(cluster.certs)}")
     print(f"  {first_command(endpoints)}")
+    if cluster.members[0].http_address:
+        # The same store through etcd's v3 API and its JSON gateway (docs/etcd.md).
+        print(f"  etcdctl --endpoints {','.join(endpoints)} put foo bar")
+        print(f"  curl -s http://{cluster.members[0].http_address}/v3/kv/range -d '{{\"key\": \"Zm9v\"}}'")
     print("  make cluster-status | cluster-logs | cluster-kill NODE=n2 | cluster-restart NODE=n2 | cluster-stop")
     return 0
 
