@@ -110,7 +110,7 @@ class CoordCalls:
 
     def register(self, method: str, fn: UnaryCall) -> None:
         if self.interceptor is not None:
-            handler = grpc.unary_unary_rpc_method_handler(fn)
+            handler: Any = grpc.unary_unary_rpc_method_handler(fn)
             fn = self.interceptor.wrap_handler(method, handler).unary_unary
         self._calls[method] = fn
 

@@ -180,7 +180,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
 
         return await _run(context, work())  # type: ignore[no-any-return]
 
-    async def Snapshot(  # type: ignore[override]
+    async def Snapshot(
         self, request: etcd.SnapshotRequest, context: Any
     ) -> AsyncIterator[etcd.SnapshotResponse]:
         """coord's snapshot bytes laid out as etcd lays out its own (etcdctl checks the
@@ -203,6 +203,10 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
             chunk = blob[offset : offset + SNAPSHOT_CHUNK]
             offset += len(chunk)
             yield etcd.SnapshotResponse(header=header, remaining_bytes=len(blob) - offset, blob=chunk, version=ETCD_VERSION)
+
+    async def Downgrade(self, request: etcd.DowngradeRequest, context: Any) -> etcd.DowngradeResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "coord has no cluster version to downgrade")
+        raise AssertionError("not reached")
 
     async def MoveLeader(self, request: etcd.MoveLeaderRequest, context: Any) -> etcd.MoveLeaderResponse:
         async def work() -> etcd.MoveLeaderResponse:
@@ -238,3 +242,13 @@ class EtcdAuth(etcd_grpc.AuthServicer):
 
     async def AuthStatus(self, request: etcd.AuthStatusRequest, context: Any) -> etcd.AuthStatusResponse:
         return etcd.AuthStatusResponse(header=etcd.ResponseHeader(), enabled=self._auth() is not None)
+
+    async def _not_offered(self, request: Any, context: Any) -> Any:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "coord manages users and roles with its own auth (docs/security-auth.md), not etcd's Auth service",
+        )
+
+    AuthEnable = AuthDisable = UserAdd = UserGet = UserList = UserDelete = _not_offered
+    UserChangePassword = UserGrantRole = UserRevokeRole = _not_offered
+    RoleAdd = RoleGet = RoleList = RoleDelete = RoleGrantPermission = RoleRevokePermission = _not_offered

@@ -52,8 +52,8 @@ def range_request(req: etcd.RangeRequest) -> kv_pb2.RangeRequest:
         out.sort_order = kv_pb2.SORT_ORDER_UNSPECIFIED
         out.sort_target = kv_pb2.SORT_TARGET_UNSPECIFIED
     else:
-        out.sort_order = kv_pb2.SORT_ORDER_ASCEND if order == _NONE else order
-        out.sort_target = target + 1
+        out.sort_order = kv_pb2.SortOrder.ValueType(kv_pb2.SORT_ORDER_ASCEND if order == _NONE else order)
+        out.sort_target = kv_pb2.SortTarget.ValueType(target + 1)
     return out
 
 
@@ -76,7 +76,10 @@ _COMPARE_UNION = ("version", "create_revision", "mod_revision", "value", "lease"
 
 
 def compare(c: etcd.Compare) -> kv_pb2.Compare:
-    out = kv_pb2.Compare(result=c.result + 1, target=c.target + 1, key=c.key, range_end=c.range_end)
+    out = kv_pb2.Compare(
+        result=kv_pb2.CompareResult.ValueType(c.result + 1), target=kv_pb2.CompareTarget.ValueType(c.target + 1),
+        key=c.key, range_end=c.range_end,
+    )
     union = _COMPARE_UNION[c.target] if 0 <= c.target < len(_COMPARE_UNION) else ""
     # etcd reads the member its target names, set or not (0 or empty when absent).
     if union:

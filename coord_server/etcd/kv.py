@@ -237,6 +237,8 @@ def _stamp_ops(r: kv_pb2.TxnResponse, before: int, wrote: bool) -> bool:
         if which == "response_txn":
             wrote = _stamp_ops(op.response_txn, before, wrote)
             continue
+        if which is None:
+            continue
         result = getattr(op, which)
         if which == "response_put" or (which == "response_delete_range" and result.deleted):
             wrote = True
@@ -274,7 +276,7 @@ def watch_request(req: etcd.WatchRequest) -> kv_pb2.WatchRequest:
         return kv_pb2.WatchRequest(
             create_request=kv_pb2.WatchCreateRequest(
                 key=c.key, range_end=c.range_end, start_revision=c.start_revision,
-                progress_notify=c.progress_notify, filters=[f + 1 for f in c.filters],
+                progress_notify=c.progress_notify, filters=[kv_pb2.WatchFilterType.ValueType(f + 1) for f in c.filters],
                 prev_kv=c.prev_kv, watch_id=c.watch_id,
             )
         )

@@ -59,7 +59,7 @@ class EtcdLease(etcd_grpc.LeaseServicer):
             await abort_etcd(context, exc)
             raise
 
-    async def LeaseKeepAlive(  # type: ignore[override]
+    async def LeaseKeepAlive(
         self, request_iterator: AsyncIterator[etcd.LeaseKeepAliveRequest], context: Any
     ) -> AsyncIterator[etcd.LeaseKeepAliveResponse]:
         try:

@@ -251,7 +251,7 @@ class EtcdElection(election_grpc.ElectionServicer):
             await abort_etcd(context, exc)
             raise
 
-    async def Observe(  # type: ignore[override]
+    async def Observe(
         self, request: election.LeaderRequest, context: Any
     ) -> AsyncIterator[election.LeaderResponse]:
         """Every leader and every new value of the leader, in order, as etcd's Observe."""

@@ -140,10 +140,10 @@ class Gateway:
         return handle
 
     def streaming(self, method: str, request_cls: type[Message], response_cls: type[Message], client_streams: bool) -> Any:
-        if client_streams:
-            call = self.channel.stream_stream(method, **self._serializers(response_cls))
-        else:
-            call = self.channel.unary_stream(method, **self._serializers(response_cls))
+        call: Any = (
+            self.channel.stream_stream(method, **self._serializers(response_cls)) if client_streams
+            else self.channel.unary_stream(method, **self._serializers(response_cls))
+        )
 
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
