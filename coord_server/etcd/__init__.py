@@ -48,7 +48,7 @@ def add_etcd_services(server: grpc.aio.Server, node: Any, interceptor: Any) -> N
     for name in ("MemberList", "MemberAdd", "MemberRemove", "MemberPromote", "Status", "TransferLeadership"):
         calls.register(f"/coord.v1.Cluster/{name}", getattr(cluster, name))
     rpc_pb2_grpc.add_KVServicer_to_server(EtcdKV(node, calls), server)
-    rpc_pb2_grpc.add_WatchServicer_to_server(EtcdWatch(calls, node.watch_hub, interceptor), server)
+    rpc_pb2_grpc.add_WatchServicer_to_server(EtcdWatch(calls, node.watch_hub), server)
     rpc_pb2_grpc.add_LeaseServicer_to_server(EtcdLease(calls, lease), server)
     rpc_pb2_grpc.add_ClusterServicer_to_server(EtcdCluster(node, calls), server)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(EtcdMaintenance(node, calls), server)

@@ -21,7 +21,7 @@ from coord_server.state.errors import StateError
 from coord_server.state.limits import MAX_TXN_OPS
 
 from . import convert, errors
-from .calls import CallContext, CoordAbort, CoordCalls, abort_etcd
+from .calls import CallContext, CoordCalls, abort_etcd
 
 RANGE = "/coord.v1.KV/Range"
 PUT = "/coord.v1.KV/Put"
@@ -322,10 +322,9 @@ class _WatchContext(CallContext):
 
 
 class EtcdWatch(etcd_grpc.WatchServicer):
-    def __init__(self, calls: CoordCalls, hub: Any, interceptor: Any) -> None:
+    def __init__(self, calls: CoordCalls, hub: Any) -> None:
         self.calls = calls
         self.hub = hub
-        self.interceptor = interceptor
 
     async def Watch(  # type: ignore[override]  # writes with context.write
         self, request_iterator: AsyncIterator[etcd.WatchRequest], context: Any
@@ -354,4 +353,4 @@ async def _admitted(admission: Any, requests: AsyncIterator[kv_pb2.WatchRequest]
         yield request
 
 
-__all__ = ["CoordAbort", "EtcdKV", "EtcdWatch"]
+__all__ = ["EtcdKV", "EtcdWatch"]

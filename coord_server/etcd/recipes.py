@@ -18,14 +18,13 @@ from typing import Any
 
 import grpc
 
-from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.mvccpb import kv_pb2 as mvcc
 from coord.etcd.v3electionpb import v3election_pb2 as election
 from coord.etcd.v3electionpb import v3election_pb2_grpc as election_grpc
 from coord.etcd.v3lockpb import v3lock_pb2 as lock
 from coord.etcd.v3lockpb import v3lock_pb2_grpc as lock_grpc
 from coord.v1 import common_pb2, kv_pb2
-from coord_server.services.common import read_barrier
+from coord_server.services.common import Headers, read_barrier
 from coord_server.state.keys import prefix_end
 
 from . import convert, errors
@@ -271,9 +270,7 @@ class EtcdElection(election_grpc.ElectionServicer):
             await abort_etcd(context, exc)
 
     def _header(self) -> common_pb2.ResponseHeader:
-        from coord_server.services.common import Headers
-
         return Headers(self.recipes.node).header()
 
 
-__all__ = ["EtcdElection", "EtcdLock", "Recipes", "etcd"]
+__all__ = ["EtcdElection", "EtcdLock", "Recipes"]

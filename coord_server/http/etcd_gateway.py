@@ -6,7 +6,8 @@ JSON follows grpc-gateway's conventions as etcd configures them: proto field nam
 bytes as base64, 64-bit integers as strings, enums by name, zero values left out; a
 stream answers one ``{"result": ...}`` object per line; an error is
 ``{"error", "code", "message"}`` with the HTTP status grpc-gateway gives its gRPC code.
-``/v3beta`` is accepted as an alias of ``/v3`` (etcd 3.4 serves both).
+``/v3beta`` is accepted as an alias of ``/v3`` (etcd 3.4 serves both); ``/version`` and
+``/health`` answer as etcd's do.
 """
 
 from __future__ import annotations
@@ -185,6 +186,24 @@ async def version(request: web.Request) -> web.Response:
     return web.json_response({"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_VERSION})
 
 
+def health(channel: grpc.aio.Channel, metadata: Any) -> Any:
+    """etcd's /health: healthy when a linearizable read succeeds (a leader and a quorum)."""
+    call = channel.unary_unary(
+        "/etcdserverpb.KV/Range", request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=etcd.RangeResponse.FromString,
+    )
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            await call(etcd.RangeRequest(key=b"health"), metadata=metadata(request), timeout=5)
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                return web.json_response({"health": "false", "reason": err.details() or ""}, status=503)
+        return web.json_response({"health": "true", "reason": ""})
+
+    return handle
+
+
 def add_routes(app: web.Application, ctx: Any) -> None:
     """Register the gateway's routes (an HTTP surface; coord_server/server.py HTTP_SURFACES)."""
     gateway = Gateway(ctx.channel, ctx.metadata)
@@ -196,3 +215,4 @@ def add_routes(app: web.Application, ctx: Any) -> None:
         for path, (method, req, resp) in UNARY_STREAM.items():
             app.router.add_post(prefix + path, gateway.streaming(method, req, resp, client_streams=False))
     app.router.add_get("/version", version)
+    app.router.add_get("/health", health(ctx.channel, ctx.metadata))

@@ -110,6 +110,13 @@ def test_streamed_watch_is_one_json_object_per_line(coord: Endpoint) -> None:
     assert event["kv"]["value"] == b64("x") and "type" not in event  # PUT is the zero value
 
 
+def test_version_and_health(coord: Endpoint) -> None:
+    with urllib.request.urlopen(coord.http + "/version", timeout=20) as response:
+        assert json.loads(response.read())["etcdserver"].startswith("3.")
+    with urllib.request.urlopen(coord.http + "/health", timeout=20) as response:
+        assert json.loads(response.read())["health"] == "true"
+
+
 def test_lock_and_election_routes(coord: Endpoint) -> None:
     status, granted = post(coord, "/v3/lease/grant", {"TTL": "30"})
     assert status == 200

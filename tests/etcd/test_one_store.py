@@ -68,6 +68,16 @@ def test_etcd_watch_sees_coord_writes(channel: grpc.Channel) -> None:
     responses.cancel()
 
 
+def test_reflection_lists_etcds_services(channel: grpc.Channel) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    answers = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+    names = {s.name for answer in answers for s in answer.list_services_response.service}
+    assert {"etcdserverpb.KV", "etcdserverpb.Watch", "etcdserverpb.Lease", "v3lockpb.Lock",
+            "v3electionpb.Election", "coord.v1.KV"} <= names
+
+
 def _status(call, request):  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as info:
         call(request, timeout=10)
