@@ -21,6 +21,8 @@ from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import cluster_pb2, kv_pb2, maintenance_pb2
 
+from coord_server.services.common import status_of
+
 from . import convert, errors
 from .calls import CoordCalls, abort_etcd
 
@@ -123,6 +125,16 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
             revision=node.state.revision, raft_term=node.core.term,
         )
 
+    def _admit_whole_state(self, context: Any) -> None:
+        """Hashes and snapshots read the whole state: admitted as coord's Snapshot is."""
+        admission = self.calls.admission(context)
+        if admission is not None:
+            try:
+                admission.check(SNAPSHOT, maintenance_pb2.MaintenanceSnapshotRequest())
+            except Exception as exc:  # noqa: BLE001 - PermissionDenied, in etcd's terms
+                code, message, _ = status_of(exc)
+                raise errors.translate(code, message) from None
+
     async def Status(self, request: etcd.StatusRequest, context: Any) -> etcd.StatusResponse:
         async def work() -> etcd.StatusResponse:
             r = await self.calls.call(STATUS, cluster_pb2.ClusterStatusRequest(), context)
@@ -151,7 +163,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
 
     async def Hash(self, request: etcd.HashRequest, context: Any) -> etcd.HashResponse:
         async def work() -> etcd.HashResponse:
-            self.calls.admission(context)
+            self._admit_whole_state(context)
             return etcd.HashResponse(header=self._header(), hash=zlib.crc32(self.node.state.snapshot()))
 
         return await _run(context, work())  # type: ignore[no-any-return]
@@ -161,13 +173,11 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
         applied the same history, as etcd's HashKV is meant to be compared."""
 
         async def work() -> etcd.HashKVResponse:
-            self.calls.admission(context)
+            self._admit_whole_state(context)
             state = self.node.state
             try:
                 r = state.range(kv_pb2.RangeRequest(key=b"\x00", range_end=b"\x00", revision=request.revision))
             except Exception as exc:  # noqa: BLE001 - compacted or future: etcd's messages
-                from coord_server.services.common import status_of
-
                 code, message, _ = status_of(exc)
                 raise errors.translate(code, message) from None
             crc = 0
@@ -186,9 +196,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
         """coord's snapshot bytes laid out as etcd lays out its own (etcdctl checks the
         layout): zero-padded to a multiple of 512 bytes, then the SHA-256 of that."""
         try:
-            admission = self.calls.admission(context)
-            if admission is not None:
-                admission.check(SNAPSHOT, maintenance_pb2.MaintenanceSnapshotRequest())
+            self._admit_whole_state(context)
             data = self.node.state.snapshot()
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise

@@ -60,6 +60,9 @@ def test_authenticate_then_use_the_token(address: str) -> None:
         with pytest.raises(grpc.RpcError) as denied:
             kv.Put(etcd.PutRequest(key=b"other", value=b"1"), metadata=md, timeout=10)
         assert (denied.value.code(), denied.value.details()) == (grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied")
+        with pytest.raises(grpc.RpcError) as no_admin:
+            etcd_grpc.MaintenanceStub(ch).HashKV(etcd.HashKVRequest(), metadata=md, timeout=10)
+        assert no_admin.value.code() == grpc.StatusCode.PERMISSION_DENIED
         with pytest.raises(grpc.RpcError) as anonymous:
             kv.Range(etcd.RangeRequest(key=b"app/x"), timeout=10)
         assert (anonymous.value.code(), anonymous.value.details()) == (
