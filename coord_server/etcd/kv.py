@@ -8,6 +8,7 @@ through coord's own servicer (calls.py); the answer is the same bytes etcd would
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import kv_pb2
 from coord_server.state import validation
 from coord_server.state.errors import StateError
-from coord_server.state.limits import MAX_TXN_OPS
+from coord_server.state.limits import MAX_REQUEST_BYTES, MAX_TXN_OPS
 
 from . import convert, errors
 from .calls import CallContext, CoordCalls, abort_etcd
@@ -311,14 +312,56 @@ def watch_responses(r: kv_pb2.WatchResponse) -> list[etcd.WatchResponse]:
     return [out]
 
 
-class _WatchContext(CallContext):
-    """The WatchHub writes coord responses; the client gets etcd's."""
+FRAGMENT_BYTES = MAX_REQUEST_BYTES
+"""A watcher created with ``fragment`` gets responses larger than this split in parts, as
+etcd splits them at its request size limit."""
 
-    __slots__ = ()
+
+def fragments(response: etcd.WatchResponse, limit: int = FRAGMENT_BYTES) -> list[etcd.WatchResponse]:
+    """``response`` in parts of at most ``limit`` bytes of events (at least one event
+    each), every part but the last marked ``fragment``."""
+    if response.ByteSize() <= limit or len(response.events) < 2:
+        return [response]
+    parts: list[etcd.WatchResponse] = []
+    current = etcd.WatchResponse(header=response.header, watch_id=response.watch_id)
+    size = 0
+    for e in response.events:
+        event_size = e.ByteSize()
+        if current.events and size + event_size > limit:
+            current.fragment = True
+            parts.append(current)
+            current = etcd.WatchResponse(header=response.header, watch_id=response.watch_id)
+            size = 0
+        current.events.append(e)
+        size += event_size
+    parts.append(current)
+    return parts
+
+
+class _WatchContext(CallContext):
+    """The WatchHub writes coord responses; the client gets etcd's. Creation answers
+    come in the order of the create requests, which is how a watcher created with
+    ``fragment`` is known by its id."""
+
+    __slots__ = ("asked_fragment", "fragmented")
+
+    def __init__(self, outer: Any) -> None:
+        super().__init__(outer)
+        self.asked_fragment: deque[bool] = deque()
+        self.fragmented: set[int] = set()
 
     async def write(self, message: Any) -> None:
+        if message.created and self.asked_fragment:
+            if self.asked_fragment.popleft() and not message.canceled:
+                self.fragmented.add(message.watch_id)
+        elif message.canceled:
+            self.fragmented.discard(message.watch_id)
         for response in watch_responses(message):
-            await self.outer.write(response)
+            if response.events and response.watch_id in self.fragmented:
+                for part in fragments(response):
+                    await self.outer.write(part)
+            else:
+                await self.outer.write(response)
 
 
 class EtcdWatch(etcd_grpc.WatchServicer):
@@ -331,7 +374,7 @@ class EtcdWatch(etcd_grpc.WatchServicer):
     ) -> None:
         inner = _WatchContext(context)
         try:
-            requests = _converted(request_iterator)
+            requests = _converted(request_iterator, inner.asked_fragment)
             admission = self.calls.admission(context)
             if admission is not None:
                 requests = _admitted(admission, requests)
@@ -342,8 +385,12 @@ class EtcdWatch(etcd_grpc.WatchServicer):
             await abort_etcd(context, exc)
 
 
-async def _converted(requests: AsyncIterator[etcd.WatchRequest]) -> AsyncIterator[kv_pb2.WatchRequest]:
+async def _converted(
+    requests: AsyncIterator[etcd.WatchRequest], asked_fragment: deque[bool]
+) -> AsyncIterator[kv_pb2.WatchRequest]:
     async for request in requests:
+        if request.WhichOneof("request_union") == "create_request":
+            asked_fragment.append(request.create_request.fragment)
         yield watch_request(request)
 
 

@@ -4,6 +4,8 @@ with etcd's code and exact message."""
 
 from __future__ import annotations
 
+import queue
+
 import grpc
 import pytest
 
@@ -44,7 +46,6 @@ def test_a_lease_from_one_api_holds_keys_of_the_other(channel: grpc.Channel) -> 
 
 
 def test_etcd_watch_sees_coord_writes(channel: grpc.Channel) -> None:
-    import queue
 
     requests: queue.Queue[etcd.WatchRequest | None] = queue.Queue()
     requests.put(etcd.WatchRequest(create_request=etcd.WatchCreateRequest(key=b"os/w", prev_kv=True)))
@@ -66,6 +67,32 @@ def test_etcd_watch_sees_coord_writes(channel: grpc.Channel) -> None:
     assert events[1].prev_kv.value == b"1"
     requests.put(None)
     responses.cancel()
+
+
+def test_a_large_revision_comes_in_fragments_when_asked(channel: grpc.Channel) -> None:
+    kv = etcd_grpc.KVStub(channel)
+    value = b"v" * 60_000
+    for i in range(40):
+        kv.Put(etcd.PutRequest(key=b"frag/%02d" % i, value=value), timeout=10)
+    requests: queue.Queue[etcd.WatchRequest | None] = queue.Queue()
+    requests.put(etcd.WatchRequest(create_request=etcd.WatchCreateRequest(
+        key=b"frag/", range_end=b"frag0", prev_kv=True, fragment=True)))
+
+    def feed():  # type: ignore[no-untyped-def]
+        while (item := requests.get()) is not None:
+            yield item
+
+    responses = etcd_grpc.WatchStub(channel).Watch(feed(), timeout=20)
+    assert next(responses).created
+    kv.DeleteRange(etcd.DeleteRangeRequest(key=b"frag/", range_end=b"frag0"), timeout=10)
+    parts = []
+    while not parts or parts[-1].fragment:
+        parts.append(next(responses))
+    requests.put(None)
+    responses.cancel()
+    assert len(parts) >= 2 and all(p.fragment for p in parts[:-1])
+    assert sum(len(p.events) for p in parts) == 40
+    assert all(e.prev_kv.value == value for p in parts for e in p.events)
 
 
 def test_reflection_lists_etcds_services(channel: grpc.Channel) -> None:
