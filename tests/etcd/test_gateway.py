@@ -1,4 +1,5 @@
-"""etcd's HTTP/JSON gateway: etcd3gw (unmodified) against coord's gateway and etcd 3.4's,
+"""etcd's HTTP/JSON gateway: etcd3gw and tooz's etcd3+http driver (unmodified) against
+coord's gateway and etcd 3.4's,
 and the raw JSON of both side by side (field names, base64 bytes, 64-bit integers as
 strings, errors, a streamed watch)."""
 
@@ -35,12 +36,14 @@ def post(endpoint: Endpoint, path: str, body: dict[str, Any]) -> tuple[int, dict
         return err.code, json.loads(err.read())
 
 
-def test_etcd3gw(endpoint: Endpoint) -> None:
-    if importlib.util.find_spec("etcd3gw") is None:
-        pytest.skip("SKIPPED LOUDLY: etcd3gw is not installed (pip install -e '.[etcd-tests]'); its test did not run")
-    done = run_client(CLIENTS / "etcd3gw_client.py", endpoint.http.removeprefix("http://"))
+@pytest.mark.parametrize("script, module", [("etcd3gw_client.py", "etcd3gw"), ("tooz_client.py", "tooz")])
+def test_gateway_client(endpoint: Endpoint, script: str, module: str) -> None:
+    """etcd3gw, and tooz's etcd3+http driver built on it."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"SKIPPED LOUDLY: {module} is not installed (pip install -e '.[etcd-tests]'); its test did not run")
+    done = run_client(CLIENTS / script, endpoint.http.removeprefix("http://"))
     assert done.returncode == 0 and done.stdout.strip().endswith("ALL OK"), (
-        f"etcd3gw against {endpoint.name}:\n{done.stdout}\n{done.stderr[-3000:]}"
+        f"{module} against {endpoint.name}:\n{done.stdout}\n{done.stderr[-3000:]}"
     )
 
 
