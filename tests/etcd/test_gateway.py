@@ -1,7 +1,6 @@
 """etcd's HTTP/JSON gateway: etcd3gw and tooz's etcd3+http driver (unmodified) against
-coord's gateway and etcd 3.4's,
-and the raw JSON of both side by side (field names, base64 bytes, 64-bit integers as
-strings, errors, a streamed watch)."""
+coord's gateway and etcd 3.4's, and the raw JSON of both side by side (field names,
+base64 bytes, 64-bit integers as strings, errors, a streamed watch)."""
 
 from __future__ import annotations
 
