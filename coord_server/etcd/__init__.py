@@ -13,9 +13,9 @@ from typing import Any
 
 import grpc
 
-from coord.etcd.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from coord.etcd.v3electionpb import v3election_pb2, v3election_pb2_grpc
-from coord.etcd.v3lockpb import v3lock_pb2, v3lock_pb2_grpc
+from coord.etcd.etcdserverpb import rpc_pb2_grpc
+from coord.etcd.v3electionpb import v3election_pb2_grpc
+from coord.etcd.v3lockpb import v3lock_pb2_grpc
 from coord_server.services import ClusterService, KVService, LeaseService
 
 from .calls import CoordCalls
@@ -24,20 +24,42 @@ from .kv import EtcdKV, EtcdWatch
 from .lease import EtcdLease
 from .recipes import EtcdElection, EtcdLock, Recipes
 
-__all__ = ["ETCD_VERSION", "SERVICE_NAMES", "add_etcd_services"]
+__all__ = ["COORD_EQUIVALENTS", "ETCD_VERSION", "add_etcd_services"]
 
-SERVICE_NAMES = [
-    *(s.full_name for s in rpc_pb2.DESCRIPTOR.services_by_name.values()),
-    *(s.full_name for s in v3lock_pb2.DESCRIPTOR.services_by_name.values()),
-    *(s.full_name for s in v3election_pb2.DESCRIPTOR.services_by_name.values()),
-]
-"""For server reflection."""
+COORD_EQUIVALENTS = {
+    "/etcdserverpb.KV/Range": "/coord.v1.KV/Range",
+    "/etcdserverpb.KV/Put": "/coord.v1.KV/Put",
+    "/etcdserverpb.KV/DeleteRange": "/coord.v1.KV/DeleteRange",
+    "/etcdserverpb.KV/Txn": "/coord.v1.KV/Txn",
+    "/etcdserverpb.KV/Compact": "/coord.v1.KV/Compact",
+    "/etcdserverpb.Watch/Watch": "/coord.v1.KV/Watch",
+    "/etcdserverpb.Lease/LeaseGrant": "/coord.v1.Lease/Grant",
+    "/etcdserverpb.Lease/LeaseRevoke": "/coord.v1.Lease/Revoke",
+    "/etcdserverpb.Lease/LeaseKeepAlive": "/coord.v1.Lease/KeepAlive",
+    "/etcdserverpb.Lease/LeaseTimeToLive": "/coord.v1.Lease/TimeToLive",
+    "/etcdserverpb.Lease/LeaseLeases": "/coord.v1.Lease/List",
+    "/etcdserverpb.Cluster/MemberList": "/coord.v1.Cluster/MemberList",
+    "/etcdserverpb.Cluster/MemberAdd": "/coord.v1.Cluster/MemberAdd",
+    "/etcdserverpb.Cluster/MemberRemove": "/coord.v1.Cluster/MemberRemove",
+    "/etcdserverpb.Cluster/MemberPromote": "/coord.v1.Cluster/MemberPromote",
+    "/etcdserverpb.Maintenance/Status": "/coord.v1.Cluster/Status",
+    "/etcdserverpb.Maintenance/MoveLeader": "/coord.v1.Cluster/TransferLeadership",
+    "/etcdserverpb.Maintenance/Snapshot": "/coord.v1.Maintenance/Snapshot",
+    "/etcdserverpb.Maintenance/Hash": "/coord.v1.Maintenance/Snapshot",
+    "/etcdserverpb.Maintenance/HashKV": "/coord.v1.Maintenance/Snapshot",
+}
+"""The coord.v1 call each etcd call is admitted as (locks and elections: the KV calls
+they make; every other etcd call needs an admin role when auth is on)."""
 
 
 def add_etcd_services(server: grpc.aio.Server, node: Any, interceptor: Any) -> None:
     """Register etcd's services for ``node`` (after coord's: they share its WatchHub),
     checked by ``interceptor`` (the member's AdmissionInterceptor, or None)."""
     calls = CoordCalls(interceptor)
+    if interceptor is not None:
+        # With auth on, every call of these services first proves a valid token
+        # (coord_server/auth/rules.py: TRANSLATED), as etcd clients send it.
+        interceptor.translated_admit = calls.admission
     kv = KVService(node, node.watch_hub)
     lease = LeaseService(node)
     cluster = ClusterService(node)
@@ -52,7 +74,7 @@ def add_etcd_services(server: grpc.aio.Server, node: Any, interceptor: Any) -> N
     rpc_pb2_grpc.add_LeaseServicer_to_server(EtcdLease(calls, lease), server)
     rpc_pb2_grpc.add_ClusterServicer_to_server(EtcdCluster(node, calls), server)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(EtcdMaintenance(node, calls), server)
-    rpc_pb2_grpc.add_AuthServicer_to_server(EtcdAuth(interceptor), server)
+    rpc_pb2_grpc.add_AuthServicer_to_server(EtcdAuth(interceptor, calls), server)
     recipes = Recipes(node, calls)
     v3lock_pb2_grpc.add_LockServicer_to_server(EtcdLock(recipes), server)
     v3election_pb2_grpc.add_ElectionServicer_to_server(EtcdElection(recipes), server)

@@ -121,6 +121,19 @@ class CoordCalls:
         except CoordAbort as err:
             raise translate(err.code, err.message, method) from None
 
+    def precheck(self, method: str, request: Any, context: Any) -> None:
+        """With auth on, ``request``'s permission check as ``method`` (a coord.v1 method,
+        or an etcd one, which only an admin may call) before etcd's own checks of the
+        request: a caller without the right learns nothing about its request."""
+        admission = self.admission(context)
+        if admission is None:
+            return
+        try:
+            admission.check(method, request)
+        except Exception as exc:  # noqa: BLE001 - PermissionDenied, in etcd's terms
+            code, message, _ = status_of(exc)
+            raise translate(code, message) from None
+
     def admission(self, context: Any) -> Any:
         """Admit a call that has no coord equivalent (who is calling); None without auth."""
         if self.interceptor is None or self.interceptor.auth is None:

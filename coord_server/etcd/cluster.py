@@ -60,6 +60,11 @@ async def _run(context: Any, work: Any) -> Any:
         raise
 
 
+async def _admin_only(calls: CoordCalls, method: str, request: Any, context: Any) -> None:
+    """With auth on, only an admin may call ``method`` (it has no coord.v1 equivalent)."""
+    calls.precheck(method, request, context)
+
+
 class EtcdCluster(etcd_grpc.ClusterServicer):
     def __init__(self, node: Any, calls: CoordCalls) -> None:
         self.node = node
@@ -81,10 +86,13 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
 
     async def MemberAdd(self, request: etcd.MemberAddRequest, context: Any) -> etcd.MemberAddResponse:
         async def work() -> etcd.MemberAddResponse:
+            coord_request = cluster_pb2.ClusterMemberAddRequest(
+                peer_address=_address(request.peerURLs[0]) if request.peerURLs else "",
+            )
+            self.calls.precheck(MEMBER_ADD, coord_request, context)
             if len(request.peerURLs) != 1:
                 raise errors.MEMBER_BAD_URLS
-            peer = _address(request.peerURLs[0])
-            r = await self.calls.call(MEMBER_ADD, cluster_pb2.ClusterMemberAddRequest(peer_address=peer), context)
+            r = await self.calls.call(MEMBER_ADD, coord_request, context)
             return etcd.MemberAddResponse(
                 header=convert.header(r.header), member=self.member(r.member), members=[self.member(m) for m in r.members]
             )
@@ -106,6 +114,7 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         return await _run(context, work())  # type: ignore[no-any-return]
 
     async def MemberUpdate(self, request: etcd.MemberUpdateRequest, context: Any) -> etcd.MemberUpdateResponse:
+        await _run(context, _admin_only(self.calls, "/etcdserverpb.Cluster/MemberUpdate", request, context))
         await context.abort(
             grpc.StatusCode.UNIMPLEMENTED,
             "coord does not change a member's peer address in place; remove the member and add it again",
@@ -149,14 +158,14 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
 
     async def Alarm(self, request: etcd.AlarmRequest, context: Any) -> etcd.AlarmResponse:
         async def work() -> etcd.AlarmResponse:
-            self.calls.admission(context)
+            self.calls.precheck("/etcdserverpb.Maintenance/Alarm", request, context)
             return etcd.AlarmResponse(header=self._header())
 
         return await _run(context, work())  # type: ignore[no-any-return]
 
     async def Defragment(self, request: etcd.DefragmentRequest, context: Any) -> etcd.DefragmentResponse:
         async def work() -> etcd.DefragmentResponse:
-            self.calls.admission(context)
+            self.calls.precheck("/etcdserverpb.Maintenance/Defragment", request, context)
             return etcd.DefragmentResponse(header=self._header())
 
         return await _run(context, work())  # type: ignore[no-any-return]
@@ -213,6 +222,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
             yield etcd.SnapshotResponse(header=header, remaining_bytes=len(blob) - offset, blob=chunk, version=ETCD_VERSION)
 
     async def Downgrade(self, request: etcd.DowngradeRequest, context: Any) -> etcd.DowngradeResponse:
+        await _run(context, _admin_only(self.calls, "/etcdserverpb.Maintenance/Downgrade", request, context))
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "coord has no cluster version to downgrade")
         raise AssertionError("not reached")
 
@@ -231,8 +241,9 @@ class EtcdAuth(etcd_grpc.AuthServicer):
     password is the user's coord token, and the token returned is that token, which
     then admits the caller on both APIs."""
 
-    def __init__(self, interceptor: Any) -> None:
+    def __init__(self, interceptor: Any, calls: CoordCalls) -> None:
         self.interceptor = interceptor
+        self.calls = calls
 
     def _auth(self) -> Any:
         return getattr(self.interceptor, "auth", None)
@@ -252,6 +263,7 @@ class EtcdAuth(etcd_grpc.AuthServicer):
         return etcd.AuthStatusResponse(header=etcd.ResponseHeader(), enabled=self._auth() is not None)
 
     async def _not_offered(self, request: Any, context: Any) -> Any:
+        await _run(context, _admin_only(self.calls, "/etcdserverpb.Auth/UserAdd", request, context))
         await context.abort(
             grpc.StatusCode.UNIMPLEMENTED,
             "coord manages users and roles with its own auth (docs/security-auth.md), not etcd's Auth service",

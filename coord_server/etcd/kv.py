@@ -68,9 +68,11 @@ class EtcdKV(etcd_grpc.KVServicer):
 
     async def Range(self, request: etcd.RangeRequest, context: Any) -> etcd.RangeResponse:
         try:
+            coord_request = convert.range_request(request)
+            self.calls.precheck(RANGE, coord_request, context)
             if not request.key:
                 raise errors.EMPTY_KEY
-            response = await self.calls.call(RANGE, convert.range_request(request), context)
+            response = await self.calls.call(RANGE, coord_request, context)
             if _filtered(request):
                 # etcd counts the keys in the range before its revision filters; coord
                 # after. The count comes from a second read at the same revision.
@@ -89,9 +91,11 @@ class EtcdKV(etcd_grpc.KVServicer):
 
     async def Put(self, request: etcd.PutRequest, context: Any) -> etcd.PutResponse:
         try:
+            coord_request = convert.recode(request, kv_pb2.PutRequest)
+            self.calls.precheck(PUT, coord_request, context)
             check_put(request)
             try:
-                response = await self.calls.call(PUT, convert.recode(request, kv_pb2.PutRequest), context)
+                response = await self.calls.call(PUT, coord_request, context)
             except errors.EtcdError as err:
                 # etcd looks the lease up before the key of ignore_value/ignore_lease.
                 if err is errors.KEY_NOT_FOUND and request.lease and not self.node.state.has_lease(request.lease):
@@ -106,9 +110,10 @@ class EtcdKV(etcd_grpc.KVServicer):
 
     async def DeleteRange(self, request: etcd.DeleteRangeRequest, context: Any) -> etcd.DeleteRangeResponse:
         try:
+            coord_request = convert.recode(request, kv_pb2.DeleteRangeRequest)
+            self.calls.precheck(DELETE_RANGE, coord_request, context)
             if not request.key:
                 raise errors.EMPTY_KEY
-            coord_request = convert.recode(request, kv_pb2.DeleteRangeRequest)
             response = await self.calls.call(DELETE_RANGE, coord_request, context)
             return convert.recode(response, etcd.DeleteRangeResponse)
         except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -119,8 +124,9 @@ class EtcdKV(etcd_grpc.KVServicer):
 
     async def Txn(self, request: etcd.TxnRequest, context: Any) -> etcd.TxnResponse:
         try:
-            check_txn(request)
             coord_request = convert.txn_request(request)
+            self.calls.precheck(TXN, coord_request, context)
+            check_txn(request)
             if _negative_revision_on_path(self.node.state, request):
                 # etcd checks a Txn's range revisions against its first revision, so a
                 # negative one there is compacted once anything was compacted (after

@@ -28,7 +28,10 @@ roles = ["app"]
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("auth")
     (base / "auth.toml").write_text(AUTH_FILE)
-    cluster = Cluster(base / "c", 1, options=("--auth-file", str(base / "auth.toml")))
+    secret = base / "peer-secret"  # auth on needs peer authentication too
+    secret.write_text("peer-secret-of-the-etcd-api-tests-0123456789\n")
+    secret.chmod(0o600)
+    cluster = Cluster(base / "c", 1, options=("--auth-file", str(base / "auth.toml"), "--peer-secret-file", str(secret)))
     cluster.start()
     try:
         node = next(iter(cluster.nodes.values()))
