@@ -250,6 +250,8 @@ class KeepAliver:
         self.reconnects = 0
         self.renewals = 0
         """Renewals confirmed by the cluster so far (a statistic)."""
+        self.requests = 0
+        """KeepAlive requests sent so far (a statistic: renewals per request, Rule 4)."""
 
     def track(self, lease: Lease) -> None:
         lease.keepalive = True
@@ -340,7 +342,10 @@ class KeepAliver:
                 lease._lose("no keep-alive was confirmed within its TTL (the cluster could not be reached)")
 
     def _take_due(self, now: float) -> list[int]:
-        """The leases due for renewal, each due again an interval later unless answered."""
+        """Once a lease is due, it and every lease due within _GATHER seconds (Rule 4),
+        each due again an interval later unless answered."""
+        if not self._prune() or self._due[0][0] > now:
+            return []
         heap, leases, out = self._due, self._leases, []
         while heap and heap[0][0] <= now + _GATHER:
             due, lease_id = heapq.heappop(heap)
@@ -351,6 +356,36 @@ class KeepAliver:
             heapq.heappush(heap, (lease._next_due, lease_id))
             out.append(lease_id)
         return out
+
+    def _prune_deadlines(self) -> bool:
+        """Move the leases renewed since their entry reached the top of the deadline heap
+        to their real deadline, so the sender wakes only for a deadline that may pass;
+        whether any lease has a deadline."""
+        heap, leases = self._deadlines, self._leases
+        while heap:
+            queued, lease_id = heap[0]
+            lease = leases.get(lease_id)
+            if lease is None or lease._deadline_queued != queued:
+                heapq.heappop(heap)
+            elif lease._deadline > queued:
+                lease._deadline_queued = lease._deadline
+                heapq.heapreplace(heap, (lease._deadline, lease_id))
+            else:
+                return True
+        return False
+
+    def _prune(self) -> bool:
+        """Drop the entries at the top of the due heap that no longer count, so that the
+        next wake-up is a real due time (a superseded entry must not wake the sender to
+        send the few leases that happen to be due then); whether any lease is due."""
+        heap, leases = self._due, self._leases
+        while heap:
+            due, lease_id = heap[0]
+            lease = leases.get(lease_id)
+            if lease is not None and lease._next_due == due:
+                return True
+            heapq.heappop(heap)
+        return False
 
     def _stream_ended(self) -> None:
         """Unanswered renewals died with the stream: their leases are decided by their
@@ -414,6 +449,7 @@ class KeepAliver:
                     ids = due[i : i + step]
                     for lease_id in ids:
                         self._leases[lease_id]._pending += 1
+                    self.requests += 1
                     if len(ids) == 1:
                         sent.append((now, ids, False))
                         await call.write(lease_pb2.LeaseKeepAliveRequest(id=ids[0]))
@@ -426,9 +462,9 @@ class KeepAliver:
                 if oldest is not None and now - oldest > transport.attempt_timeout:
                     raise errors.Unavailable(f"no keep-alive answer from {address} in {transport.attempt_timeout}s")
                 wake_at = now + 60.0
-                if self._due:
+                if self._prune():
                     wake_at = min(wake_at, self._due[0][0])
-                if self._deadlines:
+                if self._prune_deadlines():
                     wake_at = min(wake_at, self._deadlines[0][0])
                 if oldest is not None:
                     wake_at = min(wake_at, oldest + transport.attempt_timeout)
