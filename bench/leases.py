@@ -122,9 +122,10 @@ async def _coord_client(conn: multiprocessing.connection.Connection, endpoints: 
     reasons = sorted({lease.lost_reason for lease in leases if lease.lost.is_set()})
     for lease in leases:
         lease.stop_keepalive()
+    reconnects = keeper.reconnects
     await client.close()
     return {"renewals": r1 - r0, "cpu": c1 - c0, "lost": lost, "reasons": reasons[:3],
-            "ids": [lease.id for lease in leases]}
+            "ids": [lease.id for lease in leases], "reconnects": reconnects}
 
 
 async def _etcd_client(conn: multiprocessing.connection.Connection, endpoints: list[str], count: int, ttl: int,
@@ -150,38 +151,63 @@ async def _etcd_client(conn: multiprocessing.connection.Connection, endpoints: l
     await asyncio.gather(*(grant() for _ in range(count)))
     conn.send(("granted", time.monotonic() - started))
     times.update(conn.recv())
-    call = channel.stream_stream("/etcdserverpb.Lease/LeaseKeepAlive",
-                                 request_serializer=m["LeaseKeepAliveRequest"].SerializeToString,
-                                 response_deserializer=m["LeaseKeepAliveResponse"].FromString)()
     lost: set[int] = set()
     sent_at: dict[int, float] = {}
-    counter = {"renewals": 0}
+    counter = {"renewals": 0, "reconnects": 0}
+    errors: list[str] = []
 
-    async def read() -> None:
+    async def stream(call: Any) -> None:
+        """Renew on one stream until it fails (then the caller opens another)."""
+
+        async def read() -> None:
+            while True:
+                r = await call.read()
+                if r is grpc.aio.EOF:
+                    return
+                at = sent_at.pop(r.ID, time.monotonic())
+                if r.TTL <= 0:
+                    lost.add(r.ID)
+                    continue
+                counter["renewals"] += 1
+                deadline[r.ID] = at + r.TTL
+                heapq.heappush(due, (time.monotonic() + r.TTL / 3, r.ID))
+
+        reading = asyncio.ensure_future(read())
+        try:
+            while not reading.done():
+                now = time.monotonic()
+                while due and due[0][0] <= now:
+                    _, lease_id = heapq.heappop(due)
+                    if lease_id not in lost:
+                        sent_at[lease_id] = now
+                        await call.write(m["LeaseKeepAliveRequest"](ID=lease_id))
+                await asyncio.wait({reading}, timeout=0.05 if not due else min(0.05, max(0.0, due[0][0] - time.monotonic())))
+            reading.result()
+        finally:
+            reading.cancel()
+            call.cancel()
+
+    async def keep() -> None:
+        at = 0
         while True:
-            r = await call.read()
-            if r is grpc.aio.EOF:
-                return
-            at = sent_at.pop(r.ID, time.monotonic())
-            if r.TTL <= 0:
-                lost.add(r.ID)
-                continue
-            counter["renewals"] += 1
-            deadline[r.ID] = at + r.TTL
-            heapq.heappush(due, (time.monotonic() + r.TTL / 3, r.ID))
+            ch = channels[at % len(channels)]
+            call = ch.stream_stream("/etcdserverpb.Lease/LeaseKeepAlive",
+                                    request_serializer=m["LeaseKeepAliveRequest"].SerializeToString,
+                                    response_deserializer=m["LeaseKeepAliveResponse"].FromString)()
+            try:
+                await stream(call)
+            except grpc.aio.AioRpcError as err:
+                errors.append(f"{err.code().name}: {err.details()}")
+            counter["reconnects"] += 1
+            at += 1
+            now = time.monotonic()  # renew every lease on the new stream at once (as clientv3)
+            for lease_id in list(sent_at):
+                heapq.heappush(due, (now, lease_id))
+            sent_at.clear()
+            await asyncio.sleep(0.1)
 
-    async def send() -> None:
-        while time.monotonic() < times["stop"]:
-            now = time.monotonic()
-            while due and due[0][0] <= now:
-                _, lease_id = heapq.heappop(due)
-                if lease_id not in lost:
-                    sent_at[lease_id] = now
-                    await call.write(m["LeaseKeepAliveRequest"](ID=lease_id))
-            await asyncio.sleep(0.05 if not due else min(0.05, max(0.0, due[0][0] - time.monotonic())))
-
-    reader = asyncio.ensure_future(read())
-    sender = asyncio.ensure_future(send())
+    channels = [channel] + [grpc.aio.insecure_channel(e) for e in endpoints[1:]]
+    sender = asyncio.ensure_future(keep())
     await _sleep_until(times["window_from"])
     r0, c0 = counter["renewals"], time.process_time()
     await _sleep_until(times["window_to"])
@@ -190,10 +216,10 @@ async def _etcd_client(conn: multiprocessing.connection.Connection, endpoints: l
     now = time.monotonic()
     lost |= {lease_id for lease_id, d in deadline.items() if d <= now}
     sender.cancel()
-    reader.cancel()
-    call.cancel()
-    await channel.close()
-    return {"renewals": r1 - r0, "cpu": c1 - c0, "lost": sorted(lost), "reasons": [], "ids": list(deadline)}
+    for ch in channels:
+        await ch.close()
+    return {"renewals": r1 - r0, "cpu": c1 - c0, "lost": sorted(lost), "reasons": sorted(set(errors))[:3],
+            "ids": list(deadline), "reconnects": counter["reconnects"]}
 
 
 def _client_main(conn: multiprocessing.connection.Connection, system: str, endpoints: list[str], count: int, ttl: int) -> None:
@@ -360,6 +386,7 @@ def _run(system: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
         "system": system, "leases": args.leases, "procs": args.procs, "ttl": args.ttl, "kept": kept,
         "lost_reported_by_client": len(lost_by_client), "missing_on_server": len(ids - listed),
         "loss_reasons": sorted({x for r in results for x in r["reasons"]}),
+        "stream_reconnects": sum(r["reconnects"] for r in results),
         "grant_seconds": round(max(grant_secs), 2),
         "renewals_per_s": round(renewals / window, 1),
         "server_cores": round(server_cpu / window, 3),
@@ -370,7 +397,8 @@ def _run(system: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
         "writer_while_kept": writer.latencies(times["window_to"], times["stop"]),
     }
     _log(f"{system}: kept {kept}/{args.leases}, {out['renewals_per_s']} renewals/s, "
-         f"{out['server_cpu_us_per_renewal']} us server CPU per renewal")
+         f"{out['server_cpu_us_per_renewal']} us server CPU per renewal, {out['stream_reconnects']} stream reconnects"
+         + (f"; losses: {out['loss_reasons']}" if kept < args.leases else ""))
     if args.storm:
         # Every lease now ends about ttl after its last renewal: wait until none is left.
         deadline = stopped + args.ttl + 30
