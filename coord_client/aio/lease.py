@@ -444,11 +444,11 @@ class KeepAliver:
                 now = time.monotonic()
                 self._expire_overdue(now)
                 due = self._take_due(now)
+                for lease_id in due:  # before any await: the reader may lose one meanwhile
+                    self._leases[lease_id]._pending += 1
                 step = _MAX_IDS_PER_REQUEST if self._batched else 1
                 for i in range(0, len(due), step):
                     ids = due[i : i + step]
-                    for lease_id in ids:
-                        self._leases[lease_id]._pending += 1
                     self.requests += 1
                     if len(ids) == 1:
                         sent.append((now, ids, False))
