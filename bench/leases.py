@@ -231,7 +231,10 @@ async def _etcd_client(conn: multiprocessing.connection.Connection, endpoints: l
 def _client_main(conn: multiprocessing.connection.Connection, system: str, endpoints: list[str], count: int, ttl: int) -> None:
     import logging
 
-    logging.getLogger("coord_client").setLevel(logging.ERROR)  # losses are counted, not logged one by one
+    # Losses are counted, not logged one by one; why a stream ended is worth a line.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s client %(name)s: %(message)s")
+    logging.getLogger("coord_client").addFilter(lambda record: "keep-alive stream" in record.getMessage())
+    logging.getLogger("coord_client.lease").addFilter(lambda record: "keep-alive stream" in record.getMessage())
     run = _coord_client if system == "coord" else _etcd_client
     try:
         result = asyncio.run(run(conn, endpoints, count, ttl, {}))
@@ -455,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds the writer runs while the leases are still kept (its baseline), after the CPU window")
     p.add_argument("--storm", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--dir", default=".")
+    p.add_argument("--keep-data", action="store_true", help="keep the data directories and member logs")
     p.add_argument("--json", default="")
     return p
 
@@ -471,7 +475,10 @@ def main(argv: list[str] | None = None) -> int:
         for system in systems:
             results.append(bench_system(system, base, args))
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep_data:
+            _log(f"data and member logs kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
     print(report(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
