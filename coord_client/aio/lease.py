@@ -12,9 +12,10 @@ Rule 2: a lease is *lost* when a renewal is answered with TTL 0 (it expired or w
         or when its local deadline passes without a confirmed renewal (the cluster could
         not be reached in time). Losing is final: ``lost`` is set, ``lost_reason`` says
         why, and every ``on_lost`` callback runs once, on the event loop. A lease whose
-        deadline passes while a renewal of it is sent and not yet answered on a live
-        stream is not lost yet: the answer says whether the leader renewed it in time
-        (``remaining`` is 0 meanwhile); if the stream fails instead, it is lost then.
+        deadline passes while its renewal is merely queued (due and about to be sent, or
+        sent and not yet answered on a live stream) is not lost yet: the answer says
+        whether the leader renewed it in time (``remaining`` is 0 meanwhile); if the
+        stream fails instead (no answer within the attempt timeout), it is lost then.
 Rule 3: when the stream fails, it is reopened on the leader named by ``coord-leader`` or
         the next endpoint, with backoff, and every lease is renewed at once (lease.proto:
         a new leader has extended every lease by one election timeout).
@@ -442,10 +443,12 @@ class KeepAliver:
         try:
             while self._leases:
                 now = time.monotonic()
-                self._expire_overdue(now)
+                # Due leases are taken first: one whose deadline passed while it waited
+                # here (the loop or a write was held up) is sent and decided by its answer.
                 due = self._take_due(now)
                 for lease_id in due:  # before any await: the reader may lose one meanwhile
                     self._leases[lease_id]._pending += 1
+                self._expire_overdue(now)
                 step = _MAX_IDS_PER_REQUEST if self._batched else 1
                 for i in range(0, len(due), step):
                     ids = due[i : i + step]
