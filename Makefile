@@ -19,6 +19,9 @@ CLUSTER := $(VPY) tools/cluster.py --dir $(CLUSTER_DIR)
 # certificates in CERTS_DIR (made by `make certs`, or on the first TLS start).
 TLS ?=
 CERTS_DIR ?= $(CLUSTER_DIR)/certs
+# AUTH=1: `make cluster` turns authentication on (an admin user, root, whose token is in
+# $(CLUSTER_DIR)/root-token, and a peer secret; docs/security.md).
+AUTH ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help $(VENV) proto proto-check test sim chaos bench clean certs \
@@ -37,6 +40,7 @@ help:
 	@echo "make cluster       start 3 local nodes in the background on 127.0.0.1:7001-7003"
 	@echo "                   (PORTS=\"8001 8002 8003\" for others; data, pids, logs in $(CLUSTER_DIR)/)"
 	@echo "make cluster TLS=1 the same with TLS for clients, mutual TLS between nodes (peer ports +100)"
+	@echo "make cluster AUTH=1 the same with authentication on (token in $(CLUSTER_DIR)/root-token)"
 	@echo "make certs         a throwaway CA, n1-n3 and client certificates in $(CERTS_DIR)/ (openssl)"
 	@echo "make cluster-status             role, term, leader, commit, applied, lag, log, snapshot, health"
 	@echo "make cluster-stop               stop the nodes (SIGTERM, then SIGKILL); data is kept"
@@ -90,10 +94,10 @@ bench: $(STAMP)
 # leader, print the endpoints and a first command; a second `make cluster` leaves a running
 # cluster alone, and a stopped one is started again with its data.
 cluster: $(STAMP)
-	@$(CLUSTER) start $(if $(PORTS),--ports "$(PORTS)") $(if $(TLS),--tls --certs $(CERTS_DIR))
+	@$(CLUSTER) start $(if $(PORTS),--ports "$(PORTS)") $(if $(TLS),--tls --certs $(CERTS_DIR)) $(if $(AUTH),--auth)
 
 # certs: a throwaway CA and certificates for the local cluster (tools/certs.py, openssl);
-# an existing CA in CERTS_DIR is kept. See docs/security-tls.md.
+# an existing CA in CERTS_DIR is kept. See docs/security.md.
 certs: $(STAMP)
 	@$(VPY) tools/certs.py --dir $(CERTS_DIR)
 

@@ -1,4 +1,5 @@
-"""``coord-server``: run one coord member until SIGTERM or SIGINT.
+"""``coord-server``: run one coord member until SIGTERM or SIGINT (SIGHUP: reload the
+TLS certificates and keys).
 
 With no arguments it runs a one-member cluster on 127.0.0.1:7379 with its data in
 ``./default.coord`` (the embedded default). ``coord-server --help`` lists the settings.
@@ -27,6 +28,7 @@ async def _serve(settings: object) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
+    loop.add_signal_handler(signal.SIGHUP, server.reload_certificates)  # docs/security.md
     peers = f", peers on {server.settings.peer_listen}" if server.settings.peer_listen else ""  # type: ignore[attr-defined]
     if server.settings.log_format == "json":  # type: ignore[attr-defined]
         logging.getLogger("coord.server").info("serving on %s%s", server.settings.listen, peers)  # type: ignore[attr-defined]

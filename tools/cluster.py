@@ -1,6 +1,6 @@
 """A local coord cluster in the background: what `make cluster` and its friends run.
 
-    tools/cluster.py [--dir DIR] start [--ports "7001 7002 7003"] [--timeout S] [--tls [--certs CERTS]]
+    tools/cluster.py [--dir DIR] start [--ports "7001 7002 7003"] [--timeout S] [--tls [--certs CERTS]] [--auth]
     tools/cluster.py [--dir DIR] status
     tools/cluster.py [--dir DIR] stop [--timeout S]
     tools/cluster.py [--dir DIR] kill NODE
@@ -17,6 +17,10 @@ With ``--tls`` (``make cluster TLS=1``) each member serves clients with TLS on i
 (client certificates required) and peers with mutual TLS on a second port (client port +
 100), with the certificates of CERTS (default ``DIR/certs``; made by tools/certs.py when
 missing). ``status`` and the other commands read that choice from ``cluster.json``.
+
+With ``--auth`` (``make cluster AUTH=1``) authentication is on: ``DIR/auth.toml`` holds
+one admin user, ``root``, whose token is in ``DIR/root-token``; ``DIR/peer-secret`` is the
+cluster's peer secret (both mode 600, made once and kept). The tools here use the token.
 
 Rules:
 
@@ -48,6 +52,8 @@ HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
 PEER_PORT_OFFSET = 100
 """With TLS, a member's peer port is its client port + this."""
+AUTH_FILE, TOKEN_FILE, PEER_SECRET_FILE = "auth.toml", "root-token", "peer-secret"
+"""With --auth, in DIR: the users (one admin), its token, the peer secret."""
 
 
 def first_command(endpoints: list[str]) -> str:
@@ -106,6 +112,8 @@ class LocalCluster:
         self.certs: Path | None = None
         """With TLS, the directory of ca.pem, the members' and the client's certificates."""
         self._credentials: Any = None
+        self.auth = False
+        """With --auth: calls carry the root token of DIR/root-token."""
         state = self.base / STATE_FILE
         if state.exists():
             data = json.loads(state.read_text())
@@ -114,12 +122,14 @@ class LocalCluster:
                 self.args[m["name"]] = m["args"]
             if data.get("certs"):
                 self.certs = Path(data["certs"])
+            self.auth = bool(data.get("auth"))
 
     # -- definition -------------------------------------------------------------------
 
-    def define(self, ports: list[int], certs: Path | None = None) -> None:
+    def define(self, ports: list[int], certs: Path | None = None, auth: bool = False) -> None:
         """Record a new cluster with one member per port (no data yet); with ``certs``,
-        a TLS cluster using the certificates there (made now if missing)."""
+        a TLS cluster using the certificates there (made now if missing); with ``auth``,
+        authentication on (an admin user and the peer secret, made now if missing)."""
         self.members = [
             Member(f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{port + PEER_PORT_OFFSET}" if certs else "")
             for i, port in enumerate(ports)
@@ -129,11 +139,17 @@ class LocalCluster:
         clients = ",".join(f"{m.name}={m.address}" for m in self.members)
         if self.certs is not None:
             self._ensure_certs()
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.auth = auth
+        if auth:
+            self._ensure_auth()
         self.args = {}
         for m in self.members:
             args = ["--name", m.name, "--data-dir", str(m.data_dir), "--listen", m.address, "--initial-cluster", initial]
             if self.certs is not None:
                 args += self._tls_args(m, clients)
+            if auth:
+                args += ["--auth-file", str(self.base / AUTH_FILE), "--peer-secret-file", str(self.base / PEER_SECRET_FILE)]
             self.args[m.name] = args
         self.base.mkdir(parents=True, exist_ok=True)
         payload: dict[str, Any] = {
@@ -142,10 +158,35 @@ class LocalCluster:
                 for m in self.members
             ],
             "certs": str(self.certs) if self.certs is not None else "",
+            "auth": auth,
         }
         tmp = self.base / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
         tmp.replace(self.base / STATE_FILE)
+
+    def _ensure_auth(self) -> None:
+        """The admin user's token, the auth file naming its digest, and the peer secret."""
+        import hashlib
+        import secrets
+
+        def private(name: str, text: str) -> None:
+            path = self.base / name
+            if not path.exists():
+                path.touch(mode=0o600)
+                path.write_text(text)
+            path.chmod(0o600)
+
+        private(TOKEN_FILE, secrets.token_hex(24) + "\n")
+        digest = hashlib.sha256(self.token().encode()).hexdigest()
+        private(AUTH_FILE, f'[roles.admin]\nadmin = true\n\n[users.root]\ntoken_sha256 = "{digest}"\nroles = ["admin"]\n')
+        private(PEER_SECRET_FILE, secrets.token_hex(32) + "\n")
+
+    def token(self) -> str:
+        return (self.base / TOKEN_FILE).read_text().strip()
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata of the tools' own calls (the root token with --auth)."""
+        return (("authorization", f"Bearer {self.token()}"),) if self.auth else ()
 
     def _ensure_certs(self) -> None:
         """Make the CA and the members' and client's certificates if any is missing."""
@@ -283,9 +324,10 @@ class LocalCluster:
             with self.channel(m.address) as channel:
                 stub = cluster_pb2_grpc.ClusterStub(channel)
                 try:
-                    out[m.name] = stub.Status(cluster_pb2.ClusterStatusRequest(), timeout=timeout)
+                    metadata = self.metadata()
+                    out[m.name] = stub.Status(cluster_pb2.ClusterStatusRequest(), timeout=timeout, metadata=metadata)
                     if not self.names_by_id:  # names of all members, down ones included
-                        listing = stub.MemberList(cluster_pb2.ClusterMemberListRequest(), timeout=timeout)
+                        listing = stub.MemberList(cluster_pb2.ClusterMemberListRequest(), timeout=timeout, metadata=metadata)
                         self.names_by_id = {member.id: member.name for member in listing.members}
                 except grpc.RpcError as err:
                     out[m.name] = f"no answer ({err.code().name})"
@@ -388,6 +430,11 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
                 f"{cluster.base} holds a stopped cluster on ports {' '.join(map(str, recorded))}; "
                 f"start it on those ports (omit PORTS), or remove it with `make cluster-clean` first"
             )
+        if args.auth != cluster.auth:
+            raise ClusterError(
+                f"{cluster.base} holds a stopped cluster {'with' if cluster.auth else 'without'} auth; start it "
+                f"{'with' if cluster.auth else 'without'} AUTH=1, or remove it with `make cluster-clean` first"
+            )
         if args.tls != (cluster.certs is not None):
             raise ClusterError(
                 f"{cluster.base} holds a stopped cluster {'with' if cluster.certs else 'without'} TLS; start it "
@@ -399,7 +446,7 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
         for port in ports or list(DEFAULT_PORTS):
             if certs is not None and not _port_free(port + PEER_PORT_OFFSET):
                 raise ClusterError(f"peer port {port + PEER_PORT_OFFSET} is in use by another process; choose others with PORTS=\"...\"")
-        cluster.define(ports or list(DEFAULT_PORTS), certs)
+        cluster.define(ports or list(DEFAULT_PORTS), certs, auth=args.auth)
     for m in cluster.members:
         for port in m.ports:
             if not _port_free(port):
@@ -419,6 +466,8 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
     print("Try:")
     if cluster.certs is not None:
         print(f"  {tls_environment(cluster.certs)}")
+    if cluster.auth:
+        print(f"  export COORD_TOKEN=$(cat {cluster.base / TOKEN_FILE})   # user root (admin); docs/security.md")
     print(f"  {first_command(endpoints)}")
     print("  make cluster-status | cluster-logs | cluster-kill NODE=n2 | cluster-restart NODE=n2 | cluster-stop")
     return 0
@@ -592,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--timeout", type=float, default=60, help="seconds to wait for a leader (default: 60)")
     start.add_argument("--tls", action="store_true", help="TLS for clients, mutual TLS between members (peer port = port + 100)")
     start.add_argument("--certs", help="certificate directory for --tls (default: DIR/certs; made when missing)")
+    start.add_argument("--auth", action="store_true", help="authentication on: an admin user (token in DIR/root-token) and a peer secret")
     sub.add_parser("status", help="role, term, leader, commit and applied index of every member")
     stop = sub.add_parser("stop", help="SIGTERM every member, then SIGKILL what is left")
     stop.add_argument("--timeout", type=float, default=15, help="seconds to wait after SIGTERM (default: 15)")

@@ -530,8 +530,9 @@ class AsyncClient:
         return list(await asyncio.gather(*(one(a, n) for a, n in targets)))
 
     async def health(self, endpoints: Sequence[str] | None = None, *, timeout: float | None = None) -> list[EndpointHealth]:
-        """Check each endpoint (default: the configured ones): healthy when it serves
-        grpc.health.v1 as SERVING and knows a leader."""
+        """Check each endpoint (default: the configured ones) through grpc.health.v1
+        alone, which needs no token: healthy when it answers SERVING, which a member does
+        while it is a member of its cluster and knows a leader."""
         from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
         per_call = timeout if timeout is not None else min(self._transport.timeout, 3.0)
@@ -542,10 +543,7 @@ class AsyncClient:
                 stub = health_pb2_grpc.HealthStub(self._transport.stubs(address).channel)
                 reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=per_call)
                 if reply.status != health_pb2.HealthCheckResponse.SERVING:
-                    return EndpointHealth(address, False, time.monotonic() - start, "not serving")
-                status = await self.status(address, timeout=per_call)
-                if not status.leader:
-                    return EndpointHealth(address, False, time.monotonic() - start, "no leader")
+                    return EndpointHealth(address, False, time.monotonic() - start, "not serving (no leader, or not a member)")
                 return EndpointHealth(address, True, time.monotonic() - start)
             except grpc.aio.AioRpcError as err:
                 return EndpointHealth(address, False, time.monotonic() - start, f"{err.code().name}: {err.details()}")

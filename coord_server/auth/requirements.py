@@ -4,7 +4,7 @@
 one message of a stream); an empty list means "any authenticated user". ``ADMIN`` is the
 one Need no key or name permission satisfies: only an admin role does.
 
-The choices (docs/security-auth.md):
+The choices (docs/security.md):
 - KV: Range, Watch and every Txn compare read their range (a lock-token compare reads
   the lock's name); Put and DeleteRange write it;
   a Txn needs everything any of its branches (and nested Txns) could touch, whichever
@@ -128,6 +128,7 @@ _BY_METHOD: dict[str, Callable[[Any], list[Need]]] = {
     "/coord.v1.Cluster/MemberPromote": lambda r: [ADMIN],
     "/coord.v1.Cluster/MemberRemove": lambda r: [ADMIN],
     "/coord.v1.Cluster/TransferLeadership": lambda r: [ADMIN],
+    "/coord.v1.Maintenance/Snapshot": lambda r: [ADMIN],  # the whole state, every key
 }
 
 LEASE_REVOKE = "/coord.v1.Lease/Revoke"
@@ -173,6 +174,19 @@ def _lease_keys(state: Any, lease_id: int) -> Any:
         return state.lease_info(lease_id).keys
     except Exception:  # noqa: BLE001 - NotFound
         return None
+
+
+def has_rule(method: str) -> bool:
+    """Whether this table decides ``method`` explicitly (rather than by the closed
+    default): tests/security/test_enumeration.py insists on it for every coord.v1
+    method a member serves."""
+    return method in _BY_METHOD or method in AUTHENTICATED_ONLY or method in (LEASE_REVOKE, LEASE_TIME_TO_LIVE)
+
+
+def any_authenticated_user(method: str) -> bool:
+    """Whether every authenticated user may call ``method`` whatever it asks (a request
+    may still need more: Lease Revoke and TimeToLive with attachments, by the lease)."""
+    return method in AUTHENTICATED_ONLY
 
 
 def needs_of(method: str, request: Any, state: Any = None) -> list[Need]:
