@@ -19,7 +19,7 @@ from tests.integration.harness import Cluster
 
 from .conftest import endpoints_of
 
-COUNT = 2000
+COUNT = 1000
 
 
 async def _many_leases(endpoints: str) -> tuple[int, int, list[float], int]:
@@ -115,3 +115,19 @@ async def _in_doubt() -> None:
 
 def test_a_lease_whose_renewal_awaits_its_answer_is_not_lost_at_its_deadline() -> None:
     asyncio.run(_in_doubt())
+
+
+async def _held_up() -> None:
+    client = _Client()
+    keeper = client._keepaliver
+    lease = _overdue_lease(client, 9, pending=0)  # due long ago: the sender was held up
+    keeper._due.append((lease._next_due, lease.id))
+    now = time.monotonic()
+    assert keeper._take_due(now) == [9]  # as _serve does: taken first, then judged
+    lease._pending += 1
+    keeper._expire_overdue(now)
+    assert lease.alive and lease._pending == 1
+
+
+def test_a_lease_due_while_the_sender_was_held_up_is_sent_not_lost() -> None:
+    asyncio.run(_held_up())
