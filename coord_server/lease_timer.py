@@ -18,6 +18,9 @@ Rule 4: the cost follows the work, not the number of leases. A renewal is one di
 Rule 5: ``expired`` reports at most ``limit`` leases per call: an expiry storm becomes a
         series of bounded LeaseExpire entries, one per tick, rather than one entry whose
         apply stalls the event loop (and every heartbeat and client behind it).
+Rule 6: a renewal is judged by when it arrived, not when its batch was confirmed: one that
+        waited in the leader's queue past the deadline still counts unless the expiry
+        was already reported (services/lease_renewals.py passes the arrival time).
 """
 
 from __future__ import annotations
@@ -85,11 +88,17 @@ class LeaseTimers:
         self._scheduled.pop(lease_id, None)
         self._report_at.pop(lease_id, None)
 
-    def keepalive(self, lease_id: int) -> int | None:
-        """Renew; the TTL granted, or None when the lease is unknown or already expired."""
+    def keepalive(self, lease_id: int, arrived_at: float | None = None) -> int | None:
+        """Renew; the TTL granted, or None when the lease is unknown or already expired.
+
+        ``arrived_at`` (this clock) is when the renewal reached this member: one that
+        arrived in time but waited in a queue past the deadline still renews, unless
+        the lease's expiry was already reported (its revocation may be in the log)."""
         deadline = self._deadline.get(lease_id)
         now = self._clock()
-        if deadline is None or deadline <= now:
+        if deadline is None or deadline <= (now if arrived_at is None else min(now, arrived_at)):
+            return None
+        if deadline <= now and lease_id in self._report_at:
             return None
         ttl = self._ttl[lease_id]
         self._deadline[lease_id] = now + ttl

@@ -120,14 +120,15 @@ class LeaseService(lease_pb2_grpc.LeaseServicer):
         except Exception as exc:  # noqa: BLE001 - translated
             await abort(context, exc)
 
-    async def _renew(self, lease_ids: list[int]) -> list[int]:
+    async def _renew(self, lease_ids: list[int], arrived: list[float]) -> list[int]:
         """One batch of a stream: renewed here when leading, else at the leader."""
         node = self.node
         for attempt in range(2):
             try:
                 if node.is_leader:
                     return await bounded(
-                        lease_renewals.renew_on_leader(node, lease_ids), KEEPALIVE_TIMEOUT, "the keepalive was confirmed"
+                        lease_renewals.renew_on_leader(node, lease_ids, arrived), KEEPALIVE_TIMEOUT,
+                        "the keepalive was confirmed",
                     )
                 return await bounded(
                     lease_renewals.forward_renewals(node, lease_ids, KEEPALIVE_TIMEOUT), KEEPALIVE_TIMEOUT,

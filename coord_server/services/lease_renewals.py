@@ -7,7 +7,10 @@ confirmed by the next single round.
 
 Rule 1: a renewal is applied only after a read barrier (a ReadIndex quorum round) begun
         after the renewal arrived, so no deposed leader promises a TTL (lease_timer.py
-        Rule 2). One barrier serves the whole batch.
+        Rule 2). One barrier serves the whole batch. Each renewal is judged by when it
+        reached this member (lease_timer.py Rule 6): waiting here for its batch never
+        costs a lease that was alive when it arrived. (A forwarded batch counts from
+        when the leader received it: members' clocks are not compared.)
 Rule 2: answers keep the order of the requests on the stream, one response per request
         (``id`` -> ``id``/``ttl``, ``ids`` -> ``ids``/``ttls``); a lease that does not
         exist or already expired answers TTL 0 and the stream goes on.
@@ -24,6 +27,7 @@ Rule 5: a stream reads ahead at most ``MAX_QUEUED_IDS`` renewals; beyond that it
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -42,26 +46,30 @@ to MAX_KEEPALIVE_IDS). Also the most a follower forwards in one call."""
 MAX_QUEUED_IDS = 4 * MAX_KEEPALIVE_IDS
 """How far one stream reads ahead of its answers (Rule 5)."""
 
-Renew = Callable[[list[int]], Awaitable[list[int]]]
+Renew = Callable[[list[int], list[float]], Awaitable[list[int]]]
+"""renew(lease IDs, when each arrived by time.monotonic()) -> their new TTLs."""
 
 
-def renew_one(timers: LeaseTimers, lease_id: int) -> int:
+def renew_one(timers: LeaseTimers, lease_id: int, arrived_at: float | None) -> int:
     """Renew one lease on the leader after its batch's barrier: the TTL granted, 0 when it
-    does not exist or already expired (Rule 3)."""
-    ttl = timers.keepalive(lease_id)
+    does not exist or had expired when the renewal arrived (Rules 1, 3)."""
+    ttl = timers.keepalive(lease_id, arrived_at)
     return 0 if ttl is None else ttl
 
 
-async def renew_on_leader(node: Any, lease_ids: Sequence[int]) -> list[int]:
+async def renew_on_leader(node: Any, lease_ids: Sequence[int], arrived: Sequence[float] | None = None) -> list[int]:
     """The new TTL of each of ``lease_ids``, in order, renewed on this member, which must
-    lead (Unavailable otherwise), behind one barrier (Rule 1)."""
+    lead (Unavailable otherwise), behind one barrier (Rule 1); ``arrived``: when each
+    reached this member (default: now)."""
     if not node.is_leader:
         raise Unavailable("keepalives go to the leader", node.leader_address())
+    if arrived is None:
+        arrived = [time.monotonic()] * len(lease_ids)
     await node.read_barrier()
     timers = node.lease_timers
     if not node.is_leader or not timers.active:
         raise Unavailable("leadership changed during the keepalive", node.leader_address())
-    return [renew_one(timers, lease_id) for lease_id in lease_ids]
+    return [renew_one(timers, lease_id, at) for lease_id, at in zip(lease_ids, arrived)]
 
 
 async def forward_renewals(node: Any, lease_ids: list[int], timeout: float) -> list[int]:
@@ -94,9 +102,9 @@ async def answer_stream(
     while a batch is being confirmed; ``renew(ids)`` confirms one batch. Responses come
     without headers (the caller stamps them). An invalid request ends the stream with its
     error once every request before it is answered."""
-    pending: deque[lease_pb2.LeaseKeepAliveRequest] = deque()
+    pending: deque[tuple[lease_pb2.LeaseKeepAliveRequest, float]] = deque()
     queued = 0
-    arrived = asyncio.Event()
+    has_requests = asyncio.Event()
     room = asyncio.Event()
     room.set()
 
@@ -105,14 +113,14 @@ async def answer_stream(
         try:
             async for request in requests:
                 validate_lease_keepalive(request)
-                pending.append(request)
+                pending.append((request, time.monotonic()))
                 queued += len(request.ids) or 1
-                arrived.set()
+                has_requests.set()
                 if queued >= MAX_QUEUED_IDS:
                     room.clear()
                     await room.wait()
         finally:
-            arrived.set()
+            has_requests.set()
 
     reader = asyncio.get_running_loop().create_task(read(), name="keepalive-reader")
     try:
@@ -121,13 +129,13 @@ async def answer_stream(
                 if reader.done():
                     reader.result()  # the stream's end, or the invalid request's error
                     return
-                arrived.clear()
-                await arrived.wait()
+                has_requests.clear()
+                await has_requests.wait()
                 continue
-            batch, ids = _take_batch(pending)
+            batch, ids, arrived = _take_batch(pending)
             queued -= len(ids)
             room.set()
-            ttls = await renew(ids)
+            ttls = await renew(ids, arrived)
             at = 0
             for request in batch:
                 if request.ids:
@@ -142,14 +150,15 @@ async def answer_stream(
 
 
 def _take_batch(
-    pending: deque[lease_pb2.LeaseKeepAliveRequest],
-) -> tuple[list[lease_pb2.LeaseKeepAliveRequest], list[int]]:
+    pending: deque[tuple[lease_pb2.LeaseKeepAliveRequest, float]],
+) -> tuple[list[lease_pb2.LeaseKeepAliveRequest], list[int], list[float]]:
     """Whole requests from the front of ``pending``, at most MAX_BATCH_IDS renewals (at
-    least one request), and their lease IDs in order."""
+    least one request), their lease IDs in order, and when each arrived."""
     batch: list[lease_pb2.LeaseKeepAliveRequest] = []
     ids: list[int] = []
+    arrived: list[float] = []
     while pending:
-        request = pending[0]
+        request, at = pending[0]
         n = len(request.ids) or 1
         if batch and len(ids) + n > MAX_BATCH_IDS:
             break
@@ -159,4 +168,5 @@ def _take_batch(
             ids.extend(request.ids)
         else:
             ids.append(request.id)
-    return batch, ids
+        arrived.extend([at] * n)
+    return batch, ids, arrived

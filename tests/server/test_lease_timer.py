@@ -87,3 +87,14 @@ def test_stop_forgets_everything() -> None:
     assert timers.expired() == [] and timers.remaining(1) is None and not timers.active
     timers.granted(2, 1)  # not the keeper: ignored
     assert len(timers) == 0
+
+
+def test_a_renewal_that_arrived_in_time_counts_though_confirmed_late() -> None:
+    timers, clock = _timers([(1, 10), (2, 10), (3, 10)], extension=0)
+    arrived = clock.now + 9.5  # before the deadlines (110)
+    clock.now += 10.5  # its batch is confirmed after them
+    assert timers.keepalive(1, arrived) == 10  # waited in the queue: still renewed
+    assert timers.remaining(1) == 10
+    assert timers.keepalive(2, clock.now) is None  # arrived late: expired
+    assert timers.expired() == [2, 3]  # 1 was renewed; 3's expiry is now reported
+    assert timers.keepalive(3, arrived) is None  # reported: its revocation may be in the log
