@@ -474,18 +474,6 @@ class Node:
 
     # ------------------------------------------------------------------ leases
 
-    async def lease_keepalive(self, lease_id: int) -> int:
-        """Renew a lease on the leader after confirming leadership (lease_timer Rule 2)."""
-        if not self.is_leader:
-            raise Unavailable("keepalives go to the leader", self.leader_address())
-        await self.read_barrier()
-        if not self.is_leader or not self.lease_timers.active:
-            raise Unavailable("leadership changed during the keepalive", self.leader_address())
-        ttl = self.lease_timers.keepalive(lease_id)
-        if ttl is None:
-            raise NotFound(f"lease {lease_id} does not exist or has expired")
-        return ttl
-
     def lease_remaining(self, lease_id: int) -> float | None:
         if not self.is_leader:
             raise Unavailable("lease clocks live on the leader", self.leader_address())

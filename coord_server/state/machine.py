@@ -394,6 +394,12 @@ class StateMachine:
         resp.header.revision = store.revision
         return resp
 
+    def txn_compares_hold(self, req: kv_pb2.TxnRequest) -> bool:
+        """Whether every compare of ``req`` (validated) holds on the latest state: the
+        branch a Txn would take now. For the etcd API, which checks a Txn's path before
+        running it (coord_server/etcd/kv.py)."""
+        return all(self._writes.compare(c) for c in req.compare)
+
     def lease_list(self) -> list[lease_pb2.LeaseStatus]:
         """Every live lease, by ascending ID."""
         return [lease_pb2.LeaseStatus(id=le.id, granted_ttl=le.ttl) for le in self._leases.sorted()]
