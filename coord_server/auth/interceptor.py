@@ -61,6 +61,9 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         """PeerGuard of this port's peer calls; None: peer calls pass (auth off, no secret)."""
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
         """Per method: (its checked handler, the one to use while auth is off)."""
+        self.translated_admit: Callable[[Any], Any] | None = None
+        """For TRANSLATED services (rules.py): authenticates a call's caller or raises;
+        installed by the package that serves them (coord_server/etcd)."""
 
     async def intercept_service(
         self,
@@ -76,7 +79,9 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             # Outermost: an undecodable request is INVALID_ARGUMENT before anything looks at it.
             checked = decoding_checked(self._by_rule(method, handler))
             access = access_of(method)
-            unchecked = access is None or (access is Access.PUBLIC and method not in QUOTA_CHECKED_METHODS)
+            unchecked = access is None or access is Access.TRANSLATED or (
+                access is Access.PUBLIC and method not in QUOTA_CHECKED_METHODS
+            )
             entry = self._wrapped[method] = (checked, decoding_checked(handler) if unchecked else checked)
         checked, while_auth_off = entry
         # Auth is switched at run time (Auth.Enable/Disable), so the choice is made per call:
@@ -91,6 +96,10 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if access is Access.PEER:
             return handler if self.peer_guard is None else self.peer_guard.wrap(handler)
+        if access is Access.TRANSLATED:
+            if self.translated_admit is None:
+                return _refusing(handler, f"{service_of(method)} is not admitted on this member")
+            return _admitted_first(handler, self.translated_admit)
         return _refusing(  # while auth is on (intercept_service serves it plain while auth is off)
             handler,
             f"{service_of(method)} has no access rule on this member (coord_server/auth/rules.py); "
@@ -101,9 +110,21 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
 
     async def admit(self, context: Any) -> Admission:
         """Who is calling (UNAUTHENTICATED when auth is on and the token is missing or
-        unknown); sets the call's CURRENT admission."""
+        unknown); sets the call's CURRENT admission. Before the first call after the start
+        this member catches up with its log; a token it does not know yet is looked up
+        again after a ReadIndex round (issued through another member a moment ago)."""
         if not self.auth.caught_up:
             await self.auth.catch_up(context)  # once, after the start: not with a stale auth state
+        if self.auth.enabled and self.auth.replicated:
+            token = bearer_token(context.invocation_metadata())
+            if token and self.auth.authenticate(token) is None:
+                with contextlib.suppress(CoordError):  # no read point now: unknown, as far as known
+                    await read_barrier(self.quota.node, context)
+        return self.admit_now(context)
+
+    def admit_now(self, context: Any) -> Admission:
+        """``admit`` by what this member has applied now, without waiting (the etcd API's
+        translated calls)."""
         if not self.auth.enabled:
             admission = Admission(None, context.peer(), self.quota)
         else:
@@ -114,18 +135,17 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                     "metadata (coordctl --token or COORD_TOKEN, Client(token=...))"
                 )
             principal = self.auth.authenticate(token)
-            if principal is None and self.auth.replicated:
-                # A token issued through another member may not be applied here yet: look
-                # again as of the leader's commit index before refusing it.
-                with contextlib.suppress(CoordError):  # no read point now: unknown, as far as known
-                    await read_barrier(self.quota.node, context)
-                principal = self.auth.authenticate(token)
             if principal is None:
                 raise Unauthenticated("the bearer token is not valid for this cluster")
             admission = Admission(principal, f"user {principal.name!r}", self.quota, token, self.auth)
             current_user.set(principal.name)  # proposals carry it (Command.user), checked again at apply
         CURRENT.set(admission)
         return admission
+
+    def wrap_handler(self, method: str, handler: Handler) -> Handler:
+        """``handler`` for the coord.v1 ``method`` with this interceptor's checks, for a
+        caller that runs coord's servicers in-process (the etcd API, coord_server/etcd)."""
+        return self._wrap(method, handler)
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary is not None:
@@ -274,6 +294,50 @@ async def _checked(method: str, admission: Admission, requests: AsyncIterator[An
         admission.check(method, request)
         admission.recheck(method, request)  # the roles as of now: a stream outlives auth changes
         yield request
+
+
+def _admitted_first(handler: Handler, admit: Callable[[Any], Any]) -> Handler:
+    """A handler of ``handler``'s shape that runs it once ``admit(context)`` accepted the
+    caller; an error of ``admit`` (a code and a message) ends the call, running nothing."""
+
+    async def refused(request: Any, context: Any, streaming_in: bool) -> bool:
+        try:
+            admit(context)
+            return False
+        except Exception as exc:  # noqa: BLE001 - its code and message are the answer
+            error = Unauthenticated(str(getattr(exc, "message", exc)))
+            error.code = getattr(exc, "code", grpc.StatusCode.UNAUTHENTICATED)
+            if streaming_in:
+                await _refuse_stream(request, context, error)
+            await abort(context, error)
+            return True
+
+    inners = (handler.unary_unary, handler.unary_stream, handler.stream_unary, handler.stream_stream)
+    inner = next(i for i in inners if i is not None)
+    streaming_in = handler.stream_unary is not None or handler.stream_stream is not None
+    if inspect.isasyncgenfunction(inner):
+
+        async def generator(request: Any, context: Any) -> AsyncIterator[Any]:
+            if not await refused(request, context, streaming_in):
+                async for response in inner(request, context):
+                    yield response
+
+        behaviour: Any = generator
+    else:
+
+        async def coroutine(request: Any, context: Any) -> Any:
+            if not await refused(request, context, streaming_in):
+                return await inner(request, context)
+            return None
+
+        behaviour = coroutine
+    factory = (
+        grpc.unary_unary_rpc_method_handler if handler.unary_unary is not None
+        else grpc.unary_stream_rpc_method_handler if handler.unary_stream is not None
+        else grpc.stream_unary_rpc_method_handler if handler.stream_unary is not None
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(behaviour, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
 
 
 def _refusing(handler: Handler, message: str) -> Handler:
