@@ -40,6 +40,7 @@ from coord.raft.v1 import command_pb2, raft_pb2
 from coord_server.commit_notices import CommitNotices
 from coord_server.errors import CoordError, FailedPrecondition, NotFound, Unavailable
 from coord_server.lease_timer import LeaseTimers
+from coord_server.snapshotter import SnapshotAbandoned, write_snapshot
 from coord_server.raft import (
     ConfChange,
     ConfChangeType,
@@ -199,8 +200,8 @@ class Node:
         self._fatal: BaseException | None = None
         self._snapshot_task: asyncio.Task[Any] | None = None
         # Members snapshot at different indexes (an offset of up to 1/8 of the interval,
-        # from the member id): serialising the state pauses a member, and if all paused
-        # at once, so would the cluster.
+        # from the member id): writing a snapshot loads a member's disk and CPU,
+        # better not all at once.
         self._snapshot_offset = config.node_id % max(1, config.snapshot_entries // 8)
         self.metrics: NodeMetrics | None = None
         """Set by the server when metrics are on; every hook below is skipped when None."""
@@ -784,8 +785,8 @@ class Node:
 
     async def _maybe_snapshot(self) -> None:
         """Snapshot every ``snapshot_entries`` applied entries (plus this member's offset).
-        The state is serialised here, at a consistent point; its file is written in the
-        background while the log goes on (a large state takes long to write), and the
+        The state's image is taken here, at a consistent point; it is encoded and written
+        in the background (snapshotter.py) while the log goes on (a large state takes long to write), and the
         snapshot is recorded and the log compacted at the first Ready after that."""
         task = self._snapshot_task
         if task is not None:
@@ -794,7 +795,7 @@ class Node:
             self._snapshot_task = None
             try:
                 written = task.result()
-            except (StorageWriteError, SnapshotOutOfDateError) as err:
+            except (StorageWriteError, SnapshotOutOfDateError, SnapshotAbandoned) as err:
                 # Only the file failed; nothing refers to it. The log keeps growing until
                 # the next attempt succeeds (a failing disk also fails the log's fsync).
                 log.error("snapshot not taken: %s", err)
@@ -814,9 +815,9 @@ class Node:
         applied = self.core.log.applied
         if applied - self._snapshot_index < self.config.snapshot_entries + self._snapshot_offset:
             return
-        data = self.state.snapshot()
+        # The state's image is taken now; it is written chunk by chunk (snapshotter.py).
         task = asyncio.get_running_loop().create_task(
-            self.storage.write_snapshot_async(applied, self.core.conf_state(), data), name=f"raft-snapshot-{self.id}"
+            write_snapshot(self.state, self.storage, applied, self.core.conf_state()), name=f"raft-snapshot-{self.id}"
         )
         task.add_done_callback(lambda _: self._wake.set())
         self._snapshot_task = task

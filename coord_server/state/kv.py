@@ -265,6 +265,28 @@ class MVCCStore:
         for k in self._keys_in(b"", None):
             yield k, history[k]
 
+    def key_list(self) -> list[bytes]:
+        """Every key with history, ascending: a copy that later writes leave alone."""
+        return self._keys_in(b"", None)
+
+    def histories_at(self, keys: list[bytes], rev: int) -> list[tuple[bytes, list[Record]]] | None:
+        """The records at or before ``rev`` of each of ``keys``, which all had history at
+        ``rev``; None if one no longer has (a compaction since). The lists may be the
+        store's own: use them before the next write."""
+        history = self._history
+        out: list[tuple[bytes, list[Record]]] = []
+        append = out.append
+        for k in keys:
+            hist = history.get(k)
+            if hist is None:
+                return None
+            if hist[-1][MOD] > rev:
+                hist = hist[: bisect_right(hist, rev, key=_mod_of)]
+                if not hist:
+                    return None
+            append((k, hist))
+        return out
+
     def load(
         self,
         revision: int,

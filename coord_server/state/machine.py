@@ -59,7 +59,7 @@ from .limits import MAX_COMMAND_BYTES, SESSION_RETENTION_ENTRIES
 from .members import Members
 from .ranges import read_range
 from .sessions import Sessions
-from .snapshot import SnapshotError, SnapshotParts
+from .snapshot import SnapshotError, SnapshotImage, SnapshotParts
 from .txn import KVWrites, stamp_revision
 from .validation import (
     validate_client,
@@ -508,12 +508,17 @@ class StateMachine:
 
     def snapshot(self) -> bytes:
         """The whole state as StateSnapshot bytes (snapshot.py); equal states, equal bytes."""
-        return snapshot_codec.encode(
+        return self.image().encode()
+
+    def image(self) -> SnapshotImage:
+        """The state now, to encode in chunks while applying goes on (snapshot.py Rule 3)."""
+        store = self._store
+        head = snapshot_codec.encode_head(
             SnapshotParts(
                 applied_index=self.applied_index,
-                revision=self._store.revision,
-                compact_revision=self._store.compact_revision,
-                history=list(self._store.items()),
+                revision=store.revision,
+                compact_revision=store.compact_revision,
+                history=[],
                 leases=self.lease_ids(),
                 sessions=[
                     (c, s.seq, s.last_index, s.result) for c, s in self._sessions.items()
@@ -524,6 +529,7 @@ class StateMachine:
                 rings=self._rings.records(),
             )
         )
+        return SnapshotImage(head, store)
 
     @classmethod
     def restore(

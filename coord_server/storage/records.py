@@ -208,10 +208,20 @@ class Checkpoint:
 
 def encode_snapshot_file(meta: SnapshotMeta, data: bytes) -> list[bytes]:
     """The pieces of a snapshot file, to be written in order (data is not copied)."""
-    meta_bytes = snapshot_payload(meta, installed=False)[1:]
-    head = _SNAP_FILE_HEAD.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, len(meta_bytes), len(data)) + meta_bytes
+    head = snapshot_file_head(meta, len(data))
     crc = zlib.crc32(data, zlib.crc32(head))
-    return [head, data, _CRC.pack(crc)]
+    return [head, data, snapshot_file_tail(crc)]
+
+
+def snapshot_file_head(meta: SnapshotMeta, data_length: int) -> bytes:
+    """What precedes the data in a snapshot file (its length depends only on ``meta``)."""
+    meta_bytes = snapshot_payload(meta, installed=False)[1:]
+    return _SNAP_FILE_HEAD.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, len(meta_bytes), data_length) + meta_bytes
+
+
+def snapshot_file_tail(crc: int) -> bytes:
+    """What follows the data: the CRC-32 of the head and the data."""
+    return _CRC.pack(crc)
 
 
 def decode_snapshot_file(buf: bytes) -> tuple[SnapshotMeta, bytes]:
