@@ -10,6 +10,10 @@ Rule 1: one sample per wake-up, into a histogram and the running maximum; a stal
         longer than ``log_above`` is logged at WARNING with its length, so a spurious
         election can be matched to what paused the loop (py-spy names the code).
 Rule 2: the measurement costs one timer per ``interval`` and nothing per request.
+Rule 3: the log line says how much of the stall the loop's thread spent on the CPU: most
+        of it, and the loop was busy with something (py-spy shows what); little of it,
+        and the process was waiting for a CPU (an overloaded machine) or for the GIL
+        held by another of its threads.
 """
 
 from __future__ import annotations
@@ -53,18 +57,22 @@ class LoopLag:
             self._task = None
 
     async def _run(self) -> None:
-        clock, interval = self.clock, self.interval
+        clock, interval, cpu = self.clock, self.interval, time.thread_time
         while True:
             due = clock() + interval
+            cpu_before = cpu()
             await asyncio.sleep(interval)
-            self.record(max(0.0, clock() - due))
+            self.record(max(0.0, clock() - due), cpu() - cpu_before)
 
-    def record(self, lag: float) -> None:
-        """One sample (Rule 1)."""
+    def record(self, lag: float, cpu: float | None = None) -> None:
+        """One sample (Rule 1); ``cpu``: the loop thread's CPU time meanwhile (Rule 3)."""
         if lag > self.longest:
             self.longest = lag
         if self.on_sample is not None:
             self.on_sample(lag)
         if lag >= self.log_above:
             self.stalls += 1
-            log.warning("event loop stalled for %.0f ms", lag * 1000)
+            if cpu is None:
+                log.warning("event loop stalled for %.0f ms", lag * 1000)
+            else:
+                log.warning("event loop stalled for %.0f ms (%.0f ms of it on the CPU)", lag * 1000, cpu * 1000)

@@ -20,7 +20,7 @@ import grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 from tests.integration.harness import Cluster, leader_hint
 
-KEYS = int(os.environ.get("COORD_LARGE_STORE_KEYS", "240000"))
+KEYS = int(os.environ.get("COORD_LARGE_STORE_KEYS", "300000"))
 PUTS_PER_TXN = 128
 IN_FLIGHT = 8
 VALUE = b"v" * 256
