@@ -56,6 +56,7 @@ _FIELDS: dict[str, list[tuple[str, int, int, str]]] = {
         ("range_end", 2, _T.TYPE_BYTES, ""),
         ("limit", 3, _T.TYPE_INT64, ""),
         ("serializable", 7, _T.TYPE_BOOL, ""),
+        ("count_only", 9, _T.TYPE_BOOL, ""),
     ],
     "RangeResponse": [
         ("header", 1, _T.TYPE_MESSAGE, "ResponseHeader"),
