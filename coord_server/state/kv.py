@@ -41,6 +41,8 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+import operator
+from itertools import accumulate, chain, compress, repeat
 from operator import itemgetter
 from typing import Final
 
@@ -334,6 +336,43 @@ class MVCCStore:
                     return None
             append((k, hist))
         return out
+
+    def load_columns(self, revision: int, compact_revision: int, keys: list[bytes], counts: list[int],
+                     rows: list[Record]) -> None:
+        """``load`` from a decoded snapshot's columns (snapshot.HistoryColumns): the same
+        store, built with C-level loops where the keys hold one record each."""
+        self.revision = revision
+        self.compact_revision = compact_revision
+        if len(rows) == len(keys):  # one record per key
+            self._history = dict(zip(keys, rows))
+            key_bytes = sum(map(len, keys))
+        else:
+            history: dict[bytes, Record | list[Record]] = {}
+            at = 0
+            for k, c in zip(keys, counts):
+                history[k] = rows[at] if c == 1 else rows[at : at + c]
+                at += c
+            self._history = history
+            key_bytes = sum(map(operator.mul, map(len, keys), counts))
+        self.size_bytes = key_bytes + sum(map(len, map(itemgetter(VALUE), rows))) + RECORD_OVERHEAD_BYTES * len(rows)
+        self._sorted = list(keys)
+        self._unsorted = []
+        single = len(rows) == len(keys)
+        # Every loop below runs in C (map, compress, zip): a Python loop per key cost
+        # seconds at a million keys, and a restarted member serves only after it.
+        last = rows if single else list(map(rows.__getitem__, map(operator.sub, accumulate(counts), repeat(1))))
+        self._tombstoned = set(compress(keys, map(operator.not_, map(itemgetter(VERSION), last))))
+        self._compactable = set(self._tombstoned)
+        if not single:
+            self._compactable.update(compress(keys, map(operator.gt, counts, repeat(1))))
+        owners = keys if single else list(chain.from_iterable(map(repeat, keys, counts)))
+        mods = list(map(itemgetter(MOD), rows))
+        log = zip(mods, map(itemgetter(SUB), rows), owners)
+        if compact_revision:
+            log = compress(log, map(operator.lt, repeat(compact_revision), mods))
+        ordered = sorted(log)
+        self._log_revs = array("q", map(itemgetter(0), ordered))
+        self._log_keys = list(map(itemgetter(2), ordered))
 
     def load(
         self,

@@ -34,6 +34,7 @@ See kv.py for the data structures.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from coord.raft.v1 import command_pb2
@@ -537,7 +538,7 @@ class StateMachine:
     ) -> StateMachine:
         """A state machine in the state ``snapshot()`` captured (listeners not included).
         Raises snapshot.SnapshotError when ``data`` is not a sound snapshot."""
-        parts = snapshot_codec.decode(data)
+        parts = snapshot_codec.decode(data, with_history=False)
         if parts.revision < 1 or not 0 <= parts.compact_revision <= parts.revision:
             raise SnapshotError(
                 f"state snapshot revision {parts.revision} and compact revision "
@@ -545,16 +546,19 @@ class StateMachine:
             )
         sm = cls(session_retention=session_retention)
         sm.applied_index = parts.applied_index
-        sm._store.load(parts.revision, parts.compact_revision, parts.history)
+        columns = parts.columns
+        assert columns is not None
+        sm._store.load_columns(parts.revision, parts.compact_revision, columns.keys, columns.counts, columns.rows)
         for lease_id, ttl in parts.leases:
             sm._leases.grant(lease_id, ttl)
-        for key, hist in parts.history:
-            rec = hist[-1]
-            if rec[VERSION] and rec[LEASE]:
-                lease = sm._leases.get(rec[LEASE])
-                if lease is None:
-                    raise SnapshotError(f"key {key!r} is attached to lease {rec[LEASE]}, which is missing")
-                lease.keys.add(key)
+        if any(map(itemgetter(LEASE), columns.rows)):
+            for key in columns.keys:
+                rec = sm._store.latest(key)
+                if rec is not None and rec[LEASE]:
+                    lease = sm._leases.get(rec[LEASE])
+                    if lease is None:
+                        raise SnapshotError(f"key {key!r} is attached to lease {rec[LEASE]}, which is missing")
+                    lease.keys.add(key)
         sm._sessions.load(parts.sessions)
         sm._members.load(parts.members)
         live = sm._leases.__contains__

@@ -12,24 +12,24 @@ keeps encoding and decoding in protobuf's C code: a few hundred nanoseconds per 
 
 Rule 1: ``encode`` reads the parts, ``decode`` rebuilds them; derived indexes (the sorted
         key list, the change log, lease attachments) are rebuilt, never stored.
+Rule 2: ``decode`` refuses anything it cannot fully trust with SnapshotError (a bad
+        snapshot must stop the node loudly, not be half loaded).
 Rule 3: the bytes are a head (every part but the history) followed by history chunks of
         at most HISTORY_CHUNK_KEYS keys, each a StateSnapshot of its own holding only
         ``history``. Protobuf merges a message field that occurs several times and
         concatenates repeated fields, so the concatenation decodes as one StateSnapshot;
         and the chunks can be encoded one at a time, between other work on the event
-        loop, and written as they come (snapshot_writer.py), never all in memory.
-Rule 2: ``decode`` refuses anything it cannot fully trust with SnapshotError (a bad
-        snapshot must stop the node loudly, not be half loaded).
+        loop, and written as they come (coord_server/snapshotter.py), never all in memory.
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import cluster_pb2
-
-from collections.abc import Iterator
 
 from .kv import CREATE, LEASE, MOD, SUB, VALUE, VERSION, MVCCStore, Record
 
@@ -57,6 +57,8 @@ class SnapshotParts:
     locks: list[command_pb2.LockRecord] = field(default_factory=list)
     elections: list[command_pb2.ElectionRecord] = field(default_factory=list)
     rings: list[command_pb2.RingRecord] = field(default_factory=list)
+    columns: HistoryColumns | None = None
+    """Set by ``decode``: the history in columns."""
 
 
 class ImageOutdated(Exception):
@@ -139,8 +141,29 @@ def encode_history(history: list[tuple[bytes, list[Record]]]) -> bytes:
     return snap.SerializeToString()
 
 
-def decode(data: bytes) -> SnapshotParts:
-    """The parts of StateSnapshot bytes; SnapshotError when they are not sound (Rule 2)."""
+@dataclass
+class HistoryColumns:
+    """The history as decoded: keys in order, each key's record count, and every record
+    (``rows``, key by key): what MVCCStore.load_columns builds the store from without a
+    list per key."""
+
+    keys: list[bytes]
+    counts: list[int]
+    rows: list[Record]
+
+    def histories(self) -> list[tuple[bytes, list[Record]]]:
+        rows = self.rows
+        out = []
+        at = 0
+        for key, count in zip(self.keys, self.counts):
+            out.append((key, rows[at : at + count]))
+            at += count
+        return out
+
+
+def decode(data: bytes, *, with_history: bool = True) -> SnapshotParts:
+    """The parts of StateSnapshot bytes; SnapshotError when they are not sound (Rule 2).
+    The history is in ``columns``; also in ``history`` unless ``with_history`` is False."""
     try:
         snap = command_pb2.StateSnapshot.FromString(data)
     except Exception as exc:  # noqa: BLE001 - any decoding failure means a bad snapshot
@@ -150,29 +173,24 @@ def decode(data: bytes) -> SnapshotParts:
     h = snap.history
     n = len(h.mod_revisions)
     columns = (h.subs, h.create_revisions, h.versions, h.values, h.leases)
-    if len(h.counts) != len(h.keys) or any(len(c) != n for c in columns) or sum(h.counts) != n:
+    keys = list(h.keys)
+    counts = list(h.counts)
+    if len(counts) != len(keys) or any(len(c) != n for c in columns) or sum(counts) != n:
         raise SnapshotError("state snapshot history columns have different lengths")
-    rows = list(
-        zip(h.mod_revisions, h.subs, h.create_revisions, h.versions, h.values, h.leases)
-    )
-    history: list[tuple[bytes, list[Record]]] = []
-    at = 0
-    previous: bytes | None = None
-    for key, count in zip(h.keys, h.counts):
-        if count == 0 or (previous is not None and key <= previous):
-            raise SnapshotError("state snapshot keys are not sorted, unique and non-empty")
-        history.append((key, rows[at : at + count]))
-        at += count
-        previous = key
+    if (keys and min(counts) < 1) or not all(map(operator.lt, keys[:-1], keys[1:])):
+        raise SnapshotError("state snapshot keys are not sorted, unique and non-empty")
+    rows = list(zip(h.mod_revisions, h.subs, h.create_revisions, h.versions, h.values, h.leases))
+    found = HistoryColumns(keys, counts, rows)
     return SnapshotParts(
         applied_index=snap.applied_index,
         revision=snap.revision,
         compact_revision=snap.compact_revision,
-        history=history,
+        history=found.histories() if with_history else [],
         leases=[(rec.id, rec.ttl) for rec in snap.leases],
         sessions=[(s.client_id, s.seq, s.last_index, s.result) for s in snap.sessions],
         members=list(snap.members),
         locks=list(snap.locks),
         elections=list(snap.elections),
         rings=list(snap.rings),
+        columns=found,
     )
