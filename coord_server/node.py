@@ -617,6 +617,8 @@ class Node:
                 self._start_read_round()
                 while self.core.has_ready() and not self._stopping:
                     await self._handle_ready(self.core.ready())
+                    if self.core.log.has_next_committed_entries():
+                        await asyncio.sleep(0)  # a bounded apply batch: let the loop run between two
                     self._flush_proposals()
                     self._start_read_round()
                 if self._snapshot_task is not None and self._snapshot_task.done():

@@ -454,7 +454,12 @@ class DiskStorage:
         if not sync and snapshot is None and not entries and self._wal.fits(len(batch[0])):
             self._run(plan)
             return
-        if snapshot is None and len(entries) <= INLINE_SYNC_MAX_ENTRIES and self._wal.fits(len(batch[0])):
+        # Not while a snapshot file is being written: its megabytes queue before this
+        # sync, which then held the loop (and the heartbeats) for hundreds of ms.
+        if (
+            snapshot is None and not self._pending_snapshots
+            and len(entries) <= INLINE_SYNC_MAX_ENTRIES and self._wal.fits(len(batch[0]))
+        ):
             now = self._clock()
             if self._sync_seconds < INLINE_SYNC_BELOW or now >= self._next_probe:
                 self._next_probe = now + INLINE_SYNC_PROBE_SECONDS
