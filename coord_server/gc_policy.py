@@ -24,6 +24,9 @@ Rule 4: Rule 2's complete collection walks every object, about 0.6-1 s per milli
         multi-member cluster) or while the frozen set is under LEADER_PAUSE_OBJECTS. A
         leader of a large store defers it until it follows; the cost is that cyclic
         garbage frozen meanwhile stays until then (measured: a few hundred objects).
+        A follower waits a random delay of up to SPREAD_SECONDS first: the followers
+        reach each doubling at the same moment (they apply the same entries), and both
+        pausing at once would cost the leader its quorum (CheckQuorum) all the same.
 Rule 5: every collection longer than SLOW_COLLECTION_SECONDS is logged (from the loop,
         Rule 3), so a stall in the loop-lag log can be matched to the collector.
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +50,7 @@ LEADER_PAUSE_OBJECTS = 150_000
 """Frozen objects under which a complete collection is short enough (tens of ms) to run
 whatever ``may_pause`` says (Rule 4)."""
 SLOW_COLLECTION_SECONDS = 0.1
+SPREAD_SECONDS = 120.0
 
 
 class GcPolicy:
@@ -57,13 +62,19 @@ class GcPolicy:
         check_seconds: float = CHECK_SECONDS,
         floor: int = FULL_COLLECTION_FLOOR,
         may_pause: Callable[[], bool] = lambda: True,
+        pause_objects: int = LEADER_PAUSE_OBJECTS,
+        spread_seconds: float = SPREAD_SECONDS,
     ) -> None:
+        self.pause_objects = pause_objects
+        self.spread_seconds = spread_seconds
         self.check_seconds = check_seconds
         self.floor = floor
         self.may_pause = may_pause
         self.deferred = 0
         """Complete collections put off by Rule 4 (for tests and logs)."""
         self._collection_started = 0.0
+        self._pause_at: float | None = None
+        self._rng = random.Random()
         self._slow: list[tuple[int, float]] = []
         self.full_collections = 0
         """Complete collections made by Rule 2 (for tests and logs)."""
@@ -111,9 +122,17 @@ class GcPolicy:
         gc.freeze()
         frozen = gc.get_freeze_count()
         if frozen > max(2 * self._frozen_after_full, self.floor):
-            if frozen > LEADER_PAUSE_OBJECTS and not self.may_pause():
-                self.deferred += 1
-                return
+            if frozen > self.pause_objects:
+                if not self.may_pause():
+                    self.deferred += 1
+                    self._pause_at = None
+                    return
+                now = time.monotonic()
+                if self._pause_at is None:
+                    self._pause_at = now + self._rng.uniform(0, self.spread_seconds)
+                if now < self._pause_at:
+                    return
+            self._pause_at = None
             started = time.perf_counter()
             gc.unfreeze()
             collected = gc.collect()

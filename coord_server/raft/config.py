@@ -42,7 +42,7 @@ class Config:
     max_bytes_per_msg: int = 1 << 20
     """Largest total entry data in one APP message (at least one entry is always sent)."""
 
-    max_committed_bytes_per_ready: int = 1 << 20
+    max_committed_bytes_per_ready: int = 256 << 10
     """Largest total entry data handed to the state machine in one Ready (at least one
     entry): applying is synchronous on the node's loop, and a follower catching up on a
     long log would otherwise apply all of it at once while its heartbeats wait."""
