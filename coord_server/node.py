@@ -199,6 +199,8 @@ class Node:
         self._solo_campaign = False
         self._fatal: BaseException | None = None
         self._snapshot_task: asyncio.Task[Any] | None = None
+        self._ready_busy = False
+        """The Ready cycle is waiting (for the disk): the ticker sends heartbeats itself."""
         # Members snapshot at different indexes (an offset of up to 1/8 of the interval,
         # from the member id): writing a snapshot loads a member's disk and CPU,
         # better not all at once.
@@ -302,6 +304,8 @@ class Node:
                 next_at = time.monotonic()  # the loop was blocked; do not burst-tick
             await asyncio.sleep(max(0.0, delay))
             self.core.tick()
+            if self._ready_busy and self.core.msgs:
+                self._send_now()
             if self._leaderless:
                 self._expire_parked()
             if self.is_leader and self.lease_timers.active:
@@ -631,7 +635,23 @@ class Node:
             self._stopping = True
             self._fail_all(Unavailable(f"the node failed: {err}"))
 
+    def _send_now(self) -> None:
+        """Send what a leader may send before persisting (heartbeats, appends) while the
+        Ready cycle waits for the disk: a slow fsync (a busy disk, a snapshot being
+        written) must not silence the heartbeats, or the followers elect another leader."""
+        messages, self.core.msgs = self.core.msgs, []
+        messages = self._commit_notices.filter(messages)
+        if messages:
+            self.transport.send(messages)
+
     async def _handle_ready(self, rd: Ready) -> None:
+        self._ready_busy = True
+        try:
+            await self._handle_ready_now(rd)
+        finally:
+            self._ready_busy = False
+
+    async def _handle_ready_now(self, rd: Ready) -> None:
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
         messages = self._commit_notices.filter(rd.messages) if rd.messages else rd.messages
