@@ -13,17 +13,21 @@ Rule 2: the measurement costs one timer per ``interval`` and nothing per request
 Rule 3: the log line says how much of the stall the loop's thread spent on the CPU: most
         of it, and the loop was busy with something (py-spy shows what); little of it,
         and the process was waiting for a CPU (an overloaded machine) or for the GIL
-        held by another of its threads.
+        held by another of its threads. The thread's context switches during the stall
+        tell those apart: involuntary ones (preempted: no CPU free) or voluntary ones
+        (it waited: for the GIL, the disk, a lock).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
 from collections.abc import Callable
 
 log = logging.getLogger("coord.loop")
+RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
 INTERVAL = 0.01
 """Seconds between wake-ups: a stall shorter than this is not seen, which is fine, as
@@ -57,15 +61,21 @@ class LoopLag:
             self._task = None
 
     async def _run(self) -> None:
-        clock, interval, cpu = self.clock, self.interval, time.thread_time
+        clock, interval = self.clock, self.interval
         while True:
             due = clock() + interval
-            cpu_before = cpu()
+            before = _thread_usage()
             await asyncio.sleep(interval)
-            self.record(max(0.0, clock() - due), cpu() - cpu_before)
+            lag = max(0.0, clock() - due)
+            if lag >= self.log_above:
+                after = _thread_usage()
+                self.record(lag, after[0] - before[0], (after[1] - before[1], after[2] - before[2]))
+            else:
+                self.record(lag)
 
-    def record(self, lag: float, cpu: float | None = None) -> None:
-        """One sample (Rule 1); ``cpu``: the loop thread's CPU time meanwhile (Rule 3)."""
+    def record(self, lag: float, cpu: float | None = None, switches: tuple[int, int] | None = None) -> None:
+        """One sample (Rule 1); ``cpu``: the loop thread's CPU time meanwhile and
+        ``switches`` its (voluntary, involuntary) context switches (Rule 3)."""
         if lag > self.longest:
             self.longest = lag
         if self.on_sample is not None:
@@ -75,4 +85,17 @@ class LoopLag:
             if cpu is None:
                 log.warning("event loop stalled for %.0f ms", lag * 1000)
             else:
-                log.warning("event loop stalled for %.0f ms (%.0f ms of it on the CPU)", lag * 1000, cpu * 1000)
+                voluntary, involuntary = switches or (0, 0)
+                log.warning(
+                    "event loop stalled for %.0f ms (%.0f ms of it on the CPU; %d waits, %d preemptions)",
+                    lag * 1000, cpu * 1000, voluntary, involuntary,
+                )
+
+
+def _thread_usage() -> tuple[float, int, int]:
+    """The calling thread's (CPU seconds, voluntary, involuntary context switches)."""
+    try:
+        usage = resource.getrusage(RUSAGE_THREAD)
+    except (OSError, ValueError):
+        return time.thread_time(), 0, 0
+    return usage.ru_utime + usage.ru_stime, usage.ru_nvcsw, usage.ru_nivcsw
