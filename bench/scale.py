@@ -48,13 +48,13 @@ def key_of(i: int) -> bytes:
 class System:
     """What the benchmark needs of a cluster, for coord and for etcd."""
 
-    def __init__(self, name: str, base_dir: Path) -> None:
+    def __init__(self, name: str, base_dir: Path, options: tuple[str, ...] = ()) -> None:
         self.name = name
         self.base_dir = base_dir
         if name == "coord":
             from bench.loadgen import CoordCluster
 
-            self.cluster: Any = CoordCluster(base_dir)
+            self.cluster: Any = CoordCluster(base_dir, options=options)
         else:
             from bench.etcd import EtcdCluster
 
@@ -317,8 +317,9 @@ class TermWatch:
         return self.highest - self.first
 
 
-def run_system(name: str, keys: int, in_flight: int, base: Path, learner: bool) -> dict[str, Any]:
-    system = System(name, base / name)
+def run_system(name: str, keys: int, in_flight: int, base: Path, learner: bool,
+               options: tuple[str, ...] = ()) -> dict[str, Any]:
+    system = System(name, base / name, options)
     cluster = system.cluster
     cluster.start()
     out: dict[str, Any] = {}
@@ -405,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default="coord,etcd")
     parser.add_argument("--no-learner", action="store_true", help="skip adding a learner")
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
+    parser.add_argument("--coord-options", default="", help="extra coord-server flags, e.g. '--election-ms 1000'")
     args = parser.parse_args(argv)
     systems = [s for s in args.systems.split(",") if s]
     if "etcd" in systems:
@@ -419,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in systems:
             print(f"== {name}: loading {args.keys:,} keys, {args.in_flight} in flight", flush=True)
-            results[name] = run_system(name, args.keys, args.in_flight, base, not args.no_learner)
+            options = tuple(args.coord_options.split()) if name == "coord" else ()
+            results[name] = run_system(name, args.keys, args.in_flight, base, not args.no_learner, options)
             print(results[name], flush=True)
     finally:
         if not args.keep:
