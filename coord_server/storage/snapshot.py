@@ -23,8 +23,8 @@ from .errors import StorageCorruptError
 from .files import TMP_SUFFIX, FileIO, write_all, write_file_atomically
 from .records import (
     FormatError,
-    decode_snapshot_file,
     encode_snapshot_file,
+    read_snapshot_file_from,
     snapshot_file_head,
     snapshot_file_tail,
 )
@@ -154,15 +154,14 @@ def read_snapshot_file(path: str, meta: SnapshotMeta) -> bytes:
     """The verified data of the snapshot file at ``path``, which must hold ``meta``."""
     try:
         with open(path, "rb") as f:
-            buf = f.read()
+            try:
+                found, data = read_snapshot_file_from(f, os.fstat(f.fileno()).st_size)
+            except FormatError as e:
+                raise StorageCorruptError(path, 0, f"snapshot does not verify: {e}") from None
     except FileNotFoundError:
         raise StorageCorruptError(
             path, None, f"the WAL names snapshot {meta.index} (term {meta.term}) but its file is missing"
         ) from None
-    try:
-        found, data = decode_snapshot_file(buf)
-    except FormatError as e:
-        raise StorageCorruptError(path, 0, f"snapshot does not verify: {e}") from None
     if found != meta:
         raise StorageCorruptError(path, 0, f"snapshot file holds {found}, the WAL names {meta}")
     return data
