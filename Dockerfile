@@ -6,8 +6,8 @@
 #
 # Every member listens on 7379 inside its container (clients and peers share the port);
 # its data lives in the volume /var/lib/coord. The health check asks the member itself
-# through grpc.health.v1 (`coordctl endpoint health`): healthy while it serves and knows
-# a leader.
+# through grpc.health.v1 only (`coordctl endpoint health`, no token needed with auth on):
+# healthy while it is a member of its cluster and knows a leader.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -28,7 +28,7 @@ COPY tools/protogen.py ./tools/protogen.py
 COPY coord ./coord
 COPY coord_server ./coord_server
 COPY coord_client ./coord_client
-RUN pip install . \
+RUN pip install '.[server]' \
  && cd / \
  && rm -rf /tmp/coord-src
 

@@ -5,7 +5,7 @@ cluster asks for client certificates, this client's certificate and key.
 missing or unreadable file is an InvalidArgument when the client is made, not an
 UNAVAILABLE on the first call. ``TLSConfig.from_env()`` reads $COORD_CACERT, $COORD_CERT
 and $COORD_KEY (what coordctl does without --cacert/--cert/--key). See
-docs/security-tls.md.
+docs/security.md.
 """
 
 from __future__ import annotations

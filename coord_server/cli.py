@@ -1,4 +1,5 @@
-"""``coord-server``: run one coord member until SIGTERM or SIGINT.
+"""``coord-server``: run one coord member until SIGTERM or SIGINT (SIGHUP: reload the
+TLS certificates and keys).
 
 With no arguments it runs a one-member cluster on 127.0.0.1:7379 with its data in
 ``./default.coord`` (the embedded default). ``coord-server --help`` lists the settings.
@@ -27,6 +28,7 @@ async def _serve(settings: object) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
+    loop.add_signal_handler(signal.SIGHUP, server.reload_certificates)  # docs/security.md
     peers = f", peers on {server.settings.peer_listen}" if server.settings.peer_listen else ""  # type: ignore[attr-defined]
     if server.settings.log_format == "json":  # type: ignore[attr-defined]
         logging.getLogger("coord.server").info("serving on %s%s", server.settings.listen, peers)  # type: ignore[attr-defined]
@@ -45,9 +47,33 @@ async def _serve(settings: object) -> int:
     return 0
 
 
+SERVER_PACKAGES = {"grpc_reflection": "grpcio-reflection", "prometheus_client": "prometheus-client",
+                   "aiohttp": "aiohttp"}
+"""Modules of the [server] extra (pyproject.toml) -> their distributions."""
+
+
+def missing_server_packages() -> list[str]:
+    """The [server] extra's distributions that are not installed (``pip install coord``
+    alone gives the client and coordctl)."""
+    import importlib.util
+
+    def found(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ImportError:
+            return False
+
+    return [dist for module, dist in SERVER_PACKAGES.items() if not found(module)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``coord-server``; returns the process exit status."""
     args = list(argv) if argv is not None else sys.argv[1:]
+    missing = missing_server_packages()
+    if missing:
+        print(f"coord-server: the server's packages are not installed ({', '.join(missing)}): "
+              "pip install 'coord[server]'", file=sys.stderr)
+        return 2
     if args[:1] == ["restore"]:  # ``coord-server restore ...``: seed a new cluster from a backup
         from coord_server.restore import main as restore_main
 

@@ -4,8 +4,12 @@
 this member's identity (founding member, restarted member, or joiner), starts the node
 and serves every service on one gRPC port: the public coord.v1 services, the internal
 coord.raft.v1 Raft service, grpc.health.v1 and server reflection. With ``peer_listen``
-(always with TLS) the Raft service moves to a second port of its own, with health;
-docs/security-tls.md.
+(always with TLS) the Raft service moves to a second port of its own, with health.
+
+Every service goes through ``RecordingServer`` (coord_server/registry.py), so
+``registries`` says what each port serves, and every port has the admission interceptor,
+which applies the access rule of each service (coord_server/auth/rules.py) and checks
+peer calls with that port's PeerGuard; docs/security.md.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import os
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from coord.raft.v1 import command_pb2, raft_pb2, raft_pb2_grpc
+from coord.raft.v1 import command_pb2, raft_pb2_grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
+from coord_server import http as http_surfaces
 from coord_server.gc_policy import GcPolicy
 from coord_server.loop_lag import LoopLag
 from coord_server.logs import set_term_source
@@ -30,6 +35,9 @@ from coord_server.request_context import RequestInterceptor
 from coord_server.settings import ServerSettings, SettingsError, cluster_id_of, member_id_of
 from coord_server.storage import DiskStorage, FileIO
 from coord_server.storage.files import write_file_atomically
+from coord_server.registry import RecordingServer
+from coord_server.transport.peer_auth import PeerCredentials, PeerGuard, member_names
+from coord_server.tls_reload import CertificateWatcher, client_listener, peer_listener
 from coord_server.tls import ClientListenerTLS, PeerTLS
 from coord_server.transport import PeerTransport, RaftPeerService
 from coord_server.services.common import SERVER_OPTIONS as PUBLIC_SERVER_OPTIONS
@@ -58,6 +66,16 @@ class CoordServer:
         self.loop_lag: LoopLag | None = None
         self.http: Any = None
         """HttpListener when --http-listen is set (coord_server/http)."""
+        self._http_loopback: Any = None
+        """How the HTTP listener reaches this member's services (coord_server/http/loopback.py)."""
+        self.registries: dict[str, RecordingServer] = {}
+        """"client" (and "peer" with peer_listen) -> what that port serves."""
+        self.health: Any = None
+        """MemberHealth: grpc.health.v1 kept up to date (coord_server/health.py)."""
+        self.certificates: CertificateWatcher | None = None
+        """Reloads the TLS listeners' files when they change or on SIGHUP."""
+        self.removal: Any = None
+        """RemovalWatch: notices this member's removal from the cluster (coord_server/removal.py)."""
 
     async def start(self) -> None:
         s = self.settings
@@ -124,6 +142,7 @@ class CoordServer:
             on_unreachable=lambda nid: self.node.report_unreachable(nid) if self.node else None,
             on_snapshot_status=lambda nid, failed: self.node.report_snapshot(nid, failed) if self.node else None,
             credentials=peer_tls.channel_credentials() if peer_tls is not None else None,
+            metadata=PeerCredentials(member_id, s.peer_secret).metadata,
         )
         config = NodeConfig(
             node_id=member_id,
@@ -155,37 +174,67 @@ class CoordServer:
             # Outermost: it also counts and logs what admission refuses.
             interceptors.append(RequestInterceptor(self.metrics.grpc_requests if self.metrics is not None else None))
         from coord_server.auth import build_interceptor
+        from coord_server.health import MemberHealth
+        from coord_server.removal import RemovalWatch, RemovedInterceptor
 
-        interceptors.append(build_interceptor(s, node))
+        self.removal = RemovalWatch(node, s.name)
+        interceptors.append(RemovedInterceptor(self.removal))
+        name_of = member_names(node, initial_members)
+        secret = s.peer_secret
+        client_guard = PeerGuard(secret, name_of, check_names=False) if secret is not None else None
+        admission = build_interceptor(s, node, client_guard)
         # With a peer port of its own, the client port serves only the public API and
         # gets its receive limit; otherwise it also carries Raft, with the peers' limits.
         client_options = PUBLIC_SERVER_OPTIONS if s.peer_listen else SERVER_OPTIONS
-        server = grpc.aio.server(options=client_options, interceptors=interceptors)
+        server = RecordingServer(
+            grpc.aio.server(options=client_options, interceptors=[*interceptors, admission]),
+            "client",
+        )
+        self.registries["client"] = server
         from coord_server.services import add_services
 
-        forward = add_services(server, node)
+        forward = add_services(server, node)  # type: ignore[arg-type]
+        from coord_server.etcd import add_etcd_services
+
+        add_etcd_services(server, node, admission)  # type: ignore[arg-type]  # etcd's v3 API (docs/etcd.md)
         node.watch_hub.max_watchers_per_stream = s.max_watches_per_stream
         raft_service = RaftPeerService(cluster_id, member_id, node.step, forward)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        service_names = [
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-            *_public_service_names(),
-        ]
+        self.health = MemberHealth(node)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
+        peer_tls_listener = None
         if s.peer_listen:
             # Peers get a port of their own serving Raft and health only; the client
             # port no longer carries Raft (with TLS, only peer certificates reach it).
-            peer_server = grpc.aio.server(options=SERVER_OPTIONS)
-            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, peer_server)
-            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, peer_server)
-            self.peer_port = _add_port(peer_server, "peer_listen", s.peer_listen, peer_tls)
-            self.peer_server = peer_server
+            peer_guard = (
+                PeerGuard(secret, name_of, check_names=peer_tls is not None)
+                if secret is not None or peer_tls is not None else None
+            )
+            peer_server = RecordingServer(
+                grpc.aio.server(options=SERVER_OPTIONS, interceptors=[*interceptors, build_interceptor(s, node, peer_guard)]),
+                "peer",
+            )
+            self.registries["peer"] = peer_server
+            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, peer_server)  # type: ignore[arg-type]
+            health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, peer_server)
+            peer_tls_listener = peer_listener(s, self.transport)
+            self.peer_port = _add_port(peer_server, "peer_listen", s.peer_listen, peer_tls_listener)
+            self.peer_server = peer_server  # type: ignore[assignment]
         else:
-            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, server)
-            service_names.append(raft_pb2.DESCRIPTOR.services_by_name["Raft"].full_name)
-        reflection.enable_server_reflection(service_names, server)
-        self.port = _add_port(server, "listen", s.listen, client_tls)
+            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, server)  # type: ignore[arg-type]
+        # Reflection describes exactly what this port registered (and itself).
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer([*server.services(), reflection.SERVICE_NAME]), server  # type: ignore[arg-type]
+        )
+        client_tls_listener = client_listener(s)
+        self.port = _add_port(server, "listen", s.listen, client_tls_listener)
+        self.certificates = CertificateWatcher(
+            [tls for tls in (client_tls_listener, peer_tls_listener) if tls is not None]
+        )
+        if s.http_listen:
+            from coord_server.http.loopback import bind_loopback
+
+            self._http_loopback = bind_loopback(
+                server, self.port, tls=client_tls is not None, data_dir=s.data_directory)  # type: ignore[arg-type]
         # Before serving anything: a metrics port that is taken stops the start-up.
         if self.metrics is not None:
             from coord_server.metrics_http import MetricsServer
@@ -195,9 +244,11 @@ class CoordServer:
         if self.peer_server is not None:
             await self.peer_server.start()
         await server.start()
-        self.grpc_server = server
+        self.grpc_server = server  # type: ignore[assignment]
         if s.http_listen:
-            self.http = _http_listener(s.http_listen, self.port)
+            self.http = _http_listener(s, self._http_loopback)
+            if client_tls_listener is not None:  # HTTPS follows the client port's reloads
+                client_tls_listener.on_reload = lambda *_: self.http.reload_tls(s.cert_file, s.key_file, s.client_ca_file)
             await self.http.start()
         # A complete collection pauses for ~1 s per million objects: not on a leader
         # that has followers to lose (gc_policy.py Rule 4).
@@ -208,8 +259,9 @@ class CoordServer:
             self.metrics.attach_loop_lag(self.loop_lag)
         self.loop_lag.start()
         await node.start()
-        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        self._health = health_servicer
+        self.health.start(self.registries)
+        self.certificates.start()
+        self.removal.start()
         log.info(
             "member %s (%#x) of cluster %#x serving clients on %s%s%s, data in %s",
             s.name, member_id, cluster_id, s.listen, " (TLS)" if client_tls else "",
@@ -217,13 +269,24 @@ class CoordServer:
             s.data_directory,
         )
 
+    def reload_certificates(self) -> None:
+        """SIGHUP: read every certificate, key and CA file again (tls_reload.py)."""
+        if self.certificates is not None:
+            self.certificates.reload_all()
+
     async def stop(self, grace: float = 2.0) -> None:
+        if self.removal is not None:
+            await self.removal.stop()
+        if self.certificates is not None:
+            await self.certificates.stop()
         if self.metrics_server is not None:
             await self.metrics_server.close()
         if self.http is not None:
             await self.http.close()
-        if getattr(self, "_health", None) is not None:
-            await self._health.enter_graceful_shutdown()
+        if self._http_loopback is not None:
+            self._http_loopback.close()
+        if self.health is not None:
+            await self.health.stop()
         await self._hand_over_leadership()
         for hub_name in ("watch_hub", "coord_hub"):
             # Open streams (watches, observers, lock waiters) end now rather than holding
@@ -271,7 +334,7 @@ class CoordServer:
         log.info("stopping: leadership %s to %#x", "handed over" if node.leader_id == target else "not handed over in time", target)
 
 
-def _add_port(server: grpc.aio.Server, label: str, address: str, tls: ClientListenerTLS | PeerTLS | None) -> int:
+def _add_port(server: Any, label: str, address: str, tls: ClientListenerTLS | PeerTLS | None) -> int:
     """Bind ``address`` (with TLS when given); a clear SettingsError when it cannot be bound."""
     if tls is None:
         port = server.add_insecure_port(address)
@@ -282,25 +345,21 @@ def _add_port(server: grpc.aio.Server, label: str, address: str, tls: ClientList
     return port
 
 
-HTTP_SURFACES: list[Any] = []
+HTTP_SURFACES: list[Any] = [
+    http_surfaces.connect_surface, http_surfaces.dashboard_surface, http_surfaces.etcd_gateway_surface,
+]
 """The ``add_routes(app, ctx)`` functions the HTTP listener serves (coord_server/http)."""
 
 
-def _http_listener(listen: str, grpc_port: int) -> Any:
-    """The HTTP listener, calling this member's client port over loopback."""
-    from coord_server.http.listener import HttpListener
+def _http_listener(s: ServerSettings, loopback: Any) -> Any:
+    """The HTTP listener (HTTPS with the client listener's certificate when it has TLS),
+    calling this member's services over ``loopback`` (coord_server/http/loopback.py)."""
+    from coord_server.http.listener import HttpListener, server_ssl_context
 
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
-    return HttpListener(listen, channel, HTTP_SURFACES)
-
-
-def _public_service_names() -> list[str]:
-    from coord.v1 import election_pb2, kv_pb2, lease_pb2, lock_pb2, maintenance_pb2, ring_pb2
-
-    names = []
-    for module in (kv_pb2, lease_pb2, cluster_pb2, maintenance_pb2, lock_pb2, election_pb2, ring_pb2):
-        names.extend(s.full_name for s in module.DESCRIPTOR.services_by_name.values())
-    return names
+    ssl_context = server_ssl_context(s.cert_file, s.key_file, s.client_ca_file) if s.cert_file else None
+    peer_tls = s.peer_tls if s.cert_file else None
+    credentials = peer_tls.channel_credentials() if peer_tls is not None else None
+    return HttpListener(s.http_listen, loopback.channel(), HTTP_SURFACES, ssl_context, credentials)
 
 
 def _read_identity(directory: str) -> dict[str, Any] | None:
@@ -324,7 +383,7 @@ def _write_identity(directory: str, data: dict[str, Any]) -> None:
 
 def _join_metadata() -> tuple[tuple[str, str], ...]:
     """A joiner asks for MemberAdd like any client: on a cluster with auth on it needs an
-    admin's token, taken from $COORD_TOKEN (docs/security-auth.md)."""
+    admin's token, taken from $COORD_TOKEN (docs/security.md)."""
     token = os.environ.get("COORD_TOKEN", "")
     return (("authorization", f"Bearer {token}"),) if token else ()
 
@@ -334,7 +393,7 @@ async def _join(s: ServerSettings, peer_tls: PeerTLS | None) -> tuple[int, int, 
     there yet; returns (cluster id, member id, the members' addresses).
 
     ``join`` is a member's client address; with TLS the joiner connects to it with its
-    peer certificate and trusts the peer CA (docs/security-tls.md)."""
+    peer certificate and trusts the peer CA (docs/security.md)."""
     deadline = asyncio.get_running_loop().time() + 30
     target = s.join
     last_error = ""

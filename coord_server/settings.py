@@ -44,7 +44,7 @@ class ServerSettings:
     """name -> client host:port of every founding member, when clients and peers use
     separate listeners (the client addresses that ``coord-leader`` hints name)."""
     cert_file: str = ""
-    """PEM certificate the client listener presents (TLS for clients; docs/security-tls.md)."""
+    """PEM certificate the client listener presents (TLS for clients; docs/security.md)."""
     key_file: str = ""
     """PEM private key of ``cert_file``."""
     client_ca_file: str = ""
@@ -55,6 +55,10 @@ class ServerSettings:
     """PEM private key of ``peer_cert_file``."""
     peer_ca_file: str = ""
     """PEM CA that signs every member's peer certificate."""
+    peer_secret_file: str = ""
+    """File holding the cluster's peer secret (the same on every member; at least 16
+    printable bytes, mode 600): every peer call carries it and is refused without it
+    (docs/security.md). Required with auth unless peers use mutual TLS."""
     join: str = ""
     """host:port of a live member: join that cluster (as a learner) instead of founding one."""
     heartbeat_ms: int = 100
@@ -86,7 +90,7 @@ class ServerSettings:
     proxy) and NAT setups; clients are still told the advertised addresses."""
     auth_file: str = ""
     """TOML or JSON file of users (bearer token hashes) and roles; empty: auth disabled,
-    as in etcd (docs/security-auth.md)."""
+    as in etcd (docs/security.md)."""
     quota_bytes: int = 2 * 1024**3
     """Backend size quota: writes that grow the store fail with RESOURCE_EXHAUSTED while
     it keeps more than this (0: none). etcd's default, 2 GiB."""
@@ -146,6 +150,18 @@ class ServerSettings:
             raise SettingsError(str(err)) from None
 
     @cached_property
+    def peer_secret(self) -> bytes | None:
+        """The peer secret (coord_server/transport/peer_auth.py), or None without one."""
+        if not self.peer_secret_file:
+            return None
+        from coord_server.transport.peer_auth import PeerSecretError, load_peer_secret
+
+        try:
+            return load_peer_secret(self.peer_secret_file)
+        except PeerSecretError as err:
+            raise SettingsError(str(err)) from None
+
+    @cached_property
     def auth(self) -> Any:
         """The loaded auth file (coord_server.auth.AuthConfig), or None when auth is off."""
         if not self.auth_file:
@@ -194,6 +210,8 @@ class ServerSettings:
             if value < 0:
                 raise SettingsError(f"{label} must be 0 (no limit) or positive, got {value}")
         self.auth  # read and checked here, before anything starts
+        self.peer_secret  # noqa: B018
+        self._validate_peer_authentication()
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
         if self.log_format not in ("text", "json"):
@@ -202,11 +220,21 @@ class ServerSettings:
             parse_address("metrics_listen", self.metrics_listen)
         if self.http_listen:
             parse_address("http_listen", self.http_listen)
-            if self.cert_file:
-                raise SettingsError("http_listen with TLS (cert_file) is not supported yet")
+
+    def _validate_peer_authentication(self) -> None:
+        """With auth on, peer RPCs must be authenticated too: otherwise anyone could
+        propose writes through the peer service and walk around every token."""
+        if not self.auth_file or self.peer_secret_file or (self.peer_listen and self.peer_cert_file):
+            return
+        where = "the client port" if not self.peer_listen else f"the peer port {self.peer_listen}"
+        raise SettingsError(
+            f"auth is on (auth_file) but the peer service on {where} would accept anyone: give every member "
+            "the same peer_secret_file (--peer-secret-file; `make cluster AUTH=1` makes one), or peer mutual "
+            "TLS (peer_listen with peer_cert_file, peer_key_file and peer_ca_file); docs/security.md"
+        )
 
     def _validate_listeners_and_tls(self) -> None:
-        """Separate listeners and TLS files (docs/security-tls.md); every file is read now."""
+        """Separate listeners and TLS files (docs/security.md); every file is read now."""
         if self.peer_listen:
             parse_address("peer_listen", self.peer_listen)
             if self.peer_listen == self.listen:
@@ -287,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="coord-server",
         description="Run one coord member. With no arguments: a one-member cluster on "
         f"{DEFAULT_LISTEN} with its data in ./default.coord.",
+        usage="coord-server [options]\n       coord-server restore --snapshot FILE ... (coord-server restore --help)",
+        epilog="coord-server restore writes a new data directory from a `coordctl snapshot save` backup "
+               "instead of serving (docs/operations.md, Backup and restore).",
     )
     parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below (snake_case keys)")
     parser.add_argument("--name", help="this member's name (default: default)")
@@ -294,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listen", help=f"host:port for clients, and peers without --peer-listen (default: {DEFAULT_LISTEN})")
     parser.add_argument("--advertise", help="host:port clients use to reach this member (default: --listen)")
     parser.add_argument("--initial-cluster", metavar="N=ADDR,...", help="founding members' peer addresses, e.g. n1=127.0.0.1:7001,n2=127.0.0.1:7002")
-    tls = parser.add_argument_group("separate peer listener and TLS (docs/security-tls.md)")
+    tls = parser.add_argument_group("separate peer listener and TLS (docs/security.md)")
     tls.add_argument("--peer-listen", metavar="ADDR", help="host:port of a listener serving only peers (required with TLS)")
     tls.add_argument("--peer-advertise", metavar="ADDR", help="host:port peers use to reach --peer-listen (default: --peer-listen)")
     tls.add_argument("--initial-cluster-clients", metavar="N=ADDR,...",
@@ -326,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
         "comma-separated; for testing through fault proxies and NAT setups)",
     )
     parser.add_argument("--auth-file", metavar="FILE", help="users and roles (TOML, or JSON by .json suffix); enables auth")
+    parser.add_argument("--peer-secret-file", metavar="FILE",
+                        help="the cluster's peer secret, same file on every member (required with auth unless peer mTLS)")
     parser.add_argument("--quota-bytes", type=int, help="backend size quota in bytes, 0 for none (default: 2 GiB)")
     parser.add_argument("--max-watches-per-stream", type=int, help="watchers per Watch stream (default: 1000)")
     parser.add_argument("--max-leases-per-client", type=int, help="live leases per client (default: 10000)")

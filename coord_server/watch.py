@@ -422,7 +422,7 @@ class WatchHub:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the client went away, or a bug
-            if not isinstance(exc, (grpc.aio.AioRpcError, grpc.aio.UsageError)):
+            if not isinstance(exc, (grpc.aio.AioRpcError, grpc.aio.UsageError, CoordError)):  # CoordError: a refusal
                 log.exception("watch stream reader failed")
             stream.fail(exc if isinstance(exc, CoordError) else Unavailable(f"the watch stream broke: {exc}"))
         # The client half-closed: the watchers it created go on until it cancels the call.

@@ -7,7 +7,8 @@ Writes into DIR (default ``.cluster/certs``), with the ``openssl`` command-line 
     ca.pem, ca-key.pem          a self-signed CA (10 years), the only trust root
     NAME.pem, NAME-key.pem      one certificate per member, for both its listeners: server
                                 and client use (a member is a TLS client of its peers),
-                                subject alternative names 127.0.0.1, ::1 and localhost
+                                subject alternative names 127.0.0.1, ::1, localhost and
+                                NAME (peers must present a certificate naming them)
     client.pem, client-key.pem  a client certificate for coordctl and applications
 
 Keys are P-256 ECDSA, unencrypted, readable only by the owner. They are for testing and
@@ -79,7 +80,9 @@ def make_leaf(directory: Path, name: str, hosts: Sequence[str] = HOSTS, *, serve
         f"extendedKeyUsage={usage}",
     ]
     if server:
-        extensions.append(f"subjectAltName={_sans(hosts)}")
+        # The member's name too: a peer certificate must name the member it speaks for
+        # (coord_server/transport/peer_auth.py).
+        extensions.append(f"subjectAltName={_sans([*hosts, *([name] if name not in hosts else [])])}")
     with tempfile.TemporaryDirectory() as tmp:
         csr, ext = Path(tmp) / "req.csr", Path(tmp) / "ext.cnf"
         ext.write_text("\n".join(extensions) + "\n")

@@ -1,6 +1,7 @@
 """A local coord cluster in the background: what `make cluster` and its friends run.
 
-    tools/cluster.py [--dir DIR] start [--ports "7001 7002 7003"] [--timeout S] [--tls [--certs CERTS]]
+    tools/cluster.py [--dir DIR] start [--ports "7001 7002 7003"] [--timeout S] [--tls [--certs CERTS]
+                                       [--peer-ports "7101 7102 7103"]] [--auth]
     tools/cluster.py [--dir DIR] status
     tools/cluster.py [--dir DIR] stop [--timeout S]
     tools/cluster.py [--dir DIR] kill NODE
@@ -17,6 +18,10 @@ With ``--tls`` (``make cluster TLS=1``) each member serves clients with TLS on i
 (client certificates required) and peers with mutual TLS on a second port (client port +
 100), with the certificates of CERTS (default ``DIR/certs``; made by tools/certs.py when
 missing). ``status`` and the other commands read that choice from ``cluster.json``.
+
+With ``--auth`` (``make cluster AUTH=1``) authentication is on: ``DIR/auth.toml`` holds
+one admin user, ``root``, whose token is in ``DIR/root-token``; ``DIR/peer-secret`` is the
+cluster's peer secret (both mode 600, made once and kept). The tools here use the token.
 
 Rules:
 
@@ -47,16 +52,22 @@ DEFAULT_PORTS = (7001, 7002, 7003)
 HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
 PEER_PORT_OFFSET = 100
-"""With TLS, a member's peer port is its client port + this."""
+"""With TLS, a member's peer port is its client port + this, unless --peer-ports names them."""
+HTTP_PORT_OFFSET = 1000
+"""Without TLS, each member serves HTTP (etcd's JSON gateway, Connect, the dashboard) on
+its client port + this."""
+AUTH_FILE, TOKEN_FILE, PEER_SECRET_FILE = "auth.toml", "root-token", "peer-secret"
+"""With --auth, in DIR: the users (one admin), its token, the peer secret."""
 
 
 def first_command(endpoints: list[str]) -> str:
-    """What `make cluster` suggests trying first: a coordctl line (``--endpoints`` only when
-    the ports are not coordctl's defaults)."""
+    """What `make cluster` suggests trying first: a coordctl line, after exporting
+    COORD_ENDPOINTS when the ports are not coordctl's defaults."""
     ctl = ".venv/bin/coordctl"
+    line = f"{ctl} put hello world && {ctl} get hello"
     if endpoints != [f"{HOST}:{port}" for port in DEFAULT_PORTS]:
-        ctl += f" --endpoints {','.join(endpoints)}"
-    return f"{ctl} put hello world && {ctl} get hello"
+        line = f"export COORD_ENDPOINTS={','.join(endpoints)}\n  {line}"
+    return line
 
 
 def tls_environment(certs: Path) -> str:
@@ -75,6 +86,8 @@ class Member:
     base: Path
     peer_address: str = ""
     """With TLS, the address of the member's separate peer listener."""
+    http_address: str = ""
+    """Without TLS, the address of the member's HTTP listener (etcd's JSON gateway)."""
 
     @property
     def data_dir(self) -> Path:
@@ -95,7 +108,8 @@ class Member:
     @property
     def ports(self) -> list[int]:
         """Every port this member listens on (the peer port too, with TLS)."""
-        return [self.port] + ([int(self.peer_address.rpartition(":")[2])] if self.peer_address else [])
+        extra = [a for a in (self.peer_address, self.http_address) if a]
+        return [self.port] + [int(a.rpartition(":")[2]) for a in extra]
 
 
 class LocalCluster:
@@ -106,22 +120,35 @@ class LocalCluster:
         self.certs: Path | None = None
         """With TLS, the directory of ca.pem, the members' and the client's certificates."""
         self._credentials: Any = None
+        self.auth = False
+        """With --auth: calls carry the root token of DIR/root-token."""
         state = self.base / STATE_FILE
         if state.exists():
             data = json.loads(state.read_text())
             for m in data["members"]:
-                self.members.append(Member(m["name"], m["address"], self.base, m.get("peer_address", "")))
+                self.members.append(
+                    Member(m["name"], m["address"], self.base, m.get("peer_address", ""), m.get("http_address", ""))
+                )
                 self.args[m["name"]] = m["args"]
             if data.get("certs"):
                 self.certs = Path(data["certs"])
+            self.auth = bool(data.get("auth"))
 
     # -- definition -------------------------------------------------------------------
 
-    def define(self, ports: list[int], certs: Path | None = None) -> None:
+    def define(
+        self, ports: list[int], certs: Path | None = None, auth: bool = False, peer_ports: list[int] | None = None
+    ) -> None:
         """Record a new cluster with one member per port (no data yet); with ``certs``,
-        a TLS cluster using the certificates there (made now if missing)."""
+        a TLS cluster using the certificates there (made now if missing), its peers on
+        ``peer_ports`` (default: each client port + PEER_PORT_OFFSET); with ``auth``,
+        authentication on (an admin user and the peer secret, made now if missing)."""
+        peers = peer_ports or [port + PEER_PORT_OFFSET for port in ports]
         self.members = [
-            Member(f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{port + PEER_PORT_OFFSET}" if certs else "")
+            Member(
+                f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{peers[i]}" if certs else "",
+                "" if certs else f"{HOST}:{port + HTTP_PORT_OFFSET}",
+            )
             for i, port in enumerate(ports)
         ]
         self.certs = certs.resolve() if certs is not None else None
@@ -129,23 +156,59 @@ class LocalCluster:
         clients = ",".join(f"{m.name}={m.address}" for m in self.members)
         if self.certs is not None:
             self._ensure_certs()
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.auth = auth
+        if auth:
+            self._ensure_auth()
         self.args = {}
         for m in self.members:
             args = ["--name", m.name, "--data-dir", str(m.data_dir), "--listen", m.address, "--initial-cluster", initial]
             if self.certs is not None:
                 args += self._tls_args(m, clients)
+            if auth:
+                args += ["--auth-file", str(self.base / AUTH_FILE), "--peer-secret-file", str(self.base / PEER_SECRET_FILE)]
+            if m.http_address:
+                args += ["--http-listen", m.http_address]
             self.args[m.name] = args
         self.base.mkdir(parents=True, exist_ok=True)
         payload: dict[str, Any] = {
             "members": [
-                {"name": m.name, "address": m.address, "peer_address": m.peer_address, "args": self.args[m.name]}
+                {
+                    "name": m.name, "address": m.address, "peer_address": m.peer_address,
+                    "http_address": m.http_address, "args": self.args[m.name],
+                }
                 for m in self.members
             ],
             "certs": str(self.certs) if self.certs is not None else "",
+            "auth": auth,
         }
         tmp = self.base / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
         tmp.replace(self.base / STATE_FILE)
+
+    def _ensure_auth(self) -> None:
+        """The admin user's token, the auth file naming its digest, and the peer secret."""
+        import hashlib
+        import secrets
+
+        def private(name: str, text: str) -> None:
+            path = self.base / name
+            if not path.exists():
+                path.touch(mode=0o600)
+                path.write_text(text)
+            path.chmod(0o600)
+
+        private(TOKEN_FILE, secrets.token_hex(24) + "\n")
+        digest = hashlib.sha256(self.token().encode()).hexdigest()
+        private(AUTH_FILE, f'[roles.admin]\nadmin = true\n\n[users.root]\ntoken_sha256 = "{digest}"\nroles = ["admin"]\n')
+        private(PEER_SECRET_FILE, secrets.token_hex(32) + "\n")
+
+    def token(self) -> str:
+        return (self.base / TOKEN_FILE).read_text().strip()
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata of the tools' own calls (the root token with --auth)."""
+        return (("authorization", f"Bearer {self.token()}"),) if self.auth else ()
 
     def _ensure_certs(self) -> None:
         """Make the CA and the members' and client's certificates if any is missing."""
@@ -283,9 +346,10 @@ class LocalCluster:
             with self.channel(m.address) as channel:
                 stub = cluster_pb2_grpc.ClusterStub(channel)
                 try:
-                    out[m.name] = stub.Status(cluster_pb2.ClusterStatusRequest(), timeout=timeout)
+                    metadata = self.metadata()
+                    out[m.name] = stub.Status(cluster_pb2.ClusterStatusRequest(), timeout=timeout, metadata=metadata)
                     if not self.names_by_id:  # names of all members, down ones included
-                        listing = stub.MemberList(cluster_pb2.ClusterMemberListRequest(), timeout=timeout)
+                        listing = stub.MemberList(cluster_pb2.ClusterMemberListRequest(), timeout=timeout, metadata=metadata)
                         self.names_by_id = {member.id: member.name for member in listing.members}
                 except grpc.RpcError as err:
                     out[m.name] = f"no answer ({err.code().name})"
@@ -388,6 +452,11 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
                 f"{cluster.base} holds a stopped cluster on ports {' '.join(map(str, recorded))}; "
                 f"start it on those ports (omit PORTS), or remove it with `make cluster-clean` first"
             )
+        if args.auth != cluster.auth:
+            raise ClusterError(
+                f"{cluster.base} holds a stopped cluster {'with' if cluster.auth else 'without'} auth; start it "
+                f"{'with' if cluster.auth else 'without'} AUTH=1, or remove it with `make cluster-clean` first"
+            )
         if args.tls != (cluster.certs is not None):
             raise ClusterError(
                 f"{cluster.base} holds a stopped cluster {'with' if cluster.certs else 'without'} TLS; start it "
@@ -396,10 +465,18 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
         print(f"Starting the stopped cluster in {cluster.base} again (its data is kept).")
     else:
         certs = (Path(args.certs) if args.certs else cluster.base / "certs") if args.tls else None
-        for port in ports or list(DEFAULT_PORTS):
-            if certs is not None and not _port_free(port + PEER_PORT_OFFSET):
-                raise ClusterError(f"peer port {port + PEER_PORT_OFFSET} is in use by another process; choose others with PORTS=\"...\"")
-        cluster.define(ports or list(DEFAULT_PORTS), certs)
+        client_ports = ports or list(DEFAULT_PORTS)
+        peer_ports = _parse_ports(args.peer_ports, "PEER_PORTS") if args.peer_ports else None
+        if peer_ports is not None:
+            if certs is None:
+                raise ClusterError("PEER_PORTS applies to a TLS cluster (TLS=1): without TLS peers share the client port")
+            if len(peer_ports) != len(client_ports) or set(peer_ports) & set(client_ports):
+                raise ClusterError(f"PEER_PORTS needs one port per member ({len(client_ports)}), none of them a client port")
+        for port in peer_ports or ([p + PEER_PORT_OFFSET for p in client_ports] if certs is not None else []):
+            if not _port_free(port):
+                raise ClusterError(f"peer port {port} is in use by another process; choose others with "
+                                   f"PEER_PORTS=\"...\" (default: each client port + {PEER_PORT_OFFSET})")
+        cluster.define(client_ports, certs, auth=args.auth, peer_ports=peer_ports)
     for m in cluster.members:
         for port in m.ports:
             if not _port_free(port):
@@ -419,7 +496,13 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
     print("Try:")
     if cluster.certs is not None:
         print(f"  {tls_environment(cluster.certs)}")
+    if cluster.auth:
+        print(f"  export COORD_TOKEN=$(cat {cluster.base / TOKEN_FILE})   # user root (admin); docs/security.md")
     print(f"  {first_command(endpoints)}")
+    if cluster.members[0].http_address:
+        # The same store through etcd's v3 API and its JSON gateway (docs/etcd.md).
+        print(f"  etcdctl --endpoints {','.join(endpoints)} put foo bar")
+        print(f"  curl -s http://{cluster.members[0].http_address}/v3/kv/range -d '{{\"key\": \"Zm9v\"}}'")
     print("  make cluster-status | cluster-logs | cluster-kill NODE=n2 | cluster-restart NODE=n2 | cluster-stop")
     return 0
 
@@ -488,16 +571,25 @@ def cmd_restart(cluster: LocalCluster, args: argparse.Namespace) -> int:
         if not _port_free(port):
             raise ClusterError(f"port {port} of {m.name} is in use by another process")
     pid = cluster.spawn(m)
+    # A leader needs a quorum of members running: with fewer (after a crash of every
+    # member, say), the member can only be started and answer; the others bring the leader.
+    up, quorum = len(cluster.running()), len(cluster.members) // 2 + 1
     deadline = time.monotonic() + args.timeout
     while True:
         if not _alive(pid):
             raise ClusterError(f"{m.name} exited during start-up\n{cluster.log_tails([m.name])}")
         status = cluster.statuses().get(m.name)
-        if not isinstance(status, str) and status is not None and status.leader:
+        if not isinstance(status, str) and status is not None and (status.leader or up < quorum):
             break
         if time.monotonic() > deadline:
             raise ClusterError(f"{m.name} (pid {pid}) runs but found no leader within {args.timeout:g}s\n{cluster.log_tails([m.name])}")
         time.sleep(0.1)
+    if up < quorum:
+        stopped = [x.name for x in cluster.members if x.name not in cluster.running()]
+        print(f"{m.name} started (pid {pid}); waiting for quorum ({up} of {len(cluster.members)} members up, "
+              f"{quorum} needed for a leader); start the others ({', '.join(f'make cluster-restart NODE={n}' for n in stopped)}), "
+              f"or every member at once: make cluster-stop && make cluster")
+        return 0
     print(f"{m.name} started (pid {pid}).")
     print(cluster.table(cluster.statuses()))
     return 0
@@ -524,14 +616,14 @@ def cmd_clean(cluster: LocalCluster, args: argparse.Namespace) -> int:
 # -- helpers --------------------------------------------------------------------------
 
 
-def _parse_ports(text: str) -> list[int]:
+def _parse_ports(text: str, what: str = "PORTS") -> list[int]:
     parts = text.replace(",", " ").split()
     try:
         ports = [int(p) for p in parts]
     except ValueError:
-        raise ClusterError(f"PORTS must be port numbers separated by spaces, got {text!r}") from None
+        raise ClusterError(f"{what} must be port numbers separated by spaces, got {text!r}") from None
     if not ports or any(not 0 < p < 65536 for p in ports) or len(set(ports)) != len(ports):
-        raise ClusterError(f"PORTS must be distinct port numbers (1-65535), got {text!r}")
+        raise ClusterError(f"{what} must be distinct port numbers (1-65535), got {text!r}")
     return ports
 
 
@@ -589,9 +681,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start the members and wait for a leader")
     start.add_argument("--ports", help='one port per member, e.g. "7001 7002 7003" (default)')
+    start.add_argument("--peer-ports", help='with --tls, one peer port per member (default: each port + 100)')
     start.add_argument("--timeout", type=float, default=60, help="seconds to wait for a leader (default: 60)")
     start.add_argument("--tls", action="store_true", help="TLS for clients, mutual TLS between members (peer port = port + 100)")
     start.add_argument("--certs", help="certificate directory for --tls (default: DIR/certs; made when missing)")
+    start.add_argument("--auth", action="store_true", help="authentication on: an admin user (token in DIR/root-token) and a peer secret")
     sub.add_parser("status", help="role, term, leader, commit and applied index of every member")
     stop = sub.add_parser("stop", help="SIGTERM every member, then SIGKILL what is left")
     stop.add_argument("--timeout", type=float, default=15, help="seconds to wait after SIGTERM (default: 15)")

@@ -1,6 +1,6 @@
 """Authentication (bearer tokens), authorisation (roles on key prefixes and on lock,
 election and ring names), the backend quota and per-client limits: everything a public
-call passes before a servicer runs. See docs/security-auth.md."""
+call passes before a servicer runs. See docs/security.md."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ __all__ = [
 ]
 
 
-def build_interceptor(settings: Any, node: Any) -> AdmissionInterceptor:
-    """The interceptor for a member with ``settings`` (its loaded ``auth``, quota_bytes,
-    max_leases_per_client)."""
+def build_interceptor(settings: Any, node: Any, peer_guard: Any = None) -> AdmissionInterceptor:
+    """The interceptor for one port of a member with ``settings`` (its loaded ``auth``,
+    quota_bytes, max_leases_per_client); ``peer_guard`` checks that port's peer calls."""
     return AdmissionInterceptor(
-        settings.auth, Quota(node, settings.quota_bytes), LeaseLimit(node, settings.max_leases_per_client)
+        settings.auth, Quota(node, settings.quota_bytes), LeaseLimit(node, settings.max_leases_per_client), peer_guard
     )

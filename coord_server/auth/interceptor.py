@@ -1,9 +1,11 @@
-"""The server interceptor that admits every public (coord.v1) call.
+"""The server interceptor that admits every call, by the access rule of its service.
 
-Why an interceptor: one place sees every RPC, including ones added later (an RPC the
-requirements table does not know needs an admin role), instead of a check in each of
-forty handlers. Peer RPCs (coord.raft.v1: the cluster-id check, mTLS), health and
-reflection pass untouched.
+Why an interceptor: one place sees every RPC, including ones added later, instead of a
+check in each of forty handlers. The rule of each service (coord_server/auth/rules.py):
+OPEN (health, reflection) passes untouched; PEER (coord.raft.v1) goes through the peer
+guard (peer secret, peer certificate names: transport/peer_auth.py); PUBLIC (coord.v1)
+is admitted as below (an RPC the requirements table does not know needs an admin role);
+a service without a rule is refused while auth is on.
 
 Per call: the bearer token (metadata ``authorization: Bearer <token>``) is checked when
 auth is on (UNAUTHENTICATED if missing or unknown), then the request's Needs and the
@@ -24,16 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from coord_server.decoding import decoding_checked
 from coord_server.errors import CoordError
 from coord_server.services.common import abort, read_barrier
 
-from .admission import CURRENT, Admission, Unauthenticated
+from .admission import CURRENT, Admission, PermissionDenied, Unauthenticated
 from .config import AuthConfig
 from .quota import QUOTA_CHECKED_METHODS, LeaseLimit, Quota
 from .requirements import LEASE_REVOKE, LEASE_TIME_TO_LIVE
+from .rules import Access, access_of, service_of
 
 AUTHORIZATION_METADATA_KEY = "authorization"
-PUBLIC_PREFIX = "/coord.v1."
 LEASE_GRANT = "/coord.v1.Lease/Grant"
 PIPELINE = "/coord.v1.KV/Pipeline"
 
@@ -44,11 +47,16 @@ else:
 
 
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, auth: AuthConfig | None, quota: Quota, leases: LeaseLimit) -> None:
+    def __init__(self, auth: AuthConfig | None, quota: Quota, leases: LeaseLimit, peer_guard: Any = None) -> None:
         self.auth = auth
         self.quota = quota
         self.leases = leases
+        self.peer_guard = peer_guard
+        """PeerGuard of this port's peer calls; None: peer calls pass (auth off, no secret)."""
         self._wrapped: dict[str, Handler] = {}
+        self.translated_admit: Callable[[Any], Any] | None = None
+        """For TRANSLATED services (rules.py): authenticates a call's caller or raises;
+        installed by the package that serves them (coord_server/etcd)."""
 
     async def intercept_service(
         self,
@@ -57,12 +65,35 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(details)
         method = details.method
-        if handler is None or not method.startswith(PUBLIC_PREFIX):
+        if handler is None:
             return handler
         wrapped = self._wrapped.get(method)
         if wrapped is None:
-            wrapped = self._wrapped[method] = self._wrap(method, handler)
+            # Outermost: an undecodable request is INVALID_ARGUMENT before anything looks at it.
+            wrapped = self._wrapped[method] = decoding_checked(self._by_rule(method, handler))
         return wrapped
+
+    def _by_rule(self, method: str, handler: Handler) -> Handler:
+        access = access_of(method)
+        if access is Access.PUBLIC:
+            return self._wrap(method, handler)
+        if access is Access.OPEN:
+            return handler
+        if access is Access.PEER:
+            return handler if self.peer_guard is None else self.peer_guard.wrap(handler)
+        if access is Access.TRANSLATED:
+            if self.auth is None:
+                return handler
+            if self.translated_admit is None:
+                return _refusing(handler, f"{service_of(method)} is not admitted on this member")
+            return _admitted_first(handler, self.translated_admit)
+        if self.auth is None:
+            return handler  # auth off: nothing to refuse a caller on
+        return _refusing(
+            handler,
+            f"{service_of(method)} has no access rule on this member (coord_server/auth/rules.py); "
+            "it is refused while authentication is on",
+        )
 
     # ------------------------------------------------------------------ admission
 
@@ -84,6 +115,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             admission = Admission(principal, f"user {principal.name!r}", self.quota)
         CURRENT.set(admission)
         return admission
+
+    def wrap_handler(self, method: str, handler: Handler) -> Handler:
+        """``handler`` for the coord.v1 ``method`` with this interceptor's checks, for a
+        caller that runs coord's servicers in-process (the etcd API, coord_server/etcd)."""
+        return self._wrap(method, handler)
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         if self.auth is None and method not in QUOTA_CHECKED_METHODS:
@@ -221,6 +257,77 @@ async def _checked(method: str, admission: Admission, requests: AsyncIterator[An
     async for request in requests:
         admission.check(method, request)
         yield request
+
+
+def _admitted_first(handler: Handler, admit: Callable[[Any], Any]) -> Handler:
+    """A handler of ``handler``'s shape that runs it once ``admit(context)`` accepted the
+    caller; an error of ``admit`` (a code and a message) ends the call, running nothing."""
+
+    async def refused(request: Any, context: Any, streaming_in: bool) -> bool:
+        try:
+            admit(context)
+            return False
+        except Exception as exc:  # noqa: BLE001 - its code and message are the answer
+            error = Unauthenticated(str(getattr(exc, "message", exc)))
+            error.code = getattr(exc, "code", grpc.StatusCode.UNAUTHENTICATED)
+            if streaming_in:
+                await _refuse_stream(request, context, error)
+            await abort(context, error)
+            return True
+
+    inners = (handler.unary_unary, handler.unary_stream, handler.stream_unary, handler.stream_stream)
+    inner = next(i for i in inners if i is not None)
+    streaming_in = handler.stream_unary is not None or handler.stream_stream is not None
+    if inspect.isasyncgenfunction(inner):
+
+        async def generator(request: Any, context: Any) -> AsyncIterator[Any]:
+            if not await refused(request, context, streaming_in):
+                async for response in inner(request, context):
+                    yield response
+
+        behaviour: Any = generator
+    else:
+
+        async def coroutine(request: Any, context: Any) -> Any:
+            if not await refused(request, context, streaming_in):
+                return await inner(request, context)
+            return None
+
+        behaviour = coroutine
+    factory = (
+        grpc.unary_unary_rpc_method_handler if handler.unary_unary is not None
+        else grpc.unary_stream_rpc_method_handler if handler.unary_stream is not None
+        else grpc.stream_unary_rpc_method_handler if handler.stream_unary is not None
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(behaviour, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+
+
+def _refusing(handler: Handler, message: str) -> Handler:
+    """A handler of ``handler``'s shape that answers PERMISSION_DENIED and runs nothing."""
+
+    async def refuse(request: Any, context: Any) -> Any:
+        if handler.stream_unary is not None or handler.stream_stream is not None:
+            await _refuse_stream(request, context, PermissionDenied(message))
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
+    async def refuse_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+        await refuse(request, context)
+        yield  # never reached: refuse aborts
+
+    kinds = (
+        (handler.unary_unary, grpc.unary_unary_rpc_method_handler, refuse),
+        (handler.unary_stream, grpc.unary_stream_rpc_method_handler, refuse_stream),
+        (handler.stream_unary, grpc.stream_unary_rpc_method_handler, refuse),
+        (handler.stream_stream, grpc.stream_stream_rpc_method_handler, refuse_stream),
+    )
+    for inner, factory, behaviour in kinds:
+        if inner is not None:
+            return factory(
+                behaviour, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return handler
 
 
 def _unchecked(method: str, admission: Admission, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:

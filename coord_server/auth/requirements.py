@@ -4,7 +4,7 @@
 one message of a stream); an empty list means "any authenticated user". ``ADMIN`` is the
 one Need no key or name permission satisfies: only an admin role does.
 
-The choices (docs/security-auth.md):
+The choices (docs/security.md):
 - KV: Range, Watch and every Txn compare read their range (a lock-token compare reads
   the lock's name); Put and DeleteRange write it;
   a Txn needs everything any of its branches (and nested Txns) could touch, whichever
@@ -43,10 +43,18 @@ class Need:
         if self.kind != "keys":
             return f"{access} on {self.kind[:-1]} {start.decode(errors='replace')!r}"
         if end == start + b"\x00":
-            return f"{access} on key {start!r}"
+            return f"{access} on key {_shown(start)}"
         if end is None:
-            return f"{access} on keys from {start!r} on"
-        return f"{access} on keys [{start!r}, {end!r})"
+            return f"{access} on keys from {_shown(start)} on"
+        return f"{access} on keys [{_shown(start)}, {_shown(end)})"
+
+
+def _shown(data: bytes) -> str:
+    """A key in a message: quoted text when it is UTF-8, else hex; never b'...'."""
+    try:
+        return repr(data.decode())
+    except UnicodeDecodeError:
+        return "0x" + data.hex()
 
 
 ADMIN = Need("admin", (b"", None), True)
@@ -128,6 +136,7 @@ _BY_METHOD: dict[str, Callable[[Any], list[Need]]] = {
     "/coord.v1.Cluster/MemberPromote": lambda r: [ADMIN],
     "/coord.v1.Cluster/MemberRemove": lambda r: [ADMIN],
     "/coord.v1.Cluster/TransferLeadership": lambda r: [ADMIN],
+    "/coord.v1.Maintenance/Snapshot": lambda r: [ADMIN],  # the whole state, every key
 }
 
 LEASE_REVOKE = "/coord.v1.Lease/Revoke"
@@ -159,11 +168,21 @@ def lease_revoke_needs(state: Any, lease_id: int) -> list[Need]:
 
 
 def lease_attachment_needs(state: Any, request: Any) -> list[Need]:
-    """Lease.TimeToLive with ``attachments`` lists the lease's keys: read on each (etcd
-    fixed the same disclosure, CVE-2023-32082). Without it, any authenticated user."""
+    """Lease.TimeToLive with ``attachments`` lists the lease's keys, locks, elections and
+    ring members: read on each (etcd fixed the same disclosure for keys, CVE-2023-32082).
+    Without it, any authenticated user."""
     if not request.attachments:
         return []
-    return [_keys(key, b"", False) for key in _lease_keys(state, request.id) or ()]
+    keys = _lease_keys(state, request.id)
+    if keys is None:
+        return []
+    locks, elections, rings = state.lease_bindings(request.id)
+    return [
+        *(_keys(key, b"", False) for key in keys),
+        *(_name("locks", name, False) for name in locks),
+        *(_name("elections", name, False) for name in elections),
+        *(_name("rings", name, False) for name in rings),
+    ]
 
 
 def _lease_keys(state: Any, lease_id: int) -> Any:
@@ -173,6 +192,19 @@ def _lease_keys(state: Any, lease_id: int) -> Any:
         return state.lease_info(lease_id).keys
     except Exception:  # noqa: BLE001 - NotFound
         return None
+
+
+def has_rule(method: str) -> bool:
+    """Whether this table decides ``method`` explicitly (rather than by the closed
+    default): tests/security/test_enumeration.py insists on it for every coord.v1
+    method a member serves."""
+    return method in _BY_METHOD or method in AUTHENTICATED_ONLY or method in (LEASE_REVOKE, LEASE_TIME_TO_LIVE)
+
+
+def any_authenticated_user(method: str) -> bool:
+    """Whether every authenticated user may call ``method`` whatever it asks (a request
+    may still need more: Lease Revoke and TimeToLive with attachments, by the lease)."""
+    return method in AUTHENTICATED_ONLY
 
 
 def needs_of(method: str, request: Any, state: Any = None) -> list[Need]:

@@ -137,6 +137,10 @@ class StateMachine:
         """The key-value store's kept bytes, history included (MVCCStore.size_bytes)."""
         return self._store.size_bytes
 
+    def lease_count(self) -> int:
+        """How many leases are live (Cluster.Status)."""
+        return len(self._leases)
+
     @property
     def compact_revision(self) -> int:
         """The revision of the last compaction (reads below it fail), 0 if none."""
@@ -391,6 +395,12 @@ class StateMachine:
         resp.header.revision = store.revision
         return resp
 
+    def txn_compares_hold(self, req: kv_pb2.TxnRequest) -> bool:
+        """Whether every compare of ``req`` (validated) holds on the latest state: the
+        branch a Txn would take now. For the etcd API, which checks a Txn's path before
+        running it (coord_server/etcd/kv.py)."""
+        return all(self._writes.compare(c) for c in req.compare)
+
     def lease_list(self) -> list[lease_pb2.LeaseStatus]:
         """Every live lease, by ascending ID."""
         return [lease_pb2.LeaseStatus(id=le.id, granted_ttl=le.ttl) for le in self._leases.sorted()]
@@ -414,6 +424,15 @@ class StateMachine:
         if lease is None:
             raise NotFound(f"lease {lease_id} not found")
         return LeaseInfo(lease.ttl, sorted(lease.keys))
+
+    def lease_attachments(self, lease_id: int) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+        """(locks held, elections campaigned in or led, (ring, member ID) pairs) bound to
+        ``lease_id``: what LeaseTimeToLive lists besides the keys."""
+        return (
+            self._locks.held_by_lease(lease_id),
+            self._elections.names_of_lease(lease_id),
+            self._rings.members_of_lease(lease_id),
+        )
 
     def lease_bindings(self, lease_id: int) -> tuple[list[str], list[str], list[str]]:
         """(locks, elections, rings) that ``lease_id`` holds, waits for or is a member
@@ -455,6 +474,11 @@ class StateMachine:
     def election_leader(self, name: str) -> LeaderChange:
         """The current leadership of ``name`` (lease 0 when nobody leads) and its value."""
         return self._elections.leader(name)
+
+    def election_candidates(self, name: str) -> list[tuple[int, bytes, int, int]]:
+        """(lease, value, revision, token) of every candidate of ``name`` in queue order,
+        the leader first (token 0 for those that wait)."""
+        return [(c.lease, c.value, c.revision, c.token) for c in self._elections.candidates(name)]
 
     def election_candidate(self, name: str, lease: int) -> tuple[int, int] | None:
         """(token, queued_at) of ``lease``'s candidacy in ``name`` (token 0 unless it

@@ -8,7 +8,8 @@ reopened with backoff. Snapshots go through ``Raft.InstallSnapshot`` in chunks, 
 outcome is reported to the core.
 
 With ``credentials`` (peer mutual TLS, coord_server/tls.py) every channel is a TLS channel
-presenting this member's peer certificate and trusting only the peer CA.
+presenting this member's peer certificate and trusting only the peer CA. Every call
+carries ``metadata``: this member's id and the cluster's peer secret (peer_auth.py).
 
 Forwarding (``PeerTransport.forward``): a follower relays client requests to the leader
 over one long-lived ``Raft.Forward`` stream per peer, requests and answers matched by id
@@ -16,7 +17,9 @@ over one long-lived ``Raft.Forward`` stream per peer, requests and answers match
 (UNAVAILABLE: the client retries; a write may have been applied, as with any lost
 answer) and is reopened by the next request.
 
-Receiving (``RaftPeerService``): checks the cluster id, decodes and steps each message
+Receiving (``RaftPeerService``): the peer guard has admitted the caller (peer_auth.py);
+each message must come from the member its certificate names (when verified); checks
+the cluster id (refusals name no id: the caller may be a stranger), decodes and steps each message
 into the node; ``Forward`` hands follower-relayed client requests to a callback, each
 request concurrently, and answers each as it completes.
 """
@@ -39,6 +42,10 @@ _STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
 from coord_server.raft import LOCAL_TYPES, Message, MessageType
 
 from .codec import DecodeError, message_from_pb, message_to_pb
+from .peer_auth import PEER_CLAIM
+
+FOREIGN_CLUSTER = "the peer belongs to another cluster"
+NOT_YOUR_MESSAGE = "a message from another member than the one the peer certificate names"
 
 log = logging.getLogger("coord.transport")
 
@@ -68,6 +75,8 @@ SERVER_OPTIONS = [
     ("grpc.http2.max_ping_strikes", 0),
 ]
 """Options of a member's gRPC server, which carries the peer service."""
+OLD_CHANNEL_GRACE = 60.0
+"""Seconds a peer channel replaced by a certificate reload stays open for its calls."""
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 ENVELOPE_BYTES = 8 << 20
 """Soft limit on one envelope's entry data; a larger backlog goes in several envelopes."""
@@ -83,14 +92,23 @@ class _Peer:
         self.queue: list[Message] = []
         self.wake = asyncio.Event()
         self.channel: grpc.aio.Channel | None = None
+        self.channel_credentials: grpc.ChannelCredentials | None = None
         self.task = asyncio.create_task(self._run(), name=f"peer-send-{node_id:x}")
         self.snapshot_task: asyncio.Task[None] | None = None
         self.forwards = _ForwardStream(self)
 
     def stub(self) -> raft_pb2_grpc.RaftStub:
+        """A stub for a new call. After the peer certificate was reloaded, a new channel
+        with the new credentials; calls open on the old one finish there, and it is
+        closed after ``OLD_CHANNEL_GRACE``."""
+        credentials = self.transport.credentials
+        if self.channel is not None and self.channel_credentials is not credentials:
+            old, self.channel = self.channel, None
+            loop = asyncio.get_running_loop()
+            loop.call_later(OLD_CHANNEL_GRACE, lambda: loop.create_task(old.close()))
         if self.channel is None:
             options = CHANNEL_OPTIONS + RECONNECT_OPTIONS
-            credentials = self.transport.credentials
+            self.channel_credentials = credentials
             if credentials is None:
                 self.channel = grpc.aio.insecure_channel(self.address, options=options)
             else:
@@ -116,8 +134,11 @@ class _Peer:
                     messages=[message_to_pb(m) for m in batch],
                 )
                 try:
+                    if call is not None and self.channel_credentials is not self.transport.credentials:
+                        await _retire(call)  # a reloaded certificate: go on over a new channel
+                        call = None
                     if call is None:
-                        call = self.stub().Send()
+                        call = self.stub().Send(metadata=self.transport.metadata)
                     await call.write(envelope)
                     backoff = 0.05
                 except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as err:
@@ -169,7 +190,9 @@ class _Peer:
 
         failed = False
         try:
-            await self.stub().InstallSnapshot(chunks(), timeout=max(30.0, len(data) / (1 << 20)))
+            await self.stub().InstallSnapshot(
+                chunks(), timeout=max(30.0, len(data) / (1 << 20)), metadata=self.transport.metadata
+            )
         except grpc.aio.AioRpcError as err:
             failed = True
             log.warning("sending a snapshot to %x failed: %s", self.node_id, err.details())
@@ -232,8 +255,14 @@ class _ForwardStream:
             self.pending.pop(request_id, None)
 
     def _open(self) -> Any:
+        if self.call is not None and self.peer.channel_credentials is not self.peer.transport.credentials:
+            # A reloaded certificate: new requests go over a new stream on a new channel;
+            # the old stream is half-closed, so the leader answers what it carries and
+            # ends it (its reader then finds it is no longer the current one).
+            old, self.call = self.call, None
+            asyncio.get_running_loop().create_task(_retire(old))
         if self.call is None:
-            self.call = self.peer.stub().Forward()
+            self.call = self.peer.stub().Forward(metadata=self.peer.transport.metadata)
             self.reader = asyncio.get_running_loop().create_task(
                 self._read(self.call), name=f"peer-forward-{self.peer.node_id:x}"
             )
@@ -275,6 +304,14 @@ class _ForwardStream:
             self.reader.cancel()
 
 
+async def _retire(call: Any) -> None:
+    """Half-close a client stream that is being replaced; its answers still arrive."""
+    try:
+        await call.done_writing()
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError):
+        pass
+
+
 class PeerTransport:
     """Sends the core's messages to peers; the node wires in the two report callbacks."""
 
@@ -285,10 +322,13 @@ class PeerTransport:
         on_snapshot_status: Callable[[int, bool], None],
         max_queue: int = 8192,
         credentials: grpc.ChannelCredentials | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.cluster_id = cluster_id
         self.credentials = credentials
         """TLS credentials of the peer channels (None: insecure channels)."""
+        self.metadata = metadata
+        """Sent with every peer call: who this member is, the peer secret (peer_auth.py)."""
         self.on_unreachable = on_unreachable
         self.on_snapshot_status = on_snapshot_status
         self.max_queue = max_queue
@@ -296,6 +336,10 @@ class PeerTransport:
         self._peers: dict[int, _Peer] = {}
         self.on_heartbeat_sent: Callable[[int], None] | None = None
         """Called with the peer's id for each heartbeat sent (metrics: peer round trips)."""
+
+    def set_credentials(self, credentials: grpc.ChannelCredentials) -> None:
+        """New TLS credentials (a reloaded peer certificate) for every call opened from now on."""
+        self.credentials = credentials
 
     def set_address(self, node_id: int, address: str) -> None:
         if self._addresses.get(node_id) == address:
@@ -390,22 +434,19 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
 
     async def Send(self, request_iterator: AsyncIterator[raft_pb2.RaftEnvelope], context: grpc.aio.ServicerContext) -> raft_pb2.SendResponse:  # type: ignore[override]
         received = 0
+        claim = PEER_CLAIM.get()
         async for envelope in request_iterator:
             if envelope.cluster_id != self.cluster_id:
-                await context.abort(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"peer belongs to cluster {envelope.cluster_id:#x}, this member to {self.cluster_id:#x}",
-                )
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, FOREIGN_CLUSTER)
             for pm in envelope.messages:
                 try:
                     m = message_from_pb(pm)
                 except DecodeError as err:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
                 if m.to != self.member_id:
-                    await context.abort(
-                        grpc.StatusCode.FAILED_PRECONDITION,
-                        f"message for member {m.to:#x} reached member {self.member_id:#x}",
-                    )
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a message addressed to another member")
+                if claim is not None and m.from_ != claim:
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_MESSAGE)
                 if (m.type in LOCAL_TYPES and m.type != MessageType.TRANSFER_LEADER) or m.type == MessageType.SNAP:
                     await context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT, f"message type {m.type.name} cannot travel between peers"
@@ -422,7 +463,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         checksum = b""
         async for chunk in request_iterator:
             if chunk.cluster_id != self.cluster_id:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "snapshot from another cluster")
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, FOREIGN_CLUSTER)
             if first is None:
                 if not chunk.HasField("message") or chunk.message.type != raft_pb2.MESSAGE_TYPE_SNAP:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first chunk must carry the SNAP message")
@@ -445,9 +486,15 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         data = b"".join(parts)
         if len(data) != first.total_size or hashlib.sha256(data).digest() != checksum:
             await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot size or checksum mismatch")
-        m = message_from_pb(first.message, snapshot_data=data)
+        try:
+            m = message_from_pb(first.message, snapshot_data=data)
+        except DecodeError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         if m.to != self.member_id:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "snapshot addressed to another member")
+        claim = PEER_CLAIM.get()
+        if claim is not None and m.from_ != claim:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_MESSAGE)
         self._step(m)
         return raft_pb2.InstallSnapshotResponse(member_id=self.member_id, bytes_received=received)
 
@@ -499,7 +546,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
                     yield response
             reader.result()  # a broken stream raises here
         except _ForeignCluster:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "request from another cluster")
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, FOREIGN_CLUSTER)
         finally:
             reader.cancel()
             for task in list(running):

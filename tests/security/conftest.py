@@ -29,7 +29,7 @@ TOKENS = {
 }
 
 AUTH_FILE = """
-# Roles of the security tests (docs/security-auth.md explains the format).
+# Roles of the security tests (docs/security.md explains the format).
 [roles.admin]
 admin = true
 
@@ -76,6 +76,22 @@ def write_auth_file(directory: Path) -> Path:
         "lockers": TOKENS["lockers"],
     })
     return path
+
+
+PEER_SECRET = "peer-secret-of-the-security-tests-0123456789"
+
+
+def write_peer_secret(directory: Path, secret: str = PEER_SECRET) -> Path:
+    """The cluster's peer secret file (mode 600, as coord-server requires)."""
+    path = directory / "peer-secret"
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def auth_options(directory: Path) -> tuple[str, ...]:
+    """coord-server flags for auth on: the auth file and the peer secret."""
+    return ("--auth-file", str(write_auth_file(directory)), "--peer-secret-file", str(write_peer_secret(directory)))
 
 
 class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
@@ -142,7 +158,7 @@ def module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     def make(size: int = 3, *, options: tuple[str, ...] = (), auth: bool = False) -> Cluster:
         base = tmp_path_factory.mktemp("security-cluster")
         if auth:
-            options = ("--auth-file", str(write_auth_file(base)), *options)
+            options = (*auth_options(base), *options)
             cluster: Cluster = AuthCluster(base, size, options=options)
         else:
             cluster = Cluster(base, size, options=options)

@@ -241,12 +241,14 @@ def test_coordctl_token_flag_and_environment(cluster: Cluster) -> None:
 
 
 def test_every_public_rpc_has_a_rule() -> None:
-    """A coord.v1 RPC added later is denied to non-admins until it gets a rule here."""
+    """A coord.v1 RPC added later is denied to non-admins until it gets a rule here (what
+    a running member really serves: tests/security/test_enumeration.py)."""
     from coord.v1 import cluster_pb2 as c, election_pb2 as e, kv_pb2 as k, lease_pb2 as le, lock_pb2 as lo, ring_pb2 as r
+    from coord.v1 import maintenance_pb2 as m
 
     methods = {
         f"/{service.full_name}/{method.name}"
-        for module in (c, e, k, le, lo, r) for service in module.DESCRIPTOR.services_by_name.values()
+        for module in (c, e, k, le, lo, r, m) for service in module.DESCRIPTOR.services_by_name.values()
         for method in service.methods
     }
     assert methods == set(_BY_METHOD) | AUTHENTICATED_ONLY
@@ -284,6 +286,22 @@ def test_revoking_a_lease_needs_write_on_its_locks_and_listing_its_keys_needs_re
     assert writer.lease_info(keyed, attachments=True).keys == (b"a/attached",)
     writer.revoke_lease(keyed)
     locker.revoke_lease(lease)
+
+
+def test_listing_a_leases_locks_elections_and_ring_members_needs_read_on_them(clients: dict[str, Client]) -> None:
+    """TimeToLive with attachments names the lease's locks, elections and ring members
+    too: a user must be allowed to read each, as for its keys."""
+    root, writer, locker = clients["root"], clients["writer_a"], clients["lockers"]
+    lease = root.grant_lease(60)
+    try:
+        with root.lock("jobs/attached", lease=lease):
+            root.ring_join("jobs/ring", "m1", lease=lease)
+            with pytest.raises(errors.PermissionDenied, match="jobs/attached"):
+                writer.lease_info(lease.id, attachments=True)
+            info = locker.lease_info(lease.id, attachments=True)  # locks, rings on jobs/: readwrite
+            assert info.locks == ("jobs/attached",) and info.ring_members == (("jobs/ring", "m1"),)
+    finally:
+        root.revoke_lease(lease)
 
 
 def test_a_member_joins_a_cluster_with_auth_on_with_an_admin_token(

@@ -1,4 +1,4 @@
-"""TLS end to end on real coord-server processes (docs/security-tls.md): a 3-node cluster
+"""TLS end to end on real coord-server processes (docs/security.md): a 3-node cluster
 serving clients with TLS (client certificates required) and peers with mutual TLS on
 separate ports, with certificates made by tools/certs.py, the code behind `make certs`.
 
@@ -197,10 +197,16 @@ def test_peer_port_accepts_only_peer_certificates_of_the_cluster(cluster: TLSClu
     no_cert = grpc.ssl_channel_credentials(root_certificates=(certs / "ca.pem").read_bytes())
     assert send(grpc.secure_channel(peer_address, no_cert)) == grpc.StatusCode.UNAVAILABLE
     assert send(grpc.insecure_channel(peer_address)) == grpc.StatusCode.UNAVAILABLE
-    # A genuine peer certificate with another cluster's id: the cluster-id check refuses it.
+    # A genuine peer certificate with another cluster's id: the cluster-id check refuses
+    # it, without naming either cluster's id.
     foreign = raft_pb2.RaftEnvelope(cluster_id=status.header.cluster_id ^ 1, messages=[message_to_pb(vote)])
     genuine = channel_credentials(certs, "n1")
-    assert send(grpc.secure_channel(peer_address, genuine), foreign) == grpc.StatusCode.FAILED_PRECONDITION
+    n1 = (("coord-peer-member", f"{member_ids(cluster)['n1']:x}"),)
+    with grpc.secure_channel(peer_address, genuine) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            raft_pb2_grpc.RaftStub(channel).Send(iter([foreign]), timeout=5, metadata=n1)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"{status.header.cluster_id:x}" not in (refused.value.details() or "")
     # The peer port serves Raft and health only, the client port no Raft.
     with grpc.secure_channel(peer_address, genuine) as channel:
         with pytest.raises(grpc.RpcError) as not_here:
@@ -211,6 +217,49 @@ def test_peer_port_accepts_only_peer_certificates_of_the_cluster(cluster: TLSClu
     assert no_raft.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert cluster.status(target).header.raft_term < term_before + 1000
     assert_serving(cluster, certs, "tls/after-stranger")
+
+
+def member_ids(cluster: TLSCluster) -> dict[str, int]:
+    with Client(cluster.endpoints, tls=tls(cluster.certs), timeout=20) as client:
+        return {m.name: m.id for m in client.members()}
+
+
+def test_a_peer_certificate_speaks_only_for_the_member_it_names(cluster: TLSCluster, certs: Path) -> None:
+    """A valid certificate of the cluster's CA is not enough: the member a peer call
+    claims to be (``coord-peer-member``) must be named by its certificate, and every
+    message it sends must come from that member."""
+    leader = cluster.wait_for_leader()
+    target = next(n for n in cluster.nodes if n != leader)
+    sender = next(n for n in cluster.nodes if n not in (leader, target))
+    ids = member_ids(cluster)
+    status = cluster.status(target)
+    term_before = status.header.raft_term
+
+    def vote_from(member: str) -> raft_pb2.RaftEnvelope:
+        m = Message(MessageType.VOTE, to=ids[target], from_=ids[member], term=term_before + 1000,
+                    index=10**9, log_term=term_before + 999)
+        return raft_pb2.RaftEnvelope(cluster_id=status.header.cluster_id, messages=[message_to_pb(m)])
+
+    def send(cert: str, claim: str | None, envelope: raft_pb2.RaftEnvelope) -> tuple[grpc.StatusCode, str]:
+        metadata = (("coord-peer-member", f"{ids[claim]:x}"),) if claim else ()
+        with grpc.secure_channel(cluster.peer_addresses[target], channel_credentials(certs, cert)) as channel:
+            try:
+                raft_pb2_grpc.RaftStub(channel).Send(iter([envelope]), timeout=5, metadata=metadata)
+            except grpc.RpcError as err:
+                return err.code(), err.details() or ""
+        return grpc.StatusCode.OK, ""
+
+    # The leader's valid certificate claiming to be another member: refused, no id named.
+    code, details = send(leader, sender, vote_from(sender))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert not any(f"{i:x}" in details for i in (*ids.values(), status.header.cluster_id))
+    # No claim, or the CA's client certificate (it names no member): refused.
+    assert send(sender, None, vote_from(sender))[0] == grpc.StatusCode.UNAUTHENTICATED
+    assert send("client", sender, vote_from(sender))[0] == grpc.StatusCode.UNAUTHENTICATED
+    # Its own name, but a message from another member: refused.
+    assert send(sender, sender, vote_from(leader))[0] == grpc.StatusCode.PERMISSION_DENIED
+    assert cluster.status(target).header.raft_term < term_before + 1000
+    assert_serving(cluster, certs, "tls/after-impersonation")
 
 
 def test_member_with_another_cas_certificate_cannot_join(cluster: TLSCluster, certs: Path, other_certs: Path) -> None:

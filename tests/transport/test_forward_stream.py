@@ -55,13 +55,14 @@ class FakePeer:
         self.calls = calls
         self.opened: list[FakeCall] = []
         self.node_id = 2
-        self.transport = type("T", (), {"cluster_id": 7})()
+        self.transport = type("T", (), {"cluster_id": 7, "metadata": (), "credentials": None})()
+        self.channel_credentials = None
 
     def stub(self) -> Any:
         peer = self
 
         class Stub:
-            def Forward(self) -> FakeCall:  # noqa: N802 - gRPC's name
+            def Forward(self, metadata: Any = ()) -> FakeCall:  # noqa: N802 - gRPC's name
                 call = peer.calls[len(peer.opened)]
                 peer.opened.append(call)
                 return call
