@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 import operator
 from itertools import accumulate, chain, compress, repeat
 from operator import itemgetter
@@ -181,9 +181,8 @@ class MVCCStore:
         history = self._history
         if rev is None:
             for k in self._keys_in(start, end):
-                rec = history[k]
-                if isinstance(rec, list):
-                    rec = rec[-1]
+                h = history[k]
+                rec = h[-1] if isinstance(h, list) else h
                 if rec[VERSION]:
                     out.append((k, rec))
         else:
@@ -367,7 +366,7 @@ class MVCCStore:
             self._compactable.update(compress(keys, map(operator.gt, counts, repeat(1))))
         owners = keys if single else list(chain.from_iterable(map(repeat, keys, counts)))
         mods = list(map(itemgetter(MOD), rows))
-        log = zip(mods, map(itemgetter(SUB), rows), owners)
+        log: Iterable[tuple[int, int, bytes]] = zip(mods, map(itemgetter(SUB), rows), owners)
         if compact_revision:
             log = compress(log, map(operator.lt, repeat(compact_revision), mods))
         ordered = sorted(log)

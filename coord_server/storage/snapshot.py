@@ -123,13 +123,15 @@ class FileSnapshot(Snapshot):
     at recovery, serve the first read (the node restoring from them) and are dropped."""
 
     __slots__ = ("path", "_preloaded")
+    path: str
+    _preloaded: bytes | None
 
     def __init__(self, meta: SnapshotMeta, path: str, preloaded: bytes | None = None) -> None:
         object.__setattr__(self, "meta", meta)
         object.__setattr__(self, "path", path)
         object.__setattr__(self, "_preloaded", preloaded)
 
-    @property  # type: ignore[override]
+    @property
     def data(self) -> bytes:
         preloaded = self._preloaded
         if preloaded is not None:
