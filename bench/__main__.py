@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "kv": ("bench.loadgen", "Put/Range against coord and etcd clusters, failover time"),
     "ring": ("bench.ring", "consistent-hash lookups/s next to uhashring; balance and movement"),
     "scale": ("bench.scale", "a million keys beside etcd: leader changes, load rate, memory per key, count, recovery"),
+    "leases": ("bench.leases", "many leases kept alive by few clients, coord next to etcd; an expiry storm"),
     "locks": ("bench.locks", "lock acquire+release cycles/s against coord, etcd and PySyncObj"),
 }
 

@@ -137,10 +137,6 @@ class StateMachine:
         """The key-value store's kept bytes, history included (MVCCStore.size_bytes)."""
         return self._store.size_bytes
 
-    def lease_count(self) -> int:
-        """How many leases are live (Cluster.Status)."""
-        return len(self._leases)
-
     @property
     def compact_revision(self) -> int:
         """The revision of the last compaction (reads below it fail), 0 if none."""
@@ -411,7 +407,7 @@ class StateMachine:
         return [(le.id, le.ttl) for le in self._leases.sorted()]
 
     def lease_count(self) -> int:
-        """How many leases are live (metrics)."""
+        """How many leases are live (metrics, Cluster.Status)."""
         return len(self._leases)
 
     def lock_counts(self) -> tuple[int, int]:
