@@ -56,12 +56,12 @@ async def write_snapshot(state: StateMachine, storage: Any, index: int, conf_sta
         log.info("snapshot at index %d: %d keys in %.2f s", index, len(image.keys), time.monotonic() - started)
         return snapshot
     except ImageOutdated as err:
-        await io(writer.abort)
         storage.end_snapshot(writer)
+        writer.abort()
         raise SnapshotAbandoned(str(err)) from None
     except BaseException:
+        # Removing the temporary file is quick, and done here rather than on the snapshot
+        # thread: when the node is stopping (cancelled), that thread may be gone.
         storage.end_snapshot(writer)
-        try:
-            await io(writer.abort)
-        finally:
-            raise
+        writer.abort()
+        raise

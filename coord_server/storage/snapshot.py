@@ -173,8 +173,8 @@ class SnapshotFileWriter:
     """One snapshot file written piece by piece as its data is produced (the state is
     encoded in chunks on the event loop, state/snapshot.py Rule 3), so its bytes are never
     all in memory. Same file as ``SnapshotStore.write`` (Rule 1: temp file, fsync,
-    rename, directory fsync). Every method but the constructor does blocking I/O: call
-    them on the storage's snapshot thread."""
+    rename, directory fsync). ``write`` and ``finish`` do blocking I/O: call them on the
+    storage's snapshot thread."""
 
     READ_BACK_BYTES = 1 << 20
 
@@ -221,11 +221,11 @@ class SnapshotFileWriter:
         return FileSnapshot(self.meta, self.path)
 
     def abort(self) -> None:
-        """Remove the temporary file (best effort)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Remove the temporary file (best effort; quick, so callable from the loop)."""
         try:
-            os.unlink(self.tmp)
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
+            self.io.unlink(self.tmp)
         except OSError:
             pass
