@@ -281,8 +281,11 @@ async def propose(node: Any, command: command_pb2.Command, context: Context | No
 
 
 async def propose_within(node: Any, command: command_pb2.Command, timeout: float) -> Any:
-    """``propose`` with a timeout in seconds rather than a call's deadline."""
-    result = await bounded(node.propose(command, timeout), timeout, PROPOSAL_PENDING)
+    """``propose`` with a timeout in seconds rather than a call's deadline. Through the
+    member's UnaryBatcher (services/unary_batch.py) when the services have one."""
+    batcher = getattr(node, "unary_batcher", None)
+    pending = node.propose(command, timeout) if batcher is None else batcher.submit(command.SerializeToString(), timeout)
+    result = await bounded(pending, timeout, PROPOSAL_PENDING)
     return response_of(result)
 
 
@@ -301,5 +304,9 @@ def response_of(result: command_pb2.CommandResult) -> Any:
 
 
 async def read_barrier(node: Any, context: Context | None) -> None:
-    """Linearizable read point (ReadIndex); works on followers too."""
-    await bounded(node.read_barrier(), timeout_of(context), "the read could be confirmed with a quorum")
+    """Linearizable read point (ReadIndex); works on followers too. Concurrent calls share
+    a round through the member's UnaryBatcher when the services have one."""
+    timeout = timeout_of(context)
+    batcher = getattr(node, "unary_batcher", None)
+    pending = node.read_barrier() if batcher is None else batcher.read_barrier(timeout)
+    await bounded(pending, timeout, "the read could be confirmed with a quorum")
