@@ -180,13 +180,30 @@ def _holds_header(desc: Any, seen: frozenset[str] = frozenset()) -> bool:
     return found
 
 
+_SHAPE: dict[str, tuple[bool, bool]] = {}
+
+
+def _shape(desc: Any) -> tuple[bool, bool]:
+    """(has a top-level header, has other fields that may hold headers) of a message type
+    (memoized): a Put or Range response is stamped without walking its fields."""
+    shape = _SHAPE.get(desc.full_name)
+    if shape is None:
+        nested = any(
+            f.message_type is not None and f.name != "header" and _holds_header(f.message_type) for f in desc.fields
+        )
+        shape = _SHAPE[desc.full_name] = ("header" in desc.fields_by_name, nested)
+    return shape
+
+
 def _stamp(msg: PbMessage, cluster_id: int, member_id: int, term: int) -> None:
-    desc = msg.DESCRIPTOR
-    if "header" in desc.fields_by_name:
+    has_header, nested = _shape(msg.DESCRIPTOR)
+    if has_header:
         h = msg.header  # type: ignore[attr-defined]  # set even when absent: zeroes would mislead
         h.cluster_id = cluster_id
         h.member_id = member_id
         h.raft_term = term
+    if not nested:
+        return
     for field, value in msg.ListFields():
         sub = field.message_type
         if sub is None or field.name == "header" or not _holds_header(sub):
