@@ -18,6 +18,8 @@ CLUSTER := $(VPY) tools/cluster.py --dir $(CLUSTER_DIR)
 # TLS=1: `make cluster` serves clients with TLS and peers with mutual TLS, using the
 # certificates in CERTS_DIR (made by `make certs`, or on the first TLS start).
 TLS ?=
+# With TLS, the members' peer ports, one per member (default: each client port + 100).
+PEER_PORTS ?=
 CERTS_DIR ?= $(CLUSTER_DIR)/certs
 # AUTH=1: `make cluster` turns authentication on (an admin user, root, whose token is in
 # $(CLUSTER_DIR)/root-token, and a peer secret; docs/security.md).
@@ -39,7 +41,8 @@ help:
 	@echo "make bench         run the load generator (bench/)"
 	@echo "make cluster       start 3 local nodes in the background on 127.0.0.1:7001-7003"
 	@echo "                   (PORTS=\"8001 8002 8003\" for others; data, pids, logs in $(CLUSTER_DIR)/)"
-	@echo "make cluster TLS=1 the same with TLS for clients, mutual TLS between nodes (peer ports +100)"
+	@echo "make cluster TLS=1 the same with TLS for clients, mutual TLS between nodes (peer ports +100,"
+	@echo "                   or PEER_PORTS=\"8101 8102 8103\")"
 	@echo "make cluster AUTH=1 the same with authentication on (token in $(CLUSTER_DIR)/root-token)"
 	@echo "make certs         a throwaway CA, n1-n3 and client certificates in $(CERTS_DIR)/ (openssl)"
 	@echo "make cluster-status             role, term, leader, commit, applied, lag, log, snapshot, health"
@@ -48,15 +51,17 @@ help:
 	@echo "make cluster-restart NODE=n2    stop one node if it runs, start it again"
 	@echo "make cluster-logs [NODE=n2]     the last lines of every node's log (LINES=N)"
 	@echo "make cluster-clean              stop the nodes and delete $(CLUSTER_DIR)/"
-	@echo "make .venv         create .venv and install coord with its dev extras"
+	@echo "make .venv         create .venv and install coord with its server and dev extras"
 	@echo "make clean         remove $(VENV) and build leftovers"
 
-# .venv: create the virtualenv and install the project (editable) with its dev tools.
+# .venv: create the virtualenv and install the project (editable) with the server's
+# dependencies (the [server] extra; `pip install coord` alone is the client and coordctl)
+# and the dev tools.
 $(VENV): $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet -e '.[dev]'
+	$(VPY) -m pip install --quiet --config-settings editable_mode=compat -e '.[server,dev]'
 	@touch $@
 
 # proto: regenerate the committed stubs (coord/v1, coord/raft/v1 and their __init__.py)
@@ -94,7 +99,8 @@ bench: $(STAMP)
 # leader, print the endpoints and a first command; a second `make cluster` leaves a running
 # cluster alone, and a stopped one is started again with its data.
 cluster: $(STAMP)
-	@$(CLUSTER) start $(if $(PORTS),--ports "$(PORTS)") $(if $(TLS),--tls --certs $(CERTS_DIR)) $(if $(AUTH),--auth)
+	@$(CLUSTER) start $(if $(PORTS),--ports "$(PORTS)") $(if $(TLS),--tls --certs $(CERTS_DIR)) $(if $(AUTH),--auth) \
+		$(if $(PEER_PORTS),--peer-ports "$(PEER_PORTS)")
 
 # certs: a throwaway CA and certificates for the local cluster (tools/certs.py, openssl);
 # an existing CA in CERTS_DIR is kept. See docs/security.md.

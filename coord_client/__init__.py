@@ -2,7 +2,7 @@
 
     from coord_client import Client
 
-    with Client() as client:               # $COORD_ENDPOINTS, else 127.0.0.1:7001-7003
+    with Client() as client:               # $COORD_ENDPOINTS, else 127.0.0.1:7379 or 7001-7003
         client.put("greeting", "hello")
         print(client.get("greeting").value)
         with client.lock("jobs", ttl=10) as held:
@@ -48,6 +48,7 @@ from .errors import (
 from .sync import Client
 from .txn import Compare, Op
 from .types import (
+    Candidate,
     DeleteResult,
     EndpointHealth,
     EndpointStatus,
@@ -76,6 +77,7 @@ __all__ = [
     "ENDPOINTS_ENV",
     "AsyncClient",
     "Cancelled",
+    "Candidate",
     "Client",
     "ClientClosed",
     "Compacted",

@@ -71,6 +71,16 @@ class LoopThread:
             future.cancel()
             raise
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the loop and return at once with its future (for callers that
+        collect the result later, such as the tooz driver's asynchronous results)."""
+        if not self.running:
+            coro.close()
+            from .errors import ClientClosed
+
+            raise ClientClosed("the client is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
     def stop(self, timeout: float = 5.0) -> None:
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)

@@ -32,6 +32,8 @@ import grpc.aio
 
 from coord.v1 import kv_pb2, kv_pb2_grpc
 
+from . import errors
+
 _KINDS = frozenset({"range", "put", "delete_range", "txn", "lock_acquire", "lock_release"})
 """The PipelineOp request fields, each answered in the PipelineResult field of its name."""
 
@@ -159,9 +161,10 @@ class PipelineStream:
         self._queue.clear()
         self._cancels.clear()
         waiting, self._waiting = self._waiting, {}
+        hint = errors.leader_hint(error)  # a member that refuses the stream may name where to go
         for fut in waiting.values():
             if not fut.done():
-                fut.set_exception(_rpc_error(error.code(), error.details() or "the pipeline stream broke"))
+                fut.set_exception(_rpc_error(error.code(), error.details() or "the pipeline stream broke", hint))
 
     async def close(self) -> None:
         if self._call is not None:

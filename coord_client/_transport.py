@@ -7,8 +7,11 @@ Rule 1: one grpc.aio channel per member address, opened lazily and kept. Calls g
 Rule 2: a unary call is retried, within the caller's deadline, on UNAVAILABLE (following
         the hint at once when the member named a leader not known to be down; otherwise
         on the next endpoint after an exponential backoff with jitter), and on an attempt
-        that timed out before the call's own deadline (a hung member). Every other status
-        is final and becomes a CoordError (errors.py).
+        that timed out before the call's own deadline (a hung member). A refused
+        connection (nothing listens there) moves on at once while this call has an
+        endpoint it has not tried; with ``fail_when_refused`` a call ends as soon as every
+        endpoint refused twice. Every other status is final and becomes a CoordError
+        (errors.py).
 Rule 3: every mutating call carries ``coord-client-id`` and ``coord-seq``; all attempts of
         one call reuse them, so the server applies it at most once (common.proto
         "Exactly-once"). A client id has at most one call outstanding: concurrent calls
@@ -62,8 +65,11 @@ from .tls import TLSConfig, connection_hint
 
 __all__ = ["DEFAULT_ENDPOINTS", "ENDPOINTS_ENV", "Backoff", "Transport", "resolve_endpoints"]
 
-DEFAULT_ENDPOINTS = ("127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003")
-"""`make cluster`'s members."""
+DEFAULT_ENDPOINTS = ("127.0.0.1:7379", "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003")
+"""Where a local cluster listens when nobody said otherwise: a bare ``coord-server`` (the
+embedded default, 7379) and `make cluster`'s members (7001-7003). A refused connection
+moves a call to the next endpoint at once (Rule 2), so the one that is not running costs
+a millisecond."""
 ENDPOINTS_ENV = "COORD_ENDPOINTS"
 
 DEFAULT_TIMEOUT = 10.0
@@ -93,6 +99,12 @@ Resp = TypeVar("Resp")
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
+def refused(err: grpc.aio.AioRpcError) -> bool:
+    """True when ``err`` says nothing listens at the address (not a member that is busy,
+    electing, or far away)."""
+    return err.code() == grpc.StatusCode.UNAVAILABLE and "connection refused" in (err.details() or "").lower()
+
+
 def resolve_endpoints(endpoints: str | Sequence[str] | None = None) -> list[str]:
     """The endpoints to use: ``endpoints`` (a list, or one comma-separated string), else
     ``$COORD_ENDPOINTS``, else `make cluster`'s three. ``http://`` prefixes are dropped."""
@@ -114,6 +126,8 @@ def resolve_endpoints(endpoints: str | Sequence[str] | None = None) -> list[str]
         host, sep, port = e.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise errors.InvalidArgument(f"endpoint {e!r} is not host:port")
+        if not 1 <= int(port) <= 65535:
+            raise errors.InvalidArgument(f"endpoint {e!r}: port {port} is not between 1 and 65535")
     return out
 
 
@@ -215,7 +229,12 @@ class Transport:
         token: str | None = None,
         tls: TLSConfig | None = None,
     ) -> None:
+        self.defaulted = endpoints is None and not os.environ.get(ENDPOINTS_ENV)
+        """True when the endpoints are DEFAULT_ENDPOINTS: candidates, not all expected to run."""
         self.endpoints = resolve_endpoints(endpoints)
+        self.fail_when_refused = False
+        """End a call once every endpoint refused the connection twice (Rule 2); coordctl
+        sets it: a user with nothing running wants to hear so, not wait out the deadline."""
         self.token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         self.tls = tls
         self.timeout = timeout
@@ -333,6 +352,7 @@ class Transport:
         metadata = session.metadata() if session is not None else ()
         backoff = Backoff()
         last: grpc.RpcError | None = None
+        refusals: dict[str, int] = {}
         clean = False
         try:
             while True:
@@ -359,7 +379,13 @@ class Transport:
                         raise errors.error_from_rpc(err, refine) from None
                     last = err
                     self.retries += 1
-                    at_once = self.failed(address, errors.leader_hint(err) if code == grpc.StatusCode.UNAVAILABLE else "")
+                    hint = errors.leader_hint(err) if code == grpc.StatusCode.UNAVAILABLE else ""
+                    at_once = self.failed(address, hint)
+                    if not hint and refused(err):
+                        refusals[address] = refusals.get(address, 0) + 1
+                        if self.fail_when_refused and all(refusals.get(a, 0) >= 2 for a in self._known):
+                            raise self._all_refused(err) from None
+                        at_once = at_once or self.pick(to_leader) not in refusals
                     if not at_once:
                         await asyncio.sleep(max(0.0, min(backoff.next(), deadline - time.monotonic())))
                     continue
@@ -386,6 +412,11 @@ class Transport:
             return await method(self.stubs(address))(request, timeout=timeout or self.timeout)
         except grpc.aio.AioRpcError as err:
             raise errors.error_from_rpc(err) from None
+
+    def _all_refused(self, last: grpc.aio.AioRpcError) -> errors.CoordError:
+        err = errors.error_from_rpc(last)
+        err.details = f"every endpoint refused the connection ({', '.join(self._known)}): is coord running there?"
+        return err
 
     def _exhausted(self, last: grpc.RpcError | None, timeout: float | None) -> errors.CoordError:
         if last is None:

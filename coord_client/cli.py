@@ -16,20 +16,28 @@
     coordctl snapshot save backup.snap                    # restore: coord-server restore
 
 Endpoints come from ``--endpoints`` (comma-separated host:port), else $COORD_ENDPOINTS,
-else `make cluster`'s 127.0.0.1:7001-7003. TLS: ``--cacert`` (the CA of the members'
-certificates), ``--cert`` and ``--key`` (a client certificate, when the cluster asks for
-one), else $COORD_CACERT, $COORD_CERT, $COORD_KEY; plain connections when none is given. Human output by default; ``--json`` prints
-JSON (one object per line for streams). Keys and values are shown as UTF-8 text;
-in JSON, a key or value that is not valid UTF-8 is given base64-encoded as
-``key_base64`` / ``value_base64`` instead. Member IDs are hexadecimal, as etcdctl shows
-them; lease IDs decimal.
+else a profile of the config file (cli_config.py), else a local cluster: a bare
+coord-server's 127.0.0.1:7379 or `make cluster`'s 127.0.0.1:7001-7003. TLS: ``--cacert``
+(the CA of the members' certificates), ``--cert`` and ``--key`` (a client certificate,
+when the cluster asks for one), else $COORD_CACERT, $COORD_CERT, $COORD_KEY; plain
+connections when none is given.
 
-Exit status: 0 success (and Ctrl-C ending a command that runs until interrupted);
-1 the cluster refused the request (not found, invalid, precondition, compacted) or a
-check failed (``endpoint health``, ``status`` with a member down); 2 usage error;
-3 the cluster could not be reached in time; 4 a lease, lock or leadership was lost while
-held; ``lock``/``elect`` with a command exit with the command's status (128+N when it
-died of signal N).
+Human output by default; ``--json`` prints JSON (one object per line for streams), with
+one shape per command whatever the data: a key or value is given both as
+``key``/``value`` (UTF-8 text, or null when the bytes are not UTF-8) and
+``key_base64``/``value_base64``; docs/coordctl.md lists every shape. ``--hex`` takes KEY,
+VALUE and RANGE_END as hex and prints keys and values as hex; without it, arguments are
+taken byte for byte (also when not valid UTF-8). Member IDs are hexadecimal, as etcdctl
+shows them; lease IDs decimal.
+
+Exit status: 0 success; 1 the cluster refused the request (not found, invalid,
+precondition, compacted) or a check failed (``endpoint health``, ``status`` with a
+member down); 2 usage error; 3 the cluster could not be reached in time; 4 a lease,
+lock or leadership was lost while held; 5 ``lock``/``elect`` ``--timeout`` passed while
+waiting; 128+N when signal N (130: Ctrl-C) ended a command that runs until interrupted
+(``watch``, ``elect --observe``, ``lease keepalive``); ``lock``/``elect`` holding without
+a command release and exit 0 on SIGINT or SIGTERM; with a command they exit with the
+command's status (128+N when it died of signal N).
 """
 
 from __future__ import annotations
@@ -42,10 +50,11 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TextIO
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TextIO, TypeVar
 
 from . import errors
+from ._deathsig import dying_with_parent
 from .aio import AsyncClient, Campaign, Lock
 from .tls import CACERT_ENV, CERT_ENV, KEY_ENV, TLSConfig
 from .types import EventType, HashMode, KeyValue, Leader, Member, RingMember, Status, key_range
@@ -55,12 +64,57 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_LOST = 4
+EXIT_TIMED_OUT = 5
+"""``lock``/``elect`` gave up waiting after ``--timeout`` (the cluster answered)."""
 
+T = TypeVar("T")
 Handler = Callable[[AsyncClient, argparse.Namespace, TextIO], Awaitable[int]]
 
 
 class UsageError(Exception):
     """A bad argument found after parsing (exit 2)."""
+
+
+class WaitTimedOut(Exception):
+    """``--timeout`` passed while waiting for a lock or leadership (exit 5)."""
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds greater than zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds greater than 0")
+    return value
+
+
+def non_negative_seconds(text: str) -> float:
+    """argparse type: seconds, 0 allowed (``--timeout 0``: do not wait)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds, 0 or more")
+    return value
+
+
+def arg_bytes(args: argparse.Namespace, text: str) -> bytes:
+    """A KEY, VALUE or RANGE_END argument as bytes: hex digits with ``--hex``, else the
+    argument's own bytes (arguments that are not valid UTF-8 are kept byte for byte)."""
+    if getattr(args, "hex", False):
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            raise UsageError(f"{text!r} is not hexadecimal (--hex)") from None
+    return os.fsencode(text)
+
+
+def show(args: argparse.Namespace, data: bytes) -> str:
+    """Bytes for human output: hex with ``--hex``, else UTF-8 text (invalid bytes as U+FFFD)."""
+    return data.hex() if getattr(args, "hex", False) else _text(data)
 
 
 # ----------------------------------------------------------------------- output helpers
@@ -71,10 +125,13 @@ def _text(data: bytes) -> str:
 
 
 def _bytes_field(out: dict[str, Any], name: str, data: bytes) -> None:
+    """Both ``name`` (the UTF-8 text, or null when the bytes are not valid UTF-8) and
+    ``name_base64`` (always): one shape whatever the bytes are."""
     try:
         out[name] = data.decode()
     except UnicodeDecodeError:
-        out[f"{name}_base64"] = base64.b64encode(data).decode()
+        out[name] = None
+    out[f"{name}_base64"] = base64.b64encode(data).decode()
 
 
 def kv_json(kv: KeyValue) -> dict[str, Any]:
@@ -86,11 +143,14 @@ def kv_json(kv: KeyValue) -> dict[str, Any]:
 
 
 def leader_json(leader: Leader | None, name: str) -> dict[str, Any]:
+    """``{"name": NAME, "leader": null}`` while nobody leads, else ``"leader"`` holds the
+    leader's value, lease, token and revision."""
     if leader is None:
         return {"name": name, "leader": None}
-    out: dict[str, Any] = {"name": leader.name, "lease": leader.lease, "token": leader.token, "revision": leader.revision}
-    _bytes_field(out, "value", leader.value)
-    return out
+    held: dict[str, Any] = {}
+    _bytes_field(held, "value", leader.value)
+    held.update(lease=leader.lease, token=leader.token, revision=leader.revision)
+    return {"name": leader.name, "leader": held}
 
 
 def member_json(m: Member) -> dict[str, Any]:
@@ -159,21 +219,37 @@ async def _first(*aws: Awaitable[Any]) -> set[asyncio.Future[Any]]:
 
 
 async def cmd_put(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
-    value = args.value if args.value is not None else sys.stdin.buffer.read()
-    result = await client.put(args.key, value, lease=args.lease, prev_kv=args.prev_kv)
+    if args.value is not None:
+        value = arg_bytes(args, args.value)
+    else:
+        value = sys.stdin.buffer.read()
+        if args.hex:
+            value = arg_bytes(args, value.decode(errors="replace").strip())
+    result = await client.put(arg_bytes(args, args.key), value, lease=args.lease, prev_kv=args.prev_kv)
     if args.json:
         emit(out, {"revision": result.revision, "prev_kv": kv_json(result.prev_kv) if result.prev_kv else None})
     else:
         out.write("OK\n")
         if result.prev_kv is not None:
-            out.write(f"{result.prev_kv.key_str}\n{result.prev_kv.value_str}\n")
+            out.write(f"{show(args, result.prev_kv.key)}\n{show(args, result.prev_kv.value)}\n")
     return EXIT_OK
 
 
+def range_of(args: argparse.Namespace) -> tuple[bytes, bytes]:
+    """(key, range_end) from KEY, RANGE_END, --prefix and --from-key."""
+    given = [name for name, on in (("--prefix", args.prefix), ("RANGE_END", args.range_end is not None),
+                                   ("--from-key", getattr(args, "from_key", False))) if on]
+    if len(given) > 1:
+        raise UsageError(f"give one of --prefix, --from-key and RANGE_END, not {' and '.join(given)}")
+    key = arg_bytes(args, args.key)
+    if getattr(args, "from_key", False):
+        return key or b"\0", b"\0"
+    end = arg_bytes(args, args.range_end) if args.range_end is not None else b""
+    return key_range(key, args.prefix, end)
+
+
 async def cmd_get(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
-    if args.prefix and args.range_end:
-        raise UsageError("give either --prefix or RANGE_END, not both")
-    key, end = key_range(args.key, args.prefix, args.range_end or b"")
+    key, end = range_of(args)
     result = await client.range(
         key, end, revision=args.rev, limit=args.limit, keys_only=args.keys_only,
         serializable=args.consistency == "s", count_only=args.count_only,
@@ -187,25 +263,24 @@ async def cmd_get(client: AsyncClient, args: argparse.Namespace, out: TextIO) ->
     else:
         for kv in result.kvs:
             if args.print_value_only:
-                out.write(kv.value_str + "\n")
+                out.write(show(args, kv.value) + "\n")
             elif args.keys_only:
-                out.write(kv.key_str + "\n")
+                out.write(show(args, kv.key) + "\n")
             else:
-                out.write(f"{kv.key_str}\n{kv.value_str}\n")
+                out.write(f"{show(args, kv.key)}\n{show(args, kv.value)}\n")
     return EXIT_OK
 
 
 async def cmd_del(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
-    if args.prefix and args.range_end:
-        raise UsageError("give either --prefix or RANGE_END, not both")
-    result = await client.delete(args.key, prefix=args.prefix, range_end=args.range_end or b"", prev_kv=args.prev_kv)
+    key, end = range_of(args)
+    result = await client.delete(key, range_end=end, prev_kv=args.prev_kv)
     if args.json:
         emit(out, {"revision": result.revision, "deleted": result.deleted,
                    "prev_kvs": [kv_json(kv) for kv in result.prev_kvs]})
     else:
         out.write(f"{result.deleted}\n")
         for kv in result.prev_kvs:
-            out.write(f"{kv.key_str}\n{kv.value_str}\n")
+            out.write(f"{show(args, kv.key)}\n{show(args, kv.value)}\n")
     return EXIT_OK
 
 
@@ -218,39 +293,63 @@ async def cmd_compact(client: AsyncClient, args: argparse.Namespace, out: TextIO
     return EXIT_OK
 
 
+async def next_or_stop(iterator: AsyncIterator[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """(True, item) for the next item of ``iterator``; (False, None) when it ended or
+    ``stop`` was set first (the pending step is cancelled and its outcome consumed, so
+    nothing is left to be reported as "never retrieved")."""
+    step: asyncio.Future[T] = asyncio.ensure_future(iterator.__anext__())
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([step, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not step.done():
+            step.cancel()
+        step.add_done_callback(lambda f: f.cancelled() or f.exception())
+    if step.cancelled() or not step.done():
+        return False, None
+    if isinstance(step.exception(), StopAsyncIteration):
+        return False, None
+    return True, step.result()
+
+
+def interrupted_status(received: list[int]) -> int:
+    """128+N after signal N ended a command that runs until interrupted (130 for Ctrl-C)."""
+    return 128 + received[0] if received else EXIT_OK
+
+
 async def cmd_watch(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
     stop = asyncio.Event()
+    received: list[int] = []
     seen = 0
-    with stop_on_signals(asyncio.get_running_loop(), stop):
-        async with client.watch(args.key, prefix=args.prefix, range_end=args.range_end or b"",
-                                start_revision=args.rev, prev_kv=args.prev_kv) as events:
+    with stop_on_signals(asyncio.get_running_loop(), stop, received):
+        key, end = range_of(args)
+        async with client.watch(key, range_end=end, start_revision=args.rev, prev_kv=args.prev_kv) as events:
+            iterator = events.__aiter__()
             while not stop.is_set():
-                next_event = asyncio.ensure_future(events.__anext__())
-                await _first(asyncio.shield(next_event), stop.wait())
-                if not next_event.done():
-                    next_event.cancel()
-                    break
-                try:
-                    event = next_event.result()
-                except StopAsyncIteration:
+                got, event = await next_or_stop(iterator, stop)
+                if not got or event is None:
                     break
                 if args.json:
-                    item: dict[str, Any] = {"type": event.type.name, **kv_json(event.kv)}
-                    if event.prev_kv is not None:
-                        item["prev_kv"] = kv_json(event.prev_kv)
+                    item: dict[str, Any] = {"type": event.type.name, **kv_json(event.kv),
+                                            "prev_kv": kv_json(event.prev_kv) if event.prev_kv is not None else None}
                     emit(out, item)
                 else:
-                    lines = [event.type.name, event.kv.key_str]
+                    lines = [event.type.name, show(args, event.kv.key)]
                     if event.prev_kv is not None:
-                        lines.append(event.prev_kv.value_str)
+                        lines.append(show(args, event.prev_kv.value))
                     if event.type == EventType.PUT:
-                        lines.append(event.kv.value_str)
+                        lines.append(show(args, event.kv.value))
                     out.write("\n".join(lines) + "\n")
                     out.flush()
+                if args.command:
+                    from .cli_watch_exec import run_for_event
+
+                    await run_for_event(args.command, event)
                 seen += 1
                 if args.count and seen >= args.count:
                     break
-    return EXIT_OK
+    return interrupted_status(received)
 
 
 # ----------------------------------------------------------------------------- leases
@@ -276,7 +375,8 @@ async def cmd_lease_revoke(client: AsyncClient, args: argparse.Namespace, out: T
 
 async def cmd_lease_keepalive(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
     stop = asyncio.Event()
-    with stop_on_signals(asyncio.get_running_loop(), stop):
+    received: list[int] = []
+    with stop_on_signals(asyncio.get_running_loop(), stop, received):
         while not stop.is_set():
             ttl = await client.keepalive_once(args.id)
             if ttl <= 0:
@@ -292,7 +392,7 @@ async def cmd_lease_keepalive(client: AsyncClient, args: argparse.Namespace, out
             if args.once:
                 break
             await _first(stop.wait(), asyncio.sleep(max(0.1, ttl / 3)))
-    return EXIT_OK
+    return interrupted_status(received)
 
 
 async def cmd_lease_list(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -309,14 +409,22 @@ async def cmd_lease_list(client: AsyncClient, args: argparse.Namespace, out: Tex
 async def cmd_lease_ttl(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
     info = await client.lease_info(args.id, attachments=args.keys)
     if args.json:
+        keys: list[dict[str, Any]] = []
+        for k in info.keys:
+            entry: dict[str, Any] = {}
+            _bytes_field(entry, "key", k)
+            keys.append(entry)
         emit(out, {"id": info.id, "ttl": info.ttl, "granted_ttl": info.granted_ttl,
-                   "keys": [_text(k) for k in info.keys], "locks": list(info.locks),
+                   "keys": [e["key"] for e in keys], "keys_base64": [e["key_base64"] for e in keys],
+                   "locks": list(info.locks),
                    "elections": list(info.elections),
                    "ring_members": [{"ring": r, "member_id": m} for r, m in info.ring_members]})
     else:
         line = f"lease {info.id} granted with TTL {info.granted_ttl}s, remaining {info.ttl}s"
         if args.keys:
-            line += f", keys {[_text(k) for k in info.keys]}, locks {list(info.locks)}, elections {list(info.elections)}"
+            members = [f"{r}/{m}" for r, m in info.ring_members]
+            line += (f", keys {[show(args, k) for k in info.keys]}, locks {list(info.locks)}, "
+                     f"elections {list(info.elections)}, ring members {members}")
         out.write(line + "\n")
     return EXIT_OK
 
@@ -353,7 +461,8 @@ async def run_holding(
         own_group = not sys.stdin.isatty()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *command, env={**os.environ, **env}, process_group=0 if own_group else None
+                *dying_with_parent(command, os.getpid()), env={**os.environ, **env},
+                process_group=0 if own_group else None,
             )
         except OSError as err:
             print(f"coordctl: cannot run {command[0]!r}: {err}", file=sys.stderr)
@@ -387,11 +496,22 @@ async def run_holding(
 
 
 async def cmd_lock(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.inspect or args.target is not None:
+        from .cli_inspect import inspect_lock
+
+        if args.command or (args.target is not None and args.name != "inspect"):
+            raise UsageError("inspect a lock with `lock inspect NAME` (or `lock --inspect NAME`)")
+        return await inspect_lock(client, args.target if args.target is not None else args.name, args, out)
     if args.permits > 1:
         lock = client.semaphore(args.name, args.permits, ttl=args.ttl, timeout=args.timeout)
     else:
         lock = client.lock(args.name, ttl=args.ttl, timeout=args.timeout)
-    await lock.acquire()
+    try:
+        await lock.acquire()
+    except errors.DeadlineExceeded:
+        if args.timeout is None:
+            raise
+        raise WaitTimedOut(f"lock {args.name!r} was not acquired within {args.timeout:g}s") from None
     try:
         lease_id = lock.lease.id if lock.lease is not None else 0
         env = {"COORD_FENCING_TOKEN": str(lock.fencing_token), "COORD_LOCK_NAME": args.name, "COORD_LEASE_ID": str(lease_id)}
@@ -409,6 +529,12 @@ async def cmd_lock(client: AsyncClient, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_elect(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.leader:
+        from .cli_inspect import show_leader
+
+        if args.value is not None or args.command or args.observe:
+            raise UsageError("elect --leader NAME takes no VALUE, COMMAND or --observe")
+        return await show_leader(client, args.name, args, out)
     if args.observe:
         if args.value is not None or args.command:
             raise UsageError("elect --observe NAME takes no VALUE or COMMAND")
@@ -416,7 +542,12 @@ async def cmd_elect(client: AsyncClient, args: argparse.Namespace, out: TextIO) 
     if args.value is None:
         raise UsageError("elect NAME VALUE campaigns (or use --observe NAME)")
     campaign = client.campaign(args.name, args.value, ttl=args.ttl, timeout=args.timeout)
-    leader = await campaign.campaign()
+    try:
+        leader = await campaign.campaign()
+    except errors.DeadlineExceeded:
+        if args.timeout is None:
+            raise
+        raise WaitTimedOut(f"did not become leader of {args.name!r} within {args.timeout:g}s") from None
     try:
         env = {"COORD_LEADER_TOKEN": str(leader.token), "COORD_ELECTION_NAME": args.name, "COORD_LEASE_ID": str(leader.lease)}
         return await run_holding(
@@ -434,19 +565,14 @@ async def cmd_elect(client: AsyncClient, args: argparse.Namespace, out: TextIO) 
 
 async def observe(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
     stop = asyncio.Event()
+    received: list[int] = []
     seen = 0
-    with stop_on_signals(asyncio.get_running_loop(), stop):
+    with stop_on_signals(asyncio.get_running_loop(), stop, received):
         async with client.observe(args.name) as observation:
             iterator = observation.__aiter__()
             while not stop.is_set():
-                next_state = asyncio.ensure_future(iterator.__anext__())
-                await _first(asyncio.shield(next_state), stop.wait())
-                if not next_state.done():
-                    next_state.cancel()
-                    break
-                try:
-                    leader = next_state.result()
-                except StopAsyncIteration:
+                got, leader = await next_or_stop(iterator, stop)
+                if not got:
                     break
                 if args.json:
                     emit(out, leader_json(leader, args.name))
@@ -456,7 +582,7 @@ async def observe(client: AsyncClient, args: argparse.Namespace, out: TextIO) ->
                 seen += 1
                 if args.count and seen >= args.count:
                     break
-    return EXIT_OK
+    return interrupted_status(received)
 
 
 # ----------------------------------------------------------------------------- rings
@@ -578,13 +704,20 @@ def health_of(s: Status, leader_commit: int | None) -> str:
     return "ok"
 
 
+STATUS_KEYS = ("name", "endpoint", "error", "id", "role", "term", "leader", "commit", "applied", "lag", "revision",
+               "is_learner", "version", "log_entries", "log_size_bytes", "snapshot_index", "snapshot_size_bytes",
+               "health")
+"""The keys of one ``status --json`` row, reachable or not."""
+
+
 def status_json(
     name: str, endpoint: str, s: Status | None, names: dict[int, str], error: str, leader_commit: int | None = None
 ) -> dict[str, Any]:
-    if s is None:
-        return {"name": name, "endpoint": endpoint, "error": error, "health": "unreachable"}
+    if s is None:  # the same keys, null, so that every row has one shape
+        return {**dict.fromkeys(STATUS_KEYS), "name": name, "endpoint": endpoint, "error": error,
+                "health": "unreachable"}
     return {
-        "name": name, "endpoint": endpoint, "id": f"{s.member_id:x}", "role": str(s.role),
+        "name": name, "endpoint": endpoint, "error": None, "id": f"{s.member_id:x}", "role": str(s.role),
         "term": s.term, "leader": names.get(s.leader, f"{s.leader:x}") if s.leader else None,
         "commit": s.commit_index, "applied": s.applied_index, "lag": max(0, s.commit_index - s.applied_index),
         "revision": s.revision, "is_learner": s.is_learner, "version": s.version, "log_entries": s.log_entries,
@@ -594,7 +727,7 @@ def status_json(
 
 
 async def cmd_status(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
-    rows = await client.cluster_status()
+    rows = sorted(await client.cluster_status(), key=lambda r: (r.name or "\uffff", r.endpoint))
     names = {r.status.member_id: r.name for r in rows if r.status is not None and r.name}
     leader_commit = next(
         (r.status.commit_index for r in rows if r.status is not None and r.status.member_id == r.status.leader), None
@@ -605,7 +738,7 @@ async def cmd_status(client: AsyncClient, args: argparse.Namespace, out: TextIO)
     else:
         lines = [("NAME", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "LOG", "SNAPSHOT", "HEALTH")]
         for o in objects:
-            if "error" in o:
+            if o["error"] is not None:
                 lines.append((o["name"], o["endpoint"], "unreachable", *["-"] * 7, o["health"]))
             else:
                 role = o["role"] + (" (learner)" if o["is_learner"] else "")
@@ -686,18 +819,24 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
     """Options accepted before or after the command name."""
     default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
     p.add_argument("--endpoints", default=default(None), metavar="HOST:PORT,...",
-                   help="members to talk to (default: $COORD_ENDPOINTS, else 127.0.0.1:7001-7003)")
+                   help="members to talk to (default: $COORD_ENDPOINTS, else 127.0.0.1:7379 and 127.0.0.1:7001-7003)")
     p.add_argument("--token", default=default(None), metavar="TOKEN",
                    help="bearer token for a cluster with authentication on (default: $COORD_TOKEN)")
-    p.add_argument("--command-timeout", type=float, default=default(10.0), metavar="SECONDS",
-                   help="time limit of each request, retries included (default 10)")
+    p.add_argument("--profile", default=default(None), metavar="NAME",
+                   help="settings from this profile of the config file (default: $COORD_PROFILE, else 'default'; "
+                        "docs/coordctl.md)")
+    p.add_argument("--command-timeout", type=positive_seconds, default=default(None), metavar="SECONDS",
+                   help="time limit of each request, retries included (default: the profile's, else 10)")
     p.add_argument("--cacert", dest="tls_cacert", default=default(None), metavar="PEM",
                    help="connect with TLS, trusting this CA (default: $COORD_CACERT)")
     p.add_argument("--cert", dest="tls_cert", default=default(None), metavar="PEM",
                    help="client certificate for TLS (default: $COORD_CERT)")
     p.add_argument("--key", dest="tls_key", default=default(None), metavar="PEM",
                    help="private key of --cert (default: $COORD_KEY)")
-    p.add_argument("--json", action="store_true", default=default(False), help="print JSON")
+    p.add_argument("--json", action="store_true", default=default(False),
+                   help="print JSON (one shape per command: docs/coordctl.md)")
+    p.add_argument("--hex", action="store_true", default=default(False),
+                   help="keys and values are hex: the KEY, VALUE and RANGE_END arguments, and the human output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -707,7 +846,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Command-line client of coord: keys, watches, leases, locks, elections, hash rings, "
                     "cluster members and status.",
         epilog="Exit status: 0 ok; 1 refused or check failed; 2 usage; 3 cluster unreachable or timed out; "
-               "4 lease/lock/leadership lost; lock/elect with a command: the command's status.",
+               "4 lease/lock/leadership lost; 5 lock/elect --timeout passed while waiting; 128+N ended by signal N "
+               "(130: Ctrl-C) while watching or observing; lock/elect with a command: the command's status.",
     )
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
@@ -715,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
     def leaf(parent: Any, name: str, handler: Handler, help: str, **kw: Any) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help, **kw)
         _common(p)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, usage_parser=p)
         return p
 
     p = leaf(sub, "put", cmd_put, "set a key (VALUE from stdin when omitted)")
@@ -724,36 +864,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease", type=int, default=0, help="attach the key to this lease ID")
     p.add_argument("--prev-kv", action="store_true", help="print the previous pair")
 
-    p = leaf(sub, "get", cmd_get, "read a key, a range [KEY, RANGE_END) or a prefix")
+    p = leaf(sub, "get", cmd_get, "read a key, a range [KEY, RANGE_END), a prefix or every key from KEY on")
     p.add_argument("key")
     p.add_argument("range_end", nargs="?")
     p.add_argument("--prefix", action="store_true", help="every key starting with KEY")
+    p.add_argument("--from-key", action="store_true", help="every key greater than or equal to KEY")
     p.add_argument("--rev", type=int, default=0, help="read at this revision")
-    p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--keys-only", action="store_true")
-    p.add_argument("--count-only", action="store_true")
+    p.add_argument("--limit", type=int, default=0, help="return at most this many keys (0: all)")
+    p.add_argument("--keys-only", action="store_true", help="print the keys only, without their values")
+    p.add_argument("--count-only", action="store_true", help="print how many keys match, nothing else")
     p.add_argument("--print-value-only", action="store_true", help="print the values only")
-    p.add_argument("--order", choices=["ascend", "descend"])
-    p.add_argument("--sort-by", choices=["key", "version", "create", "mod", "value"], default="key")
+    p.add_argument("--order", choices=["ascend", "descend"], help="sort the keys in this order (default: by key, "
+                                                                   "ascending)")
+    p.add_argument("--sort-by", choices=["key", "version", "create", "mod", "value"], default="key",
+                   help="what --order sorts by (default: key)")
     p.add_argument("--consistency", choices=["l", "s"], default="l",
                    help="l: linearizable (default), s: serializable (possibly stale, no leader needed)")
 
     p = leaf(sub, "del", cmd_del, "delete a key, a range or a prefix; prints how many were deleted")
     p.add_argument("key")
     p.add_argument("range_end", nargs="?")
-    p.add_argument("--prefix", action="store_true")
+    p.add_argument("--prefix", action="store_true", help="every key starting with KEY")
+    p.add_argument("--from-key", action="store_true", help="every key greater than or equal to KEY")
     p.add_argument("--prev-kv", action="store_true", help="print the deleted pairs")
 
     p = leaf(sub, "compact", cmd_compact, "discard the history before a revision")
     p.add_argument("revision", type=int)
     p.add_argument("--physical", action="store_true", help="wait until every member applied it")
 
-    p = leaf(sub, "watch", cmd_watch, "print changes to a key, range or prefix until interrupted")
+    p = leaf(sub, "watch", cmd_watch, "print changes to a key, range or prefix until interrupted; with "
+                                       "-- COMMAND, run it for each event ($COORD_WATCH_KEY, ...)")
+    p.usage = "coordctl watch [options] KEY [RANGE_END] [-- COMMAND [ARG...]]"
     p.add_argument("key")
     p.add_argument("range_end", nargs="?")
-    p.add_argument("--prefix", action="store_true")
+    p.add_argument("--prefix", action="store_true", help="every key starting with KEY")
+    p.add_argument("--from-key", action="store_true", help="every key greater than or equal to KEY")
     p.add_argument("--rev", type=int, default=0, help="start at this revision (replaying history)")
-    p.add_argument("--prev-kv", action="store_true")
+    p.add_argument("--prev-kv", action="store_true", help="also print the value before each change")
     p.add_argument("--count", type=int, default=0, help="exit after this many events")
 
     lease = sub.add_parser("lease", help="grant, revoke, keep alive and list leases")
@@ -773,20 +920,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = leaf(sub, "lock", cmd_lock, "acquire a lock; run COMMAND while holding it (token in $COORD_FENCING_TOKEN), "
                                      "or hold it until interrupted")
-    p.usage = "coordctl lock [options] NAME [-- COMMAND [ARG...]]"
+    p.usage = "coordctl lock [options] NAME [-- COMMAND [ARG...]]\n       coordctl lock inspect NAME"
     p.add_argument("name")
+    p.add_argument("target", nargs="?", help=argparse.SUPPRESS)  # `lock inspect NAME`
+    p.add_argument("--inspect", action="store_true",
+                   help="show who holds NAME (tokens, leases) and who waits, in order; acquire nothing")
     p.add_argument("--ttl", type=int, default=10, help="TTL of the lock's lease, seconds (default 10)")
-    p.add_argument("--timeout", type=float, default=None, help="give up waiting after SECONDS (default: wait)")
+    p.add_argument("--timeout", type=non_negative_seconds, default=None,
+                   help="give up waiting after SECONDS, exit 5 (default: wait)")
     p.add_argument("--permits", type=int, default=1, help="a semaphore with this many holders")
 
     p = leaf(sub, "elect", cmd_elect, "campaign in an election with VALUE and lead until interrupted (or while "
                                        "COMMAND runs); --observe NAME prints the leader's value on every change")
-    p.usage = "coordctl elect [options] NAME VALUE [-- COMMAND [ARG...]]\n       coordctl elect --observe NAME"
+    p.usage = ("coordctl elect [options] NAME VALUE [-- COMMAND [ARG...]]\n       coordctl elect --observe NAME\n"
+               "       coordctl elect --leader NAME")
     p.add_argument("name")
     p.add_argument("value", nargs="?")
-    p.add_argument("--observe", action="store_true")
-    p.add_argument("--ttl", type=int, default=10)
-    p.add_argument("--timeout", type=float, default=None, help="give up campaigning after SECONDS")
+    p.add_argument("--observe", action="store_true", help="print the leader's value now and on every change")
+    p.add_argument("--leader", action="store_true", help="print the current leader (value, token, lease) and exit")
+    p.add_argument("--ttl", type=int, default=10, help="TTL of the campaign's lease, seconds (default 10)")
+    p.add_argument("--timeout", type=non_negative_seconds, default=None,
+                   help="give up campaigning after SECONDS, exit 5 (default: wait)")
     p.add_argument("--count", type=int, default=0, help="with --observe: exit after this many states")
 
     ring = sub.add_parser("ring", help="consistent-hash rings: join, leave, lookup, show")
@@ -795,10 +949,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ring")
     p.add_argument("member")
     p.add_argument("address", nargs="?", default="")
-    p.add_argument("--weight", type=int, default=1)
+    p.add_argument("--weight", type=int, default=1, help="share of the keys, relative to the others (default 1)")
     p.add_argument("--lease", type=int, default=0, help="leave the ring when this lease ends")
     p.add_argument("--mode", choices=["fast", "ketama"], help="hash mode, when this join creates the ring")
-    p.add_argument("--vnodes", type=int, default=0)
+    p.add_argument("--vnodes", type=int, default=0,
+                   help="virtual nodes per unit of weight, when this join creates the ring (0: the default)")
     p = leaf(rsub, "leave", cmd_ring_leave, "remove a ring member")
     p.add_argument("ring")
     p.add_argument("member")
@@ -813,11 +968,12 @@ def build_parser() -> argparse.ArgumentParser:
     member = sub.add_parser("member", help="cluster membership: list, add, promote, remove")
     msub = member.add_subparsers(dest="member_command", metavar="SUBCOMMAND", required=True)
     p = leaf(msub, "list", cmd_member_list, "list the members")
-    p.add_argument("--consistency", choices=["l", "s"], default="s")
+    p.add_argument("--consistency", choices=["l", "s"], default="s",
+                   help="s: this member's view (default), l: confirmed by the leader")
     p = leaf(msub, "add", cmd_member_add, "add a learner at PEER_ADDRESS (host:port)")
     p.add_argument("peer_address")
-    p.add_argument("--client-address")
-    p.add_argument("--name")
+    p.add_argument("--client-address", help="host:port the new member serves clients on (default: PEER_ADDRESS)")
+    p.add_argument("--name", help="the new member's name (its --name)")
     p = leaf(msub, "promote", cmd_member_promote, "make a caught-up learner a voter (ID in hex)")
     p.add_argument("id")
     p = leaf(msub, "remove", cmd_member_remove, "remove a member (ID in hex)")
@@ -830,6 +986,12 @@ def build_parser() -> argparse.ArgumentParser:
     esub = endpoint.add_subparsers(dest="endpoint_command", metavar="SUBCOMMAND", required=True)
     leaf(esub, "health", cmd_endpoint_health, "check that every endpoint serves and knows a leader")
     leaf(esub, "status", cmd_status, "the same as `coordctl status`")
+
+    from . import cli_cluster, cli_completion, cli_txn
+
+    cli_cluster.add_commands(sub, leaf)
+    cli_txn.add_commands(sub, leaf)
+    cli_completion.add_commands(sub, leaf)
 
     snapshot = sub.add_parser("snapshot", help="back up a member's state to a file; inspect such a file")
     ssub = snapshot.add_subparsers(dest="snapshot_command", metavar="SUBCOMMAND", required=True)
@@ -844,12 +1006,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_TAKES_COMMAND = ("lock", "elect")
-_GLOBAL_WITH_VALUE = ("--endpoints", "--command-timeout", "--token", "--cacert", "--cert", "--key")
+_TAKES_COMMAND = ("lock", "elect", "watch")
+_GLOBAL_WITH_VALUE = ("--endpoints", "--command-timeout", "--token", "--cacert", "--cert", "--key", "--profile")
 
 
 def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
-    """For ``lock`` and ``elect``: (coordctl's own arguments, the COMMAND after "--").
+    """For ``lock``, ``elect`` and ``watch``: (coordctl's own arguments, the COMMAND after "--").
     Other commands keep "--" for argparse (``coordctl put -- key -value``)."""
     if "--" not in argv:
         return argv, []
@@ -881,11 +1043,26 @@ def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
-    async with AsyncClient(
-        args.endpoints, timeout=args.command_timeout, token=args.token, tls=tls_from_args(args)
-    ) as client:
+    if getattr(args, "offline", False):  # needs no cluster (completion)
+        offline: Handler = args.handler
+        return await offline(None, args, out)  # type: ignore[arg-type]
+    try:
+        client = AsyncClient(args.endpoints, timeout=args.command_timeout, token=args.token, tls=tls_from_args(args))
+    except errors.InvalidArgument as err:
+        raise UsageError(str(err)) from None
+    async with client:
+        client._transport.fail_when_refused = True
+        args.tried_endpoints = client.endpoints
         handler: Handler = args.handler
         return await handler(client, args, out)
+
+
+def endpoints_hint(args: argparse.Namespace) -> str:
+    """Which endpoints were tried, where they came from, and how to choose others."""
+    tried = ",".join(getattr(args, "tried_endpoints", None) or [args.endpoints or "?"])
+    source = getattr(args, "endpoints_source", "?")
+    return (f"coordctl: tried {tried} (from {source}); name the cluster's members with "
+            f"--endpoints HOST:PORT,... or export COORD_ENDPOINTS=HOST:PORT,...")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -899,17 +1076,28 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             raise
         return int(exited.code) if isinstance(exited.code, int) else EXIT_USAGE
     args.command = command
+    from .cli_config import ConfigError, apply_profile
+
+    try:
+        apply_profile(args)
+    except ConfigError as err:
+        print(f"coordctl: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return asyncio.run(_run(args, out or sys.stdout))
     except UsageError as err:
-        parser.print_usage(sys.stderr)
+        getattr(args, "usage_parser", parser).print_usage(sys.stderr)
         print(f"coordctl: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except WaitTimedOut as err:
+        print(f"coordctl: {err}", file=sys.stderr)
+        return EXIT_TIMED_OUT
     except (errors.LockLost, errors.LeaseLost) as err:
         print(f"coordctl: {err}", file=sys.stderr)
         return EXIT_LOST
     except (errors.Unavailable, errors.DeadlineExceeded) as err:
         print(f"coordctl: {type(err).__name__}: {err}", file=sys.stderr)
+        print(endpoints_hint(args), file=sys.stderr)
         return EXIT_UNAVAILABLE
     except errors.CoordError as err:
         print(f"coordctl: {type(err).__name__}: {err}", file=sys.stderr)

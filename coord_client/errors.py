@@ -211,6 +211,15 @@ _BY_CODE: dict[grpc.StatusCode, type[CoordError]] = {
 }
 
 
+def shown(data: bytes) -> str:
+    """A key for a message: quoted text ('app/x') when it is UTF-8, else hex (0x00ff), never
+    a Python bytes repr."""
+    try:
+        return repr(data.decode())
+    except UnicodeDecodeError:
+        return "0x" + data.hex()
+
+
 def leader_hint(err: Any) -> str:
     """The leader's address from the ``coord-leader`` trailing metadata of a failed call,
     or ""."""

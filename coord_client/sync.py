@@ -1,6 +1,6 @@
 """Client: the synchronous client, a thin facade over :class:`AsyncClient`.
 
-    with Client() as client:                        # $COORD_ENDPOINTS, else 127.0.0.1:7001-7003
+    with Client() as client:                        # $COORD_ENDPOINTS, else 127.0.0.1:7379 or 7001-7003
         client.put("greeting", "hello")
         with client.lock("jobs", ttl=10) as held:
             run_job(held.fencing_token)
@@ -33,6 +33,7 @@ from .tls import TLSConfig
 from .txn import TxnBuilder
 from .types import (
     Bytes,
+    Candidate,
     DeleteResult,
     EndpointHealth,
     EndpointStatus,
@@ -580,8 +581,9 @@ class Client:
         self, name: str, *, ttl: int = 10, lease: Lease | None = None, owner: str | None = None,
         timeout: float | None = None, cancel_on_loss: bool = False,
     ) -> Lock:
-        """As AsyncClient.lock; ``cancel_on_loss`` is accepted for symmetry but a thread
-        cannot be cancelled: watch ``held.lost`` or call ``held.check()``."""
+        """As AsyncClient.lock. ``cancel_on_loss=True`` is refused (InvalidArgument): a
+        thread cannot be cancelled; watch ``held.lost`` or call ``held.check()`` instead."""
+        _no_cancel_on_loss(cancel_on_loss)
         inner = self._aclient.lock(
             name, ttl=ttl, lease=lease._inner if lease else None, owner=owner, timeout=timeout)
         return Lock(self, inner)
@@ -590,6 +592,8 @@ class Client:
         self, name: str, permits: int, *, ttl: int = 10, lease: Lease | None = None, owner: str | None = None,
         timeout: float | None = None, cancel_on_loss: bool = False,
     ) -> Lock:
+        """As AsyncClient.semaphore; ``cancel_on_loss=True`` is refused as for ``lock``."""
+        _no_cancel_on_loss(cancel_on_loss)
         inner = self._aclient.semaphore(
             name, permits, ttl=ttl, lease=lease._inner if lease else None, owner=owner, timeout=timeout)
         return Lock(self, inner)
@@ -603,11 +607,17 @@ class Client:
         self, name: str, value: Bytes, *, ttl: int = 10, lease: Lease | None = None, timeout: float | None = None,
         cancel_on_loss: bool = False,
     ) -> Campaign:
+        """As AsyncClient.campaign; ``cancel_on_loss=True`` is refused as for ``lock``
+        (watch ``term.lost``)."""
+        _no_cancel_on_loss(cancel_on_loss)
         inner = self._aclient.campaign(name, value, ttl=ttl, lease=lease._inner if lease else None, timeout=timeout)
         return Campaign(self, inner)
 
     def leader(self, name: str, *, serializable: bool = False, timeout: float | None = None) -> Leader | None:
         return self._run(self._aclient.leader(name, serializable=serializable, timeout=timeout))
+
+    def candidates(self, name: str, *, serializable: bool = False, timeout: float | None = None) -> list[Candidate]:
+        return self._run(self._aclient.candidates(name, serializable=serializable, timeout=timeout))
 
     def observe(self, name: str, *, timeout: float | None = None) -> Observation:
         return Observation(self, self._aclient.observe(name, timeout=timeout))
@@ -665,3 +675,11 @@ class Client:
 
     def health(self, endpoints: Sequence[str] | None = None, *, timeout: float | None = None) -> list[EndpointHealth]:
         return self._run(self._aclient.health(endpoints, timeout=timeout))
+
+
+def _no_cancel_on_loss(cancel_on_loss: bool) -> None:
+    """The sync client's answer to ``cancel_on_loss=True``: a clear refusal, not silence."""
+    if cancel_on_loss:
+        raise errors.InvalidArgument(
+            "cancel_on_loss needs asyncio (AsyncClient): a thread cannot be cancelled; "
+            "watch .lost or call .check() in the block instead")

@@ -46,7 +46,14 @@ Bytes = Union[str, bytes]
 
 
 def to_bytes(data: Bytes) -> bytes:
-    return data.encode() if isinstance(data, str) else bytes(data)
+    """``data`` as bytes: str is UTF-8 encoded. Anything else but bytes-like data is a
+    TypeError: ``bytes(5)`` would silently be five NUL bytes."""
+    if isinstance(data, str):
+        return data.encode()
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"keys and values are str or bytes, not {type(data).__name__} ({data!r:.40}); "
+                    f"convert it first, e.g. str(value)")
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -279,6 +286,22 @@ class Leader:
     """Strictly increasing per election: a fencing token for the leader's work."""
     revision: int
     value: bytes = b""
+
+    @property
+    def value_str(self) -> str:
+        return self.value.decode(errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One campaigner of an election, as ``candidates()`` lists them (queue order)."""
+
+    lease: int
+    value: bytes
+    revision: int
+    """The store revision when it joined the queue."""
+    token: int = 0
+    """The leadership's fencing token for the leader; 0 for a candidate that waits."""
 
     @property
     def value_str(self) -> str:

@@ -47,9 +47,33 @@ async def _serve(settings: object) -> int:
     return 0
 
 
+SERVER_PACKAGES = {"grpc_reflection": "grpcio-reflection", "prometheus_client": "prometheus-client",
+                   "aiohttp": "aiohttp"}
+"""Modules of the [server] extra (pyproject.toml) -> their distributions."""
+
+
+def missing_server_packages() -> list[str]:
+    """The [server] extra's distributions that are not installed (``pip install coord``
+    alone gives the client and coordctl)."""
+    import importlib.util
+
+    def found(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ImportError:
+            return False
+
+    return [dist for module, dist in SERVER_PACKAGES.items() if not found(module)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``coord-server``; returns the process exit status."""
     args = list(argv) if argv is not None else sys.argv[1:]
+    missing = missing_server_packages()
+    if missing:
+        print(f"coord-server: the server's packages are not installed ({', '.join(missing)}): "
+              "pip install 'coord[server]'", file=sys.stderr)
+        return 2
     if args[:1] == ["restore"]:  # ``coord-server restore ...``: seed a new cluster from a backup
         from coord_server.restore import main as restore_main
 

@@ -184,6 +184,9 @@ class Node:
         self._forward_tasks: set[asyncio.Task[None]] = set()
         self._after_advance: list[asyncio.Future[Any]] = []
         self._leaderless: list[tuple[float, asyncio.Future[Any], Callable[[], None]]] = []
+        from coord_server.leader_log import LeaderLog
+
+        self._leader_log = LeaderLog(self)
         self._waiting: dict[int, tuple[int, asyncio.Future[Any]]] = {}
         self._read_waiters: list[asyncio.Future[None]] = []
         self._read_rounds: dict[bytes, _ReadRound] = {}
@@ -681,6 +684,7 @@ class Node:
         await self._maybe_snapshot()
 
     def _on_soft_state(self, role: Role, leader: int) -> None:
+        self._leader_log.changed(role, leader)
         if self.metrics is not None:
             self.metrics.on_leader(leader, role)
         if leader != 0 and self._leaderless:

@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from coord.raft.v1 import command_pb2, raft_pb2_grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
+from coord_server import http as http_surfaces
 from coord_server.gc_policy import GcPolicy
 from coord_server.logs import set_term_source
 from coord_server.node import Node, NodeConfig
@@ -63,12 +64,16 @@ class CoordServer:
         self.gc_policy: GcPolicy | None = None
         self.http: Any = None
         """HttpListener when --http-listen is set (coord_server/http)."""
+        self._http_loopback: Any = None
+        """How the HTTP listener reaches this member's services (coord_server/http/loopback.py)."""
         self.registries: dict[str, RecordingServer] = {}
         """"client" (and "peer" with peer_listen) -> what that port serves."""
         self.health: Any = None
         """MemberHealth: grpc.health.v1 kept up to date (coord_server/health.py)."""
         self.certificates: CertificateWatcher | None = None
         """Reloads the TLS listeners' files when they change or on SIGHUP."""
+        self.removal: Any = None
+        """RemovalWatch: notices this member's removal from the cluster (coord_server/removal.py)."""
 
     async def start(self) -> None:
         s = self.settings
@@ -167,7 +172,10 @@ class CoordServer:
             interceptors.append(RequestInterceptor(self.metrics.grpc_requests if self.metrics is not None else None))
         from coord_server.auth import build_interceptor
         from coord_server.health import MemberHealth
+        from coord_server.removal import RemovalWatch, RemovedInterceptor
 
+        self.removal = RemovalWatch(node, s.name)
+        interceptors.append(RemovedInterceptor(self.removal))
         name_of = member_names(node, initial_members)
         secret = s.peer_secret
         client_guard = PeerGuard(secret, name_of, check_names=False) if secret is not None else None
@@ -215,6 +223,11 @@ class CoordServer:
         self.certificates = CertificateWatcher(
             [tls for tls in (client_tls_listener, peer_tls_listener) if tls is not None]
         )
+        if s.http_listen:
+            from coord_server.http.loopback import bind_loopback
+
+            self._http_loopback = bind_loopback(
+                server, self.port, tls=client_tls is not None, data_dir=s.data_directory)  # type: ignore[arg-type]
         # Before serving anything: a metrics port that is taken stops the start-up.
         if self.metrics is not None:
             from coord_server.metrics_http import MetricsServer
@@ -226,13 +239,16 @@ class CoordServer:
         await server.start()
         self.grpc_server = server  # type: ignore[assignment]
         if s.http_listen:
-            self.http = _http_listener(s.http_listen, self.port)
+            self.http = _http_listener(s, self._http_loopback)
+            if client_tls_listener is not None:  # HTTPS follows the client port's reloads
+                client_tls_listener.on_reload = lambda *_: self.http.reload_tls(s.cert_file, s.key_file, s.client_ca_file)
             await self.http.start()
         self.gc_policy = GcPolicy()
         self.gc_policy.start()  # after recovery, before the Raft clock runs: one full collection
         await node.start()
         self.health.start(self.registries)
         self.certificates.start()
+        self.removal.start()
         log.info(
             "member %s (%#x) of cluster %#x serving clients on %s%s%s, data in %s",
             s.name, member_id, cluster_id, s.listen, " (TLS)" if client_tls else "",
@@ -246,12 +262,16 @@ class CoordServer:
             self.certificates.reload_all()
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self.removal is not None:
+            await self.removal.stop()
         if self.certificates is not None:
             await self.certificates.stop()
         if self.metrics_server is not None:
             await self.metrics_server.close()
         if self.http is not None:
             await self.http.close()
+        if self._http_loopback is not None:
+            self._http_loopback.close()
         if self.health is not None:
             await self.health.stop()
         await self._hand_over_leadership()
@@ -310,16 +330,19 @@ def _add_port(server: Any, label: str, address: str, tls: ClientListenerTLS | Pe
     return port
 
 
-HTTP_SURFACES: list[Any] = []
+HTTP_SURFACES: list[Any] = [http_surfaces.connect_surface, http_surfaces.dashboard_surface]
 """The ``add_routes(app, ctx)`` functions the HTTP listener serves (coord_server/http)."""
 
 
-def _http_listener(listen: str, grpc_port: int) -> Any:
-    """The HTTP listener, calling this member's client port over loopback."""
-    from coord_server.http.listener import HttpListener
+def _http_listener(s: ServerSettings, loopback: Any) -> Any:
+    """The HTTP listener (HTTPS with the client listener's certificate when it has TLS),
+    calling this member's services over ``loopback`` (coord_server/http/loopback.py)."""
+    from coord_server.http.listener import HttpListener, server_ssl_context
 
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
-    return HttpListener(listen, channel, HTTP_SURFACES)
+    ssl_context = server_ssl_context(s.cert_file, s.key_file, s.client_ca_file) if s.cert_file else None
+    peer_tls = s.peer_tls if s.cert_file else None
+    credentials = peer_tls.channel_credentials() if peer_tls is not None else None
+    return HttpListener(s.http_listen, loopback.channel(), HTTP_SURFACES, ssl_context, credentials)
 
 
 def _read_identity(directory: str) -> dict[str, Any] | None:

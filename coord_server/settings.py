@@ -220,8 +220,6 @@ class ServerSettings:
             parse_address("metrics_listen", self.metrics_listen)
         if self.http_listen:
             parse_address("http_listen", self.http_listen)
-            if self.cert_file:
-                raise SettingsError("http_listen with TLS (cert_file) is not supported yet")
 
     def _validate_peer_authentication(self) -> None:
         """With auth on, peer RPCs must be authenticated too: otherwise anyone could
@@ -317,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="coord-server",
         description="Run one coord member. With no arguments: a one-member cluster on "
         f"{DEFAULT_LISTEN} with its data in ./default.coord.",
+        usage="coord-server [options]\n       coord-server restore --snapshot FILE ... (coord-server restore --help)",
+        epilog="coord-server restore writes a new data directory from a `coordctl snapshot save` backup "
+               "instead of serving (docs/operations.md, Backup and restore).",
     )
     parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below (snake_case keys)")
     parser.add_argument("--name", help="this member's name (default: default)")

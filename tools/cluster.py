@@ -1,6 +1,7 @@
 """A local coord cluster in the background: what `make cluster` and its friends run.
 
-    tools/cluster.py [--dir DIR] start [--ports "7001 7002 7003"] [--timeout S] [--tls [--certs CERTS]] [--auth]
+    tools/cluster.py [--dir DIR] start [--ports "7001 7002 7003"] [--timeout S] [--tls [--certs CERTS]
+                                       [--peer-ports "7101 7102 7103"]] [--auth]
     tools/cluster.py [--dir DIR] status
     tools/cluster.py [--dir DIR] stop [--timeout S]
     tools/cluster.py [--dir DIR] kill NODE
@@ -51,18 +52,19 @@ DEFAULT_PORTS = (7001, 7002, 7003)
 HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
 PEER_PORT_OFFSET = 100
-"""With TLS, a member's peer port is its client port + this."""
+"""With TLS, a member's peer port is its client port + this, unless --peer-ports names them."""
 AUTH_FILE, TOKEN_FILE, PEER_SECRET_FILE = "auth.toml", "root-token", "peer-secret"
 """With --auth, in DIR: the users (one admin), its token, the peer secret."""
 
 
 def first_command(endpoints: list[str]) -> str:
-    """What `make cluster` suggests trying first: a coordctl line (``--endpoints`` only when
-    the ports are not coordctl's defaults)."""
+    """What `make cluster` suggests trying first: a coordctl line, after exporting
+    COORD_ENDPOINTS when the ports are not coordctl's defaults."""
     ctl = ".venv/bin/coordctl"
+    line = f"{ctl} put hello world && {ctl} get hello"
     if endpoints != [f"{HOST}:{port}" for port in DEFAULT_PORTS]:
-        ctl += f" --endpoints {','.join(endpoints)}"
-    return f"{ctl} put hello world && {ctl} get hello"
+        line = f"export COORD_ENDPOINTS={','.join(endpoints)}\n  {line}"
+    return line
 
 
 def tls_environment(certs: Path) -> str:
@@ -126,12 +128,16 @@ class LocalCluster:
 
     # -- definition -------------------------------------------------------------------
 
-    def define(self, ports: list[int], certs: Path | None = None, auth: bool = False) -> None:
+    def define(
+        self, ports: list[int], certs: Path | None = None, auth: bool = False, peer_ports: list[int] | None = None
+    ) -> None:
         """Record a new cluster with one member per port (no data yet); with ``certs``,
-        a TLS cluster using the certificates there (made now if missing); with ``auth``,
+        a TLS cluster using the certificates there (made now if missing), its peers on
+        ``peer_ports`` (default: each client port + PEER_PORT_OFFSET); with ``auth``,
         authentication on (an admin user and the peer secret, made now if missing)."""
+        peers = peer_ports or [port + PEER_PORT_OFFSET for port in ports]
         self.members = [
-            Member(f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{port + PEER_PORT_OFFSET}" if certs else "")
+            Member(f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{peers[i]}" if certs else "")
             for i, port in enumerate(ports)
         ]
         self.certs = certs.resolve() if certs is not None else None
@@ -443,10 +449,18 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
         print(f"Starting the stopped cluster in {cluster.base} again (its data is kept).")
     else:
         certs = (Path(args.certs) if args.certs else cluster.base / "certs") if args.tls else None
-        for port in ports or list(DEFAULT_PORTS):
-            if certs is not None and not _port_free(port + PEER_PORT_OFFSET):
-                raise ClusterError(f"peer port {port + PEER_PORT_OFFSET} is in use by another process; choose others with PORTS=\"...\"")
-        cluster.define(ports or list(DEFAULT_PORTS), certs, auth=args.auth)
+        client_ports = ports or list(DEFAULT_PORTS)
+        peer_ports = _parse_ports(args.peer_ports, "PEER_PORTS") if args.peer_ports else None
+        if peer_ports is not None:
+            if certs is None:
+                raise ClusterError("PEER_PORTS applies to a TLS cluster (TLS=1): without TLS peers share the client port")
+            if len(peer_ports) != len(client_ports) or set(peer_ports) & set(client_ports):
+                raise ClusterError(f"PEER_PORTS needs one port per member ({len(client_ports)}), none of them a client port")
+        for port in peer_ports or ([p + PEER_PORT_OFFSET for p in client_ports] if certs is not None else []):
+            if not _port_free(port):
+                raise ClusterError(f"peer port {port} is in use by another process; choose others with "
+                                   f"PEER_PORTS=\"...\" (default: each client port + {PEER_PORT_OFFSET})")
+        cluster.define(client_ports, certs, auth=args.auth, peer_ports=peer_ports)
     for m in cluster.members:
         for port in m.ports:
             if not _port_free(port):
@@ -537,16 +551,25 @@ def cmd_restart(cluster: LocalCluster, args: argparse.Namespace) -> int:
         if not _port_free(port):
             raise ClusterError(f"port {port} of {m.name} is in use by another process")
     pid = cluster.spawn(m)
+    # A leader needs a quorum of members running: with fewer (after a crash of every
+    # member, say), the member can only be started and answer; the others bring the leader.
+    up, quorum = len(cluster.running()), len(cluster.members) // 2 + 1
     deadline = time.monotonic() + args.timeout
     while True:
         if not _alive(pid):
             raise ClusterError(f"{m.name} exited during start-up\n{cluster.log_tails([m.name])}")
         status = cluster.statuses().get(m.name)
-        if not isinstance(status, str) and status is not None and status.leader:
+        if not isinstance(status, str) and status is not None and (status.leader or up < quorum):
             break
         if time.monotonic() > deadline:
             raise ClusterError(f"{m.name} (pid {pid}) runs but found no leader within {args.timeout:g}s\n{cluster.log_tails([m.name])}")
         time.sleep(0.1)
+    if up < quorum:
+        stopped = [x.name for x in cluster.members if x.name not in cluster.running()]
+        print(f"{m.name} started (pid {pid}); waiting for quorum ({up} of {len(cluster.members)} members up, "
+              f"{quorum} needed for a leader); start the others ({', '.join(f'make cluster-restart NODE={n}' for n in stopped)}), "
+              f"or every member at once: make cluster-stop && make cluster")
+        return 0
     print(f"{m.name} started (pid {pid}).")
     print(cluster.table(cluster.statuses()))
     return 0
@@ -573,14 +596,14 @@ def cmd_clean(cluster: LocalCluster, args: argparse.Namespace) -> int:
 # -- helpers --------------------------------------------------------------------------
 
 
-def _parse_ports(text: str) -> list[int]:
+def _parse_ports(text: str, what: str = "PORTS") -> list[int]:
     parts = text.replace(",", " ").split()
     try:
         ports = [int(p) for p in parts]
     except ValueError:
-        raise ClusterError(f"PORTS must be port numbers separated by spaces, got {text!r}") from None
+        raise ClusterError(f"{what} must be port numbers separated by spaces, got {text!r}") from None
     if not ports or any(not 0 < p < 65536 for p in ports) or len(set(ports)) != len(ports):
-        raise ClusterError(f"PORTS must be distinct port numbers (1-65535), got {text!r}")
+        raise ClusterError(f"{what} must be distinct port numbers (1-65535), got {text!r}")
     return ports
 
 
@@ -638,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start the members and wait for a leader")
     start.add_argument("--ports", help='one port per member, e.g. "7001 7002 7003" (default)')
+    start.add_argument("--peer-ports", help='with --tls, one peer port per member (default: each port + 100)')
     start.add_argument("--timeout", type=float, default=60, help="seconds to wait for a leader (default: 60)")
     start.add_argument("--tls", action="store_true", help="TLS for clients, mutual TLS between members (peer port = port + 100)")
     start.add_argument("--certs", help="certificate directory for --tls (default: DIR/certs; made when missing)")

@@ -25,41 +25,41 @@ _sym_db = _symbol_database.Default()
 from coord.v1 import common_pb2 as coord_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63oord/v1/cluster.proto\x12\x08\x63oord.v1\x1a\x15\x63oord/v1/common.proto\"d\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cpeer_address\x18\x03 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x04 \x01(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\"\x16\n\x14\x43lusterStatusRequest\"\xef\x02\n\x15\x43lusterStatusResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12\x0f\n\x07version\x18\x02 \x01(\t\x12 \n\x04role\x18\x03 \x01(\x0e\x32\x12.coord.v1.RaftRole\x12\x0e\n\x06leader\x18\x04 \x01(\x04\x12\x12\n\nis_learner\x18\x05 \x01(\x08\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x17\n\x0flog_first_index\x18\x08 \x01(\x04\x12\x16\n\x0elog_last_index\x18\t \x01(\x04\x12\x13\n\x0blog_entries\x18\n \x01(\x04\x12\x16\n\x0elog_size_bytes\x18\x0b \x01(\x04\x12\x16\n\x0esnapshot_index\x18\x0c \x01(\x04\x12\x15\n\rsnapshot_term\x18\r \x01(\x04\x12\x1b\n\x13snapshot_size_bytes\x18\x0e \x01(\x04\"0\n\x18\x43lusterMemberListRequest\x12\x14\n\x0clinearizable\x18\x01 \x01(\x08\"h\n\x19\x43lusterMemberListResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12!\n\x07members\x18\x02 \x03(\x0b\x32\x10.coord.v1.Member\"U\n\x17\x43lusterMemberAddRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cpeer_address\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x03 \x01(\t\"\x89\x01\n\x18\x43lusterMemberAddResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12 \n\x06member\x18\x02 \x01(\x0b\x32\x10.coord.v1.Member\x12!\n\x07members\x18\x03 \x03(\x0b\x32\x10.coord.v1.Member\")\n\x1b\x43lusterMemberPromoteRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"k\n\x1c\x43lusterMemberPromoteResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12!\n\x07members\x18\x02 \x03(\x0b\x32\x10.coord.v1.Member\"(\n\x1a\x43lusterMemberRemoveRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"j\n\x1b\x43lusterMemberRemoveResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12!\n\x07members\x18\x02 \x03(\x0b\x32\x10.coord.v1.Member\"5\n ClusterTransferLeadershipRequest\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\"]\n!ClusterTransferLeadershipResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12\x0e\n\x06leader\x18\x02 \x01(\x04*\x89\x01\n\x08RaftRole\x12\x19\n\x15RAFT_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12RAFT_ROLE_FOLLOWER\x10\x01\x12\x1b\n\x17RAFT_ROLE_PRE_CANDIDATE\x10\x02\x12\x17\n\x13RAFT_ROLE_CANDIDATE\x10\x03\x12\x14\n\x10RAFT_ROLE_LEADER\x10\x04\x32\xab\x04\n\x07\x43luster\x12I\n\x06Status\x12\x1e.coord.v1.ClusterStatusRequest\x1a\x1f.coord.v1.ClusterStatusResponse\x12U\n\nMemberList\x12\".coord.v1.ClusterMemberListRequest\x1a#.coord.v1.ClusterMemberListResponse\x12R\n\tMemberAdd\x12!.coord.v1.ClusterMemberAddRequest\x1a\".coord.v1.ClusterMemberAddResponse\x12^\n\rMemberPromote\x12%.coord.v1.ClusterMemberPromoteRequest\x1a&.coord.v1.ClusterMemberPromoteResponse\x12[\n\x0cMemberRemove\x12$.coord.v1.ClusterMemberRemoveRequest\x1a%.coord.v1.ClusterMemberRemoveResponse\x12m\n\x12TransferLeadership\x12*.coord.v1.ClusterTransferLeadershipRequest\x1a+.coord.v1.ClusterTransferLeadershipResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63oord/v1/cluster.proto\x12\x08\x63oord.v1\x1a\x15\x63oord/v1/common.proto\"d\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cpeer_address\x18\x03 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x04 \x01(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\"\x16\n\x14\x43lusterStatusRequest\"\x91\x03\n\x15\x43lusterStatusResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12\x0f\n\x07version\x18\x02 \x01(\t\x12 \n\x04role\x18\x03 \x01(\x0e\x32\x12.coord.v1.RaftRole\x12\x0e\n\x06leader\x18\x04 \x01(\x04\x12\x12\n\nis_learner\x18\x05 \x01(\x08\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x17\n\x0flog_first_index\x18\x08 \x01(\x04\x12\x16\n\x0elog_last_index\x18\t \x01(\x04\x12\x13\n\x0blog_entries\x18\n \x01(\x04\x12\x16\n\x0elog_size_bytes\x18\x0b \x01(\x04\x12\x16\n\x0esnapshot_index\x18\x0c \x01(\x04\x12\x15\n\rsnapshot_term\x18\r \x01(\x04\x12\x1b\n\x13snapshot_size_bytes\x18\x0e \x01(\x04\x12\x10\n\x08watchers\x18\x0f \x01(\x04\x12\x0e\n\x06leases\x18\x10 \x01(\x04\"0\n\x18\x43lusterMemberListRequest\x12\x14\n\x0clinearizable\x18\x01 \x01(\x08\"h\n\x19\x43lusterMemberListResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12!\n\x07members\x18\x02 \x03(\x0b\x32\x10.coord.v1.Member\"U\n\x17\x43lusterMemberAddRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cpeer_address\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x03 \x01(\t\"\x89\x01\n\x18\x43lusterMemberAddResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12 \n\x06member\x18\x02 \x01(\x0b\x32\x10.coord.v1.Member\x12!\n\x07members\x18\x03 \x03(\x0b\x32\x10.coord.v1.Member\")\n\x1b\x43lusterMemberPromoteRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"k\n\x1c\x43lusterMemberPromoteResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12!\n\x07members\x18\x02 \x03(\x0b\x32\x10.coord.v1.Member\"(\n\x1a\x43lusterMemberRemoveRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"j\n\x1b\x43lusterMemberRemoveResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12!\n\x07members\x18\x02 \x03(\x0b\x32\x10.coord.v1.Member\"5\n ClusterTransferLeadershipRequest\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\"]\n!ClusterTransferLeadershipResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12\x0e\n\x06leader\x18\x02 \x01(\x04*\x89\x01\n\x08RaftRole\x12\x19\n\x15RAFT_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12RAFT_ROLE_FOLLOWER\x10\x01\x12\x1b\n\x17RAFT_ROLE_PRE_CANDIDATE\x10\x02\x12\x17\n\x13RAFT_ROLE_CANDIDATE\x10\x03\x12\x14\n\x10RAFT_ROLE_LEADER\x10\x04\x32\xab\x04\n\x07\x43luster\x12I\n\x06Status\x12\x1e.coord.v1.ClusterStatusRequest\x1a\x1f.coord.v1.ClusterStatusResponse\x12U\n\nMemberList\x12\".coord.v1.ClusterMemberListRequest\x1a#.coord.v1.ClusterMemberListResponse\x12R\n\tMemberAdd\x12!.coord.v1.ClusterMemberAddRequest\x1a\".coord.v1.ClusterMemberAddResponse\x12^\n\rMemberPromote\x12%.coord.v1.ClusterMemberPromoteRequest\x1a&.coord.v1.ClusterMemberPromoteResponse\x12[\n\x0cMemberRemove\x12$.coord.v1.ClusterMemberRemoveRequest\x1a%.coord.v1.ClusterMemberRemoveResponse\x12m\n\x12TransferLeadership\x12*.coord.v1.ClusterTransferLeadershipRequest\x1a+.coord.v1.ClusterTransferLeadershipResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'coord.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RAFTROLE']._serialized_start=1391
-  _globals['_RAFTROLE']._serialized_end=1528
+  _globals['_RAFTROLE']._serialized_start=1425
+  _globals['_RAFTROLE']._serialized_end=1562
   _globals['_MEMBER']._serialized_start=59
   _globals['_MEMBER']._serialized_end=159
   _globals['_CLUSTERSTATUSREQUEST']._serialized_start=161
   _globals['_CLUSTERSTATUSREQUEST']._serialized_end=183
   _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=186
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=553
-  _globals['_CLUSTERMEMBERLISTREQUEST']._serialized_start=555
-  _globals['_CLUSTERMEMBERLISTREQUEST']._serialized_end=603
-  _globals['_CLUSTERMEMBERLISTRESPONSE']._serialized_start=605
-  _globals['_CLUSTERMEMBERLISTRESPONSE']._serialized_end=709
-  _globals['_CLUSTERMEMBERADDREQUEST']._serialized_start=711
-  _globals['_CLUSTERMEMBERADDREQUEST']._serialized_end=796
-  _globals['_CLUSTERMEMBERADDRESPONSE']._serialized_start=799
-  _globals['_CLUSTERMEMBERADDRESPONSE']._serialized_end=936
-  _globals['_CLUSTERMEMBERPROMOTEREQUEST']._serialized_start=938
-  _globals['_CLUSTERMEMBERPROMOTEREQUEST']._serialized_end=979
-  _globals['_CLUSTERMEMBERPROMOTERESPONSE']._serialized_start=981
-  _globals['_CLUSTERMEMBERPROMOTERESPONSE']._serialized_end=1088
-  _globals['_CLUSTERMEMBERREMOVEREQUEST']._serialized_start=1090
-  _globals['_CLUSTERMEMBERREMOVEREQUEST']._serialized_end=1130
-  _globals['_CLUSTERMEMBERREMOVERESPONSE']._serialized_start=1132
-  _globals['_CLUSTERMEMBERREMOVERESPONSE']._serialized_end=1238
-  _globals['_CLUSTERTRANSFERLEADERSHIPREQUEST']._serialized_start=1240
-  _globals['_CLUSTERTRANSFERLEADERSHIPREQUEST']._serialized_end=1293
-  _globals['_CLUSTERTRANSFERLEADERSHIPRESPONSE']._serialized_start=1295
-  _globals['_CLUSTERTRANSFERLEADERSHIPRESPONSE']._serialized_end=1388
-  _globals['_CLUSTER']._serialized_start=1531
-  _globals['_CLUSTER']._serialized_end=2086
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=587
+  _globals['_CLUSTERMEMBERLISTREQUEST']._serialized_start=589
+  _globals['_CLUSTERMEMBERLISTREQUEST']._serialized_end=637
+  _globals['_CLUSTERMEMBERLISTRESPONSE']._serialized_start=639
+  _globals['_CLUSTERMEMBERLISTRESPONSE']._serialized_end=743
+  _globals['_CLUSTERMEMBERADDREQUEST']._serialized_start=745
+  _globals['_CLUSTERMEMBERADDREQUEST']._serialized_end=830
+  _globals['_CLUSTERMEMBERADDRESPONSE']._serialized_start=833
+  _globals['_CLUSTERMEMBERADDRESPONSE']._serialized_end=970
+  _globals['_CLUSTERMEMBERPROMOTEREQUEST']._serialized_start=972
+  _globals['_CLUSTERMEMBERPROMOTEREQUEST']._serialized_end=1013
+  _globals['_CLUSTERMEMBERPROMOTERESPONSE']._serialized_start=1015
+  _globals['_CLUSTERMEMBERPROMOTERESPONSE']._serialized_end=1122
+  _globals['_CLUSTERMEMBERREMOVEREQUEST']._serialized_start=1124
+  _globals['_CLUSTERMEMBERREMOVEREQUEST']._serialized_end=1164
+  _globals['_CLUSTERMEMBERREMOVERESPONSE']._serialized_start=1166
+  _globals['_CLUSTERMEMBERREMOVERESPONSE']._serialized_end=1272
+  _globals['_CLUSTERTRANSFERLEADERSHIPREQUEST']._serialized_start=1274
+  _globals['_CLUSTERTRANSFERLEADERSHIPREQUEST']._serialized_end=1327
+  _globals['_CLUSTERTRANSFERLEADERSHIPRESPONSE']._serialized_start=1329
+  _globals['_CLUSTERTRANSFERLEADERSHIPRESPONSE']._serialized_end=1422
+  _globals['_CLUSTER']._serialized_start=1565
+  _globals['_CLUSTER']._serialized_end=2120
 # @@protoc_insertion_point(module_scope)

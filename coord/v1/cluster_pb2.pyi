@@ -134,6 +134,8 @@ class ClusterStatusResponse(_message.Message):
     SNAPSHOT_INDEX_FIELD_NUMBER: _builtins.int
     SNAPSHOT_TERM_FIELD_NUMBER: _builtins.int
     SNAPSHOT_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    WATCHERS_FIELD_NUMBER: _builtins.int
+    LEASES_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """version is the coord version the member runs."""
     role: Global___RaftRole.ValueType
@@ -162,6 +164,14 @@ class ClusterStatusResponse(_message.Message):
     """snapshot_term is the term of the entry at snapshot_index, or 0."""
     snapshot_size_bytes: _builtins.int
     """snapshot_size_bytes is the size of the member's latest snapshot on disk, in bytes."""
+    watchers: _builtins.int
+    """watchers is the number of watchers this member serves on its Watch streams (each
+    member serves its own clients' watches; the cluster's total is the sum).
+    """
+    leases: _builtins.int
+    """leases is the number of live leases in this member's applied state (the same on
+    every member that has applied the same entries).
+    """
     @_builtins.property
     def header(self) -> _common_pb2.ResponseHeader:
         """header describes the answering member; header.raft_term is its current term."""
@@ -183,10 +193,12 @@ class ClusterStatusResponse(_message.Message):
         snapshot_index: _builtins.int = ...,
         snapshot_term: _builtins.int = ...,
         snapshot_size_bytes: _builtins.int = ...,
+        watchers: _builtins.int = ...,
+        leases: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "commit_index", b"commit_index", "header", b"header", "is_learner", b"is_learner", "leader", b"leader", "log_entries", b"log_entries", "log_first_index", b"log_first_index", "log_last_index", b"log_last_index", "log_size_bytes", b"log_size_bytes", "role", b"role", "snapshot_index", b"snapshot_index", "snapshot_size_bytes", b"snapshot_size_bytes", "snapshot_term", b"snapshot_term", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "commit_index", b"commit_index", "header", b"header", "is_learner", b"is_learner", "leader", b"leader", "leases", b"leases", "log_entries", b"log_entries", "log_first_index", b"log_first_index", "log_last_index", b"log_last_index", "log_size_bytes", b"log_size_bytes", "role", b"role", "snapshot_index", b"snapshot_index", "snapshot_size_bytes", b"snapshot_size_bytes", "snapshot_term", b"snapshot_term", "version", b"version", "watchers", b"watchers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

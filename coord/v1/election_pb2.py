@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from coord.v1 import common_pb2 as coord_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63oord/v1/election.proto\x12\x08\x63oord.v1\x1a\x15\x63oord/v1/common.proto\"I\n\tLeaderKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lease\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\x04\x12\x10\n\x08revision\x18\x04 \x01(\x03\"E\n\x17\x45lectionCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lease\x18\x02 \x01(\x03\x12\r\n\x05value\x18\x03 \x01(\x0c\"i\n\x18\x45lectionCampaignResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12#\n\x06leader\x18\x02 \x01(\x0b\x32\x13.coord.v1.LeaderKey\"M\n\x17\x45lectionProclaimRequest\x12#\n\x06leader\x18\x01 \x01(\x0b\x32\x13.coord.v1.LeaderKey\x12\r\n\x05value\x18\x02 \x01(\x0c\"D\n\x18\x45lectionProclaimResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\";\n\x15\x45lectionLeaderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cserializable\x18\x02 \x01(\x08\"v\n\x16\x45lectionLeaderResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12#\n\x06leader\x18\x02 \x01(\x0b\x32\x13.coord.v1.LeaderKey\x12\r\n\x05value\x18\x03 \x01(\x0c\"&\n\x16\x45lectionObserveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"w\n\x17\x45lectionObserveResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12#\n\x06leader\x18\x02 \x01(\x0b\x32\x13.coord.v1.LeaderKey\x12\r\n\x05value\x18\x03 \x01(\x0c\"<\n\x15\x45lectionResignRequest\x12#\n\x06leader\x18\x01 \x01(\x0b\x32\x13.coord.v1.LeaderKey\"B\n\x16\x45lectionResignResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader2\x9c\x03\n\x08\x45lection\x12Q\n\x08\x43\x61mpaign\x12!.coord.v1.ElectionCampaignRequest\x1a\".coord.v1.ElectionCampaignResponse\x12Q\n\x08Proclaim\x12!.coord.v1.ElectionProclaimRequest\x1a\".coord.v1.ElectionProclaimResponse\x12K\n\x06Leader\x12\x1f.coord.v1.ElectionLeaderRequest\x1a .coord.v1.ElectionLeaderResponse\x12P\n\x07Observe\x12 .coord.v1.ElectionObserveRequest\x1a!.coord.v1.ElectionObserveResponse0\x01\x12K\n\x06Resign\x12\x1f.coord.v1.ElectionResignRequest\x1a .coord.v1.ElectionResignResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63oord/v1/election.proto\x12\x08\x63oord.v1\x1a\x15\x63oord/v1/common.proto\"I\n\tLeaderKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lease\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\x04\x12\x10\n\x08revision\x18\x04 \x01(\x03\"E\n\x17\x45lectionCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lease\x18\x02 \x01(\x03\x12\r\n\x05value\x18\x03 \x01(\x0c\"i\n\x18\x45lectionCampaignResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12#\n\x06leader\x18\x02 \x01(\x0b\x32\x13.coord.v1.LeaderKey\"M\n\x17\x45lectionProclaimRequest\x12#\n\x06leader\x18\x01 \x01(\x0b\x32\x13.coord.v1.LeaderKey\x12\r\n\x05value\x18\x02 \x01(\x0c\"D\n\x18\x45lectionProclaimResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\"O\n\x15\x45lectionLeaderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cserializable\x18\x02 \x01(\x08\x12\x12\n\ncandidates\x18\x03 \x01(\x08\"R\n\x11\x45lectionCandidate\x12\r\n\x05lease\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\r\n\x05token\x18\x04 \x01(\x03\"\xa7\x01\n\x16\x45lectionLeaderResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12#\n\x06leader\x18\x02 \x01(\x0b\x32\x13.coord.v1.LeaderKey\x12\r\n\x05value\x18\x03 \x01(\x0c\x12/\n\ncandidates\x18\x04 \x03(\x0b\x32\x1b.coord.v1.ElectionCandidate\"&\n\x16\x45lectionObserveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"w\n\x17\x45lectionObserveResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12#\n\x06leader\x18\x02 \x01(\x0b\x32\x13.coord.v1.LeaderKey\x12\r\n\x05value\x18\x03 \x01(\x0c\"<\n\x15\x45lectionResignRequest\x12#\n\x06leader\x18\x01 \x01(\x0b\x32\x13.coord.v1.LeaderKey\"B\n\x16\x45lectionResignResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader2\x9c\x03\n\x08\x45lection\x12Q\n\x08\x43\x61mpaign\x12!.coord.v1.ElectionCampaignRequest\x1a\".coord.v1.ElectionCampaignResponse\x12Q\n\x08Proclaim\x12!.coord.v1.ElectionProclaimRequest\x1a\".coord.v1.ElectionProclaimResponse\x12K\n\x06Leader\x12\x1f.coord.v1.ElectionLeaderRequest\x1a .coord.v1.ElectionLeaderResponse\x12P\n\x07Observe\x12 .coord.v1.ElectionObserveRequest\x1a!.coord.v1.ElectionObserveResponse0\x01\x12K\n\x06Resign\x12\x1f.coord.v1.ElectionResignRequest\x1a .coord.v1.ElectionResignResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,17 +43,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ELECTIONPROCLAIMRESPONSE']._serialized_start=392
   _globals['_ELECTIONPROCLAIMRESPONSE']._serialized_end=460
   _globals['_ELECTIONLEADERREQUEST']._serialized_start=462
-  _globals['_ELECTIONLEADERREQUEST']._serialized_end=521
-  _globals['_ELECTIONLEADERRESPONSE']._serialized_start=523
-  _globals['_ELECTIONLEADERRESPONSE']._serialized_end=641
-  _globals['_ELECTIONOBSERVEREQUEST']._serialized_start=643
-  _globals['_ELECTIONOBSERVEREQUEST']._serialized_end=681
-  _globals['_ELECTIONOBSERVERESPONSE']._serialized_start=683
-  _globals['_ELECTIONOBSERVERESPONSE']._serialized_end=802
-  _globals['_ELECTIONRESIGNREQUEST']._serialized_start=804
-  _globals['_ELECTIONRESIGNREQUEST']._serialized_end=864
-  _globals['_ELECTIONRESIGNRESPONSE']._serialized_start=866
-  _globals['_ELECTIONRESIGNRESPONSE']._serialized_end=932
-  _globals['_ELECTION']._serialized_start=935
-  _globals['_ELECTION']._serialized_end=1347
+  _globals['_ELECTIONLEADERREQUEST']._serialized_end=541
+  _globals['_ELECTIONCANDIDATE']._serialized_start=543
+  _globals['_ELECTIONCANDIDATE']._serialized_end=625
+  _globals['_ELECTIONLEADERRESPONSE']._serialized_start=628
+  _globals['_ELECTIONLEADERRESPONSE']._serialized_end=795
+  _globals['_ELECTIONOBSERVEREQUEST']._serialized_start=797
+  _globals['_ELECTIONOBSERVEREQUEST']._serialized_end=835
+  _globals['_ELECTIONOBSERVERESPONSE']._serialized_start=837
+  _globals['_ELECTIONOBSERVERESPONSE']._serialized_end=956
+  _globals['_ELECTIONRESIGNREQUEST']._serialized_start=958
+  _globals['_ELECTIONRESIGNREQUEST']._serialized_end=1018
+  _globals['_ELECTIONRESIGNRESPONSE']._serialized_start=1020
+  _globals['_ELECTIONRESIGNRESPONSE']._serialized_end=1086
+  _globals['_ELECTION']._serialized_start=1089
+  _globals['_ELECTION']._serialized_end=1501
 # @@protoc_insertion_point(module_scope)

@@ -15,9 +15,11 @@ leadership and as a fencing token. Conventions (leader, exactly-once, errors, li
 are in common.proto.
 """
 
+from collections import abc as _abc
 from coord.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -188,25 +190,65 @@ class ElectionLeaderRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     SERIALIZABLE_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """name is the name of the election."""
     serializable: _builtins.bool
     """serializable, when true, lets the answering member reply from its own state, which
     may be stale; by default the answer is linearizable.
     """
+    candidates: _builtins.bool
+    """candidates, when true, also lists every campaigner of the election in queue order,
+    the leader first.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         serializable: _builtins.bool = ...,
+        candidates: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "serializable", b"serializable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "name", b"name", "serializable", b"serializable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ElectionLeaderRequest: _TypeAlias = ElectionLeaderRequest  # noqa: Y015
+
+@_typing.final
+class ElectionCandidate(_message.Message):
+    """ElectionCandidate is one campaigner of an election."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    lease: _builtins.int
+    """lease is the ID of the lease the candidacy is bound to."""
+    value: _builtins.bytes
+    """value is the value the candidate campaigns (or, as leader, proclaims) with."""
+    revision: _builtins.int
+    """revision is the store revision when the candidate joined the queue."""
+    token: _builtins.int
+    """token is the leadership's fencing token for the leader; 0 for a candidate that waits."""
+    def __init__(
+        self,
+        *,
+        lease: _builtins.int = ...,
+        value: _builtins.bytes = ...,
+        revision: _builtins.int = ...,
+        token: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "revision", b"revision", "token", b"token", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ElectionCandidate: _TypeAlias = ElectionCandidate  # noqa: Y015
 
 @_typing.final
 class ElectionLeaderResponse(_message.Message):
@@ -217,6 +259,7 @@ class ElectionLeaderResponse(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     LEADER_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
     value: _builtins.bytes
     """value is the current leader's value; empty when nobody leads."""
     @_builtins.property
@@ -227,16 +270,23 @@ class ElectionLeaderResponse(_message.Message):
     def leader(self) -> Global___LeaderKey:
         """leader identifies the current leadership; unset when nobody leads."""
 
+    @_builtins.property
+    def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___ElectionCandidate]:
+        """candidates lists every campaigner in queue order, the leader first, when the request
+        asked for them; empty otherwise.
+        """
+
     def __init__(
         self,
         *,
         header: _common_pb2.ResponseHeader | None = ...,
         leader: Global___LeaderKey | None = ...,
         value: _builtins.bytes = ...,
+        candidates: _abc.Iterable[Global___ElectionCandidate] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "leader", b"leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "leader", b"leader", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "header", b"header", "leader", b"leader", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,6 +1,6 @@
 """AsyncClient: the asyncio client of coord, one object for every service.
 
-    async with AsyncClient() as client:          # $COORD_ENDPOINTS, else 127.0.0.1:7001-7003
+    async with AsyncClient() as client:          # $COORD_ENDPOINTS, else the local defaults
         await client.put("greeting", "hello")
         kv = await client.get("greeting")
 
@@ -14,6 +14,7 @@ design (locks, campaigns) wait without limit unless given a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Coroutine, Sequence
@@ -30,6 +31,7 @@ from ..tls import TLSConfig
 from ..txn import TxnBuilder
 from ..types import (
     Bytes,
+    Candidate,
     DeleteResult,
     EndpointHealth,
     EndpointStatus,
@@ -102,7 +104,8 @@ class AsyncClient:
     """The asyncio client; see the module docstring.
 
     ``endpoints``: a list of "host:port", or one comma-separated string; default
-    ``$COORD_ENDPOINTS``, else `make cluster`'s 127.0.0.1:7001-7003. ``timeout``: the
+    ``$COORD_ENDPOINTS``, else a local cluster: a bare ``coord-server`` (127.0.0.1:7379) or
+    `make cluster`'s 127.0.0.1:7001-7003, whichever answers. ``timeout``: the
     default for every call, in seconds. ``token``: the bearer token sent with every call
     and stream when the cluster has authentication on; default ``$COORD_TOKEN``. ``tls``: a
     TLSConfig (CA, client certificate and key) for a cluster serving TLS; None: plain
@@ -404,6 +407,15 @@ class AsyncClient:
         response = await self._transport.call(lambda s: s.election.Leader, request, timeout=timeout)
         return _leader(response.leader, response.value) if response.HasField("leader") else None
 
+    async def candidates(
+        self, name: str, *, serializable: bool = False, timeout: float | None = None
+    ) -> list[Candidate]:
+        """Every campaigner of an election in queue order, the leader first (empty when
+        nobody campaigns)."""
+        request = election_pb2.ElectionLeaderRequest(name=name, serializable=serializable, candidates=True)
+        response = await self._transport.call(lambda s: s.election.Leader, request, timeout=timeout)
+        return [Candidate(c.lease, c.value, c.revision, c.token) for c in response.candidates]
+
     def observe(self, name: str, *, timeout: float | None = None) -> Observation:
         """An async iterator over the leadership of an election: the current state, then
         every change (``None`` while nobody leads)."""
@@ -517,7 +529,7 @@ class AsyncClient:
         except errors.CoordError:
             members = []
         targets: list[tuple[str, str]] = [(m.client_address, m.name) for m in members]
-        for e in self._transport.endpoints:
+        for e in self._unlisted_endpoints(members):
             if e not in {a for a, _ in targets}:
                 targets.append((e, ""))
 
@@ -550,4 +562,21 @@ class AsyncClient:
             except errors.CoordError as err:
                 return EndpointHealth(address, False, time.monotonic() - start, f"{type(err).__name__}: {err}")
 
-        return list(await asyncio.gather(*(one(e) for e in (endpoints or self._transport.endpoints))))
+        if not endpoints:
+            endpoints = await self._endpoints_to_check()
+        return list(await asyncio.gather(*(one(e) for e in endpoints)))
+
+    def _unlisted_endpoints(self, members: Sequence[Member]) -> list[str]:
+        """Configured endpoints to report on besides the members: all of them, unless they
+        are the built-in defaults (candidates for a local cluster, not all expected to run)
+        and a member list was found."""
+        return [] if self._transport.defaulted and members else list(self._transport.endpoints)
+
+    async def _endpoints_to_check(self) -> list[str]:
+        """The configured endpoints; with the built-in defaults, the members' addresses."""
+        if self._transport.defaulted:
+            with contextlib.suppress(errors.CoordError):
+                members = await self.members()
+                if members:
+                    return [m.client_address for m in members]
+        return list(self._transport.endpoints)

@@ -159,14 +159,14 @@ class Watch:
             if response.compacted_revision:
                 self._closed = True
                 raise errors.Compacted(
-                    f"watch of {self.key!r} cannot resume from revision {self.revision + 1}: "
+                    f"watch of {errors.shown(self.key)} cannot resume from revision {self.revision + 1}: "
                     f"history before {response.compacted_revision} was compacted",
                     compacted_revision=response.compacted_revision,
                 )
             if self._closed:
                 return
             # Cancelled by the member (a slow reader, a stopping member): Rule 2.
-            log.info("watch of %r cancelled by %s (%s); resuming", self.key, self._address, response.cancel_reason)
+            log.info("watch of %s cancelled by %s (%s); resuming", errors.shown(self.key), self._address, response.cancel_reason)
             return
         for pb in response.events:
             event = _event(pb)
@@ -222,7 +222,7 @@ class Watch:
                     if response.compacted_revision:
                         self._closed = True
                         raise errors.Compacted(
-                            f"cannot watch {self.key!r} from revision {create.start_revision}: history before "
+                            f"cannot watch {errors.shown(self.key)} from revision {create.start_revision}: history before "
                             f"{response.compacted_revision} was compacted",
                             compacted_revision=response.compacted_revision,
                         )
@@ -237,6 +237,6 @@ class Watch:
                 return
             if time.monotonic() >= deadline:
                 what = "create" if not self._started else "resume"
-                raise errors.Unavailable(f"could not {what} the watch of {self.key!r}: no member answered in time")
+                raise errors.Unavailable(f"could not {what} the watch of {errors.shown(self.key)}: no member answered in time")
             if not transport.failed(address, hint):
                 await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.monotonic())))

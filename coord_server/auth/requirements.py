@@ -43,10 +43,18 @@ class Need:
         if self.kind != "keys":
             return f"{access} on {self.kind[:-1]} {start.decode(errors='replace')!r}"
         if end == start + b"\x00":
-            return f"{access} on key {start!r}"
+            return f"{access} on key {_shown(start)}"
         if end is None:
-            return f"{access} on keys from {start!r} on"
-        return f"{access} on keys [{start!r}, {end!r})"
+            return f"{access} on keys from {_shown(start)} on"
+        return f"{access} on keys [{_shown(start)}, {_shown(end)})"
+
+
+def _shown(data: bytes) -> str:
+    """A key in a message: quoted text when it is UTF-8, else hex; never b'...'."""
+    try:
+        return repr(data.decode())
+    except UnicodeDecodeError:
+        return "0x" + data.hex()
 
 
 ADMIN = Need("admin", (b"", None), True)
@@ -160,11 +168,21 @@ def lease_revoke_needs(state: Any, lease_id: int) -> list[Need]:
 
 
 def lease_attachment_needs(state: Any, request: Any) -> list[Need]:
-    """Lease.TimeToLive with ``attachments`` lists the lease's keys: read on each (etcd
-    fixed the same disclosure, CVE-2023-32082). Without it, any authenticated user."""
+    """Lease.TimeToLive with ``attachments`` lists the lease's keys, locks, elections and
+    ring members: read on each (etcd fixed the same disclosure for keys, CVE-2023-32082).
+    Without it, any authenticated user."""
     if not request.attachments:
         return []
-    return [_keys(key, b"", False) for key in _lease_keys(state, request.id) or ()]
+    keys = _lease_keys(state, request.id)
+    if keys is None:
+        return []
+    locks, elections, rings = state.lease_bindings(request.id)
+    return [
+        *(_keys(key, b"", False) for key in keys),
+        *(_name("locks", name, False) for name in locks),
+        *(_name("elections", name, False) for name in elections),
+        *(_name("rings", name, False) for name in rings),
+    ]
 
 
 def _lease_keys(state: Any, lease_id: int) -> Any:

@@ -6,3 +6,19 @@ channel, passing the caller's ``Authorization`` header on as gRPC metadata: vali
 auth, quotas and leader forwarding then apply exactly as they do on gRPC, and no HTTP
 handler touches the node or the state machine. This is how etcd's own gateway works.
 """
+
+from typing import Any
+
+
+def connect_surface(app: Any, ctx: Any) -> None:
+    """coord.v1 as Connect-protocol JSON (coord_server/http/connect.py)."""
+    from coord_server.http import connect
+
+    connect.add_routes(app, ctx)
+
+
+def dashboard_surface(app: Any, ctx: Any) -> None:
+    """The live dashboard at ``/`` (coord_server/http/dashboard.py)."""
+    from coord_server.http import dashboard as page
+
+    page.add_routes(app, ctx)

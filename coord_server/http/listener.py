@@ -26,12 +26,21 @@ MAX_BODY = 2 * 1024 * 1024
 JSON with base64 bytes is larger than the protobuf it carries."""
 
 
+SHUTDOWN_TIMEOUT = 1.0
+"""Seconds a stopping member waits for open HTTP streams (watch, observe) to end before
+cancelling them; their clients reconnect to another member."""
+
+
 @dataclass(frozen=True)
 class HttpContext:
     """What a surface needs to serve HTTP through the member's gRPC API."""
 
     channel: grpc.aio.Channel
-    """Loopback channel to this member's client port (TLS when the port has TLS)."""
+    """Loopback channel to this member's own services (coord_server/http/loopback.py)."""
+    member_credentials: grpc.ChannelCredentials | None = None
+    """Credentials for calling other members' client ports (their peer certificate and CA
+    when the cluster runs TLS; None: plain TCP). Used by the Connect surface's
+    ``Coord-Member`` routing, with which the dashboard reads every member's status."""
 
     def metadata(self, request: web.Request) -> tuple[tuple[str, str], ...]:
         """The gRPC metadata an HTTP request carries on: its bearer token, if any."""
@@ -40,6 +49,31 @@ class HttpContext:
 
 
 Surface = Callable[[web.Application, HttpContext], None]
+
+
+def server_ssl_context(cert_file: str, key_file: str, client_ca_file: str = "") -> ssl.SSLContext:
+    """HTTPS with the client listener's certificate; with ``client_ca_file``, callers must
+    present a certificate it signed, exactly as on the gRPC port (docs/security.md)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca_file:
+        context.load_verify_locations(client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def reload_ssl_context(context: ssl.SSLContext, cert_file: str, key_file: str, client_ca_file: str = "") -> None:
+    """After the client listener reloaded its files (tls_reload.py): new handshakes get
+    the new certificate and key; a new client CA is trusted too (one that was removed
+    stays trusted until the member restarts: OpenSSL's store only grows)."""
+    try:
+        context.load_cert_chain(cert_file, key_file)
+        if client_ca_file:
+            context.load_verify_locations(client_ca_file)
+    except (OSError, ssl.SSLError) as err:
+        log.warning("HTTPS listener: keeping the current certificate: %s", err)
+        return
+    log.info("HTTPS listener: certificate reloaded from %s", cert_file)
 
 
 class HttpListener:
@@ -51,10 +85,11 @@ class HttpListener:
         channel: grpc.aio.Channel,
         surfaces: Sequence[Surface],
         ssl_context: ssl.SSLContext | None = None,
+        member_credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.listen = listen
         self.port = 0
-        self.context = HttpContext(channel)
+        self.context = HttpContext(channel, member_credentials)
         self._ssl = ssl_context
         self.app = web.Application(client_max_size=MAX_BODY)
         for add_routes in surfaces:
@@ -63,7 +98,13 @@ class HttpListener:
 
     async def start(self) -> None:
         host, port = parse_address("http_listen", self.listen)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # handler_cancellation: a client that disconnects cancels its handler, which
+        # cancels the gRPC call behind it (a streaming call would otherwise run on
+        # unseen); shutdown_timeout bounds how long stopping waits for open streams.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, handler_cancellation=True,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl, reuse_address=True)
         try:
@@ -74,6 +115,10 @@ class HttpListener:
         server = site._server  # noqa: SLF001 - aiohttp exposes the bound port nowhere else
         self.port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
         log.info("HTTP on %s://%s:%d", "https" if self._ssl else "http", host, self.port)
+
+    def reload_tls(self, cert_file: str, key_file: str, client_ca_file: str = "") -> None:
+        if self._ssl is not None:
+            reload_ssl_context(self._ssl, cert_file, key_file, client_ca_file)
 
     async def close(self) -> None:
         if self._runner is not None:

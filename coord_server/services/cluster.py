@@ -137,6 +137,8 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
             log_first_index=st.first_index,
             log_last_index=st.last_index,
             log_entries=max(0, st.last_index - st.first_index + 1),
+            watchers=node.watch_hub.watcher_count,
+            leases=node.state.lease_count(),
         )
         storage = node.storage
         snapshot = storage.snapshot()

@@ -85,6 +85,11 @@ class ElectionService(election_pb2_grpc.ElectionServicer):
         key = state.leader_key()
         if key is not None:
             response.leader.CopyFrom(key)
+        if request.candidates:
+            response.candidates.extend(
+                election_pb2.ElectionCandidate(lease=lease, value=value, revision=revision, token=token)
+                for lease, value, revision, token in self.node.state.election_candidates(request.name)
+            )
         return self.headers.stamp(response, self.node.state.revision)  # type: ignore[return-value]
 
     async def Observe(

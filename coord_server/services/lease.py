@@ -78,6 +78,10 @@ def _lease_info(node: Any, request: lease_pb2.LeaseTimeToLiveRequest) -> lease_p
     response = lease_pb2.LeaseTimeToLiveResponse(id=request.id, granted_ttl=info.granted_ttl)
     if request.attachments:
         response.keys.extend(info.keys)
+        locks, elections, ring_members = node.state.lease_attachments(request.id)
+        response.locks.extend(locks)
+        response.elections.extend(elections)
+        response.ring_members.extend(lease_pb2.LeaseRingMember(ring=r, member_id=m) for r, m in ring_members)
     return response
 
 

@@ -195,6 +195,11 @@ class ElectionTable:
             return LeaderChange(name, 0, 0, 0, b"")
         return LeaderChange(name, c.lease, c.token, c.revision, c.value)
 
+    def candidates(self, name: str) -> list[Candidate]:
+        """Every candidate of ``name`` in queue order, the leader first."""
+        e = self._elections.get(name)
+        return list(e.candidates.values()) if e is not None else []
+
     def candidate(self, name: str, lease: int) -> Candidate | None:
         e = self._elections.get(name)
         return e.candidates.get(lease) if e is not None else None

@@ -121,6 +121,10 @@ class LockTable:
         """The locks ``lease`` holds or waits for (what its end would release)."""
         return sorted(self._by_lease.get(lease, ()))
 
+    def held_by_lease(self, lease: int) -> list[str]:
+        """The locks ``lease`` holds a permit of (not those it waits for)."""
+        return [n for n in self.names_of_lease(lease) if lease in self._locks[n].holder_of]
+
     def _grant(self, lock: Lock, lease: int, owner: str, index: int, revision: int) -> int:
         token = max(index, lock.last_token + 1)
         lock.last_token = token

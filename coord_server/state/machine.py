@@ -136,6 +136,10 @@ class StateMachine:
         """The key-value store's kept bytes, history included (MVCCStore.size_bytes)."""
         return self._store.size_bytes
 
+    def lease_count(self) -> int:
+        """How many leases are live (Cluster.Status)."""
+        return len(self._leases)
+
     @property
     def compact_revision(self) -> int:
         """The revision of the last compaction (reads below it fail), 0 if none."""
@@ -414,6 +418,15 @@ class StateMachine:
             raise NotFound(f"lease {lease_id} not found")
         return LeaseInfo(lease.ttl, sorted(lease.keys))
 
+    def lease_attachments(self, lease_id: int) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+        """(locks held, elections campaigned in or led, (ring, member ID) pairs) bound to
+        ``lease_id``: what LeaseTimeToLive lists besides the keys."""
+        return (
+            self._locks.held_by_lease(lease_id),
+            self._elections.names_of_lease(lease_id),
+            self._rings.members_of_lease(lease_id),
+        )
+
     def lease_bindings(self, lease_id: int) -> tuple[list[str], list[str], list[str]]:
         """(locks, elections, rings) that ``lease_id`` holds, waits for or is a member
         of: what its end releases, resigns or leaves besides deleting its keys."""
@@ -454,6 +467,11 @@ class StateMachine:
     def election_leader(self, name: str) -> LeaderChange:
         """The current leadership of ``name`` (lease 0 when nobody leads) and its value."""
         return self._elections.leader(name)
+
+    def election_candidates(self, name: str) -> list[tuple[int, bytes, int, int]]:
+        """(lease, value, revision, token) of every candidate of ``name`` in queue order,
+        the leader first (token 0 for those that wait)."""
+        return [(c.lease, c.value, c.revision, c.token) for c in self._elections.candidates(name)]
 
     def election_candidate(self, name: str, lease: int) -> tuple[int, int] | None:
         """(token, queued_at) of ``lease``'s candidacy in ``name`` (token 0 unless it

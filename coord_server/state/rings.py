@@ -98,6 +98,10 @@ class RingTable:
         """The rings ``lease`` has members in (what its end would remove)."""
         return sorted({ring for ring, _ in self._by_lease.get(lease, ())})
 
+    def members_of_lease(self, lease: int) -> list[tuple[str, str]]:
+        """(ring, member ID) of every ring member bound to ``lease``."""
+        return sorted(self._by_lease.get(lease, ()))
+
     def _changed(self, ring: Ring, index: int) -> None:
         ring.version = index
         if not ring.members:

@@ -52,9 +52,9 @@ def test_sync_and_async_clients_have_the_same_surface() -> None:
         assert sync[name] == aio[name], name
 
 
-def test_endpoints_come_from_the_argument_the_environment_or_make_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_endpoints_come_from_the_argument_the_environment_or_the_local_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COORD_ENDPOINTS", raising=False)
-    assert resolve_endpoints() == ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
+    assert resolve_endpoints() == ["127.0.0.1:7379", "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
     monkeypatch.setenv("COORD_ENDPOINTS", "10.0.0.1:1, http://10.0.0.2:2")
     assert resolve_endpoints() == ["10.0.0.1:1", "10.0.0.2:2"]
     assert resolve_endpoints(["h:3"]) == ["h:3"]

@@ -135,7 +135,7 @@ def test_elect_and_observe(cli_env: dict[str, str], ns: str) -> None:
     assert token > 0
     assert observer.wait(20) == 0
     second = json.loads(observer.stdout.read().splitlines()[0])  # type: ignore[union-attr]
-    assert second["value"] == "host-a" and second["token"] == token
+    assert second["leader"]["value"] == "host-a" and second["leader"]["token"] == token
 
 
 def test_watch_prints_events(run: InProcess, client: Client, ns: str) -> None:

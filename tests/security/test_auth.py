@@ -288,6 +288,22 @@ def test_revoking_a_lease_needs_write_on_its_locks_and_listing_its_keys_needs_re
     locker.revoke_lease(lease)
 
 
+def test_listing_a_leases_locks_elections_and_ring_members_needs_read_on_them(clients: dict[str, Client]) -> None:
+    """TimeToLive with attachments names the lease's locks, elections and ring members
+    too: a user must be allowed to read each, as for its keys."""
+    root, writer, locker = clients["root"], clients["writer_a"], clients["lockers"]
+    lease = root.grant_lease(60)
+    try:
+        with root.lock("jobs/attached", lease=lease):
+            root.ring_join("jobs/ring", "m1", lease=lease)
+            with pytest.raises(errors.PermissionDenied, match="jobs/attached"):
+                writer.lease_info(lease.id, attachments=True)
+            info = locker.lease_info(lease.id, attachments=True)  # locks, rings on jobs/: readwrite
+            assert info.locks == ("jobs/attached",) and info.ring_members == (("jobs/ring", "m1"),)
+    finally:
+        root.revoke_lease(lease)
+
+
 def test_a_member_joins_a_cluster_with_auth_on_with_an_admin_token(
     module_cluster, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
