@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "kv": ("bench.loadgen", "Put/Range against coord and etcd clusters, failover time"),
     "ring": ("bench.ring", "consistent-hash lookups/s next to uhashring; balance and movement"),
     "locks": ("bench.locks", "lock acquire+release cycles/s against coord, etcd and PySyncObj"),
+    "unary": ("bench.unary", "plain unary calls beside KV.Pipeline and etcd 3.5/3.4, server CPU per op"),
 }
 
 
