@@ -46,10 +46,7 @@ class LockService(lock_pb2_grpc.LockServicer):
         check_size(request)
         validation.validate_lock_acquire(request)
         client_id, seq = session_of(context)
-        wait = start_acquire(
-            self.node, self.hub, request, client_id, seq, deadline_of(context), getattr(self.node, "unary_batcher", None)
-        )
-        response, revision = acquire_response(self.node, await wait.future)
+        response, revision = await acquire(self.node, self.hub, request, client_id, seq, deadline_of(context))
         return self.headers.stamp(response, revision)  # type: ignore[return-value]
 
     @unary
@@ -69,20 +66,26 @@ class LockService(lock_pb2_grpc.LockServicer):
         return self.headers.stamp(response)  # type: ignore[return-value]
 
 
+async def acquire(
+    node: Any, hub: CoordHub, request: lock_pb2.LockAcquireRequest, client_id: str, seq: int, deadline: float
+) -> tuple[lock_pb2.LockAcquireResponse, int | None]:
+    """Lock.Acquire as a coroutine (the unary RPC): see ``start_acquire``."""
+    return acquire_response(node, await start_acquire(node, hub, request, client_id, seq, deadline).future)
+
+
 def start_acquire(
-    node: Any, hub: CoordHub, request: lock_pb2.LockAcquireRequest, client_id: str, seq: int, deadline: float,
-    batcher: Any = None,
+    node: Any, hub: CoordHub, request: lock_pb2.LockAcquireRequest, client_id: str, seq: int, deadline: float
 ) -> QueueWait:
     """Lock.Acquire, for the unary RPC and KV.Pipeline alike: propose, then wait in the
     queue until ``deadline`` (loop time; infinity for none). ``acquire_response`` turns
-    the outcome into the response. ``batcher``: the unary call's UnaryBatcher."""
+    the outcome into the response."""
     command = command_pb2.Command(client_id=client_id, seq=seq, lock_acquire=request)
     # An Acquire that will queue behind a held lock need not commit at once (Node.submit,
     # which only the leader honours).
     lazy = not request.no_wait and node.state.lock_would_queue(request.name, request.lease)
     return QueueWait(
         node, hub, "lock", request.name, request.lease, command,
-        lambda r: r.response.acquired or request.no_wait or not r.queued_at, deadline, lazy, batcher,
+        lambda r: r.response.acquired or request.no_wait or not r.queued_at, deadline, lazy,
     )
 
 

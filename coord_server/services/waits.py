@@ -78,11 +78,8 @@ class QueueWait:
         decided: Callable[[Any], bool],
         deadline: float,
         lazy: bool = False,
-        batcher: Any = None,
     ) -> None:
         self.node = node
-        self.batcher = batcher
-        """A unary call's UnaryBatcher (unary_batch.py), for a proposal that is not lazy."""
         self.hub = hub
         self.kind = kind
         self.name = name
@@ -110,12 +107,7 @@ class QueueWait:
         """Stage 1: the proposal, bounded by the deadline (by DEFAULT_TIMEOUT without one)."""
         left = self.deadline - self.loop.time() if self.deadline != math.inf else DEFAULT_TIMEOUT
         self._set_timer(max(0.0, left), self._proposal_expired)
-        data = command.SerializeToString()
-        if self.batcher is not None and not self.lazy:
-            pending = self.batcher.submit(data, left)
-        else:
-            pending = self.node.submit(data, left, lazy=self.lazy)
-        pending.add_done_callback(self._proposed)
+        self.node.submit(command.SerializeToString(), left, lazy=self.lazy).add_done_callback(self._proposed)
 
     def _proposed(self, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled() or fut.exception() is not None:
