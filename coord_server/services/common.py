@@ -291,16 +291,18 @@ async def bounded(awaitable: Awaitable[T], timeout: float, what: str) -> T:
         raise DeadlineExceeded(f"the deadline passed before {what}") from None
 
 
-async def propose(node: Any, command: command_pb2.Command, context: Context | None) -> Any:
+async def propose(node: Any, command: command_pb2.Command, context: Context | None, *, batched: bool = False) -> Any:
     """Propose ``command`` (forwarded when this node follows) and return the response in
-    its CommandResult; raise the CommandResult's error. Headers are not stamped."""
-    return await propose_within(node, command, timeout_of(context))
+    its CommandResult; raise the CommandResult's error. Headers are not stamped.
+
+    ``batched``: through the member's UnaryBatcher (services/unary_batch.py), for calls
+    many independent clients make at once (KV writes)."""
+    return await propose_within(node, command, timeout_of(context), batched=batched)
 
 
-async def propose_within(node: Any, command: command_pb2.Command, timeout: float) -> Any:
-    """``propose`` with a timeout in seconds rather than a call's deadline. Through the
-    member's UnaryBatcher (services/unary_batch.py) when the services have one."""
-    batcher = getattr(node, "unary_batcher", None)
+async def propose_within(node: Any, command: command_pb2.Command, timeout: float, *, batched: bool = False) -> Any:
+    """``propose`` with a timeout in seconds rather than a call's deadline."""
+    batcher = getattr(node, "unary_batcher", None) if batched else None
     pending = node.propose(command, timeout) if batcher is None else batcher.submit(command.SerializeToString(), timeout)
     result = await bounded(pending, timeout, PROPOSAL_PENDING)
     return response_of(result)
@@ -320,10 +322,10 @@ def response_of(result: command_pb2.CommandResult) -> Any:
     return getattr(result, which)
 
 
-async def read_barrier(node: Any, context: Context | None) -> None:
-    """Linearizable read point (ReadIndex); works on followers too. Concurrent calls share
-    a round through the member's UnaryBatcher when the services have one."""
+async def read_barrier(node: Any, context: Context | None, *, batched: bool = False) -> None:
+    """Linearizable read point (ReadIndex); works on followers too. ``batched``: through
+    the member's UnaryBatcher (KV.Range), so that concurrent calls share a round."""
     timeout = timeout_of(context)
-    batcher = getattr(node, "unary_batcher", None)
+    batcher = getattr(node, "unary_batcher", None) if batched else None
     pending = node.read_barrier() if batcher is None else batcher.read_barrier(timeout)
     await bounded(pending, timeout, "the read could be confirmed with a quorum")

@@ -8,7 +8,6 @@ member no longer leads), so a domain error is wrapped rather than becoming INTER
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from coord.v1 import lease_pb2
 from coord_server.errors import CoordError, InvalidArgument, Unavailable
 from coord_server.state import validation
 
-from .common import DEFAULT_TIMEOUT, as_coord_error, bounded, status_of
+from .common import DEFAULT_TIMEOUT, as_coord_error, bounded
 from .lease import keepalive_on_leader, time_to_live_on_leader
 
 ForwardHandler = Callable[[int, bytes, "float | None"], Awaitable[bytes]]
@@ -28,7 +27,7 @@ ForwardHandler = Callable[[int, bytes, "float | None"], Awaitable[bytes]]
 def make_forward_handler(node: Any) -> ForwardHandler:
     async def handle(kind: int, payload: bytes, timeout: float | None) -> bytes:
         try:
-            return await bounded(_handle(node, kind, payload, timeout), timeout or DEFAULT_TIMEOUT, "the leader answered")
+            return await bounded(_handle(node, kind, payload), timeout or DEFAULT_TIMEOUT, "the leader answered")
         except CoordError:
             raise
         except Exception as exc:  # noqa: BLE001 - domain errors keep their code
@@ -44,22 +43,7 @@ def _parse(message_type: Any, payload: bytes) -> Any:
         raise InvalidArgument(f"undecodable forwarded {message_type.DESCRIPTOR.name}: {err}") from None
 
 
-async def _through_batcher(batcher: Any, items: list[bytes], timeout: float | None) -> list[command_pb2.CommandResult]:
-    """A follower's forwarded batch, in this member's next unary batch (unary_batch.py
-    Rule 4); each outcome a CommandResult, a failure becoming its ``error``."""
-    limit = timeout or DEFAULT_TIMEOUT
-    outcomes = await asyncio.gather(*(batcher.submit_local(data, limit) for data in items), return_exceptions=True)
-    results = []
-    for outcome in outcomes:
-        if isinstance(outcome, command_pb2.CommandResult):
-            results.append(outcome)
-        else:
-            code, message, _ = status_of(outcome)
-            results.append(command_pb2.CommandResult(error=command_pb2.CommandError(code=code.value[0], message=message)))
-    return results
-
-
-async def _handle(node: Any, kind: int, payload: bytes, timeout: float | None = None) -> bytes:
+async def _handle(node: Any, kind: int, payload: bytes) -> bytes:
     if not node.is_leader:
         raise Unavailable("this member is not the leader", node.leader_address())
     if kind == raft_pb2.FORWARD_KIND_PROPOSE:
@@ -71,11 +55,7 @@ async def _handle(node: Any, kind: int, payload: bytes, timeout: float | None = 
         # The follower validated each command at its edge, and apply re-validates: the
         # leader does not parse them again (it is the busiest member).
         batch = _parse(raft_pb2.ForwardBatch, payload)
-        batcher = getattr(node, "unary_batcher", None)
-        if batcher is None:
-            results = await node.propose_local_many(list(batch.items))
-        else:
-            results = await _through_batcher(batcher, list(batch.items), timeout)
+        results = await node.propose_local_many(list(batch.items))
         return raft_pb2.ForwardBatch(items=[r.SerializeToString() for r in results]).SerializeToString()  # type: ignore[no-any-return]
     if kind == raft_pb2.FORWARD_KIND_LEASE_KEEP_ALIVE:
         request = _parse(lease_pb2.LeaseKeepAliveRequest, payload)

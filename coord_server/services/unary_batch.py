@@ -8,19 +8,22 @@ many to a message and share those. Unary calls arrive one per handler task, spre
 loop iterations, so the node proposes whatever came since its last Ready: a few
 entries a batch where the Pipeline's come twenty or more (bench/unary.py).
 
-Rule 1: while a batch of this member's unary writes is in flight (proposed or forwarded,
-        not yet answered), new ones wait here; when it is answered, everything that
-        waited goes to the node as the next batch (one proposal batch, or on a follower
-        one Forward call). With nothing in flight a write goes at once, so a lone call
-        pays no delay.
-Rule 2: reads likewise: linearizable reads that come while this member's ReadIndex
+Rule 1: while a batch of this member's unary KV writes is in flight (proposed or
+        forwarded, not yet answered), new ones wait here; when it is answered,
+        everything that waited goes to the node as the next batch (one proposal batch,
+        or on a follower one Forward call). With nothing in flight a write goes at
+        once, so a lone call pays no delay.
+Rule 2: linearizable KV reads likewise: those that come while this member's ReadIndex
         round is in flight share the next round.
-Rule 3: ``MAX_IN_FLIGHT`` batches may be in flight at once, so a slow batch does not stall
-        the next one's disk write; a batch that is not answered within its longest
-        timeout frees its slot anyway (the node fails its operations on its own).
-Rule 4: on the leader, the writes followers forward (each follower's batch, services/
-        forward.py) join the same window, so the whole cluster's writes of one commit
-        round become one proposal batch.
+Rule 3: one batch (``MAX_IN_FLIGHT``) in flight at once: with 2 or 4, puts and gets at 64
+        cost more server CPU each (bench/unary.py, alternating runs). A batch not
+        answered within its longest timeout frees its slot anyway (the node fails its
+        operations on its own).
+Rule 4: only the KV service batches. Lock, lease, election and ring calls come in
+        sequences (an acquire, then its release), where waiting for the member's
+        previous batch only adds a commit round: lock cycles at 16 fell from 237-326
+        to 149-212/s batched, at the same CPU per cycle. A leader does not hold the
+        batches followers forward either: they were batched at the follower.
 Rule 5: each operation keeps its own deadline and outcome; one that gave up while
         waiting here (its call was cancelled) is never submitted.
 """
@@ -30,8 +33,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
-
-from coord_server.errors import Unavailable
 
 MAX_IN_FLIGHT = 1
 """Batches of unary writes (or read rounds) in flight at once per member."""
@@ -132,31 +133,15 @@ class UnaryBatcher:
 
     def submit(self, data: bytes, timeout: float) -> asyncio.Future[Any]:
         """A future of the CommandResult for serialized command ``data`` (Rule 1)."""
-        return self.writes.add((data, False), timeout)
-
-    def submit_local(self, data: bytes, timeout: float) -> asyncio.Future[Any]:
-        """``submit`` for a write a follower forwarded here: it joins this member's next
-        batch, and fails with Unavailable (naming the leader) rather than travel on if
-        this member no longer leads when the batch goes."""
-        return self.writes.add((data, True), timeout)
+        return self.writes.add(data, timeout)
 
     def read_barrier(self, timeout: float) -> asyncio.Future[Any]:
         """A future resolved at a linearizable read point (Rule 2)."""
         return self.reads.add(None, timeout)
 
-    def _submit_writes(self, batch: list[tuple[tuple[bytes, bool], float]]) -> list[asyncio.Future[Any]]:
-        node = self.node
-        submit = node.submit
-        leads = node.is_leader
-        out = []
-        for (data, local), timeout in batch:
-            if local and not leads:
-                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                fut.set_exception(Unavailable("this member is not the leader", node.leader_address()))
-                out.append(fut)
-            else:
-                out.append(submit(data, timeout))
-        return out
+    def _submit_writes(self, batch: list[tuple[bytes, float]]) -> list[asyncio.Future[Any]]:
+        submit = self.node.submit
+        return [submit(data, timeout) for data, timeout in batch]
 
     def _start_reads(self, batch: list[tuple[None, float]]) -> list[asyncio.Future[Any]]:
         barrier = self.node.read_barrier_future()
