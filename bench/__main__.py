@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "storage": ("bench.storage", "WAL append and fsync rates, recovery time"),
     "kv": ("bench.loadgen", "Put/Range against coord and etcd clusters, failover time"),
     "ring": ("bench.ring", "consistent-hash lookups/s next to uhashring; balance and movement"),
+    "leases": ("bench.leases", "many leases kept alive by few clients, coord next to etcd; an expiry storm"),
     "locks": ("bench.locks", "lock acquire+release cycles/s against coord, etcd and PySyncObj"),
     "unary": ("bench.unary", "plain unary calls beside KV.Pipeline and etcd 3.5/3.4, server CPU per op"),
 }

@@ -159,14 +159,16 @@ class CoordCluster(MemberProcesses):
 
 COORD_PATH = {"path": "pipeline"}
 """How coord's driver sends operations: "pipeline" (KV.Pipeline, the path coord_client
-uses) or "unary" (one KV.Put/Range call per operation, as etcd's driver does)."""
+uses), "unary" (one KV.Put/Range call per operation, as etcd's driver does) or
+"etcd-api" (one etcdserverpb.KV call per operation: coord's etcd API, docs/etcd.md)."""
+_COORD_SYSTEM_OF_PATH = {"unary": "coord-unary", "etcd-api": "coord-etcd"}
 
 
 def _paths(system: str) -> tuple[str, str, str | None]:
     """(put method, range method, leader metadata key) of ``system``."""
     if system in ("coord", "coord-unary"):
         return "/coord.v1.KV/Put", "/coord.v1.KV/Range", "coord-leader"
-    if system == "etcd":
+    if system in ("etcd", "coord-etcd"):
         from bench import etcd
 
         return etcd.PUT, etcd.RANGE, None
@@ -396,7 +398,9 @@ class Workers:
         self.processes: list[Any] = []
         for w, share in enumerate(s for s in shares if s):
             parent, child = ctx.Pipe()
-            system = "coord-unary" if cluster.system == "coord" and COORD_PATH["path"] == "unary" else cluster.system
+            system = cluster.system
+            if system == "coord":
+                system = _COORD_SYSTEM_OF_PATH.get(COORD_PATH["path"], system)
             cfg = WorkerConfig(system, cluster.endpoints(), op, share, w, op_timeout, record_attempts, seed=w)
             p = ctx.Process(target=_worker_main, args=(child, cfg, self.kill_time), daemon=True)
             p.start()
@@ -675,8 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="repeat the whole comparison this many times and add medians over the rounds (default: 1)")
     parser.add_argument("--json", help="also write the results to this file (a list of rounds with --rounds > 1)")
     parser.add_argument(
-        "--coord-path", choices=("pipeline", "unary"), default="pipeline",
-        help="coord's client path: KV.Pipeline as coord_client sends it (default), or one unary call per op",
+        "--coord-path", choices=("pipeline", "unary", "etcd-api"), default="pipeline",
+        help="coord's client path: KV.Pipeline as coord_client sends it (default), one unary call per op, "
+        "or one call per op through coord's etcd API",
     )
     return parser
 

@@ -27,9 +27,9 @@ follower applies (heartbeats carry the commit index too).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
+from coord_server.clock import LOOP_CLOCK, Clock, Timer
 from coord_server.raft import Message, MessageType
 
 COMMIT_NOTICE_DELAY = 0.002
@@ -43,11 +43,13 @@ _CARRIERS = (MessageType.APP, MessageType.HEARTBEAT)
 class CommitNotices:
     """The COMMITs a leader holds back, by follower (module docstring)."""
 
-    def __init__(self, send: Callable[[list[Message]], None], delay: float = COMMIT_NOTICE_DELAY) -> None:
+    def __init__(self, send: Callable[[list[Message]], None], delay: float = COMMIT_NOTICE_DELAY,
+                 clock: Clock = LOOP_CLOCK) -> None:
         self._send = send
         self.delay = delay
+        self._clock = clock
         self._held: dict[int, Message] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
 
     def filter(self, messages: list[Message]) -> list[Message]:
         """``messages`` to send now: the COMMITs among them are held (Rule 1), and a held
@@ -64,7 +66,7 @@ class CommitNotices:
                 del self._held[m.to]
             now.append(m)
         if self._held and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.delay, self._flush)
+            self._timer = self._clock.call_later(self.delay, self._flush)
         return now
 
     @property

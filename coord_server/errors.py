@@ -26,13 +26,6 @@ class Unavailable(CoordError):
         self.leader_address = leader_address
 
 
-class OutcomeUnknown(CoordError):
-    """The request may or may not have been applied (the deadline passed while it was in
-    flight). Retry with the same client id and sequence to learn which."""
-
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
 class InvalidArgument(CoordError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 

@@ -7,15 +7,32 @@ Rule 1: only a leader keeps deadlines. A node that becomes leader starts every l
         at ``ttl + extension`` (one election timeout): a client whose keepalives went to the
         old leader must not lose its lease because of the change (DESIGN.md "Lease").
 Rule 2: a keepalive is answered only after the leader confirmed its leadership with a
-        quorum (the node does that before calling ``keepalive``), so a deposed leader never
-        promises a TTL the new leader then breaks (etcd issue #12528).
+        quorum (services/lease_renewals.py does that before calling ``keepalive``), so a
+        deposed leader never promises a TTL the new leader then breaks (etcd issue #12528).
 Rule 3: an expired lease is reported once per ``retry_after`` seconds until its revocation
         is applied, so a lost proposal is retried without flooding the log.
+Rule 4: the cost follows the work, not the number of leases. A renewal is one dict store;
+        finding expired leases pops a heap of deadlines (each lease has one entry, moved
+        forward lazily when it surfaces and the lease was renewed meanwhile), so a tick
+        with nothing due costs O(1) however many leases are kept alive.
+Rule 5: ``expired`` reports at most ``limit`` leases per call: an expiry storm becomes a
+        series of bounded LeaseExpire entries, one per tick, rather than one entry whose
+        apply stalls the event loop (and every heartbeat and client behind it).
+Rule 6: a renewal is judged by when it arrived, not when its batch was confirmed: one that
+        waited in the leader's queue past the deadline still counts unless the expiry
+        was already reported (services/lease_renewals.py passes the arrival time).
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Callable, Iterable
+
+EXPIRE_CHUNK = 500
+"""The most leases one ``expired`` call reports (Rule 5): one LeaseExpire entry per tick
+(20 ms) of at most this many leases, so even 100,000 leases expiring at once are revoked
+within a few seconds while each entry applies in a few milliseconds."""
 
 
 class LeaseTimers:
@@ -24,40 +41,67 @@ class LeaseTimers:
         self._retry_after = retry_after
         self._deadline: dict[int, float] = {}
         self._ttl: dict[int, int] = {}
-        self._reported: dict[int, float] = {}
+        self._heap: list[tuple[float, int]] = []
+        """(deadline when pushed, lease id) (Rule 4); an entry counts only while it
+        matches ``_scheduled`` (others are left over from a revoked lease)."""
+        self._scheduled: dict[int, float] = {}
+        self._due: deque[tuple[float, int]] = deque()
+        """(report at, lease id) of expired leases, in report order (Rule 3); an entry
+        counts only while it matches ``_report_at``."""
+        self._report_at: dict[int, float] = {}
         self.active = False
 
     def start(self, leases: Iterable[tuple[int, int]], extension: float) -> None:
         """Become the keeper (Rule 1)."""
         now = self._clock()
         self.active = True
-        self._deadline = {lid: now + ttl + extension for lid, ttl in leases}
-        self._ttl = {lid: ttl for lid, ttl in leases}
-        self._reported = {}
+        self._ttl = dict(leases)
+        self._deadline = {lid: now + ttl + extension for lid, ttl in self._ttl.items()}
+        self._scheduled = dict(self._deadline)
+        self._heap = [(deadline, lid) for lid, deadline in self._deadline.items()]
+        heapq.heapify(self._heap)
+        self._due = deque()
+        self._report_at = {}
 
     def stop(self) -> None:
         self.active = False
         self._deadline.clear()
         self._ttl.clear()
-        self._reported.clear()
+        self._heap = []
+        self._scheduled.clear()
+        self._due.clear()
+        self._report_at.clear()
 
     def granted(self, lease_id: int, ttl: int) -> None:
         if self.active:
             self._ttl[lease_id] = ttl
-            self._deadline[lease_id] = self._clock() + ttl
+            self._deadline[lease_id] = deadline = self._clock() + ttl
+            self._report_at.pop(lease_id, None)
+            if lease_id not in self._scheduled:
+                self._scheduled[lease_id] = deadline
+                heapq.heappush(self._heap, (deadline, lease_id))
 
     def revoked(self, lease_id: int) -> None:
+        # Its heap and due entries no longer count; they are dropped when they surface.
         self._deadline.pop(lease_id, None)
         self._ttl.pop(lease_id, None)
-        self._reported.pop(lease_id, None)
+        self._scheduled.pop(lease_id, None)
+        self._report_at.pop(lease_id, None)
 
-    def keepalive(self, lease_id: int) -> int | None:
-        """Renew; the TTL granted, or None when the lease is unknown or already expired."""
+    def keepalive(self, lease_id: int, arrived_at: float | None = None) -> int | None:
+        """Renew; the TTL granted, or None when the lease is unknown or already expired.
+
+        ``arrived_at`` (this clock) is when the renewal reached this member: one that
+        arrived in time but waited in a queue past the deadline still renews, unless
+        the lease's expiry was already reported (its revocation may be in the log)."""
         deadline = self._deadline.get(lease_id)
-        if deadline is None or deadline <= self._clock():
+        now = self._clock()
+        if deadline is None or deadline <= (now if arrived_at is None else min(now, arrived_at)):
+            return None
+        if deadline <= now and lease_id in self._report_at:
             return None
         ttl = self._ttl[lease_id]
-        self._deadline[lease_id] = self._clock() + ttl
+        self._deadline[lease_id] = now + ttl
         return ttl
 
     def remaining(self, lease_id: int) -> float | None:
@@ -66,12 +110,33 @@ class LeaseTimers:
             return None
         return max(0.0, deadline - self._clock())
 
-    def expired(self) -> list[int]:
-        """Leases past their deadline not reported in the last ``retry_after`` s (Rule 3)."""
+    def __len__(self) -> int:
+        return len(self._deadline)
+
+    def expired(self, limit: int = EXPIRE_CHUNK) -> list[int]:
+        """At most ``limit`` leases past their deadline and not reported in the last
+        ``retry_after`` s (Rules 3-5), by ascending ID."""
         now = self._clock()
-        out = []
-        for lease_id, deadline in self._deadline.items():
-            if deadline <= now and now - self._reported.get(lease_id, -1e18) >= self._retry_after:
-                self._reported[lease_id] = now
-                out.append(lease_id)
+        heap, deadlines, scheduled, report_at = self._heap, self._deadline, self._scheduled, self._report_at
+        while heap and heap[0][0] <= now:
+            pushed, lease_id = heapq.heappop(heap)
+            if scheduled.get(lease_id) != pushed:
+                continue  # left over from a revoked lease
+            deadline = deadlines[lease_id]
+            if deadline > now:
+                scheduled[lease_id] = deadline  # renewed since: look again then
+                heapq.heappush(heap, (deadline, lease_id))
+            else:
+                del scheduled[lease_id]
+                report_at[lease_id] = now
+                self._due.append((now, lease_id))
+        out: list[int] = []
+        due = self._due
+        while due and due[0][0] <= now and len(out) < limit:
+            at, lease_id = due.popleft()
+            if report_at.get(lease_id) != at:
+                continue  # its revocation was applied, or it was granted anew
+            out.append(lease_id)
+            report_at[lease_id] = later = now + self._retry_after
+            due.append((later, lease_id))
         return sorted(out)

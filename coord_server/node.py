@@ -25,8 +25,6 @@ Rule 3: a proposal's future resolves when the entry at its index is applied: wit
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 import random
 import time
@@ -36,10 +34,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
-from coord.raft.v1 import command_pb2, raft_pb2
+from coord.raft.v1 import command_pb2
+from coord_server.clock import LOOP_CLOCK, Clock
 from coord_server.commit_notices import CommitNotices
 from coord_server.errors import CoordError, FailedPrecondition, NotFound, Unavailable
+from coord_server.forwards import Forwarder
+from coord_server.leaderless import Leaderless
 from coord_server.lease_timer import LeaseTimers
+from coord_server.proposals import LAZY_PROPOSAL_DELAY, ProposalQueue
+from coord_server.read_waits import ReadWaits
 from coord_server.raft import (
     ConfChange,
     ConfChangeType,
@@ -61,12 +64,7 @@ from coord_server.storage.errors import StorageWriteError
 if TYPE_CHECKING:
     from coord_server.metrics import NodeMetrics
 
-LAZY_PROPOSAL_DELAY = 0.002
-"""Seconds a lazy proposal (``Node.submit``) may wait on the leader for another proposal
-to share its entry batch. Contended locks, 16 workers in 2 client processes on the
-leader: the queued Acquire of the worker that just released rode with the next holder's
-Release instead of taking a commit round of its own; 4 alternating pairs, handoffs 269
--> 300/s (mean; none lost), leader CPU per handoff 2.35 -> 2.03 ms."""
+__all__ = ["LAZY_PROPOSAL_DELAY", "DurableLog", "Node", "NodeConfig", "Transport"]
 log = logging.getLogger("coord.node")
 
 
@@ -127,11 +125,6 @@ class NodeConfig:
         return self.tick_interval * self.election_ticks
 
 
-@dataclass
-class _ReadRound:
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
-
-
 class Node:
     """One coord member. Create, ``await start()``, serve, ``await stop()``."""
 
@@ -143,15 +136,18 @@ class Node:
         bootstrap_members: dict[int, command_pb2.MemberInfo] | None = None,
         known_members: dict[int, command_pb2.MemberInfo] | None = None,
         rng: random.Random | None = None,
+        clock: Clock = LOOP_CLOCK,
     ) -> None:
         """``bootstrap_members``: found a new cluster of these members (only used when the
         storage is empty). ``known_members``: addresses to start with (a joining member's
-        view of the cluster, before its log tells it)."""
+        view of the cluster, before its log tells it). ``clock``: time and timers (the
+        simulator passes its own)."""
         self.config = config
         self.id = config.node_id
         self.storage = storage
         self.transport = transport
-        self._commit_notices = CommitNotices(lambda messages: self.transport.send(messages))
+        self.clock = clock
+        self._commit_notices = CommitNotices(lambda messages: self.transport.send(messages), clock=clock)
         snapshot = storage.snapshot()
         if snapshot.is_empty:
             self.state = StateMachine()
@@ -177,25 +173,15 @@ class Node:
         for member in self.state.members():
             self._learn_member(member.id, member)
         self._wake = asyncio.Event()
-        self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
-        self._lazy_proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
-        self._lazy_timer: asyncio.TimerHandle | None = None
-        self._forwards: list[tuple[bytes, asyncio.Future[Any], float]] = []
-        self._forward_tasks: set[asyncio.Task[None]] = set()
-        self._after_advance: list[asyncio.Future[Any]] = []
-        self._leaderless: list[tuple[float, asyncio.Future[Any], Callable[[], None]]] = []
+        self.proposals = ProposalQueue(clock, self._wake.set, config.max_batch)
+        self._forwarder = Forwarder(clock, lambda: self.core.lead, transport.forward)
+        self._leaderless = Leaderless(clock, 2 * config.election_timeout)
         from coord_server.leader_log import LeaderLog
 
         self._leader_log = LeaderLog(self)
-        self._waiting: dict[int, tuple[int, asyncio.Future[Any]]] = {}
-        self._read_waiters: list[asyncio.Future[None]] = []
-        self._read_rounds: dict[bytes, _ReadRound] = {}
-        self._read_ids = itertools.count(1)
-        self._parked_reads: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._parked_seq = itertools.count()
-        self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._reads = ReadWaits(config.node_id)
         self._state_listeners: list[Callable[[StateMachine], None]] = []
-        self.lease_timers = LeaseTimers(time.monotonic)
+        self.lease_timers = LeaseTimers(clock.time)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._solo_campaign = False
@@ -237,6 +223,11 @@ class Node:
         self._fail_all(Unavailable("the node is stopping"))
 
     @property
+    def stopping(self) -> bool:
+        """``stop`` was called, or the Ready loop failed: no new request is taken."""
+        return self._stopping
+
+    @property
     def failed(self) -> BaseException | None:
         """The error that stopped the Ready loop (a storage failure), if any."""
         return self._fatal
@@ -255,7 +246,7 @@ class Node:
     @property
     def pending_proposals(self) -> int:
         """Proposals of this node waiting for their entry to be applied (metrics)."""
-        return len(self._waiting)
+        return self.proposals.in_flight
 
     @property
     def leader_id(self) -> int:
@@ -296,16 +287,17 @@ class Node:
 
     async def _ticker(self) -> None:
         interval = self.config.tick_interval
-        next_at = time.monotonic()
+        clock = self.clock
+        next_at = clock.time()
         while not self._stopping:
             next_at += interval
-            delay = next_at - time.monotonic()
+            delay = next_at - clock.time()
             if delay < -interval * 10:
-                next_at = time.monotonic()  # the loop was blocked; do not burst-tick
+                next_at = clock.time()  # the loop was blocked; do not burst-tick
             await asyncio.sleep(max(0.0, delay))
             self.core.tick()
             if self._leaderless:
-                self._expire_parked()
+                self._leaderless.expire()
             if self.is_leader and self.lease_timers.active:
                 expired = self.lease_timers.expired()
                 if expired:
@@ -317,8 +309,9 @@ class Node:
     async def propose(self, command: command_pb2.Command, timeout: float | None = None) -> command_pb2.CommandResult:
         """Replicate and apply ``command`` on the leader; forwarded when this node follows.
 
-        Raises Unavailable (nothing applied; retry) or OutcomeUnknown via the caller's
-        deadline; domain errors come back inside the CommandResult.
+        Raises Unavailable (nothing applied; retry); when the caller's deadline passes
+        first, the outcome is unknown to it (the gRPC layer answers DEADLINE_EXCEEDED).
+        Domain errors come back inside the CommandResult.
         """
         result = await self.submit(command.SerializeToString(), timeout)
         assert isinstance(result, command_pb2.CommandResult)
@@ -339,78 +332,18 @@ class Node:
     def _dispatch_submit(self, data: bytes, fut: asyncio.Future[Any], timeout: float | None, lazy: bool = False) -> None:
         if fut.done():
             return
-        loop = asyncio.get_running_loop()
         if self._stopping:
             fut.set_exception(Unavailable("the node is stopping"))
         elif self.is_leader:
             if lazy:
-                self._lazy_proposals.append((data, fut))
-                if self._lazy_timer is None:
-                    self._lazy_timer = loop.call_later(LAZY_PROPOSAL_DELAY, self._lazy_due)
+                self.proposals.add_lazy(data, fut)
                 return
-            self._proposals.append((data, fut))
+            self.proposals.add(data, fut)
             self._wake.set()
         elif self.core.lead == 0:
-            self._park(fut, lambda: self._dispatch_submit(data, fut, timeout))
+            self._leaderless.park(fut, lambda: self._dispatch_submit(data, fut, timeout))
         else:
-            # Coalesce: every write this follower receives in one loop iteration travels
-            # to the leader in one Forward call (the leader's per-call cost is paid once).
-            deadline = loop.time() + (timeout if timeout is not None else 30.0)
-            self._forwards.append((data, fut, deadline))
-            if len(self._forwards) == 1:
-                loop.call_soon(self._flush_forwards)
-
-    def _park(self, fut: asyncio.Future[Any], retry: Callable[[], None]) -> None:
-        """No leader is known (an election, or a pre-vote by a follower that missed
-        heartbeats on a busy machine): hold the request for up to two election timeouts
-        rather than fail it at once, and retry it as soon as a leader is known."""
-        expires = asyncio.get_running_loop().time() + 2 * self.config.election_timeout
-        self._leaderless.append((expires, fut, retry))
-
-    def _retry_parked(self) -> None:
-        parked, self._leaderless = self._leaderless, []
-        for _, _, retry in parked:
-            retry()
-
-    def _expire_parked(self) -> None:
-        now = asyncio.get_running_loop().time()
-        keep = []
-        for expires, fut, retry in self._leaderless:
-            if fut.done():
-                continue
-            if expires <= now:
-                fut.set_exception(Unavailable("no leader is elected yet; retry shortly"))
-            else:
-                keep.append((expires, fut, retry))
-        self._leaderless = keep
-
-    def _flush_forwards(self) -> None:
-        batch, self._forwards = self._forwards, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._forward_batch(self.core.lead, batch))
-            self._forward_tasks.add(task)
-            task.add_done_callback(self._forward_tasks.discard)
-
-    async def _forward_batch(self, leader: int, batch: list[tuple[bytes, asyncio.Future[Any], float]]) -> None:
-        if leader == 0:
-            error: BaseException = Unavailable("no leader is elected yet; retry shortly")
-        else:
-            payload = raft_pb2.ForwardBatch(items=[data for data, _, _ in batch]).SerializeToString()
-            timeout = max(0.0, max(d for _, _, d in batch) - asyncio.get_running_loop().time())
-            try:
-                answer = await self.transport.forward(leader, raft_pb2.FORWARD_KIND_PROPOSE_BATCH, payload, timeout)
-                items = raft_pb2.ForwardBatch.FromString(answer).items
-                if len(items) != len(batch):
-                    raise Unavailable(f"the leader answered {len(items)} of {len(batch)} forwarded writes")
-                for (_, fut, _), item in zip(batch, items):
-                    if not fut.done():
-                        fut.set_result(command_pb2.CommandResult.FromString(item))
-                return
-            except Exception as err:  # noqa: BLE001 - every waiter gets the failure
-                error = err
-        for _, fut, _ in batch:
-            if not fut.done():
-                fut.set_exception(error)
+            self._forwarder.add(data, fut, timeout)
 
     async def propose_local_many(self, datas: list[bytes]) -> list[command_pb2.CommandResult]:
         """Propose several serialized commands together (a follower's forwarded batch);
@@ -419,7 +352,8 @@ class Node:
         if self._stopping or not self.is_leader:
             raise Unavailable("this node is not the leader", self.leader_address())
         futures = [loop.create_future() for _ in datas]
-        self._proposals.extend(zip(datas, futures))
+        for data, fut in zip(datas, futures):
+            self.proposals.add(data, fut)
         self._wake.set()
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         results = []
@@ -447,30 +381,10 @@ class Node:
         """A leader-originated command whose outcome nobody awaits (lease expiry)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_consume_exception)
-        self._proposals.append((command.SerializeToString(), fut))
-
-    def _lazy_due(self) -> None:
-        """No other proposal came within LAZY_PROPOSAL_DELAY: propose the lazy ones alone."""
-        self._lazy_timer = None
-        if self._lazy_proposals:
-            self._take_lazy()
-            self._wake.set()
-
-    def _take_lazy(self) -> None:
-        """Move the lazy proposals to the front of the queue: they came first, so
-        proposals keep their arrival order."""
-        self._proposals[:0] = self._lazy_proposals
-        self._lazy_proposals = []
-        if self._lazy_timer is not None:
-            self._lazy_timer.cancel()
-            self._lazy_timer = None
+        self.proposals.add(command.SerializeToString(), fut)
 
     def _flush_proposals(self) -> None:
-        if self._lazy_proposals and (self._proposals or not self.is_leader):
-            self._take_lazy()
-        while self._proposals:
-            batch = self._proposals[: self.config.max_batch]
-            del self._proposals[: self.config.max_batch]
+        for batch in self.proposals.batches(self.is_leader):
             try:
                 indexes = self.core.propose_batch([data for data, _ in batch])
             except ProposalDroppedError as err:
@@ -483,9 +397,7 @@ class Node:
                 continue
             if self.metrics is not None and indexes:
                 self.metrics.on_proposed(indexes[-1])
-            term = self.core.term
-            for index, (_, fut) in zip(indexes, batch):
-                self._waiting[index] = (term, fut)
+            self.proposals.proposed(indexes, self.core.term, batch)
 
     # ------------------------------------------------------------------ membership
 
@@ -500,7 +412,7 @@ class Node:
         except ProposalDroppedError as err:
             raise FailedPrecondition(str(err)) from None
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[index] = (self.core.term, fut)
+        self.proposals.wait_for(index, self.core.term, fut)
         self._wake.set()
         await fut
         return index
@@ -537,9 +449,9 @@ class Node:
         if self._stopping:
             fut.set_exception(Unavailable("the node is stopping"))
         elif self.core.lead == 0:
-            self._park(fut, lambda: self._dispatch_read(fut))
+            self._leaderless.park(fut, lambda: self._dispatch_read(fut))
         else:
-            self._read_waiters.append(fut)
+            self._reads.add(fut)
             self._wake.set()
 
     async def wait_applied(self, index: int) -> None:
@@ -550,58 +462,17 @@ class Node:
     def applied_future(self, index: int) -> asyncio.Future[None]:
         """A future resolved once this member has applied ``index`` (already resolved
         when it has)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._applied_index >= index:
-            fut.set_result(None)
-        else:
-            heapq.heappush(self._applied_waiters, (index, next(self._parked_seq), fut))
-        return fut
+        return self._reads.applied_future(index, self._applied_index)
 
     def _start_read_round(self) -> None:
-        if not self._read_waiters:
-            return
-        waiters, self._read_waiters = self._read_waiters, []
-        context = f"{self.id}:{next(self._read_ids)}".encode()
-        try:
-            self.core.read_index(context)
-        except ProposalDroppedError as err:
-            failure = Unavailable(str(err), self._addresses.get(err.leader, ""))
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_exception(failure)
-            return
-        self._read_rounds[context] = _ReadRound(waiters)
+        self._reads.start_round(
+            self.core.read_index,
+            lambda err: Unavailable(str(err), self._addresses.get(getattr(err, "leader", 0), "")),
+            ProposalDroppedError,
+        )
 
-    def _release_reads(self, read_states: list[Any]) -> None:
-        for rs in read_states:
-            rnd = self._read_rounds.pop(rs.context, None)
-            if rnd is None:
-                continue
-            for fut in rnd.waiters:
-                heapq.heappush(self._parked_reads, (rs.index, next(self._parked_seq), fut))
-        self._wake_parked()
-
-    def _wake_parked(self) -> None:
-        applied = self._applied_index
-        for heap in (self._parked_reads, self._applied_waiters):
-            while heap and heap[0][0] <= applied:
-                _, _, fut = heapq.heappop(heap)
-                if not fut.done():
-                    fut.set_result(None)
 
     # ------------------------------------------------------------------ leases
-
-    async def lease_keepalive(self, lease_id: int) -> int:
-        """Renew a lease on the leader after confirming leadership (lease_timer Rule 2)."""
-        if not self.is_leader:
-            raise Unavailable("keepalives go to the leader", self.leader_address())
-        await self.read_barrier()
-        if not self.is_leader or not self.lease_timers.active:
-            raise Unavailable("leadership changed during the keepalive", self.leader_address())
-        ttl = self.lease_timers.keepalive(lease_id)
-        if ttl is None:
-            raise NotFound(f"lease {lease_id} does not exist or has expired")
-        return ttl
 
     def lease_remaining(self, lease_id: int) -> float | None:
         if not self.is_leader:
@@ -643,7 +514,7 @@ class Node:
             if rd.committed_entries:
                 self._apply(rd.committed_entries)
             if rd.read_states:
-                self._release_reads(rd.read_states)
+                self._reads.release(rd.read_states, self._applied_index)
         if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
             # A Ready that only moves the commit index needs no fsync (must_sync False):
             # the commit index is an optimisation, never required for safety.
@@ -670,17 +541,14 @@ class Node:
             if rd.committed_entries:
                 self._apply(rd.committed_entries)
             if rd.read_states:
-                self._release_reads(rd.read_states)
+                self._reads.release(rd.read_states, self._applied_index)
         self.core.advance(rd)
-        for fut in self._after_advance:
-            if not fut.done():
-                fut.set_result(None)
-        self._after_advance.clear()
+        self.proposals.advanced()
         if self._solo_campaign and self.core.log.applied >= self.core.log.committed:
             self._solo_campaign = False
             if self.core.voters == {self.id} and not self.is_leader:
                 self.core.campaign()
-        self._wake_parked()
+        self._reads.wake(self._applied_index)
         await self._maybe_snapshot()
 
     def _on_soft_state(self, role: Role, leader: int) -> None:
@@ -688,7 +556,7 @@ class Node:
         if self.metrics is not None:
             self.metrics.on_leader(leader, role)
         if leader != 0 and self._leaderless:
-            self._retry_parked()
+            self._leaderless.retry_all()
         if role == Role.LEADER:
             self.lease_timers.start(self.state.lease_ids(), extension=self.config.election_timeout)
         else:
@@ -696,12 +564,7 @@ class Node:
             self._commit_notices.drop()
             # ReadIndex rounds of a lost leadership will never complete: fail them now so
             # clients retry at once rather than at their deadline.
-            failure = Unavailable("leadership changed; retry", self._addresses.get(leader, ""))
-            for rnd in self._read_rounds.values():
-                for fut in rnd.waiters:
-                    if not fut.done():
-                        fut.set_exception(failure)
-            self._read_rounds.clear()
+            self._reads.fail_rounds(Unavailable("leadership changed; retry", self._addresses.get(leader, "")))
 
     def _apply(self, entries: list[Any]) -> None:
         for entry in entries:
@@ -714,24 +577,13 @@ class Node:
                 result = self.state.apply(entry.index, entry.data)
                 if result is not None and self.lease_timers.active:
                     self._track_leases(entry.data, result)
-            waiter = self._waiting.pop(entry.index, None)
-            if waiter is not None:
-                term, fut = waiter
-                if fut.done():
-                    continue
-                if term == entry.term and entry.type == EntryType.CONF_CHANGE:
-                    # The core adopts a membership change in ``advance``: answer after it.
-                    self._after_advance.append(fut)
-                elif term == entry.term:
-                    fut.set_result(result)
-                else:
-                    fut.set_exception(Unavailable("leadership changed before the request committed; retry"))
-                    if self.metrics is not None:
-                        self.metrics.proposals_failed.inc()
+            overtaken = self.proposals.applied(entry.index, entry.term, result, entry.type == EntryType.CONF_CHANGE)
+            if overtaken and self.metrics is not None:
+                self.metrics.proposals_failed.inc()
         self._applied_index = entries[-1].index
         if self.metrics is not None:
             self.metrics.on_applied(len(entries), self._applied_index)
-        self._wake_parked()
+        self._reads.wake(self._applied_index)
 
     def _track_leases(self, data: bytes, result: command_pb2.CommandResult) -> None:
         which = result.WhichOneof("result")
@@ -773,12 +625,9 @@ class Node:
         self._applied_index = snapshot.meta.index
         # Proposals at indexes the snapshot covers will never be applied here one by one:
         # another leader's entries took those places, so ours were not committed (Rule 3).
-        for index in [i for i in self._waiting if i <= snapshot.meta.index]:
-            _, fut = self._waiting.pop(index)
-            if not fut.done():
-                fut.set_exception(Unavailable("leadership changed before the request committed; retry"))
-                if self.metrics is not None:
-                    self.metrics.proposals_failed.inc()
+        overtaken = self.proposals.overtaken_up_to(snapshot.meta.index)
+        if overtaken and self.metrics is not None:
+            self.metrics.proposals_failed.inc(overtaken)
         for info in self.state.members():
             self._learn_member(info.id, info)
         for fn in self._state_listeners:
@@ -826,43 +675,10 @@ class Node:
         self._snapshot_task = task
 
     def _fail_all(self, error: CoordError) -> None:
-        # Membership changes already applied, waiting only for ``advance``: they are
-        # committed, so they succeeded whatever stops the loop now.
-        for fut in self._after_advance:
-            if not fut.done():
-                fut.set_result(None)
-        self._after_advance.clear()
-        for _, fut, _ in self._leaderless:
-            if not fut.done():
-                fut.set_exception(error)
-        self._leaderless.clear()
-        for _, fut, _ in self._forwards:
-            if not fut.done():
-                fut.set_exception(error)
-        self._forwards.clear()
-        self._take_lazy()
-        for _, fut in self._proposals:
-            if not fut.done():
-                fut.set_exception(error)
-        self._proposals.clear()
-        for _, fut in self._waiting.values():
-            if not fut.done():
-                fut.set_exception(error)
-        self._waiting.clear()
-        for fut in self._read_waiters:
-            if not fut.done():
-                fut.set_exception(error)
-        self._read_waiters.clear()
-        for rnd in self._read_rounds.values():
-            for fut in rnd.waiters:
-                if not fut.done():
-                    fut.set_exception(error)
-        self._read_rounds.clear()
-        for heap in (self._parked_reads, self._applied_waiters):
-            for _, _, fut in heap:
-                if not fut.done():
-                    fut.set_exception(error)
-            heap.clear()
+        self.proposals.fail_all(error)
+        self._leaderless.fail_all(error)
+        self._forwarder.fail_all(error)
+        self._reads.fail_all(error)
 
 
 def _consume_exception(fut: asyncio.Future[Any]) -> None:

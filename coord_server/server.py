@@ -179,17 +179,21 @@ class CoordServer:
         name_of = member_names(node, initial_members)
         secret = s.peer_secret
         client_guard = PeerGuard(secret, name_of, check_names=False) if secret is not None else None
+        admission = build_interceptor(s, node, client_guard)
         # With a peer port of its own, the client port serves only the public API and
         # gets its receive limit; otherwise it also carries Raft, with the peers' limits.
         client_options = PUBLIC_SERVER_OPTIONS if s.peer_listen else SERVER_OPTIONS
         server = RecordingServer(
-            grpc.aio.server(options=client_options, interceptors=[*interceptors, build_interceptor(s, node, client_guard)]),
+            grpc.aio.server(options=client_options, interceptors=[*interceptors, admission]),
             "client",
         )
         self.registries["client"] = server
         from coord_server.services import add_services
 
         forward = add_services(server, node)  # type: ignore[arg-type]
+        from coord_server.etcd import add_etcd_services
+
+        add_etcd_services(server, node, admission)  # type: ignore[arg-type]  # etcd's v3 API (docs/etcd.md)
         node.watch_hub.max_watchers_per_stream = s.max_watches_per_stream
         raft_service = RaftPeerService(cluster_id, member_id, node.step, forward)
         self.health = MemberHealth(node)
@@ -330,7 +334,9 @@ def _add_port(server: Any, label: str, address: str, tls: ClientListenerTLS | Pe
     return port
 
 
-HTTP_SURFACES: list[Any] = [http_surfaces.connect_surface, http_surfaces.dashboard_surface]
+HTTP_SURFACES: list[Any] = [
+    http_surfaces.connect_surface, http_surfaces.dashboard_surface, http_surfaces.etcd_gateway_surface,
+]
 """The ``add_routes(app, ctx)`` functions the HTTP listener serves (coord_server/http)."""
 
 

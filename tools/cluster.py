@@ -53,6 +53,9 @@ HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
 PEER_PORT_OFFSET = 100
 """With TLS, a member's peer port is its client port + this, unless --peer-ports names them."""
+HTTP_PORT_OFFSET = 1000
+"""Without TLS, each member serves HTTP (etcd's JSON gateway, Connect, the dashboard) on
+its client port + this."""
 AUTH_FILE, TOKEN_FILE, PEER_SECRET_FILE = "auth.toml", "root-token", "peer-secret"
 """With --auth, in DIR: the users (one admin), its token, the peer secret."""
 
@@ -83,6 +86,8 @@ class Member:
     base: Path
     peer_address: str = ""
     """With TLS, the address of the member's separate peer listener."""
+    http_address: str = ""
+    """Without TLS, the address of the member's HTTP listener (etcd's JSON gateway)."""
 
     @property
     def data_dir(self) -> Path:
@@ -103,7 +108,8 @@ class Member:
     @property
     def ports(self) -> list[int]:
         """Every port this member listens on (the peer port too, with TLS)."""
-        return [self.port] + ([int(self.peer_address.rpartition(":")[2])] if self.peer_address else [])
+        extra = [a for a in (self.peer_address, self.http_address) if a]
+        return [self.port] + [int(a.rpartition(":")[2]) for a in extra]
 
 
 class LocalCluster:
@@ -120,7 +126,9 @@ class LocalCluster:
         if state.exists():
             data = json.loads(state.read_text())
             for m in data["members"]:
-                self.members.append(Member(m["name"], m["address"], self.base, m.get("peer_address", "")))
+                self.members.append(
+                    Member(m["name"], m["address"], self.base, m.get("peer_address", ""), m.get("http_address", ""))
+                )
                 self.args[m["name"]] = m["args"]
             if data.get("certs"):
                 self.certs = Path(data["certs"])
@@ -137,7 +145,10 @@ class LocalCluster:
         authentication on (an admin user and the peer secret, made now if missing)."""
         peers = peer_ports or [port + PEER_PORT_OFFSET for port in ports]
         self.members = [
-            Member(f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{peers[i]}" if certs else "")
+            Member(
+                f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{peers[i]}" if certs else "",
+                "" if certs else f"{HOST}:{port + HTTP_PORT_OFFSET}",
+            )
             for i, port in enumerate(ports)
         ]
         self.certs = certs.resolve() if certs is not None else None
@@ -156,11 +167,16 @@ class LocalCluster:
                 args += self._tls_args(m, clients)
             if auth:
                 args += ["--auth-file", str(self.base / AUTH_FILE), "--peer-secret-file", str(self.base / PEER_SECRET_FILE)]
+            if m.http_address:
+                args += ["--http-listen", m.http_address]
             self.args[m.name] = args
         self.base.mkdir(parents=True, exist_ok=True)
         payload: dict[str, Any] = {
             "members": [
-                {"name": m.name, "address": m.address, "peer_address": m.peer_address, "args": self.args[m.name]}
+                {
+                    "name": m.name, "address": m.address, "peer_address": m.peer_address,
+                    "http_address": m.http_address, "args": self.args[m.name],
+                }
                 for m in self.members
             ],
             "certs": str(self.certs) if self.certs is not None else "",
@@ -483,6 +499,10 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
     if cluster.auth:
         print(f"  export COORD_TOKEN=$(cat {cluster.base / TOKEN_FILE})   # user root (admin); docs/security.md")
     print(f"  {first_command(endpoints)}")
+    if cluster.members[0].http_address:
+        # The same store through etcd's v3 API and its JSON gateway (docs/etcd.md).
+        print(f"  etcdctl --endpoints {','.join(endpoints)} put foo bar")
+        print(f"  curl -s http://{cluster.members[0].http_address}/v3/kv/range -d '{{\"key\": \"Zm9v\"}}'")
     print("  make cluster-status | cluster-logs | cluster-kill NODE=n2 | cluster-restart NODE=n2 | cluster-stop")
     return 0
 

@@ -12,7 +12,9 @@ Rules:
        python -m grpc_tools.protoc -I protos --python_out=. --grpc_python_out=. \\
            --mypy_out=quiet:. --mypy_grpc_out=quiet:. protos/coord/v1/*.proto protos/coord/raft/v1/*.proto
 
-   so ``protos/coord/v1/kv.proto`` (package ``coord.v1``) becomes ``coord/v1/kv_pb2.py``,
+   (etcd's v3 API under ``protos/coord/etcd/`` included: its files import each other as
+   ``coord/etcd/...``, so they land in ``coord/etcd/`` beside coord's own), so
+   ``protos/coord/v1/kv.proto`` (package ``coord.v1``) becomes ``coord/v1/kv_pb2.py``,
    ``kv_pb2.pyi``, ``kv_pb2_grpc.py`` and ``kv_pb2_grpc.pyi``, and generated modules import
    each other as ``from coord.v1 import common_pb2``: the same from a checkout and from
    an installed wheel, with no patching.

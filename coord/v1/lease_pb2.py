@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from coord.v1 import common_pb2 as coord_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63oord/v1/lease.proto\x12\x08\x63oord.v1\x1a\x15\x63oord/v1/common.proto\",\n\x11LeaseGrantRequest\x12\x0b\n\x03ttl\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\x03\"W\n\x12LeaseGrantResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\" \n\x12LeaseRevokeRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"?\n\x13LeaseRevokeResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\"#\n\x15LeaseKeepAliveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"[\n\x16LeaseKeepAliveResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\"9\n\x16LeaseTimeToLiveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x13\n\x0b\x61ttachments\x18\x02 \x01(\x08\"\xd2\x01\n\x17LeaseTimeToLiveResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\x12\x13\n\x0bgranted_ttl\x18\x04 \x01(\x03\x12\x0c\n\x04keys\x18\x05 \x03(\x0c\x12\r\n\x05locks\x18\x06 \x03(\t\x12\x11\n\telections\x18\x07 \x03(\t\x12/\n\x0cring_members\x18\x08 \x03(\x0b\x32\x19.coord.v1.LeaseRingMember\"2\n\x0fLeaseRingMember\x12\x0c\n\x04ring\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\"\x12\n\x10LeaseListRequest\"d\n\x11LeaseListResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12%\n\x06leases\x18\x02 \x03(\x0b\x32\x15.coord.v1.LeaseStatus\".\n\x0bLeaseStatus\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x13\n\x0bgranted_ttl\x18\x02 \x01(\x03\x32\xfa\x02\n\x05Lease\x12\x42\n\x05Grant\x12\x1b.coord.v1.LeaseGrantRequest\x1a\x1c.coord.v1.LeaseGrantResponse\x12\x45\n\x06Revoke\x12\x1c.coord.v1.LeaseRevokeRequest\x1a\x1d.coord.v1.LeaseRevokeResponse\x12R\n\tKeepAlive\x12\x1f.coord.v1.LeaseKeepAliveRequest\x1a .coord.v1.LeaseKeepAliveResponse(\x01\x30\x01\x12Q\n\nTimeToLive\x12 .coord.v1.LeaseTimeToLiveRequest\x1a!.coord.v1.LeaseTimeToLiveResponse\x12?\n\x04List\x12\x1a.coord.v1.LeaseListRequest\x1a\x1b.coord.v1.LeaseListResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63oord/v1/lease.proto\x12\x08\x63oord.v1\x1a\x15\x63oord/v1/common.proto\",\n\x11LeaseGrantRequest\x12\x0b\n\x03ttl\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\x03\"W\n\x12LeaseGrantResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\" \n\x12LeaseRevokeRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"?\n\x13LeaseRevokeResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\"0\n\x15LeaseKeepAliveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0b\n\x03ids\x18\x02 \x03(\x03\"v\n\x16LeaseKeepAliveResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\x12\x0b\n\x03ids\x18\x04 \x03(\x03\x12\x0c\n\x04ttls\x18\x05 \x03(\x03\"9\n\x16LeaseTimeToLiveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x13\n\x0b\x61ttachments\x18\x02 \x01(\x08\"\xd2\x01\n\x17LeaseTimeToLiveResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\x12\x13\n\x0bgranted_ttl\x18\x04 \x01(\x03\x12\x0c\n\x04keys\x18\x05 \x03(\x0c\x12\r\n\x05locks\x18\x06 \x03(\t\x12\x11\n\telections\x18\x07 \x03(\t\x12/\n\x0cring_members\x18\x08 \x03(\x0b\x32\x19.coord.v1.LeaseRingMember\"2\n\x0fLeaseRingMember\x12\x0c\n\x04ring\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\"\x12\n\x10LeaseListRequest\"d\n\x11LeaseListResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.coord.v1.ResponseHeader\x12%\n\x06leases\x18\x02 \x03(\x0b\x32\x15.coord.v1.LeaseStatus\".\n\x0bLeaseStatus\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x13\n\x0bgranted_ttl\x18\x02 \x01(\x03\x32\xfa\x02\n\x05Lease\x12\x42\n\x05Grant\x12\x1b.coord.v1.LeaseGrantRequest\x1a\x1c.coord.v1.LeaseGrantResponse\x12\x45\n\x06Revoke\x12\x1c.coord.v1.LeaseRevokeRequest\x1a\x1d.coord.v1.LeaseRevokeResponse\x12R\n\tKeepAlive\x12\x1f.coord.v1.LeaseKeepAliveRequest\x1a .coord.v1.LeaseKeepAliveResponse(\x01\x30\x01\x12Q\n\nTimeToLive\x12 .coord.v1.LeaseTimeToLiveRequest\x1a!.coord.v1.LeaseTimeToLiveResponse\x12?\n\x04List\x12\x1a.coord.v1.LeaseListRequest\x1a\x1b.coord.v1.LeaseListResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,21 +41,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEASEREVOKERESPONSE']._serialized_start=226
   _globals['_LEASEREVOKERESPONSE']._serialized_end=289
   _globals['_LEASEKEEPALIVEREQUEST']._serialized_start=291
-  _globals['_LEASEKEEPALIVEREQUEST']._serialized_end=326
-  _globals['_LEASEKEEPALIVERESPONSE']._serialized_start=328
-  _globals['_LEASEKEEPALIVERESPONSE']._serialized_end=419
-  _globals['_LEASETIMETOLIVEREQUEST']._serialized_start=421
-  _globals['_LEASETIMETOLIVEREQUEST']._serialized_end=478
-  _globals['_LEASETIMETOLIVERESPONSE']._serialized_start=481
-  _globals['_LEASETIMETOLIVERESPONSE']._serialized_end=691
-  _globals['_LEASERINGMEMBER']._serialized_start=693
-  _globals['_LEASERINGMEMBER']._serialized_end=743
-  _globals['_LEASELISTREQUEST']._serialized_start=745
-  _globals['_LEASELISTREQUEST']._serialized_end=763
-  _globals['_LEASELISTRESPONSE']._serialized_start=765
-  _globals['_LEASELISTRESPONSE']._serialized_end=865
-  _globals['_LEASESTATUS']._serialized_start=867
-  _globals['_LEASESTATUS']._serialized_end=913
-  _globals['_LEASE']._serialized_start=916
-  _globals['_LEASE']._serialized_end=1294
+  _globals['_LEASEKEEPALIVEREQUEST']._serialized_end=339
+  _globals['_LEASEKEEPALIVERESPONSE']._serialized_start=341
+  _globals['_LEASEKEEPALIVERESPONSE']._serialized_end=459
+  _globals['_LEASETIMETOLIVEREQUEST']._serialized_start=461
+  _globals['_LEASETIMETOLIVEREQUEST']._serialized_end=518
+  _globals['_LEASETIMETOLIVERESPONSE']._serialized_start=521
+  _globals['_LEASETIMETOLIVERESPONSE']._serialized_end=731
+  _globals['_LEASERINGMEMBER']._serialized_start=733
+  _globals['_LEASERINGMEMBER']._serialized_end=783
+  _globals['_LEASELISTREQUEST']._serialized_start=785
+  _globals['_LEASELISTREQUEST']._serialized_end=803
+  _globals['_LEASELISTRESPONSE']._serialized_start=805
+  _globals['_LEASELISTRESPONSE']._serialized_end=905
+  _globals['_LEASESTATUS']._serialized_start=907
+  _globals['_LEASESTATUS']._serialized_end=953
+  _globals['_LEASE']._serialized_start=956
+  _globals['_LEASE']._serialized_end=1334
 # @@protoc_insertion_point(module_scope)

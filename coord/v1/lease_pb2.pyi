@@ -141,21 +141,29 @@ Global___LeaseRevokeResponse: _TypeAlias = LeaseRevokeResponse  # noqa: Y015
 
 @_typing.final
 class LeaseKeepAliveRequest(_message.Message):
-    """LeaseKeepAliveRequest renews one lease."""
+    """LeaseKeepAliveRequest renews one lease, or several."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
-    """id is the ID of the lease to renew."""
+    """id is the ID of the lease to renew (when `ids` is empty)."""
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """ids are the IDs of several leases to renew, answered in one response; at most 10,000,
+        and `id` must then be 0 (INVALID_ARGUMENT otherwise).
+        """
+
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
+        ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "ids", b"ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -170,6 +178,8 @@ class LeaseKeepAliveResponse(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    TTLS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """id is the ID of the lease renewed."""
     ttl: _builtins.int
@@ -180,16 +190,26 @@ class LeaseKeepAliveResponse(_message.Message):
     def header(self) -> _common_pb2.ResponseHeader:
         """header describes the answering member."""
 
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """ids answers a request's `ids`: the same IDs in the same order (id and ttl are then 0)."""
+
+    @_builtins.property
+    def ttls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """ttls holds the new remaining time to live of each lease of `ids`, as `ttl` does."""
+
     def __init__(
         self,
         *,
         header: _common_pb2.ResponseHeader | None = ...,
         id: _builtins.int = ...,
         ttl: _builtins.int = ...,
+        ids: _abc.Iterable[_builtins.int] | None = ...,
+        ttls: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "id", b"id", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "id", b"id", "ids", b"ids", "ttl", b"ttl", "ttls", b"ttls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

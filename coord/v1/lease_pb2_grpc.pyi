@@ -64,11 +64,14 @@ class LeaseStub:
     revoked).
     """
     KeepAlive: _grpc.StreamStreamMultiCallable[_lease_pb2.LeaseKeepAliveRequest, _lease_pb2.LeaseKeepAliveResponse]
-    """KeepAlive renews leases: each request on the stream resets the TTL of one lease to its
-    granted TTL, and the member answers each with the new remaining TTL, in order. Renewal
-    is decided by the leader's clock; it is not written to the log, and it has no other
-    side effect. A lease that does not exist (any more) is answered with ttl 0 and the
-    stream stays open.
+    """KeepAlive renews leases: each request on the stream resets the TTL of one lease (`id`)
+    or of several (`ids`) to their granted TTL, and the member answers each request with
+    one response, in order: the new remaining TTL of `id`, or of every lease of `ids` in
+    `ids`/`ttls`. Renewal is decided by the leader's clock; it is not written to the log,
+    and it has no other side effect. A lease that does not exist (any more) is answered
+    with ttl 0 and the stream stays open. Requests that arrive together are confirmed
+    together (one leadership check for all of them), so a client with many leases keeps
+    them on one stream; `ids` spares it one message per lease.
     Stream errors: UNAVAILABLE (with `coord-leader`) when the member is not, or stops
     being, the leader and cannot forward; reopen the stream on the leader and renew at
     once, since a new leader has extended the lease by one election timeout.
@@ -110,11 +113,14 @@ class LeaseAsyncStub(LeaseStub):
     revoked).
     """
     KeepAlive: _aio.StreamStreamMultiCallable[_lease_pb2.LeaseKeepAliveRequest, _lease_pb2.LeaseKeepAliveResponse]  # type: ignore[assignment]
-    """KeepAlive renews leases: each request on the stream resets the TTL of one lease to its
-    granted TTL, and the member answers each with the new remaining TTL, in order. Renewal
-    is decided by the leader's clock; it is not written to the log, and it has no other
-    side effect. A lease that does not exist (any more) is answered with ttl 0 and the
-    stream stays open.
+    """KeepAlive renews leases: each request on the stream resets the TTL of one lease (`id`)
+    or of several (`ids`) to their granted TTL, and the member answers each request with
+    one response, in order: the new remaining TTL of `id`, or of every lease of `ids` in
+    `ids`/`ttls`. Renewal is decided by the leader's clock; it is not written to the log,
+    and it has no other side effect. A lease that does not exist (any more) is answered
+    with ttl 0 and the stream stays open. Requests that arrive together are confirmed
+    together (one leadership check for all of them), so a client with many leases keeps
+    them on one stream; `ids` spares it one message per lease.
     Stream errors: UNAVAILABLE (with `coord-leader`) when the member is not, or stops
     being, the leader and cannot forward; reopen the stream on the leader and renew at
     once, since a new leader has extended the lease by one election timeout.
@@ -171,11 +177,14 @@ class LeaseServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_lease_pb2.LeaseKeepAliveRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_lease_pb2.LeaseKeepAliveResponse], _abc.AsyncIterator[_lease_pb2.LeaseKeepAliveResponse]]:
-        """KeepAlive renews leases: each request on the stream resets the TTL of one lease to its
-        granted TTL, and the member answers each with the new remaining TTL, in order. Renewal
-        is decided by the leader's clock; it is not written to the log, and it has no other
-        side effect. A lease that does not exist (any more) is answered with ttl 0 and the
-        stream stays open.
+        """KeepAlive renews leases: each request on the stream resets the TTL of one lease (`id`)
+        or of several (`ids`) to their granted TTL, and the member answers each request with
+        one response, in order: the new remaining TTL of `id`, or of every lease of `ids` in
+        `ids`/`ttls`. Renewal is decided by the leader's clock; it is not written to the log,
+        and it has no other side effect. A lease that does not exist (any more) is answered
+        with ttl 0 and the stream stays open. Requests that arrive together are confirmed
+        together (one leadership check for all of them), so a client with many leases keeps
+        them on one stream; `ids` spares it one message per lease.
         Stream errors: UNAVAILABLE (with `coord-leader`) when the member is not, or stops
         being, the leader and cannot forward; reopen the stream on the leader and renew at
         once, since a new leader has extended the lease by one election timeout.

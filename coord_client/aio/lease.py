@@ -2,7 +2,7 @@
 
 A :class:`Lease` is a granted lease. While it is *tracked*, the client's one
 :class:`KeepAliver` renews it over one Lease.KeepAlive stream shared by every lease of the
-client (as etcd's clients do), every ``ttl / 3`` seconds.
+client (as etcd's clients do), about every ``ttl / 3`` seconds.
 
 Rule 1: the client's own view of a lease's end is conservative. Each renewal answered with
         TTL t, for a request sent at time s (monotonic), moves the lease's local deadline
@@ -11,17 +11,31 @@ Rule 1: the client's own view of a lease's end is conservative. Each renewal ans
 Rule 2: a lease is *lost* when a renewal is answered with TTL 0 (it expired or was revoked)
         or when its local deadline passes without a confirmed renewal (the cluster could
         not be reached in time). Losing is final: ``lost`` is set, ``lost_reason`` says
-        why, and every ``on_lost`` callback runs once, on the event loop.
+        why, and every ``on_lost`` callback runs once, on the event loop. A lease whose
+        deadline passes while its renewal is merely queued (due and about to be sent, or
+        sent and not yet answered on a live stream) is not lost yet: the answer says
+        whether the leader renewed it in time (``remaining`` is 0 meanwhile); if the
+        stream fails instead (no answer within the attempt timeout), it is lost then.
 Rule 3: when the stream fails, it is reopened on the leader named by ``coord-leader`` or
         the next endpoint, with backoff, and every lease is renewed at once (lease.proto:
         a new leader has extended every lease by one election timeout).
+Rule 4: renewals are paced and batched. Each lease is due again a third of its TTL after
+        its last answer, less up to ``_JITTER`` of that (so leases granted together drift
+        apart rather than renewing in one burst forever); every lease due within
+        ``_GATHER`` seconds goes out at once, in requests of up to
+        ``_MAX_IDS_PER_REQUEST`` ``ids``, answered together.
+        Due times and deadlines sit in heaps, so the work per wake-up is the leases due,
+        not every lease tracked. Against a member that ignores ``ids`` (an older server)
+        the client falls back to one lease per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -45,6 +59,18 @@ __all__ = ["KeepAliver", "Lease", "LeaseScope"]
 log = logging.getLogger("coord_client.lease")
 
 _MIN_INTERVAL = 0.1
+_JITTER = 0.2
+"""A renewal is due up to this fraction of its interval early (Rule 4)."""
+_MAX_IDS_PER_REQUEST = 1000
+"""Leases renewed by one KeepAlive request (Rule 4); the server accepts up to 10,000."""
+_GATHER = 0.2
+"""Seconds ahead of its due time a lease is renewed with others due then (Rule 4), so
+thousands of leases renew in a few requests per second rather than one per lease."""
+
+
+def _paced(interval: float) -> float:
+    """``interval`` less a random part of up to _JITTER of it (Rule 4)."""
+    return interval * (1.0 - _JITTER * random.random())
 
 
 class Lease:
@@ -60,7 +86,11 @@ class Lease:
         """Set once the lease has ended (Rule 2), or was revoked by this client."""
         self.lost_reason = ""
         self._deadline = granted_at + ttl
-        self._next_due = granted_at + self.interval
+        self._next_due = granted_at + _paced(self.interval)
+        self._pending = 0
+        """Renewals of this lease sent on the current stream and not yet answered."""
+        self._deadline_queued: float | None = None
+        """The deadline this lease has in the keep-aliver's heap, if any."""
         self._callbacks: list[Callable[[Lease], None]] = []
         self._mirrors: list[Callable[[], None]] = []
         """Called on every end, expected or not (the sync facade mirrors ``lost``)."""
@@ -83,7 +113,7 @@ class Lease:
     @property
     def remaining(self) -> float:
         """Seconds the lease is known to live at least, by the client's clock (Rule 1);
-        0 once lost."""
+        0 once lost, and while a renewal past the deadline awaits its answer (Rule 2)."""
         if self.lost.is_set():
             return 0.0
         return max(0.0, self._deadline - time.monotonic())
@@ -110,6 +140,7 @@ class Lease:
             self._lose("the lease expired or was revoked")
             raise errors.LeaseNotFound(f"lease {self.id} does not exist")
         self._renewed(sent, ttl)
+        self._client._keepaliver.rescheduled(self)
         return ttl
 
     async def time_to_live(self, *, attachments: bool = False, timeout: float | None = None) -> LeaseInfo:
@@ -146,7 +177,7 @@ class Lease:
 
     def _renewed(self, sent: float, ttl: int) -> None:
         self._deadline = max(self._deadline, sent + ttl)
-        self._next_due = time.monotonic() + max(_MIN_INTERVAL, ttl / 3)
+        self._next_due = time.monotonic() + _paced(max(_MIN_INTERVAL, ttl / 3))
 
     def _lose(self, reason: str, unexpected: bool = True) -> None:
         """Rule 2. ``unexpected`` is False for this client's own revoke: ``lost`` is set
@@ -202,18 +233,32 @@ class LeaseScope:
 
 
 class KeepAliver:
-    """Renews every tracked lease of one client over one KeepAlive stream."""
+    """Renews every tracked lease of one client over one KeepAlive stream (Rules 2-4)."""
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
         self._leases: dict[int, Lease] = {}
+        self._due: list[tuple[float, int]] = []
+        """(due at, lease id); an entry counts while it matches the lease's _next_due."""
+        self._deadlines: list[tuple[float, int]] = []
+        """(deadline, lease id); an entry counts while it matches _deadline_queued."""
+        self._in_doubt: set[int] = set()
+        """Leases past their deadline with a renewal unanswered (Rule 2)."""
+        self._batched = True
+        """Whether the members accept ``ids`` (Rule 4)."""
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.reconnects = 0
+        self.renewals = 0
+        """Renewals confirmed by the cluster so far (a statistic)."""
+        self.requests = 0
+        """KeepAlive requests sent so far (a statistic: renewals per request, Rule 4)."""
 
     def track(self, lease: Lease) -> None:
         lease.keepalive = True
         self._leases[lease.id] = lease
+        heapq.heappush(self._due, (lease._next_due, lease.id))
+        self._queue_deadline(lease)
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="coord-keepalive")
@@ -225,6 +270,15 @@ class KeepAliver:
         lease = self._leases.pop(lease_id, None)
         if lease is not None:
             lease.keepalive = False
+            lease._deadline_queued = None
+            self._in_doubt.discard(lease_id)
+            self._wake.set()
+
+    def rescheduled(self, lease: Lease) -> None:
+        """``lease`` was renewed outside the stream (Lease.refresh): due at its new time."""
+        if self._leases.get(lease.id) is lease:
+            heapq.heappush(self._due, (lease._next_due, lease.id))
+            self._queue_deadline(lease)
             self._wake.set()
 
     async def close(self) -> None:
@@ -265,13 +319,89 @@ class KeepAliver:
             if not at_once:
                 await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.monotonic())))
 
-    # -- the background task -------------------------------------------------------------
+    # -- schedules (Rule 4) --------------------------------------------------------------
 
-    def _expire_overdue(self) -> None:
-        now = time.monotonic()
-        for lease in list(self._leases.values()):
-            if now >= lease._deadline:
+    def _queue_deadline(self, lease: Lease) -> None:
+        if lease._deadline_queued is None:
+            lease._deadline_queued = lease._deadline
+            heapq.heappush(self._deadlines, (lease._deadline, lease.id))
+
+    def _expire_overdue(self, now: float) -> None:
+        """Lose every lease past its deadline with no renewal awaiting an answer (Rule 2)."""
+        heap, leases = self._deadlines, self._leases
+        while heap and heap[0][0] <= now:
+            queued, lease_id = heapq.heappop(heap)
+            lease = leases.get(lease_id)
+            if lease is None or lease._deadline_queued != queued:
+                continue
+            lease._deadline_queued = None
+            if lease._deadline > now:
+                self._queue_deadline(lease)  # renewed since
+            elif lease._pending > 0:
+                self._in_doubt.add(lease_id)  # the answer decides (Rule 2)
+            else:
                 lease._lose("no keep-alive was confirmed within its TTL (the cluster could not be reached)")
+
+    def _take_due(self, now: float) -> list[int]:
+        """Once a lease is due, it and every lease due within _GATHER seconds (Rule 4),
+        each due again an interval later unless answered."""
+        if not self._prune() or self._due[0][0] > now:
+            return []
+        heap, leases, out = self._due, self._leases, []
+        while heap and heap[0][0] <= now + _GATHER:
+            due, lease_id = heapq.heappop(heap)
+            lease = leases.get(lease_id)
+            if lease is None or lease._next_due != due:
+                continue
+            lease._next_due = now + lease.interval
+            heapq.heappush(heap, (lease._next_due, lease_id))
+            out.append(lease_id)
+        return out
+
+    def _prune_deadlines(self) -> bool:
+        """Move the leases renewed since their entry reached the top of the deadline heap
+        to their real deadline, so the sender wakes only for a deadline that may pass;
+        whether any lease has a deadline."""
+        heap, leases = self._deadlines, self._leases
+        while heap:
+            queued, lease_id = heap[0]
+            lease = leases.get(lease_id)
+            if lease is None or lease._deadline_queued != queued:
+                heapq.heappop(heap)
+            elif lease._deadline > queued:
+                lease._deadline_queued = lease._deadline
+                heapq.heapreplace(heap, (lease._deadline, lease_id))
+            else:
+                return True
+        return False
+
+    def _prune(self) -> bool:
+        """Drop the entries at the top of the due heap that no longer count, so that the
+        next wake-up is a real due time (a superseded entry must not wake the sender to
+        send the few leases that happen to be due then); whether any lease is due."""
+        heap, leases = self._due, self._leases
+        while heap:
+            due, lease_id = heap[0]
+            lease = leases.get(lease_id)
+            if lease is not None and lease._next_due == due:
+                return True
+            heapq.heappop(heap)
+        return False
+
+    def _stream_ended(self) -> None:
+        """Unanswered renewals died with the stream: their leases are decided by their
+        deadlines again, and every lease is due at once (Rule 3)."""
+        self._in_doubt.clear()
+        now = time.monotonic()
+        self._due = []
+        for lease in self._leases.values():
+            lease._pending = 0
+            lease._next_due = now
+            self._due.append((now, lease.id))
+            self._queue_deadline(lease)
+        self._expire_overdue(now)
+
+    # -- the background task -------------------------------------------------------------
 
     async def _run(self) -> None:
         transport = self._client._transport
@@ -296,38 +426,49 @@ class KeepAliver:
                 raise
             except Exception:  # noqa: BLE001 - keep renewing whatever happens
                 log.exception("keep-alive stream to %s failed", address)
-            self._expire_overdue()
+            self._stream_ended()
             if not self._leases:
                 return
-            for lease in self._leases.values():  # Rule 3: renew at once on the new stream
-                lease._next_due = 0.0
             if not at_once:
-                soonest = min(lease._deadline for lease in self._leases.values())
+                soonest = self._deadlines[0][0] if self._deadlines else time.monotonic()
                 delay = min(backoff.next(), max(0.0, soonest - time.monotonic()))
                 await asyncio.sleep(delay)
 
     async def _serve(self, address: str, backoff: Backoff) -> None:
         transport = self._client._transport
         call = transport.stubs(address).lease.KeepAlive()
-        sent: dict[int, collections.deque[float]] = collections.defaultdict(collections.deque)
+        sent: collections.deque[tuple[float, list[int], bool]] = collections.deque()
+        """(sent at, lease ids, as ``ids``) of every unanswered request, in order."""
         reader = asyncio.get_running_loop().create_task(self._read(call, sent, address, backoff))
         try:
             while self._leases:
                 now = time.monotonic()
-                self._expire_overdue()
-                for lease in list(self._leases.values()):
-                    if lease._next_due <= now:
-                        # Until answered, the next attempt is one interval away; an
-                        # unanswered stream is given up after attempt_timeout (below).
-                        lease._next_due = now + lease.interval
-                        sent[lease.id].append(now)
-                        await call.write(lease_pb2.LeaseKeepAliveRequest(id=lease.id))
+                # Due leases are taken first: one whose deadline passed while it waited
+                # here (the loop or a write was held up) is sent and decided by its answer.
+                due = self._take_due(now)
+                for lease_id in due:  # before any await: the reader may lose one meanwhile
+                    self._leases[lease_id]._pending += 1
+                self._expire_overdue(now)
+                step = _MAX_IDS_PER_REQUEST if self._batched else 1
+                for i in range(0, len(due), step):
+                    ids = due[i : i + step]
+                    self.requests += 1
+                    if len(ids) == 1:
+                        sent.append((now, ids, False))
+                        await call.write(lease_pb2.LeaseKeepAliveRequest(id=ids[0]))
+                    else:
+                        sent.append((now, ids, True))
+                        await call.write(lease_pb2.LeaseKeepAliveRequest(ids=ids))
                 if not self._leases:
                     break
-                oldest = min((q[0] for q in sent.values() if q), default=None)
+                oldest = sent[0][0] if sent else None
                 if oldest is not None and now - oldest > transport.attempt_timeout:
                     raise errors.Unavailable(f"no keep-alive answer from {address} in {transport.attempt_timeout}s")
-                wake_at = min(min(l._next_due for l in self._leases.values()), min(l._deadline for l in self._leases.values()))
+                wake_at = now + 60.0
+                if self._prune():
+                    wake_at = min(wake_at, self._due[0][0])
+                if self._prune_deadlines():
+                    wake_at = min(wake_at, self._deadlines[0][0])
                 if oldest is not None:
                     wake_at = min(wake_at, oldest + transport.attempt_timeout)
                 self._wake.clear()
@@ -348,7 +489,7 @@ class KeepAliver:
     async def _read(
         self,
         call: Any,
-        sent: dict[int, collections.deque[float]],
+        sent: collections.deque[tuple[float, list[int], bool]],
         address: str,
         backoff: Backoff,
     ) -> None:
@@ -359,15 +500,40 @@ class KeepAliver:
                 return
             backoff.reset()
             transport.succeeded(address)
-            queue = sent.get(response.id)
-            at = queue.popleft() if queue else time.monotonic()
-            lease = self._leases.get(response.id)
-            if lease is None:
-                continue
-            if response.ttl <= 0:
-                lease._lose("the lease expired or was revoked (the cluster no longer knows it)")
+            if not sent:
+                raise errors.Unavailable(f"{address} answered a keep-alive that was not sent")
+            at, ids, batched = sent.popleft()
+            if not batched:
+                ttls = [response.ttl]
+            elif list(response.ids) == ids and len(response.ttls) == len(ids):
+                ttls = list(response.ttls)
             else:
-                lease._renewed(at, response.ttl)
+                # A member that ignores ``ids`` (Rule 4): send these again, one by one.
+                log.info("%s does not renew several leases per request; renewing one per request", address)
+                self._batched = False
+                for lease_id in ids:
+                    lease = self._leases.get(lease_id)
+                    if lease is not None:
+                        lease._pending -= 1
+                        lease._next_due = at
+                        heapq.heappush(self._due, (at, lease_id))
+                self._wake.set()
+                continue
+            for lease_id, ttl in zip(ids, ttls):
+                lease = self._leases.get(lease_id)
+                if lease is None:
+                    continue
+                lease._pending -= 1
+                self._in_doubt.discard(lease_id)
+                if ttl <= 0:
+                    lease._lose("the lease expired or was revoked (the cluster no longer knows it)")
+                    continue
+                self.renewals += 1
+                lease._renewed(at, ttl)
+                heapq.heappush(self._due, (lease._next_due, lease_id))
+                self._queue_deadline(lease)
+                if lease._deadline <= time.monotonic():
+                    self._wake.set()  # answered too late to count: lost at the next check
 
 
 async def call_while_alive(lease: Lease, call: Awaitable[T], lost: str) -> T:

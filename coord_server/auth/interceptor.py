@@ -54,6 +54,9 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         self.peer_guard = peer_guard
         """PeerGuard of this port's peer calls; None: peer calls pass (auth off, no secret)."""
         self._wrapped: dict[str, Handler] = {}
+        self.translated_admit: Callable[[Any], Any] | None = None
+        """For TRANSLATED services (rules.py): authenticates a call's caller or raises;
+        installed by the package that serves them (coord_server/etcd)."""
 
     async def intercept_service(
         self,
@@ -78,6 +81,12 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if access is Access.PEER:
             return handler if self.peer_guard is None else self.peer_guard.wrap(handler)
+        if access is Access.TRANSLATED:
+            if self.auth is None:
+                return handler
+            if self.translated_admit is None:
+                return _refusing(handler, f"{service_of(method)} is not admitted on this member")
+            return _admitted_first(handler, self.translated_admit)
         if self.auth is None:
             return handler  # auth off: nothing to refuse a caller on
         return _refusing(
@@ -106,6 +115,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             admission = Admission(principal, f"user {principal.name!r}", self.quota)
         CURRENT.set(admission)
         return admission
+
+    def wrap_handler(self, method: str, handler: Handler) -> Handler:
+        """``handler`` for the coord.v1 ``method`` with this interceptor's checks, for a
+        caller that runs coord's servicers in-process (the etcd API, coord_server/etcd)."""
+        return self._wrap(method, handler)
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         if self.auth is None and method not in QUOTA_CHECKED_METHODS:
@@ -243,6 +257,50 @@ async def _checked(method: str, admission: Admission, requests: AsyncIterator[An
     async for request in requests:
         admission.check(method, request)
         yield request
+
+
+def _admitted_first(handler: Handler, admit: Callable[[Any], Any]) -> Handler:
+    """A handler of ``handler``'s shape that runs it once ``admit(context)`` accepted the
+    caller; an error of ``admit`` (a code and a message) ends the call, running nothing."""
+
+    async def refused(request: Any, context: Any, streaming_in: bool) -> bool:
+        try:
+            admit(context)
+            return False
+        except Exception as exc:  # noqa: BLE001 - its code and message are the answer
+            error = Unauthenticated(str(getattr(exc, "message", exc)))
+            error.code = getattr(exc, "code", grpc.StatusCode.UNAUTHENTICATED)
+            if streaming_in:
+                await _refuse_stream(request, context, error)
+            await abort(context, error)
+            return True
+
+    inners = (handler.unary_unary, handler.unary_stream, handler.stream_unary, handler.stream_stream)
+    inner = next(i for i in inners if i is not None)
+    streaming_in = handler.stream_unary is not None or handler.stream_stream is not None
+    if inspect.isasyncgenfunction(inner):
+
+        async def generator(request: Any, context: Any) -> AsyncIterator[Any]:
+            if not await refused(request, context, streaming_in):
+                async for response in inner(request, context):
+                    yield response
+
+        behaviour: Any = generator
+    else:
+
+        async def coroutine(request: Any, context: Any) -> Any:
+            if not await refused(request, context, streaming_in):
+                return await inner(request, context)
+            return None
+
+        behaviour = coroutine
+    factory = (
+        grpc.unary_unary_rpc_method_handler if handler.unary_unary is not None
+        else grpc.unary_stream_rpc_method_handler if handler.unary_stream is not None
+        else grpc.stream_unary_rpc_method_handler if handler.stream_unary is not None
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(behaviour, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
 
 
 def _refusing(handler: Handler, message: str) -> Handler:

@@ -14,6 +14,12 @@ its service's full name:
   per-request permissions of coord_server/auth/requirements.py (an RPC that table does
   not know needs an admin role).
 
+- TRANSLATED: etcd's v3 API (coord_server/etcd). The caller must hold a valid token
+  (etcd's ``token`` metadata or a bearer token) before anything runs; each call is then
+  admitted as the coord.v1 call it becomes (coord_server/etcd/calls.py), by the same
+  requirements, and a call with no coord.v1 equivalent needs an admin role. etcd's
+  Authenticate (the login) and AuthStatus are OPEN.
+
 A service this table does not name is refused to everyone while auth is on
 (PERMISSION_DENIED): a new service is closed until someone adds it here and decides who
 may call it. tests/security/test_enumeration.py walks every method each port of a real
@@ -29,6 +35,7 @@ class Access(enum.Enum):
     OPEN = "open"
     PEER = "peer"
     PUBLIC = "public"
+    TRANSLATED = "translated"
 
 
 SERVICE_RULES: dict[str, Access] = {
@@ -43,13 +50,25 @@ SERVICE_RULES: dict[str, Access] = {
     "coord.v1.Ring": Access.PUBLIC,
     "coord.v1.Cluster": Access.PUBLIC,
     "coord.v1.Maintenance": Access.PUBLIC,
+    "etcdserverpb.KV": Access.TRANSLATED,
+    "etcdserverpb.Watch": Access.TRANSLATED,
+    "etcdserverpb.Lease": Access.TRANSLATED,
+    "etcdserverpb.Cluster": Access.TRANSLATED,
+    "etcdserverpb.Maintenance": Access.TRANSLATED,
+    "etcdserverpb.Auth": Access.TRANSLATED,
+    "v3lockpb.Lock": Access.TRANSLATED,
+    "v3electionpb.Election": Access.TRANSLATED,
 }
 
 
-METHOD_RULES: dict[str, Access] = {}
+METHOD_RULES: dict[str, Access] = {
+    # etcd's login (it checks the password itself) and whether auth is on at all.
+    "/etcdserverpb.Auth/Authenticate": Access.OPEN,
+    "/etcdserverpb.Auth/AuthStatus": Access.OPEN,
+}
 """Per method (``/pkg.Service/Method``), before SERVICE_RULES: for a method whose rule
 differs from its service's, e.g. a call that exchanges a password for a token must be
-OPEN. Empty today."""
+OPEN."""
 
 
 def service_of(method: str) -> str:

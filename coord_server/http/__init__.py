@@ -22,3 +22,11 @@ def dashboard_surface(app: Any, ctx: Any) -> None:
     from coord_server.http import dashboard as page
 
     page.add_routes(app, ctx)
+
+
+def etcd_gateway_surface(app: Any, ctx: Any) -> None:
+    """etcd's JSON gateway at ``/v3/...``, ``/version`` and ``/health``
+    (coord_server/http/etcd_gateway.py)."""
+    from coord_server.http import etcd_gateway
+
+    etcd_gateway.add_routes(app, ctx)

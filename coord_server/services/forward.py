@@ -59,7 +59,7 @@ async def _handle(node: Any, kind: int, payload: bytes) -> bytes:
         return raft_pb2.ForwardBatch(items=[r.SerializeToString() for r in results]).SerializeToString()  # type: ignore[no-any-return]
     if kind == raft_pb2.FORWARD_KIND_LEASE_KEEP_ALIVE:
         request = _parse(lease_pb2.LeaseKeepAliveRequest, payload)
-        return (await keepalive_on_leader(node, request.id)).SerializeToString()
+        return (await keepalive_on_leader(node, request)).SerializeToString()
     if kind == raft_pb2.FORWARD_KIND_LEASE_TIME_TO_LIVE:
         request = _parse(lease_pb2.LeaseTimeToLiveRequest, payload)
         return (await time_to_live_on_leader(node, request)).SerializeToString()

@@ -8,7 +8,8 @@ Rule 1: remaining time exists only on the leader (coord_server/lease_timer.py). 
         ``keepalive_on_leader`` / ``time_to_live_on_leader``, the same code it uses for
         its own clients.
 Rule 2: a keepalive is answered only after the leader confirmed its leadership with a
-        quorum (``Node.lease_keepalive``), so no deposed leader promises a TTL.
+        quorum, one confirmation for every renewal queued on the stream
+        (services/lease_renewals.py), so no deposed leader promises a TTL.
 Rule 3: TTLs are whole seconds, truncated as etcd does (``int(remaining)``); a lease whose
         time ran out but whose revocation is not applied yet reports -1.
 """
@@ -23,10 +24,11 @@ import grpc
 
 from coord.raft.v1 import command_pb2, raft_pb2
 from coord.v1 import lease_pb2, lease_pb2_grpc
-from coord_server.errors import CoordError, NotFound, Unavailable
+from coord_server.errors import CoordError, Unavailable
 from coord_server.state import validation
 from coord_server.state.limits import min_lease_ttl
 
+from . import lease_renewals
 from .common import (
     Context,
     Headers,
@@ -51,13 +53,10 @@ well before a lease of the minimum TTL could expire."""
 # ------------------------------------------------------------------ the leader's side
 
 
-async def keepalive_on_leader(node: Any, lease_id: int) -> lease_pb2.LeaseKeepAliveResponse:
-    """Renew ``lease_id`` on this member, which must lead (Unavailable otherwise)."""
-    try:
-        ttl = await node.lease_keepalive(lease_id)
-    except NotFound:
-        ttl = 0
-    response = lease_pb2.LeaseKeepAliveResponse(id=lease_id, ttl=ttl)
+async def keepalive_on_leader(node: Any, request: lease_pb2.LeaseKeepAliveRequest) -> lease_pb2.LeaseKeepAliveResponse:
+    """Renew the lease(s) of ``request`` on this member, which must lead (Unavailable
+    otherwise): a keepalive a follower forwarded."""
+    response = await lease_renewals.answer_on_leader(node, request)
     return Headers(node).stamp(response, node.state.revision)  # type: ignore[return-value]
 
 
@@ -116,28 +115,29 @@ class LeaseService(lease_pb2_grpc.LeaseServicer):
     async def KeepAlive(
         self, request_iterator: AsyncIterator[lease_pb2.LeaseKeepAliveRequest], context: Context
     ) -> AsyncIterator[lease_pb2.LeaseKeepAliveResponse]:
+        stamp = self.headers.stamp
         try:
-            async for request in request_iterator:
-                yield await self._keepalive(request)
+            async for response in lease_renewals.answer_stream(request_iterator, self._renew):
+                yield stamp(response, self.node.state.revision)  # type: ignore[misc]
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
         except Exception as exc:  # noqa: BLE001 - translated
             await abort(context, exc)
 
-    async def _keepalive(self, request: lease_pb2.LeaseKeepAliveRequest) -> lease_pb2.LeaseKeepAliveResponse:
+    async def _renew(self, lease_ids: list[int], arrived: list[float]) -> list[int]:
+        """One batch of a stream: renewed here when leading, else at the leader."""
         node = self.node
         for attempt in range(2):
             try:
                 if node.is_leader:
-                    response = await bounded(
-                        keepalive_on_leader(node, request.id), KEEPALIVE_TIMEOUT, "the keepalive was confirmed"
+                    return await bounded(
+                        lease_renewals.renew_on_leader(node, lease_ids, arrived), KEEPALIVE_TIMEOUT,
+                        "the keepalive was confirmed",
                     )
-                else:
-                    response = await self._forward(
-                        raft_pb2.FORWARD_KIND_LEASE_KEEP_ALIVE, request, lease_pb2.LeaseKeepAliveResponse,
-                        KEEPALIVE_TIMEOUT,
-                    )
-                return response
+                return await bounded(
+                    lease_renewals.forward_renewals(node, lease_ids, KEEPALIVE_TIMEOUT), KEEPALIVE_TIMEOUT,
+                    "the leader answered",
+                )
             except Unavailable:
                 # Leadership moved under us: once more, now forwarding to the new leader.
                 if attempt or node.is_leader or not node.leader_id:

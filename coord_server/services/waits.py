@@ -252,7 +252,7 @@ async def _propose_cancel(node: Any, command: command_pb2.Command) -> None:
     it when the lease ends."""
     delay = 0.05
     for _ in range(CANCEL_ATTEMPTS):
-        if node.failed is not None or getattr(node, "_stopping", False):
+        if node.failed is not None or node.stopping:
             return  # the member stops: the lease's end will clean up
         try:
             await asyncio.wait_for(node.propose(command, CANCEL_TIMEOUT), CANCEL_TIMEOUT)

@@ -34,6 +34,9 @@ MIN_LEASE_TTL = 1
 MAX_LEASE_TTL = 9_000_000_000
 """The largest TTL, in seconds (lease.proto, as etcd's MaxLeaseTTL)."""
 
+MAX_KEEPALIVE_IDS = 10_000
+"""The most leases one LeaseKeepAliveRequest renews through ``ids`` (lease.proto)."""
+
 MAX_CLIENT_ID_BYTES = 128
 """The longest `coord-client-id` (common.proto "Exactly-once"), in UTF-8 bytes."""
 

@@ -136,10 +136,6 @@ class StateMachine:
         """The key-value store's kept bytes, history included (MVCCStore.size_bytes)."""
         return self._store.size_bytes
 
-    def lease_count(self) -> int:
-        """How many leases are live (Cluster.Status)."""
-        return len(self._leases)
-
     @property
     def compact_revision(self) -> int:
         """The revision of the last compaction (reads below it fail), 0 if none."""
@@ -394,6 +390,12 @@ class StateMachine:
         resp.header.revision = store.revision
         return resp
 
+    def txn_compares_hold(self, req: kv_pb2.TxnRequest) -> bool:
+        """Whether every compare of ``req`` (validated) holds on the latest state: the
+        branch a Txn would take now. For the etcd API, which checks a Txn's path before
+        running it (coord_server/etcd/kv.py)."""
+        return all(self._writes.compare(c) for c in req.compare)
+
     def lease_list(self) -> list[lease_pb2.LeaseStatus]:
         """Every live lease, by ascending ID."""
         return [lease_pb2.LeaseStatus(id=le.id, granted_ttl=le.ttl) for le in self._leases.sorted()]
@@ -404,7 +406,7 @@ class StateMachine:
         return [(le.id, le.ttl) for le in self._leases.sorted()]
 
     def lease_count(self) -> int:
-        """How many leases are live (metrics)."""
+        """How many leases are live (metrics, Cluster.Status)."""
         return len(self._leases)
 
     def lock_counts(self) -> tuple[int, int]:

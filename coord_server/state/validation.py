@@ -24,6 +24,7 @@ from .errors import InvalidArgument, NotFound, OutOfRange
 from .limits import (
     MAX_CLIENT_ID_BYTES,
     MAX_ELECTION_VALUE_BYTES,
+    MAX_KEEPALIVE_IDS,
     MAX_KEY_BYTES,
     MAX_LEASE_TTL,
     MAX_NAME_BYTES,
@@ -158,6 +159,15 @@ def validate_lease_revoke(req: lease_pb2.LeaseRevokeRequest) -> None:
     """LeaseRevokeRequest: lease IDs are positive, so any other ID names no lease."""
     if req.id <= 0:
         raise NotFound(f"lease {req.id} not found")
+
+
+def validate_lease_keepalive(req: lease_pb2.LeaseKeepAliveRequest) -> None:
+    """LeaseKeepAliveRequest: ``id`` or at most MAX_KEEPALIVE_IDS ``ids``, not both. (An
+    ID that names no lease is answered with TTL 0, not refused.)"""
+    if req.ids and req.id:
+        raise InvalidArgument("a keepalive renews either id or ids, not both")
+    if len(req.ids) > MAX_KEEPALIVE_IDS:
+        raise InvalidArgument(f"a keepalive renews at most {MAX_KEEPALIVE_IDS} leases, got {len(req.ids)}")
 
 
 def validate_client(client_id: str) -> None:

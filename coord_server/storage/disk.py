@@ -48,7 +48,7 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable
 
@@ -131,7 +131,11 @@ class DiskStorage:
     new one is started (default 64 MiB, etcd's). ``keep_snapshots``: snapshot files kept.
     ``preallocate``: reserve each segment's space up front (faster fdatasync on ext4/xfs,
     and a full disk shows up when a segment is created rather than mid-batch). ``io``: the
-    system calls that change the disk (tests inject failures there).
+    system calls that change the disk (tests inject failures there). ``executor`` and
+    ``snapshot_executor``: where the writer thread's and the snapshot writer's I/O runs
+    (default: a thread each, made on first use; the simulator passes its own, and then
+    they are the caller's to shut down). ``clock``: when to probe the disk again, and
+    ``timer``: how long a small save took (INLINE_SYNC_BELOW).
     """
 
     def __init__(
@@ -145,6 +149,10 @@ class DiskStorage:
         cache_entries: int = 100_000,
         preallocate: bool = True,
         io: FileIO | None = None,
+        executor: Executor | None = None,
+        snapshot_executor: Executor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if segment_size < 1024:
             raise ValueError(f"segment_size must be at least 1024 bytes, not {segment_size}")
@@ -157,16 +165,18 @@ class DiskStorage:
         self._poisoned: StorageWriteError | None = None
         self._busy = False
         self._closed = False
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: Executor | None = executor
+        self._own_executors = executor is None, snapshot_executor is None
         self._sync_seconds = 0.0
         """Moving average of a small synced save's duration on the caller's thread
         (INLINE_SYNC_BELOW)."""
         self._next_probe = 0.0
-        self._clock: Callable[[], float] = time.monotonic
+        self._clock = clock
+        self._timer = timer
         # Snapshot files written in the background (write_snapshot_async) have a thread
         # of their own, so WAL saves go on meanwhile; their names, until recorded, are
         # spared by SnapshotStore.clean.
-        self._snapshot_writer: ThreadPoolExecutor | None = None
+        self._snapshot_writer: Executor | None = snapshot_executor
         self._pending_snapshots: set[str] = set()
         self._lock_fd = -1
 
@@ -295,10 +305,10 @@ class DiskStorage:
         self._release()
 
     def _release(self) -> None:
-        if self._snapshot_writer is not None:
+        if self._snapshot_writer is not None and self._own_executors[1]:
             self._snapshot_writer.shutdown(wait=True)
             self._snapshot_writer = None
-        if self._executor is not None:
+        if self._executor is not None and self._own_executors[0]:
             self._executor.shutdown(wait=True)
             self._executor = None
         self._wal.close()
@@ -457,10 +467,10 @@ class DiskStorage:
             now = self._clock()
             if self._sync_seconds < INLINE_SYNC_BELOW or now >= self._next_probe:
                 self._next_probe = now + INLINE_SYNC_PROBE_SECONDS
-                started = time.perf_counter()
+                started = self._timer()
                 self._run(plan)
                 if sync:
-                    took = time.perf_counter() - started
+                    took = self._timer() - started
                     self._sync_seconds += _SYNC_AVERAGE_WEIGHT * (took - self._sync_seconds)
                 return
         await self._run_async(plan)

@@ -37,6 +37,7 @@ from coord.raft.v1 import command_pb2, raft_pb2
 from coord.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc, lease_pb2, lease_pb2_grpc
 from coord_server.auth.requirements import any_authenticated_user, has_rule
 from coord_server.auth.rules import Access, access_of, service_of
+from coord_server.etcd import COORD_EQUIVALENTS
 from coord_server.registry import OPAQUE
 from tests.integration.harness import free_ports
 
@@ -221,8 +222,10 @@ def probe_member(layout: str, m: MemberThread, certs: Path | None) -> tuple[list
                     problems.append(f"{port} {method} ({who}): the error names {leaked}: {details!r}")
                 if access is Access.OPEN or code in REFUSED:
                     continue
-                if who == "role granting nothing" and access is Access.PUBLIC and (
-                    any_authenticated_user(method) or method in ("/coord.v1.Lease/Revoke",)
+                # An etcd call (TRANSLATED) is admitted as the coord.v1 call it becomes.
+                equivalent = COORD_EQUIVALENTS.get(method, "") if access is Access.TRANSLATED else method
+                if who == "role granting nothing" and access in (Access.PUBLIC, Access.TRANSLATED) and equivalent and (
+                    any_authenticated_user(equivalent) or equivalent in ("/coord.v1.Lease/Revoke",)
                 ):
                     if method == "/coord.v1.KV/Pipeline" and "PERMISSION_DENIED" not in answer:
                         problems.append(f"{port} {method} ({who}): its ops were not refused: {answer}")

@@ -11,7 +11,6 @@ import pytest
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2, lease_pb2, lock_pb2, lock_pb2_grpc
-from coord_server import node as node_module
 
 from .conftest import eventually
 
@@ -36,7 +35,7 @@ def record_batches(node: Any) -> tuple[list[list[bytes]], Any]:
 
 async def test_a_lazy_proposal_rides_with_the_next_one_in_arrival_order(cluster):
     node = cluster.leader().node
-    node_module.LAZY_PROPOSAL_DELAY, saved = 30.0, node_module.LAZY_PROPOSAL_DELAY  # only the next proposal frees it
+    node.proposals.lazy_delay, saved = 30.0, node.proposals.lazy_delay  # only the next proposal frees it
     batches, propose_batch = record_batches(node)
     try:
         lazy = node.submit(put(b"lazy"), 10, lazy=True)
@@ -46,7 +45,7 @@ async def test_a_lazy_proposal_rides_with_the_next_one_in_arrival_order(cluster)
         await asyncio.wait_for(asyncio.gather(lazy, eager), 10)
     finally:
         node.core.propose_batch = propose_batch
-        node_module.LAZY_PROPOSAL_DELAY = saved
+        node.proposals.lazy_delay = saved
     [batch] = [b for b in batches if put(b"lazy") in b]
     assert batch == [put(b"lazy"), put(b"eager")], "not one batch, or not in arrival order"
 
@@ -61,7 +60,7 @@ async def test_a_lazy_proposal_alone_is_proposed_after_the_delay(cluster):
 
 async def test_stopping_fails_waiting_lazy_proposals(cluster):
     node = cluster.leader().node
-    node_module.LAZY_PROPOSAL_DELAY, saved = 30.0, node_module.LAZY_PROPOSAL_DELAY
+    node.proposals.lazy_delay, saved = 30.0, node.proposals.lazy_delay
     batches, propose_batch = record_batches(node)
     try:
         lazy = node.submit(put(b"never"), 10, lazy=True)
@@ -70,7 +69,7 @@ async def test_stopping_fails_waiting_lazy_proposals(cluster):
         await node.stop()
     finally:
         node.core.propose_batch = propose_batch
-        node_module.LAZY_PROPOSAL_DELAY = saved
+        node.proposals.lazy_delay = saved
     with pytest.raises(Exception, match="stopping"):
         await lazy
 

@@ -27,6 +27,7 @@ class StubNode:
         self.applied = 0
         self.applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.failed = None
+        self.stopping = False
 
     def submit(self, data: bytes, timeout: float | None = None, *, lazy: bool = False) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -1,0 +1,1 @@
+"""Generated from protos/coord/etcd/authpb by `make proto`; do not edit."""

@@ -1,0 +1,1 @@
+"""Generated from protos/coord/etcd/mvccpb by `make proto`; do not edit."""

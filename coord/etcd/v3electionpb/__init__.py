@@ -1,0 +1,1 @@
+"""Generated from protos/coord/etcd/v3electionpb by `make proto`; do not edit."""

@@ -1,0 +1,274 @@
+"""etcd's Cluster, Maintenance and Auth services over coord's Cluster service and state.
+
+What does not map (docs/etcd.md): a member added through etcd's MemberAdd is always a
+learner first (coord never adds a voter that has not caught up; promote it); MemberUpdate
+is refused; Defragment has nothing to do; alarms are never raised; Snapshot streams
+coord's own snapshot format, not a bbolt file; Auth serves Authenticate and AuthStatus
+over coord's token auth, the rest of etcd's user and role management is not offered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from coord.etcd.etcdserverpb import rpc_pb2 as etcd
+from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
+from coord.v1 import cluster_pb2, kv_pb2, maintenance_pb2
+
+from coord_server.services.common import status_of
+
+from . import convert, errors
+from .calls import CoordCalls, abort_etcd
+
+ETCD_VERSION = "3.5.0"
+"""The etcd API version coord speaks, as Status and the gateway's /version report it."""
+
+MEMBER_LIST = "/coord.v1.Cluster/MemberList"
+MEMBER_ADD = "/coord.v1.Cluster/MemberAdd"
+MEMBER_REMOVE = "/coord.v1.Cluster/MemberRemove"
+MEMBER_PROMOTE = "/coord.v1.Cluster/MemberPromote"
+STATUS = "/coord.v1.Cluster/Status"
+TRANSFER = "/coord.v1.Cluster/TransferLeadership"
+SNAPSHOT = "/coord.v1.Maintenance/Snapshot"
+SNAPSHOT_CHUNK = 1 << 20
+
+
+def _url(scheme: str, address: str) -> list[str]:
+    return [f"{scheme}://{address}"] if address else []
+
+
+def _address(url: str) -> str:
+    """host:port of an etcd URL ("http://10.0.0.1:2380")."""
+    rest = url.split("://", 1)[-1]
+    return rest.rstrip("/")
+
+
+
+async def _run(context: Any, work: Any) -> Any:
+    try:
+        return await work
+    except (grpc.aio.AbortError, asyncio.CancelledError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - answered in etcd's terms
+        await abort_etcd(context, exc)
+        raise
+
+
+async def _admin_only(calls: CoordCalls, method: str, request: Any, context: Any) -> None:
+    """With auth on, only an admin may call ``method`` (it has no coord.v1 equivalent)."""
+    calls.precheck(method, request, context)
+
+
+class EtcdCluster(etcd_grpc.ClusterServicer):
+    def __init__(self, node: Any, calls: CoordCalls) -> None:
+        self.node = node
+        self.calls = calls
+
+    def member(self, m: cluster_pb2.Member) -> etcd.Member:
+        scheme = "https" if self.node.config.client_tls else "http"
+        return etcd.Member(
+            ID=m.id, name=m.name, peerURLs=_url(scheme, m.peer_address), clientURLs=_url(scheme, m.client_address),
+            isLearner=m.is_learner,
+        )
+
+    async def MemberList(self, request: etcd.MemberListRequest, context: Any) -> etcd.MemberListResponse:
+        async def work() -> etcd.MemberListResponse:
+            r = await self.calls.call(MEMBER_LIST, cluster_pb2.ClusterMemberListRequest(linearizable=request.linearizable), context)
+            return etcd.MemberListResponse(header=convert.header(r.header), members=[self.member(m) for m in r.members])
+
+        return await _run(context, work())  # type: ignore[no-any-return]
+
+    async def MemberAdd(self, request: etcd.MemberAddRequest, context: Any) -> etcd.MemberAddResponse:
+        async def work() -> etcd.MemberAddResponse:
+            coord_request = cluster_pb2.ClusterMemberAddRequest(
+                peer_address=_address(request.peerURLs[0]) if request.peerURLs else "",
+            )
+            self.calls.precheck(MEMBER_ADD, coord_request, context)
+            if len(request.peerURLs) != 1:
+                raise errors.MEMBER_BAD_URLS
+            r = await self.calls.call(MEMBER_ADD, coord_request, context)
+            return etcd.MemberAddResponse(
+                header=convert.header(r.header), member=self.member(r.member), members=[self.member(m) for m in r.members]
+            )
+
+        return await _run(context, work())  # type: ignore[no-any-return]
+
+    async def MemberRemove(self, request: etcd.MemberRemoveRequest, context: Any) -> etcd.MemberRemoveResponse:
+        async def work() -> etcd.MemberRemoveResponse:
+            r = await self.calls.call(MEMBER_REMOVE, cluster_pb2.ClusterMemberRemoveRequest(id=request.ID), context)
+            return etcd.MemberRemoveResponse(header=convert.header(r.header), members=[self.member(m) for m in r.members])
+
+        return await _run(context, work())  # type: ignore[no-any-return]
+
+    async def MemberPromote(self, request: etcd.MemberPromoteRequest, context: Any) -> etcd.MemberPromoteResponse:
+        async def work() -> etcd.MemberPromoteResponse:
+            r = await self.calls.call(MEMBER_PROMOTE, cluster_pb2.ClusterMemberPromoteRequest(id=request.ID), context)
+            return etcd.MemberPromoteResponse(header=convert.header(r.header), members=[self.member(m) for m in r.members])
+
+        return await _run(context, work())  # type: ignore[no-any-return]
+
+    async def MemberUpdate(self, request: etcd.MemberUpdateRequest, context: Any) -> etcd.MemberUpdateResponse:
+        await _run(context, _admin_only(self.calls, "/etcdserverpb.Cluster/MemberUpdate", request, context))
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "coord does not change a member's peer address in place; remove the member and add it again",
+        )
+        raise AssertionError("not reached")
+
+
+class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
+    def __init__(self, node: Any, calls: CoordCalls) -> None:
+        self.node = node
+        self.calls = calls
+
+    def _header(self) -> etcd.ResponseHeader:
+        node = self.node
+        return etcd.ResponseHeader(
+            cluster_id=node.config.cluster_id, member_id=node.config.node_id,
+            revision=node.state.revision, raft_term=node.core.term,
+        )
+
+    def _admit_whole_state(self, context: Any) -> None:
+        """Hashes and snapshots read the whole state: admitted as coord's Snapshot is."""
+        admission = self.calls.admission(context)
+        if admission is not None:
+            try:
+                admission.check(SNAPSHOT, maintenance_pb2.MaintenanceSnapshotRequest())
+            except Exception as exc:  # noqa: BLE001 - PermissionDenied, in etcd's terms
+                code, message, _ = status_of(exc)
+                raise errors.translate(code, message) from None
+
+    async def Status(self, request: etcd.StatusRequest, context: Any) -> etcd.StatusResponse:
+        async def work() -> etcd.StatusResponse:
+            r = await self.calls.call(STATUS, cluster_pb2.ClusterStatusRequest(), context)
+            size = int(self.node.state.size_bytes)
+            return etcd.StatusResponse(
+                header=convert.header(r.header), version=ETCD_VERSION, dbSize=size, dbSizeInUse=size,
+                leader=r.leader, raftIndex=r.commit_index, raftTerm=r.header.raft_term,
+                raftAppliedIndex=r.applied_index, isLearner=r.is_learner,
+            )
+
+        return await _run(context, work())  # type: ignore[no-any-return]
+
+    async def Alarm(self, request: etcd.AlarmRequest, context: Any) -> etcd.AlarmResponse:
+        async def work() -> etcd.AlarmResponse:
+            self.calls.precheck("/etcdserverpb.Maintenance/Alarm", request, context)
+            return etcd.AlarmResponse(header=self._header())
+
+        return await _run(context, work())  # type: ignore[no-any-return]
+
+    async def Defragment(self, request: etcd.DefragmentRequest, context: Any) -> etcd.DefragmentResponse:
+        async def work() -> etcd.DefragmentResponse:
+            self.calls.precheck("/etcdserverpb.Maintenance/Defragment", request, context)
+            return etcd.DefragmentResponse(header=self._header())
+
+        return await _run(context, work())  # type: ignore[no-any-return]
+
+    async def Hash(self, request: etcd.HashRequest, context: Any) -> etcd.HashResponse:
+        async def work() -> etcd.HashResponse:
+            self._admit_whole_state(context)
+            return etcd.HashResponse(header=self._header(), hash=zlib.crc32(self.node.state.snapshot()))
+
+        return await _run(context, work())  # type: ignore[no-any-return]
+
+    async def HashKV(self, request: etcd.HashKVRequest, context: Any) -> etcd.HashKVResponse:
+        """A CRC-32 of every key-value at ``revision`` (0: now): equal on members that
+        applied the same history, as etcd's HashKV is meant to be compared."""
+
+        async def work() -> etcd.HashKVResponse:
+            self._admit_whole_state(context)
+            state = self.node.state
+            try:
+                r = state.range(kv_pb2.RangeRequest(key=b"\x00", range_end=b"\x00", revision=request.revision))
+            except Exception as exc:  # noqa: BLE001 - compacted or future: etcd's messages
+                code, message, _ = status_of(exc)
+                raise errors.translate(code, message) from None
+            crc = 0
+            for kv in r.kvs:
+                crc = zlib.crc32(kv.SerializeToString(), crc)
+            return etcd.HashKVResponse(
+                header=self._header(), hash=crc, compact_revision=state.compact_revision,
+                hash_revision=request.revision or state.revision,
+            )
+
+        return await _run(context, work())  # type: ignore[no-any-return]
+
+    async def Snapshot(
+        self, request: etcd.SnapshotRequest, context: Any
+    ) -> AsyncIterator[etcd.SnapshotResponse]:
+        """coord's snapshot bytes laid out as etcd lays out its own (etcdctl checks the
+        layout): zero-padded to a multiple of 512 bytes, then the SHA-256 of that."""
+        try:
+            self._admit_whole_state(context)
+            data = self.node.state.snapshot()
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await abort_etcd(context, exc)
+            return
+        padded = data + bytes(-len(data) % 512)
+        blob = padded + hashlib.sha256(padded).digest()
+        header = self._header()
+        offset = 0
+        while offset < len(blob):
+            chunk = blob[offset : offset + SNAPSHOT_CHUNK]
+            offset += len(chunk)
+            yield etcd.SnapshotResponse(header=header, remaining_bytes=len(blob) - offset, blob=chunk, version=ETCD_VERSION)
+
+    async def Downgrade(self, request: etcd.DowngradeRequest, context: Any) -> etcd.DowngradeResponse:
+        await _run(context, _admin_only(self.calls, "/etcdserverpb.Maintenance/Downgrade", request, context))
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "coord has no cluster version to downgrade")
+        raise AssertionError("not reached")
+
+    async def MoveLeader(self, request: etcd.MoveLeaderRequest, context: Any) -> etcd.MoveLeaderResponse:
+        async def work() -> etcd.MoveLeaderResponse:
+            if request.targetID == 0:
+                raise errors.BAD_LEADER_TRANSFEREE
+            r = await self.calls.call(TRANSFER, cluster_pb2.ClusterTransferLeadershipRequest(target_id=request.targetID), context)
+            return etcd.MoveLeaderResponse(header=convert.header(r.header))
+
+        return await _run(context, work())  # type: ignore[no-any-return]
+
+
+class EtcdAuth(etcd_grpc.AuthServicer):
+    """Authenticate and AuthStatus over coord's token auth (docs/security-auth.md): the
+    password is the user's coord token, and the token returned is that token, which
+    then admits the caller on both APIs."""
+
+    def __init__(self, interceptor: Any, calls: CoordCalls) -> None:
+        self.interceptor = interceptor
+        self.calls = calls
+
+    def _auth(self) -> Any:
+        return getattr(self.interceptor, "auth", None)
+
+    async def Authenticate(self, request: etcd.AuthenticateRequest, context: Any) -> etcd.AuthenticateResponse:
+        auth = self._auth()
+        if auth is None:
+            await context.abort(errors.AUTH_NOT_ENABLED.code, errors.AUTH_NOT_ENABLED.message)
+        if not request.name:
+            await context.abort(errors.USER_EMPTY.code, errors.USER_EMPTY.message)
+        principal = auth.authenticate(request.password)
+        if principal is None or principal.name != request.name:
+            await context.abort(errors.AUTH_FAILED.code, errors.AUTH_FAILED.message)
+        return etcd.AuthenticateResponse(header=etcd.ResponseHeader(), token=request.password)
+
+    async def AuthStatus(self, request: etcd.AuthStatusRequest, context: Any) -> etcd.AuthStatusResponse:
+        return etcd.AuthStatusResponse(header=etcd.ResponseHeader(), enabled=self._auth() is not None)
+
+    async def _not_offered(self, request: Any, context: Any) -> Any:
+        await _run(context, _admin_only(self.calls, "/etcdserverpb.Auth/UserAdd", request, context))
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "coord manages users and roles with its own auth (docs/security-auth.md), not etcd's Auth service",
+        )
+
+    AuthEnable = AuthDisable = UserAdd = UserGet = UserList = UserDelete = _not_offered
+    UserChangePassword = UserGrantRole = UserRevokeRole = _not_offered
+    RoleAdd = RoleGet = RoleList = RoleDelete = RoleGrantPermission = RoleRevokePermission = _not_offered

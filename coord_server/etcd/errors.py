@@ -1,0 +1,115 @@
+"""etcd's errors, as etcd sends them: a gRPC code and an exact message.
+
+Clients map errors by code and message (Go's rpctypes, python-etcd3's exceptions), so the
+etcd API answers with etcd's wording, never coord's. ``EtcdError`` is raised by the etcd
+services themselves; ``translate`` turns a status coord's own servicers answered with
+into the status etcd would have sent for the same cause.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+Code = grpc.StatusCode
+
+
+class EtcdError(Exception):
+    """A status with etcd's code and message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _e(code: grpc.StatusCode, message: str) -> EtcdError:
+    return EtcdError(code, message)
+
+
+EMPTY_KEY = _e(Code.INVALID_ARGUMENT, "etcdserver: key is not provided")
+KEY_NOT_FOUND = _e(Code.INVALID_ARGUMENT, "etcdserver: key not found")
+VALUE_PROVIDED = _e(Code.INVALID_ARGUMENT, "etcdserver: value is provided")
+LEASE_PROVIDED = _e(Code.INVALID_ARGUMENT, "etcdserver: lease is provided")
+TOO_MANY_OPS = _e(Code.INVALID_ARGUMENT, "etcdserver: too many operations in txn request")
+DUPLICATE_KEY = _e(Code.INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request")
+COMPACTED = _e(Code.OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted")
+FUTURE_REV = _e(Code.OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")
+NO_SPACE = _e(Code.RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded")
+LEASE_NOT_FOUND = _e(Code.NOT_FOUND, "etcdserver: requested lease not found")
+LEASE_EXIST = _e(Code.FAILED_PRECONDITION, "etcdserver: lease already exists")
+LEASE_TTL_TOO_LARGE = _e(Code.OUT_OF_RANGE, "etcdserver: too large lease TTL")
+PEER_URL_EXIST = _e(Code.FAILED_PRECONDITION, "etcdserver: Peer URLs already exists")
+MEMBER_BAD_URLS = _e(Code.INVALID_ARGUMENT, "etcdserver: given member URLs are invalid")
+MEMBER_NOT_FOUND = _e(Code.NOT_FOUND, "etcdserver: member not found")
+MEMBER_NOT_LEARNER = _e(Code.FAILED_PRECONDITION, "etcdserver: can only promote a learner member")
+LEARNER_NOT_READY = _e(
+    Code.FAILED_PRECONDITION, "etcdserver: can only promote a learner member which is in sync with leader"
+)
+REQUEST_TOO_LARGE = _e(Code.INVALID_ARGUMENT, "etcdserver: request is too large")
+TOO_MANY_REQUESTS = _e(Code.RESOURCE_EXHAUSTED, "etcdserver: too many requests")
+AUTH_FAILED = _e(Code.INVALID_ARGUMENT, "etcdserver: authentication failed, invalid user ID or password")
+AUTH_NOT_ENABLED = _e(Code.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
+PERMISSION_DENIED = _e(Code.PERMISSION_DENIED, "etcdserver: permission denied")
+INVALID_AUTH_TOKEN = _e(Code.UNAUTHENTICATED, "etcdserver: invalid auth token")
+INVALID_AUTH_MGMT = _e(Code.INVALID_ARGUMENT, "etcdserver: invalid auth management")
+USER_EMPTY = _e(Code.INVALID_ARGUMENT, "etcdserver: user name is empty")
+NO_LEADER = _e(Code.UNAVAILABLE, "etcdserver: no leader")
+REQUEST_TIMEOUT = _e(Code.UNAVAILABLE, "etcdserver: request timed out")
+STOPPED = _e(Code.UNAVAILABLE, "etcdserver: server stopped")
+BAD_LEADER_TRANSFEREE = _e(Code.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
+NOT_LEADER = _e(Code.FAILED_PRECONDITION, "etcdserver: not leader")
+ELECTION_NO_LEADER = _e(Code.UNKNOWN, "election: no leader")
+ELECTION_NOT_LEADER = _e(Code.UNKNOWN, "election: not leader")
+NOT_CAPABLE = _e(Code.UNAVAILABLE, "etcdserver: not capable")
+
+
+def translate(code: grpc.StatusCode, message: str, method: str = "") -> EtcdError:
+    """The etcd status for a status coord answered ``method`` (a coord.v1 method name)
+    with. What etcd has no wording for keeps coord's code and message."""
+    lower = message.lower()
+    if code == Code.OUT_OF_RANGE:
+        if "compact" in lower:
+            return COMPACTED
+        if "future" in lower:
+            return FUTURE_REV
+    if code == Code.NOT_FOUND:
+        if "lease" in lower:
+            return LEASE_NOT_FOUND
+        if "member" in lower:
+            return MEMBER_NOT_FOUND
+    if code == Code.FAILED_PRECONDITION:
+        if "lease" in lower and "exists" in lower:
+            return LEASE_EXIST
+        if "peer address" in lower:
+            return PEER_URL_EXIST
+        if "already a voter" in lower:
+            return MEMBER_NOT_LEARNER
+        if "caught up" in lower:
+            return LEARNER_NOT_READY
+        if "learner" in lower and "promote" in lower:
+            return BAD_LEADER_TRANSFEREE
+    if code == Code.INVALID_ARGUMENT:
+        if "does not exist" in lower and ("ignore_value" in lower or "ignore_lease" in lower):
+            return KEY_NOT_FOUND
+        if "must not be empty" in lower and "key" in lower:
+            return EMPTY_KEY
+        if "operations; the limit" in lower or "comparisons; the limit" in lower:
+            return TOO_MANY_OPS
+        if "more than once in one branch" in lower:
+            return DUPLICATE_KEY
+        if "must be host:port" in lower:
+            return MEMBER_BAD_URLS
+    if code == Code.RESOURCE_EXHAUSTED:
+        if "quota" in lower:
+            return NO_SPACE
+        if "request is" in lower and "bytes" in lower:
+            return REQUEST_TOO_LARGE
+    if code == Code.UNAUTHENTICATED:
+        return INVALID_AUTH_TOKEN
+    if code == Code.PERMISSION_DENIED:
+        return PERMISSION_DENIED
+    if code == Code.UNAVAILABLE:
+        if "stopping" in lower or "stopped" in lower:
+            return STOPPED
+        return NO_LEADER
+    return EtcdError(code, message)

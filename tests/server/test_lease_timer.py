@@ -1,0 +1,100 @@
+"""The leader's lease clocks (coord_server/lease_timer.py) on a fake clock: renewals,
+expiry through the deadline heap, bounded chunks, re-reporting, revoked and re-granted
+leases."""
+
+from __future__ import annotations
+
+from coord_server.lease_timer import EXPIRE_CHUNK, LeaseTimers
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _timers(leases: list[tuple[int, int]], extension: float = 1.0) -> tuple[LeaseTimers, Clock]:
+    clock = Clock()
+    timers = LeaseTimers(clock, retry_after=1.0)
+    timers.start(leases, extension=extension)
+    return timers, clock
+
+
+def test_a_renewed_lease_does_not_expire_and_an_unrenewed_one_does() -> None:
+    timers, clock = _timers([(1, 10), (2, 10)])
+    clock.now += 9
+    assert timers.keepalive(1) == 10
+    clock.now += 2.5  # past 2's deadline (10 + 1 extension), not 1's
+    assert timers.expired() == [2]
+    assert timers.keepalive(2) is None  # expired: not renewed any more
+    timers.revoked(2)  # its LeaseExpire applied
+    assert timers.remaining(1) == 7.5
+    clock.now += 7.5
+    assert timers.expired() == [1]
+
+
+def test_an_expiry_storm_comes_in_chunks_and_unrevoked_leases_are_reported_again() -> None:
+    count = 3 * EXPIRE_CHUNK + 7
+    timers, clock = _timers([(i, 5) for i in range(1, count + 1)], extension=0)
+    clock.now += 5
+    chunks = []
+    while chunk := timers.expired():
+        assert len(chunk) <= EXPIRE_CHUNK and chunk == sorted(chunk)
+        chunks.append(chunk)
+        for lease_id in chunk[: len(chunk) // 2]:
+            timers.revoked(lease_id)  # the other half's revocations are "lost"
+    assert sum(len(c) for c in chunks) == count and len(chunks) == 4
+    assert timers.expired() == []  # not again within retry_after
+    clock.now += 1.0
+    again = []
+    while chunk := timers.expired():
+        again.extend(chunk)
+    assert sorted(again) == sorted(i for c in chunks for i in c[len(c) // 2 :])
+
+
+def test_revoked_then_granted_anew_counts_only_the_new_grant() -> None:
+    timers, clock = _timers([(7, 3)], extension=0)
+    clock.now += 3
+    assert timers.expired() == [7]
+    timers.revoked(7)
+    timers.granted(7, 10)  # the same ID, granted again
+    clock.now += 1.5  # the old report would be due again now
+    assert timers.expired() == []
+    assert timers.keepalive(7) == 10
+    clock.now += 9.9
+    assert timers.expired() == []
+    clock.now += 0.2
+    assert timers.expired() == [7]
+    assert len(timers) == 1
+
+
+def test_many_renewals_leave_one_heap_entry_per_lease() -> None:
+    timers, clock = _timers([(i, 10) for i in range(1000)], extension=0)
+    for _ in range(30):
+        clock.now += 3
+        for i in range(1000):
+            assert timers.keepalive(i) == 10
+        assert timers.expired() == []
+    assert len(timers._heap) == 1000  # noqa: SLF001 - the structure is the point (Rule 4)
+
+
+def test_stop_forgets_everything() -> None:
+    timers, clock = _timers([(1, 1)], extension=0)
+    timers.stop()
+    clock.now += 5
+    assert timers.expired() == [] and timers.remaining(1) is None and not timers.active
+    timers.granted(2, 1)  # not the keeper: ignored
+    assert len(timers) == 0
+
+
+def test_a_renewal_that_arrived_in_time_counts_though_confirmed_late() -> None:
+    timers, clock = _timers([(1, 10), (2, 10), (3, 10)], extension=0)
+    arrived = clock.now + 9.5  # before the deadlines (110)
+    clock.now += 10.5  # its batch is confirmed after them
+    assert timers.keepalive(1, arrived) == 10  # waited in the queue: still renewed
+    assert timers.remaining(1) == 10
+    assert timers.keepalive(2, clock.now) is None  # arrived late: expired
+    assert timers.expired() == [2, 3]  # 1 was renewed; 3's expiry is now reported
+    assert timers.keepalive(3, arrived) is None  # reported: its revocation may be in the log
