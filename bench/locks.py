@@ -292,9 +292,12 @@ def _client_process(conn: multiprocessing.connection.Connection, system: str, en
 
 
 def _run_grpc_workload(system: str, endpoints: list[str], workers: int, contended: bool,
-                       args: argparse.Namespace) -> list[Window]:
+                       args: argparse.Namespace, start: float | None = None) -> list[Window]:
+    """``start``: wall-clock time the first window opens (default: in 3 s plus the warm-up,
+    time for the processes to start)."""
     ctx = multiprocessing.get_context("spawn")
-    start = time.time() + 3.0 + args.warmup  # time for the processes to start
+    if start is None:
+        start = time.time() + 3.0 + args.warmup
     windows = [(start + k * args.seconds, start + (k + 1) * args.seconds) for k in range(args.runs)]
     procs = []
     for p in range(CLIENT_PROCESSES):

@@ -80,6 +80,11 @@ class NodeMetrics:
             "coord_grpc_requests", "gRPC calls served, by full method name and status code "
             "(a stream counts once, when it ends).", ["method", "code"], registry=r,
         )
+        self.loop_lag_seconds = Histogram(
+            "coord_event_loop_lag_seconds", "How late the event loop ran a timer due every 10 ms "
+            "(loop_lag.py): the time nothing else could run, heartbeats included.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
         for origin in ("local", "leader"):
             self.snapshots.labels(origin)
         r.register(_StateCollector(node))
@@ -108,6 +113,11 @@ class NodeMetrics:
             self._last_leader = leader
         if role != Role.LEADER:
             self._pending_commits.clear()  # those batches commit under another leader, if at all
+
+    def attach_loop_lag(self, lag: Any) -> None:
+        """Feed the histogram from a LoopLag and export its longest stall."""
+        lag.on_sample = self.loop_lag_seconds.observe
+        self.node.loop_lag = lag
 
     # -------------------------------------------------- called by the peer transport
 
@@ -172,6 +182,10 @@ class _StateCollector(Collector):
             sizes = usage()
             yield _gauge("coord_log_size_bytes", "Bytes of log segments on disk.", sizes.get("wal_bytes", 0))
             yield _gauge("coord_snapshot_size_bytes", "Bytes of snapshot files on disk.", sizes.get("snapshot_bytes", 0))
+        lag = getattr(node, "loop_lag", None)
+        if lag is not None:
+            yield _gauge("coord_event_loop_longest_stall_seconds", "The longest time the event loop "
+                         "could not run anything since the member started.", lag.longest)
         hub = getattr(node, "watch_hub", None)
         if hub is not None:
             yield _gauge("coord_watchers", "Watchers open on this member.", hub.watcher_count)

@@ -43,6 +43,7 @@ from coord_server.leaderless import Leaderless
 from coord_server.lease_timer import LeaseTimers
 from coord_server.proposals import LAZY_PROPOSAL_DELAY, ProposalQueue
 from coord_server.read_waits import ReadWaits
+from coord_server.snapshotter import SnapshotAbandoned, write_snapshot
 from coord_server.raft import (
     ConfChange,
     ConfChangeType,
@@ -187,9 +188,11 @@ class Node:
         self._solo_campaign = False
         self._fatal: BaseException | None = None
         self._snapshot_task: asyncio.Task[Any] | None = None
+        self._ready_busy = False
+        """The Ready cycle is waiting (for the disk): the ticker sends heartbeats itself."""
         # Members snapshot at different indexes (an offset of up to 1/8 of the interval,
-        # from the member id): serialising the state pauses a member, and if all paused
-        # at once, so would the cluster.
+        # from the member id): writing a snapshot loads a member's disk and CPU,
+        # better not all at once.
         self._snapshot_offset = config.node_id % max(1, config.snapshot_entries // 8)
         self.metrics: NodeMetrics | None = None
         """Set by the server when metrics are on; every hook below is skipped when None."""
@@ -296,6 +299,8 @@ class Node:
                 next_at = clock.time()  # the loop was blocked; do not burst-tick
             await asyncio.sleep(max(0.0, delay))
             self.core.tick()
+            if self._ready_busy and self.core.msgs:
+                self._send_now()
             if self._leaderless:
                 self._leaderless.expire()
             if self.is_leader and self.lease_timers.active:
@@ -490,6 +495,8 @@ class Node:
                 self._start_read_round()
                 while self.core.has_ready() and not self._stopping:
                     await self._handle_ready(self.core.ready())
+                    if self.core.log.has_next_committed_entries():
+                        await asyncio.sleep(0)  # a bounded apply batch: let the loop run between two
                     self._flush_proposals()
                     self._start_read_round()
                 if self._snapshot_task is not None and self._snapshot_task.done():
@@ -502,7 +509,23 @@ class Node:
             self._stopping = True
             self._fail_all(Unavailable(f"the node failed: {err}"))
 
+    def _send_now(self) -> None:
+        """Send what a leader may send before persisting (heartbeats, appends) while the
+        Ready cycle waits for the disk: a slow fsync (a busy disk, a snapshot being
+        written) must not silence the heartbeats, or the followers elect another leader."""
+        messages, self.core.msgs = self.core.msgs, []
+        messages = self._commit_notices.filter(messages)
+        if messages:
+            self.transport.send(messages)
+
     async def _handle_ready(self, rd: Ready) -> None:
+        self._ready_busy = True
+        try:
+            await self._handle_ready_now(rd)
+        finally:
+            self._ready_busy = False
+
+    async def _handle_ready_now(self, rd: Ready) -> None:
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
         messages = self._commit_notices.filter(rd.messages) if rd.messages else rd.messages
@@ -637,8 +660,8 @@ class Node:
 
     async def _maybe_snapshot(self) -> None:
         """Snapshot every ``snapshot_entries`` applied entries (plus this member's offset).
-        The state is serialised here, at a consistent point; its file is written in the
-        background while the log goes on (a large state takes long to write), and the
+        The state's image is taken here, at a consistent point; it is encoded and written
+        in the background (snapshotter.py) while the log goes on (a large state takes long to write), and the
         snapshot is recorded and the log compacted at the first Ready after that."""
         task = self._snapshot_task
         if task is not None:
@@ -647,7 +670,7 @@ class Node:
             self._snapshot_task = None
             try:
                 written = task.result()
-            except (StorageWriteError, SnapshotOutOfDateError) as err:
+            except (StorageWriteError, SnapshotOutOfDateError, SnapshotAbandoned) as err:
                 # Only the file failed; nothing refers to it. The log keeps growing until
                 # the next attempt succeeds (a failing disk also fails the log's fsync).
                 log.error("snapshot not taken: %s", err)
@@ -667,9 +690,9 @@ class Node:
         applied = self.core.log.applied
         if applied - self._snapshot_index < self.config.snapshot_entries + self._snapshot_offset:
             return
-        data = self.state.snapshot()
+        # The state's image is taken now; it is written chunk by chunk (snapshotter.py).
         task = asyncio.get_running_loop().create_task(
-            self.storage.write_snapshot_async(applied, self.core.conf_state(), data), name=f"raft-snapshot-{self.id}"
+            write_snapshot(self.state, self.storage, applied, self.core.conf_state()), name=f"raft-snapshot-{self.id}"
         )
         task.add_done_callback(lambda _: self._wake.set())
         self._snapshot_task = task

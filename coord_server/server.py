@@ -28,6 +28,7 @@ from coord.raft.v1 import command_pb2, raft_pb2_grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
 from coord_server import http as http_surfaces
 from coord_server.gc_policy import GcPolicy
+from coord_server.loop_lag import LoopLag
 from coord_server.logs import set_term_source
 from coord_server.node import Node, NodeConfig
 from coord_server.request_context import RequestInterceptor
@@ -62,6 +63,7 @@ class CoordServer:
         self.peer_server: grpc.aio.Server | None = None
         self.peer_port = 0
         self.gc_policy: GcPolicy | None = None
+        self.loop_lag: LoopLag | None = None
         self.http: Any = None
         """HttpListener when --http-listen is set (coord_server/http)."""
         self.auth_bootstrap: asyncio.Task[None] | None = None
@@ -117,7 +119,8 @@ class CoordServer:
                 )
                 for name, address in founders.items()
             }
-        self.storage = DiskStorage(s.data_directory, cluster_id=cluster_id)
+        # One snapshot file: an older one is never used again, and doubled the disk use.
+        self.storage = DiskStorage(s.data_directory, cluster_id=cluster_id, keep_snapshots=1)
         if identity is None:
             # The founding membership is kept with the identity: a founder that crashed
             # before its bootstrap entries reached the disk must bootstrap again on
@@ -251,8 +254,14 @@ class CoordServer:
             if client_tls_listener is not None:  # HTTPS follows the client port's reloads
                 client_tls_listener.on_reload = lambda *_: self.http.reload_tls(s.cert_file, s.key_file, s.client_ca_file)
             await self.http.start()
-        self.gc_policy = GcPolicy()
+        # A complete collection pauses for ~1 s per million objects: not on a leader
+        # that has followers to lose (gc_policy.py Rule 4).
+        self.gc_policy = GcPolicy(may_pause=lambda: not node.is_leader or node.core.voters == {node.id})
         self.gc_policy.start()  # after recovery, before the Raft clock runs: one full collection
+        self.loop_lag = LoopLag()
+        if self.metrics is not None:
+            self.metrics.attach_loop_lag(self.loop_lag)
+        self.loop_lag.start()
         await node.start()
         self.health.start(self.registries)
         self.certificates.start()
@@ -306,6 +315,8 @@ class CoordServer:
             self.storage.close()
         if self.gc_policy is not None:
             await self.gc_policy.stop()
+        if self.loop_lag is not None:
+            await self.loop_lag.stop()
 
     async def _hand_over_leadership(self) -> None:
         """A leader that is asked to stop first hands leadership to its most up-to-date

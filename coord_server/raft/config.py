@@ -42,6 +42,11 @@ class Config:
     max_bytes_per_msg: int = 1 << 20
     """Largest total entry data in one APP message (at least one entry is always sent)."""
 
+    max_committed_bytes_per_ready: int = 256 << 10
+    """Largest total entry data handed to the state machine in one Ready (at least one
+    entry): applying is synchronous on the node's loop, and a follower catching up on a
+    long log would otherwise apply all of it at once while its heartbeats wait."""
+
     max_uncommitted_bytes: int = 0
     """The leader refuses proposals while this many bytes of entry data are uncommitted
     (0 = no limit): back-pressure instead of unbounded memory."""

@@ -330,7 +330,7 @@ class RaftCore:
         rd = Ready(
             entries=list(self.log.unstable.entries),
             snapshot=self.log.pending_snapshot(),
-            committed_entries=self.log.next_committed_entries(),
+            committed_entries=self.log.next_committed_entries(self.config.max_committed_bytes_per_ready),
             messages=self.msgs,
             persisted_messages=self.msgs_after_persist,
             read_states=self.read_states,

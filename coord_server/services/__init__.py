@@ -27,6 +27,7 @@ from .lease import LeaseService
 from .lock import LockService
 from .maintenance import MaintenanceService
 from .ring import RingService
+from .unary_batch import UnaryBatcher
 
 __all__ = [
     "SERVER_OPTIONS", "ClusterService", "ForwardHandler", "KVService", "LeaseService", "WatchHub",
@@ -42,6 +43,8 @@ def add_services(server: grpc.aio.Server, node: Any, hub: WatchHub | None = None
     if hub is None:
         hub = WatchHub(node)
     node.watch_hub = hub
+    # Unary writes and read points share batches as Pipeline operations do (unary_batch.py).
+    node.unary_batcher = UnaryBatcher(node)
     kv_pb2_grpc.add_KVServicer_to_server(KVService(node, hub), server)
     lease_pb2_grpc.add_LeaseServicer_to_server(LeaseService(node), server)
     cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(node), server)

@@ -181,13 +181,30 @@ def _holds_header(desc: Any, seen: frozenset[str] = frozenset()) -> bool:
     return found
 
 
+_SHAPE: dict[str, tuple[bool, bool]] = {}
+
+
+def _shape(desc: Any) -> tuple[bool, bool]:
+    """(has a top-level header, has other fields that may hold headers) of a message type
+    (memoized): a Put or Range response is stamped without walking its fields."""
+    shape = _SHAPE.get(desc.full_name)
+    if shape is None:
+        nested = any(
+            f.message_type is not None and f.name != "header" and _holds_header(f.message_type) for f in desc.fields
+        )
+        shape = _SHAPE[desc.full_name] = ("header" in desc.fields_by_name, nested)
+    return shape
+
+
 def _stamp(msg: PbMessage, cluster_id: int, member_id: int, term: int) -> None:
-    desc = msg.DESCRIPTOR
-    if "header" in desc.fields_by_name:
+    has_header, nested = _shape(msg.DESCRIPTOR)
+    if has_header:
         h = msg.header  # type: ignore[attr-defined]  # set even when absent: zeroes would mislead
         h.cluster_id = cluster_id
         h.member_id = member_id
         h.raft_term = term
+    if not nested:
+        return
     for field, value in msg.ListFields():
         sub = field.message_type
         if sub is None or field.name == "header" or not _holds_header(sub):
@@ -275,15 +292,20 @@ async def bounded(awaitable: Awaitable[T], timeout: float, what: str) -> T:
         raise DeadlineExceeded(f"the deadline passed before {what}") from None
 
 
-async def propose(node: Any, command: command_pb2.Command, context: Context | None) -> Any:
+async def propose(node: Any, command: command_pb2.Command, context: Context | None, *, batched: bool = False) -> Any:
     """Propose ``command`` (forwarded when this node follows) and return the response in
-    its CommandResult; raise the CommandResult's error. Headers are not stamped."""
-    return await propose_within(node, command, timeout_of(context))
+    its CommandResult; raise the CommandResult's error. Headers are not stamped.
+
+    ``batched``: through the member's UnaryBatcher (services/unary_batch.py), for calls
+    many independent clients make at once (KV writes)."""
+    return await propose_within(node, command, timeout_of(context), batched=batched)
 
 
-async def propose_within(node: Any, command: command_pb2.Command, timeout: float) -> Any:
+async def propose_within(node: Any, command: command_pb2.Command, timeout: float, *, batched: bool = False) -> Any:
     """``propose`` with a timeout in seconds rather than a call's deadline."""
-    result = await bounded(node.propose(command, timeout), timeout, PROPOSAL_PENDING)
+    batcher = getattr(node, "unary_batcher", None) if batched else None
+    pending = node.propose(command, timeout) if batcher is None else batcher.submit(command.SerializeToString(), timeout)
+    result = await bounded(pending, timeout, PROPOSAL_PENDING)
     return response_of(result)
 
 
@@ -301,9 +323,13 @@ def response_of(result: command_pb2.CommandResult) -> Any:
     return getattr(result, which)
 
 
-async def read_barrier(node: Any, context: Context | None) -> None:
-    """Linearizable read point (ReadIndex); works on followers too."""
-    await bounded(node.read_barrier(), timeout_of(context), "the read could be confirmed with a quorum")
+async def read_barrier(node: Any, context: Context | None, *, batched: bool = False) -> None:
+    """Linearizable read point (ReadIndex); works on followers too. ``batched``: through
+    the member's UnaryBatcher (KV.Range), so that concurrent calls share a round."""
+    timeout = timeout_of(context)
+    batcher = getattr(node, "unary_batcher", None) if batched else None
+    pending = node.read_barrier() if batcher is None else batcher.read_barrier(timeout)
+    await bounded(pending, timeout, "the read could be confirmed with a quorum")
     recheck = recheck_after_read.get()
     if recheck is not None:
         recheck()  # the caller's permissions as of the read point (auth interceptor)

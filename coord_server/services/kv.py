@@ -38,7 +38,7 @@ class KVService(kv_pb2_grpc.KVServicer):
         check_size(request)
         validation.validate_range(request)
         if not request.serializable:
-            await read_barrier(self.node, context)
+            await read_barrier(self.node, context, batched=True)
         response: kv_pb2.RangeResponse = self.node.state.range(request)
         self.headers.stamp(response)
         return response
@@ -49,7 +49,7 @@ class KVService(kv_pb2_grpc.KVServicer):
     async def Put(self, request: kv_pb2.PutRequest, context: Context) -> kv_pb2.PutResponse:
         check_size(request)
         validation.validate_put(request)
-        response = await propose(self.node, command_of(context, put=request), context)
+        response = await propose(self.node, command_of(context, put=request), context, batched=True)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
@@ -58,14 +58,14 @@ class KVService(kv_pb2_grpc.KVServicer):
     ) -> kv_pb2.DeleteRangeResponse:
         check_size(request)
         validation.validate_delete_range(request)
-        response = await propose(self.node, command_of(context, delete_range=request), context)
+        response = await propose(self.node, command_of(context, delete_range=request), context, batched=True)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary
     async def Txn(self, request: kv_pb2.TxnRequest, context: Context) -> kv_pb2.TxnResponse:
         check_size(request)
         validation.validate_txn(request)
-        response = await propose(self.node, command_of(context, txn=request), context)
+        response = await propose(self.node, command_of(context, txn=request), context, batched=True)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary

@@ -3,10 +3,12 @@
 Data structures and their costs (n keys with history, h records of one key, c changes
 since the last compaction, k keys in a range):
 
-- ``_history``: dict key -> list of records, oldest first. A record is a plain tuple
+- ``_history``: dict key -> its records, oldest first: the record itself when it is the
+  only one (most keys: a list per key cost 96 bytes of a million-key store's ~600 per
+  key), else a list of them. A record is a plain tuple
   ``(mod_revision, sub, create_revision, version, value, lease)``; ``version`` 0 marks a
-  deletion (tombstone). The latest state of a key is ``history[-1]``: O(1). The state
-  at a past revision is found by bisecting the list on mod_revision: O(log h).
+  deletion (tombstone). The latest state of a key is the record or ``history[-1]``: O(1).
+  The state at a past revision is found by bisecting the list on mod_revision: O(log h).
 - ``_sorted`` + ``_unsorted``: every key with history, for range scans. New keys are
   appended to ``_unsorted`` (O(1) per put); the first range scan afterwards merges them
   (Timsort on a sorted run plus a short tail: O(n) copying, done once per batch of new
@@ -17,6 +19,8 @@ since the last compaction, k keys in a range):
 - ``_compactable``: the keys whose history holds more than their live value (two or more
   records, or a tombstone), so that compaction costs O(keys changed since the previous
   compaction), not O(n).
+- ``_tombstoned``: the keys whose latest record is a tombstone, so that counting the live
+  keys of a range is two bisections minus the tombstones in it (``count``), not a scan.
 
 Rules:
 
@@ -36,7 +40,9 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+import operator
+from itertools import accumulate, chain, compress, repeat
 from operator import itemgetter
 from typing import Final
 
@@ -67,6 +73,15 @@ _DELETE = common_pb2.EVENT_TYPE_DELETE
 RECORD_OVERHEAD_BYTES: Final = 64
 """What one kept record costs besides its key and value bytes, in ``size_bytes`` (the
 revisions, version and lease of an etcd revision record, roughly)."""
+
+
+def _records(h: Record | list[Record]) -> list[Record]:
+    """A key's records as a list (a new one when the key holds a single record)."""
+    return h if isinstance(h, list) else [h]
+
+
+def _last(h: Record | list[Record]) -> Record:
+    return h[-1] if isinstance(h, list) else h
 
 
 def record_size(key: bytes, rec: Record) -> int:
@@ -109,18 +124,20 @@ class MVCCStore:
         "_log_revs",
         "_log_keys",
         "_compactable",
+        "_tombstoned",
         "size_bytes",
     )
 
     def __init__(self) -> None:
         self.revision = 1
         self.compact_revision = 0
-        self._history: dict[bytes, list[Record]] = {}
+        self._history: dict[bytes, Record | list[Record]] = {}
         self._sorted: list[bytes] = []
         self._unsorted: list[bytes] = []
         self._log_revs = array("q")
         self._log_keys: list[bytes] = []
         self._compactable: set[bytes] = set()
+        self._tombstoned: set[bytes] = set()
         self.size_bytes = 0
         """Every kept record's key, value and overhead (record_size): the backend size the
         quota is checked against. Grows with each change, shrinks only with compaction,
@@ -130,10 +147,10 @@ class MVCCStore:
 
     def latest(self, key: bytes) -> Record | None:
         """The key's live record in the latest state (pending writes included), or None."""
-        hist = self._history.get(key)
-        if hist is None:
+        h = self._history.get(key)
+        if h is None:
             return None
-        rec = hist[-1]
+        rec = h[-1] if isinstance(h, list) else h
         return rec if rec[VERSION] else None
 
     def get(self, key: bytes, rev: int) -> Record | None:
@@ -141,6 +158,8 @@ class MVCCStore:
         hist = self._history.get(key)
         if hist is None:
             return None
+        if not isinstance(hist, list):
+            return hist if hist[VERSION] and hist[MOD] <= rev else None
         rec = hist[-1]
         if rec[MOD] > rev:
             i = bisect_right(hist, rev, key=_mod_of)
@@ -162,7 +181,8 @@ class MVCCStore:
         history = self._history
         if rev is None:
             for k in self._keys_in(start, end):
-                rec = history[k][-1]
+                h = history[k]
+                rec = h[-1] if isinstance(h, list) else h
                 if rec[VERSION]:
                     out.append((k, rec))
         else:
@@ -183,9 +203,28 @@ class MVCCStore:
         hi = len(ordered) if end is None else bisect_left(ordered, end, lo)
         return ordered[lo:hi]
 
+    def count(self, span: keyspan.Span) -> int | None:
+        """The number of live keys in ``span`` in the latest state, from the index: None
+        when the tombstones in the range are too many to subtract one by one (then scan)."""
+        start, end = span
+        if end is not None and end <= start:
+            return 0
+        if end is not None and len(end) == len(start) + 1 and end == start + b"\x00":
+            return 0 if self.latest(start) is None else 1
+        if self._unsorted:
+            self._keys_in(start, start)  # merges the new keys
+        ordered = self._sorted
+        lo = bisect_left(ordered, start)
+        hi = len(ordered) if end is None else bisect_left(ordered, end, lo)
+        dead = self._tombstoned
+        if len(dead) > 64 + (hi - lo) // 8:
+            return None
+        return hi - lo - sum(1 for k in dead if start <= k and (end is None or k < end))
+
     def history_of(self, key: bytes) -> list[Record]:
         """The kept records of ``key``, oldest first (a copy)."""
-        return list(self._history.get(key, ()))
+        h = self._history.get(key)
+        return [] if h is None else list(_records(h))
 
     # ------------------------------------------------------------------ watches
 
@@ -195,9 +234,10 @@ class MVCCStore:
         ``start`` is after the compact revision."""
         s, end = span
         if end is not None and len(end) == len(s) + 1 and end == s + b"\x00":
-            hist = self._history.get(s)
-            if hist is None:
+            h = self._history.get(s)
+            if h is None:
                 return []
+            hist = _records(h)
             i = bisect_left(hist, start, key=_mod_of)
             return [
                 to_event(s, hist[j], self._live_before(hist, j)) for j in range(i, len(hist))
@@ -207,7 +247,7 @@ class MVCCStore:
         for j in range(bisect_left(revs, start), len(revs)):
             k = log_keys[j]
             if s <= k and (end is None or k < end):
-                hist = self._history[k]
+                hist = _records(self._history[k])
                 i = bisect_left(hist, revs[j], key=_mod_of)
                 out.append(to_event(k, hist[i], self._live_before(hist, i)))
         return out
@@ -232,7 +272,7 @@ class MVCCStore:
         removed: list[bytes] = []
         settled: list[bytes] = []
         for k in self._compactable:
-            hist = history[k]
+            hist = _records(history[k])
             i = bisect_right(hist, rev, key=_mod_of) - 1
             if i < 0:
                 continue
@@ -244,10 +284,13 @@ class MVCCStore:
             if not hist:
                 del history[k]
                 removed.append(k)
-            elif len(hist) == 1 and hist[0][VERSION]:
-                settled.append(k)
+            elif len(hist) == 1:
+                history[k] = hist[0]
+                if hist[0][VERSION]:
+                    settled.append(k)
         self._compactable.difference_update(removed)
         self._compactable.difference_update(settled)
+        self._tombstoned.difference_update(removed)
         if removed:
             gone = set(removed)
             self._sorted = [k for k in self._sorted if k not in gone]
@@ -263,7 +306,72 @@ class MVCCStore:
         """Every key with its kept records, in ascending key order (for snapshots)."""
         history = self._history
         for k in self._keys_in(b"", None):
-            yield k, history[k]
+            yield k, _records(history[k])
+
+    def key_list(self) -> list[bytes]:
+        """Every key with history, ascending: a copy that later writes leave alone."""
+        return self._keys_in(b"", None)
+
+    def histories_at(self, keys: list[bytes], rev: int) -> list[tuple[bytes, list[Record]]] | None:
+        """The records at or before ``rev`` of each of ``keys``, which all had history at
+        ``rev``; None if one no longer has (a compaction since). The lists may be the
+        store's own: use them before the next write."""
+        history = self._history
+        out: list[tuple[bytes, list[Record]]] = []
+        append = out.append
+        for k in keys:
+            h = history.get(k)
+            if h is None:
+                return None
+            if not isinstance(h, list):
+                if h[MOD] > rev:
+                    return None
+                append((k, [h]))
+                continue
+            hist = h
+            if hist[-1][MOD] > rev:
+                hist = hist[: bisect_right(hist, rev, key=_mod_of)]
+                if not hist:
+                    return None
+            append((k, hist))
+        return out
+
+    def load_columns(self, revision: int, compact_revision: int, keys: list[bytes], counts: list[int],
+                     rows: list[Record]) -> None:
+        """``load`` from a decoded snapshot's columns (snapshot.HistoryColumns): the same
+        store, built with C-level loops where the keys hold one record each."""
+        self.revision = revision
+        self.compact_revision = compact_revision
+        if len(rows) == len(keys):  # one record per key
+            self._history = dict(zip(keys, rows))
+            key_bytes = sum(map(len, keys))
+        else:
+            history: dict[bytes, Record | list[Record]] = {}
+            at = 0
+            for k, c in zip(keys, counts):
+                history[k] = rows[at] if c == 1 else rows[at : at + c]
+                at += c
+            self._history = history
+            key_bytes = sum(map(operator.mul, map(len, keys), counts))
+        self.size_bytes = key_bytes + sum(map(len, map(itemgetter(VALUE), rows))) + RECORD_OVERHEAD_BYTES * len(rows)
+        self._sorted = list(keys)
+        self._unsorted = []
+        single = len(rows) == len(keys)
+        # Every loop below runs in C (map, compress, zip): a Python loop per key cost
+        # seconds at a million keys, and a restarted member serves only after it.
+        last = rows if single else list(map(rows.__getitem__, map(operator.sub, accumulate(counts), repeat(1))))
+        self._tombstoned = set(compress(keys, map(operator.not_, map(itemgetter(VERSION), last))))
+        self._compactable = set(self._tombstoned)
+        if not single:
+            self._compactable.update(compress(keys, map(operator.gt, counts, repeat(1))))
+        owners = keys if single else list(chain.from_iterable(map(repeat, keys, counts)))
+        mods = list(map(itemgetter(MOD), rows))
+        log: Iterable[tuple[int, int, bytes]] = zip(mods, map(itemgetter(SUB), rows), owners)
+        if compact_revision:
+            log = compress(log, map(operator.lt, repeat(compact_revision), mods))
+        ordered = sorted(log)
+        self._log_revs = array("q", map(itemgetter(0), ordered))
+        self._log_keys = list(map(itemgetter(2), ordered))
 
     def load(
         self,
@@ -274,13 +382,14 @@ class MVCCStore:
         """Replace the whole content (restoring a snapshot); ``items`` in key order."""
         self.revision = revision
         self.compact_revision = compact_revision
-        self._history = dict(items)
+        self._history = {k: hist if len(hist) > 1 else hist[0] for k, hist in items}
         self.size_bytes = sum(record_size(k, rec) for k, hist in items for rec in hist)
         self._sorted = [k for k, _ in items]
         self._unsorted = []
         self._compactable = {
             k for k, hist in items if len(hist) > 1 or not hist[-1][VERSION]
         }
+        self._tombstoned = {k for k, hist in items if not hist[-1][VERSION]}
         rows = sorted(
             (rec[MOD], rec[SUB], k) for k, hist in items for rec in hist if rec[MOD] > compact_revision
         )
@@ -304,14 +413,14 @@ class Write:
         """Set ``key`` at this write's revision; returns the change (with the prior live
         record, from which version and create_revision follow)."""
         store = self.store
-        hist = store._history.get(key)
-        if hist is None:
-            hist = store._history[key] = []
+        history = store._history
+        h = history.get(key)
+        if h is None:
             store._unsorted.append(key)
             self._created.append(key)
             prev = None
         else:
-            prev = hist[-1]
+            prev = h[-1] if isinstance(h, list) else h
             if not prev[VERSION]:
                 prev = None
         rev = self.rev
@@ -319,19 +428,30 @@ class Write:
             rec = (rev, len(self.changes), rev, 1, value, lease)
         else:
             rec = (rev, len(self.changes), prev[CREATE], prev[VERSION] + 1, value, lease)
-        hist.append(rec)
+        if h is None:
+            history[key] = rec
+        elif isinstance(h, list):
+            h.append(rec)
+        else:
+            history[key] = [h, rec]
         change = (key, prev, rec)
         self.changes.append(change)
         return change
 
     def delete(self, key: bytes) -> Change | None:
         """Delete ``key`` if it is live; returns the change, or None when nothing changed."""
-        hist = self.store._history.get(key)
-        if hist is None or not hist[-1][VERSION]:
+        history = self.store._history
+        h = history.get(key)
+        if h is None:
             return None
-        prev = hist[-1]
+        prev = h[-1] if isinstance(h, list) else h
+        if not prev[VERSION]:
+            return None
         rec = (self.rev, len(self.changes), 0, 0, b"", 0)
-        hist.append(rec)
+        if isinstance(h, list):
+            h.append(rec)
+        else:
+            history[key] = [h, rec]
         change = (key, prev, rec)
         self.changes.append(change)
         return change
@@ -344,21 +464,34 @@ class Write:
             store.revision = self.rev
             history = store._history
             compactable = store._compactable
+            tombstoned = store._tombstoned
             for k, _, rec in changes:
                 store.size_bytes += record_size(k, rec)
                 store._log_revs.append(self.rev)
                 store._log_keys.append(k)
-                if not rec[VERSION] or len(history[k]) > 1:
+                if not rec[VERSION]:
                     compactable.add(k)
+                    tombstoned.add(k)
+                else:
+                    if isinstance(history[k], list):
+                        compactable.add(k)
+                    if tombstoned:
+                        tombstoned.discard(k)
         return changes
 
     def rollback(self) -> None:
         """Undo every change of this write, newest first; the store is as before ``begin``."""
         store = self.store
         history = store._history
-        for k, _, _ in reversed(self.changes):
-            history[k].pop()
         created = set(self._created)
+        for k, _, _ in reversed(self.changes):
+            if k in created:
+                continue
+            hist = history[k]
+            assert isinstance(hist, list)
+            hist.pop()
+            if len(hist) == 1:
+                history[k] = hist[0]
         for k in created:
             del history[k]
         if created:

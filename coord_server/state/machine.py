@@ -34,6 +34,7 @@ See kv.py for the data structures.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from coord.raft.v1 import command_pb2
@@ -61,7 +62,7 @@ from .limits import MAX_COMMAND_BYTES, SESSION_RETENTION_ENTRIES
 from .members import Members
 from .ranges import read_range
 from .sessions import Sessions
-from .snapshot import SnapshotError, SnapshotParts
+from .snapshot import SnapshotError, SnapshotImage, SnapshotParts
 from .txn import KVWrites, stamp_revision
 from .validation import (
     validate_client,
@@ -556,12 +557,17 @@ class StateMachine:
 
     def snapshot(self) -> bytes:
         """The whole state as StateSnapshot bytes (snapshot.py); equal states, equal bytes."""
-        return snapshot_codec.encode(
+        return self.image().encode()
+
+    def image(self) -> SnapshotImage:
+        """The state now, to encode in chunks while applying goes on (snapshot.py Rule 3)."""
+        store = self._store
+        head = snapshot_codec.encode_head(
             SnapshotParts(
                 applied_index=self.applied_index,
-                revision=self._store.revision,
-                compact_revision=self._store.compact_revision,
-                history=list(self._store.items()),
+                revision=store.revision,
+                compact_revision=store.compact_revision,
+                history=[],
                 leases=[(le.id, le.ttl, le.owner) for le in self._leases.sorted()],
                 sessions=[
                     (c, s.seq, s.last_index, s.result) for c, s in self._sessions.items()
@@ -573,6 +579,7 @@ class StateMachine:
                 auth=self._auth.record(),
             )
         )
+        return SnapshotImage(head, store)
 
     @classmethod
     def restore(
@@ -580,7 +587,7 @@ class StateMachine:
     ) -> StateMachine:
         """A state machine in the state ``snapshot()`` captured (listeners not included).
         Raises snapshot.SnapshotError when ``data`` is not a sound snapshot."""
-        parts = snapshot_codec.decode(data)
+        parts = snapshot_codec.decode(data, with_history=False)
         if parts.revision < 1 or not 0 <= parts.compact_revision <= parts.revision:
             raise SnapshotError(
                 f"state snapshot revision {parts.revision} and compact revision "
@@ -588,16 +595,19 @@ class StateMachine:
             )
         sm = cls(session_retention=session_retention)
         sm.applied_index = parts.applied_index
-        sm._store.load(parts.revision, parts.compact_revision, parts.history)
+        columns = parts.columns
+        assert columns is not None
+        sm._store.load_columns(parts.revision, parts.compact_revision, columns.keys, columns.counts, columns.rows)
         for lease_id, ttl, owner in parts.leases:
             sm._leases.grant(lease_id, ttl, owner)
-        for key, hist in parts.history:
-            rec = hist[-1]
-            if rec[VERSION] and rec[LEASE]:
-                lease = sm._leases.get(rec[LEASE])
-                if lease is None:
-                    raise SnapshotError(f"key {key!r} is attached to lease {rec[LEASE]}, which is missing")
-                lease.keys.add(key)
+        if any(map(itemgetter(LEASE), columns.rows)):
+            for key in columns.keys:
+                rec = sm._store.latest(key)
+                if rec is not None and rec[LEASE]:
+                    lease = sm._leases.get(rec[LEASE])
+                    if lease is None:
+                        raise SnapshotError(f"key {key!r} is attached to lease {rec[LEASE]}, which is missing")
+                    lease.keys.add(key)
         sm._sessions.load(parts.sessions)
         sm._members.load(parts.members)
         try:

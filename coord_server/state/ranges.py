@@ -8,6 +8,8 @@ Rule 2: results come in ascending key order unless sort_order is set (kv.proto: 
         values keep key order, and the answer is the same on every member.
 Rule 3: count is taken after the revision filters and before limit; more tells whether
         count exceeds the limit. Only the pairs returned are turned into messages.
+Rule 4: a count of the latest state without filters comes from the key index
+        (MVCCStore.count), not a scan: counting a million keys costs two bisections.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ _SORT_FIELD = {
 def read_range(store: MVCCStore, req: kv_pb2.RangeRequest, rev: int | None) -> kv_pb2.RangeResponse:
     """Answer ``req`` as of ``rev`` (None: the latest state); the caller validated ``req``
     and checked ``rev`` against the readable window. The header is left to the caller."""
+    if req.count_only and rev is None and not (
+        req.min_mod_revision or req.max_mod_revision or req.min_create_revision or req.max_create_revision
+    ):
+        count = store.count(keys.span(req.key, req.range_end))
+        if count is not None:  # Rule 4
+            return kv_pb2.RangeResponse(count=count, more=bool(req.limit and count > req.limit))
     items = store.scan(keys.span(req.key, req.range_end), rev)
     items = _filter(items, req)
     count = len(items)

@@ -14,19 +14,29 @@ Rule 1: ``encode`` reads the parts, ``decode`` rebuilds them; derived indexes (t
         key list, the change log, lease attachments) are rebuilt, never stored.
 Rule 2: ``decode`` refuses anything it cannot fully trust with SnapshotError (a bad
         snapshot must stop the node loudly, not be half loaded).
+Rule 3: the bytes are a head (every part but the history) followed by history chunks of
+        at most HISTORY_CHUNK_KEYS keys, each a StateSnapshot of its own holding only
+        ``history``. Protobuf merges a message field that occurs several times and
+        concatenates repeated fields, so the concatenation decodes as one StateSnapshot;
+        and the chunks can be encoded one at a time, between other work on the event
+        loop, and written as they come (coord_server/snapshotter.py), never all in memory.
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import cluster_pb2
 
-from .kv import CREATE, LEASE, MOD, SUB, VALUE, VERSION, Record
+from .kv import CREATE, LEASE, MOD, SUB, VALUE, VERSION, MVCCStore, Record
 
 FORMAT = 1
 """The StateSnapshot layout this version writes and reads."""
+HISTORY_CHUNK_KEYS = 4096
+"""Keys per history chunk (Rule 3): about 5-10 ms of encoding on a busy machine."""
 
 
 class SnapshotError(ValueError):
@@ -49,27 +59,62 @@ class SnapshotParts:
     elections: list[command_pb2.ElectionRecord] = field(default_factory=list)
     rings: list[command_pb2.RingRecord] = field(default_factory=list)
     auth: command_pb2.AuthRecord = field(default_factory=command_pb2.AuthRecord)
+    columns: HistoryColumns | None = None
+    """Set by ``decode``: the history in columns."""
+
+
+class ImageOutdated(Exception):
+    """The store was compacted while its image was being encoded: the image is lost."""
+
+
+class SnapshotImage:
+    """The state at one point, encoded chunk by chunk while the store goes on changing
+    (Rule 3). The head is encoded at once; ``chunks`` reads each key's records up to the
+    image's revision, which later writes never change (kv.py: records are immutable and
+    histories only grow), unless a compaction drops some: then ImageOutdated."""
+
+    def __init__(self, head: bytes, store: MVCCStore) -> None:
+        self.head = head
+        self.store = store
+        self.revision = store.revision
+        self.compact_revision = store.compact_revision
+        self.keys = store.key_list()
+
+    def chunks(self, keys_per_chunk: int = HISTORY_CHUNK_KEYS) -> Iterator[bytes]:
+        """The history chunks, one per ``next``; the caller may let the store change between
+        two of them."""
+        keys = self.keys
+        for at in range(0, len(keys), keys_per_chunk):
+            histories = None
+            if self.store.compact_revision == self.compact_revision:
+                histories = self.store.histories_at(keys[at : at + keys_per_chunk], self.revision)
+            if histories is None:
+                raise ImageOutdated(f"the store was compacted at revision {self.store.compact_revision} "
+                                    f"while its image at revision {self.revision} was being encoded")
+            yield encode_history(histories)
+
+    def encode(self) -> bytes:
+        """All of it at once."""
+        return b"".join([self.head, *self.chunks()])
 
 
 def encode(parts: SnapshotParts) -> bytes:
-    """The StateSnapshot bytes of ``parts``."""
+    """The StateSnapshot bytes of ``parts`` (Rule 3: head, then history chunks)."""
+    history = parts.history
+    pieces = [encode_head(parts)]
+    for at in range(0, len(history), HISTORY_CHUNK_KEYS):
+        pieces.append(encode_history(history[at : at + HISTORY_CHUNK_KEYS]))
+    return b"".join(pieces)
+
+
+def encode_head(parts: SnapshotParts) -> bytes:
+    """Everything but ``parts.history`` (Rule 3)."""
     snap = command_pb2.StateSnapshot(
         format=FORMAT,
         applied_index=parts.applied_index,
         revision=parts.revision,
         compact_revision=parts.compact_revision,
     )
-    h = snap.history
-    key_list = [k for k, _ in parts.history]
-    h.keys.extend(key_list)
-    h.counts.extend(len(hist) for _, hist in parts.history)
-    records = [rec for _, hist in parts.history for rec in hist]
-    h.mod_revisions.extend(r[MOD] for r in records)
-    h.subs.extend(r[SUB] for r in records)
-    h.create_revisions.extend(r[CREATE] for r in records)
-    h.versions.extend(r[VERSION] for r in records)
-    h.values.extend(r[VALUE] for r in records)
-    h.leases.extend(r[LEASE] for r in records)
     snap.leases.extend(command_pb2.LeaseRecord(id=i, ttl=t, owner=o) for i, t, o in parts.leases)
     snap.sessions.extend(
         command_pb2.SessionRecord(client_id=c, seq=s, last_index=i, result=r)
@@ -84,8 +129,45 @@ def encode(parts: SnapshotParts) -> bytes:
     return snap.SerializeToString()
 
 
-def decode(data: bytes) -> SnapshotParts:
-    """The parts of StateSnapshot bytes; SnapshotError when they are not sound (Rule 2)."""
+def encode_history(history: list[tuple[bytes, list[Record]]]) -> bytes:
+    """One history chunk (Rule 3): the keys of ``history`` in order, with their records."""
+    snap = command_pb2.StateSnapshot()
+    h = snap.history
+    h.keys.extend([k for k, _ in history])
+    h.counts.extend([len(hist) for _, hist in history])
+    records = [rec for _, hist in history for rec in hist]
+    h.mod_revisions.extend([r[MOD] for r in records])
+    h.subs.extend([r[SUB] for r in records])
+    h.create_revisions.extend([r[CREATE] for r in records])
+    h.versions.extend([r[VERSION] for r in records])
+    h.values.extend([r[VALUE] for r in records])
+    h.leases.extend([r[LEASE] for r in records])
+    return snap.SerializeToString()
+
+
+@dataclass
+class HistoryColumns:
+    """The history as decoded: keys in order, each key's record count, and every record
+    (``rows``, key by key): what MVCCStore.load_columns builds the store from without a
+    list per key."""
+
+    keys: list[bytes]
+    counts: list[int]
+    rows: list[Record]
+
+    def histories(self) -> list[tuple[bytes, list[Record]]]:
+        rows = self.rows
+        out = []
+        at = 0
+        for key, count in zip(self.keys, self.counts):
+            out.append((key, rows[at : at + count]))
+            at += count
+        return out
+
+
+def decode(data: bytes, *, with_history: bool = True) -> SnapshotParts:
+    """The parts of StateSnapshot bytes; SnapshotError when they are not sound (Rule 2).
+    The history is in ``columns``; also in ``history`` unless ``with_history`` is False."""
     try:
         snap = command_pb2.StateSnapshot.FromString(data)
     except Exception as exc:  # noqa: BLE001 - any decoding failure means a bad snapshot
@@ -95,25 +177,19 @@ def decode(data: bytes) -> SnapshotParts:
     h = snap.history
     n = len(h.mod_revisions)
     columns = (h.subs, h.create_revisions, h.versions, h.values, h.leases)
-    if len(h.counts) != len(h.keys) or any(len(c) != n for c in columns) or sum(h.counts) != n:
+    keys = list(h.keys)
+    counts = list(h.counts)
+    if len(counts) != len(keys) or any(len(c) != n for c in columns) or sum(counts) != n:
         raise SnapshotError("state snapshot history columns have different lengths")
-    rows = list(
-        zip(h.mod_revisions, h.subs, h.create_revisions, h.versions, h.values, h.leases)
-    )
-    history: list[tuple[bytes, list[Record]]] = []
-    at = 0
-    previous: bytes | None = None
-    for key, count in zip(h.keys, h.counts):
-        if count == 0 or (previous is not None and key <= previous):
-            raise SnapshotError("state snapshot keys are not sorted, unique and non-empty")
-        history.append((key, rows[at : at + count]))
-        at += count
-        previous = key
+    if (keys and min(counts) < 1) or not all(map(operator.lt, keys[:-1], keys[1:])):
+        raise SnapshotError("state snapshot keys are not sorted, unique and non-empty")
+    rows = list(zip(h.mod_revisions, h.subs, h.create_revisions, h.versions, h.values, h.leases))
+    found = HistoryColumns(keys, counts, rows)
     return SnapshotParts(
         applied_index=snap.applied_index,
         revision=snap.revision,
         compact_revision=snap.compact_revision,
-        history=history,
+        history=found.histories() if with_history else [],
         leases=[(rec.id, rec.ttl, rec.owner) for rec in snap.leases],
         sessions=[(s.client_id, s.seq, s.last_index, s.result) for s in snap.sessions],
         members=list(snap.members),
@@ -121,4 +197,5 @@ def decode(data: bytes) -> SnapshotParts:
         elections=list(snap.elections),
         rings=list(snap.rings),
         auth=snap.auth,
+        columns=found,
     )

@@ -50,7 +50,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ..raft.errors import CompactedError, SnapshotOutOfDateError, UnavailableError
 from ..raft.messages import EMPTY_SNAPSHOT, ConfState, Entry, HardState, Snapshot, SnapshotMeta
@@ -78,10 +78,11 @@ from .records import (
     frame,
     snapshot_payload,
 )
-from .snapshot import SnapshotStore, snapshot_name
+from .snapshot import SnapshotFileWriter, SnapshotStore, snapshot_name
 from .wal import POS_MASK, POS_SHIFT, Recovery, Segment, WalWriter, list_segments
 
 log = logging.getLogger("coord.storage")
+T = TypeVar("T")
 
 _ENTRY_WORD = ENTRY << 24
 _ENTRY_OVERHEAD = 170
@@ -463,7 +464,12 @@ class DiskStorage:
         if not sync and snapshot is None and not entries and self._wal.fits(len(batch[0])):
             self._run(plan)
             return
-        if snapshot is None and len(entries) <= INLINE_SYNC_MAX_ENTRIES and self._wal.fits(len(batch[0])):
+        # Not while a snapshot file is being written: its megabytes queue before this
+        # sync, which then held the loop (and the heartbeats) for hundreds of ms.
+        if (
+            snapshot is None and not self._pending_snapshots
+            and len(entries) <= INLINE_SYNC_MAX_ENTRIES and self._wal.fits(len(batch[0]))
+        ):
             now = self._clock()
             if self._sync_seconds < INLINE_SYNC_BELOW or now >= self._next_probe:
                 self._next_probe = now + INLINE_SYNC_PROBE_SECONDS
@@ -515,6 +521,27 @@ class DiskStorage:
             self._pending_snapshots.discard(name)
             raise
         return snapshot
+
+    def begin_snapshot(self, index: int, conf_state: ConfState) -> SnapshotFileWriter:
+        """``write_snapshot_async`` for data produced piece by piece: the file's writer.
+        Call its methods through ``snapshot_io``; its ``finish`` gives the Snapshot for
+        ``record_snapshot_async``, and ``end_snapshot`` must follow a failure."""
+        if self._poisoned is not None or self._closed:
+            self._check_writable()
+        meta = self._snapshot_of(index, conf_state, b"").meta
+        writer = self._snaps.writer(meta)
+        self._pending_snapshots.add(writer.name)
+        return writer
+
+    async def snapshot_io(self, io: Callable[[], T]) -> T:
+        """Run ``io`` on the snapshot thread (it may overlap saves, as write_snapshot_async)."""
+        if self._snapshot_writer is None:
+            self._snapshot_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coord-snap")
+        return await asyncio.get_running_loop().run_in_executor(self._snapshot_writer, io)
+
+    def end_snapshot(self, writer: SnapshotFileWriter) -> None:
+        """A snapshot begun with ``begin_snapshot`` will not be recorded (it failed)."""
+        self._pending_snapshots.discard(writer.name)
 
     async def record_snapshot_async(self, snapshot: Snapshot) -> Snapshot:
         """Second half: make a snapshot written by ``write_snapshot_async`` the current one
@@ -679,7 +706,7 @@ class DiskStorage:
         _, entries, offsets, truncate_at, snapshot, hard_state = batch
         seq, off, removed = where
         if snapshot is not None:
-            self._install(snapshot)
+            self._install(self._snaps.on_disk(snapshot))
             self._wal.forget(removed)
         if truncate_at:
             self._truncate(truncate_at)
@@ -796,8 +823,8 @@ class DiskStorage:
             self._snaps.clean(snapshot.meta, self._pending_snapshots)
 
         def apply(_: object) -> Snapshot:
-            self._snapshot = snapshot
-            return snapshot
+            self._snapshot = self._snaps.on_disk(snapshot)
+            return self._snapshot
 
         return _Plan(io, apply)
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import BinaryIO
 
 from ..raft.messages import ConfState, EntryType, HardState, SnapshotMeta
 
@@ -208,27 +209,45 @@ class Checkpoint:
 
 def encode_snapshot_file(meta: SnapshotMeta, data: bytes) -> list[bytes]:
     """The pieces of a snapshot file, to be written in order (data is not copied)."""
-    meta_bytes = snapshot_payload(meta, installed=False)[1:]
-    head = _SNAP_FILE_HEAD.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, len(meta_bytes), len(data)) + meta_bytes
+    head = snapshot_file_head(meta, len(data))
     crc = zlib.crc32(data, zlib.crc32(head))
-    return [head, data, _CRC.pack(crc)]
+    return [head, data, snapshot_file_tail(crc)]
 
 
-def decode_snapshot_file(buf: bytes) -> tuple[SnapshotMeta, bytes]:
-    """Verify and decode a whole snapshot file; raises FormatError saying what is wrong."""
-    if len(buf) < _SNAP_FILE_HEAD.size + 4:
-        raise FormatError(f"snapshot file of {len(buf)} bytes is shorter than its header")
-    magic, fmt, meta_len, data_len = _SNAP_FILE_HEAD.unpack_from(buf)
+def snapshot_file_head(meta: SnapshotMeta, data_length: int) -> bytes:
+    """What precedes the data in a snapshot file (its length depends only on ``meta``)."""
+    meta_bytes = snapshot_payload(meta, installed=False)[1:]
+    return _SNAP_FILE_HEAD.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, len(meta_bytes), data_length) + meta_bytes
+
+
+def snapshot_file_tail(crc: int) -> bytes:
+    """What follows the data: the CRC-32 of the head and the data."""
+    return _CRC.pack(crc)
+
+
+def read_snapshot_file_from(f: BinaryIO, size: int) -> tuple[SnapshotMeta, bytes]:
+    """Verify and decode the snapshot file open as ``f`` (``size`` bytes); raises
+    FormatError saying what is wrong. The data is read straight into its own bytes
+    object: slicing it out of the whole file's bytes copied the whole store holding the
+    GIL (seconds of stalled loop on a member sending a large snapshot)."""
+    head = f.read(_SNAP_FILE_HEAD.size)
+    if len(head) < _SNAP_FILE_HEAD.size or size < _SNAP_FILE_HEAD.size + 4:
+        raise FormatError(f"snapshot file of {size} bytes is shorter than its header")
+    magic, fmt, meta_len, data_len = _SNAP_FILE_HEAD.unpack(head)
     if magic != SNAPSHOT_MAGIC:
         raise FormatError(f"snapshot magic is {magic!r}, not {SNAPSHOT_MAGIC!r}")
     if fmt != FORMAT_VERSION:
         raise FormatError(f"snapshot format {fmt} is not {FORMAT_VERSION}")
     total = _SNAP_FILE_HEAD.size + meta_len + data_len + 4
-    if total != len(buf):
-        raise FormatError(f"snapshot file is {len(buf)} bytes, its header says {total}")
-    (crc,) = _CRC.unpack_from(buf, total - 4)
-    if zlib.crc32(memoryview(buf)[: total - 4]) != crc:
+    if total != size:
+        raise FormatError(f"snapshot file is {size} bytes, its header says {total}")
+    meta_bytes = f.read(meta_len)
+    data = f.read(data_len)
+    tail = f.read(4)
+    if len(meta_bytes) != meta_len or len(data) != data_len or len(tail) != 4:
+        raise FormatError("snapshot file is shorter than its header says")
+    (crc,) = _CRC.unpack(tail)
+    if zlib.crc32(data, zlib.crc32(meta_bytes, zlib.crc32(head))) != crc:
         raise FormatError("snapshot checksum mismatch")
-    meta_off = _SNAP_FILE_HEAD.size
-    meta, _ = decode_snapshot(b"\0" + buf[meta_off : meta_off + meta_len])
-    return meta, buf[meta_off + meta_len : total - 4]
+    meta, _ = decode_snapshot(b"\0" + meta_bytes)
+    return meta, data

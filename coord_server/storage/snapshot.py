@@ -11,15 +11,23 @@ Rule 2: the newest ``keep`` snapshots are kept (the current one and older ones, 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import zlib
 from collections.abc import Collection
 
 from ..raft.messages import Snapshot, SnapshotMeta
 from .errors import StorageCorruptError
-from .files import TMP_SUFFIX, FileIO, write_file_atomically
-from .records import FormatError, decode_snapshot_file, encode_snapshot_file
+from .files import TMP_SUFFIX, FileIO, write_all, write_file_atomically
+from .records import (
+    FormatError,
+    encode_snapshot_file,
+    read_snapshot_file_from,
+    snapshot_file_head,
+    snapshot_file_tail,
+)
 
 log = logging.getLogger("coord.storage")
 
@@ -43,22 +51,18 @@ class SnapshotStore:
         return write_file_atomically(self.io, self.dir, snapshot_name(meta), encode_snapshot_file(meta, data))
 
     def load(self, meta: SnapshotMeta) -> Snapshot:
-        """Read and verify the snapshot the WAL names."""
+        """Read and verify the snapshot the WAL names; its bytes serve one read."""
         path = os.path.join(self.dir, snapshot_name(meta))
-        try:
-            with open(path, "rb") as f:
-                buf = f.read()
-        except FileNotFoundError:
-            raise StorageCorruptError(
-                path, None, f"the WAL names snapshot {meta.index} (term {meta.term}) but its file is missing"
-            ) from None
-        try:
-            found, data = decode_snapshot_file(buf)
-        except FormatError as e:
-            raise StorageCorruptError(path, 0, f"snapshot does not verify: {e}") from None
-        if found != meta:
-            raise StorageCorruptError(path, 0, f"snapshot file holds {found}, the WAL names {meta}")
-        return Snapshot(meta=meta, data=data)
+        return FileSnapshot(meta, path, preloaded=read_snapshot_file(path, meta))
+
+    def on_disk(self, snapshot: Snapshot) -> Snapshot:
+        """``snapshot``, written by ``write``, as a FileSnapshot (its bytes left to the file)."""
+        if snapshot.is_empty or isinstance(snapshot, FileSnapshot):
+            return snapshot
+        return FileSnapshot(snapshot.meta, os.path.join(self.dir, snapshot_name(snapshot.meta)))
+
+    def writer(self, meta: SnapshotMeta) -> SnapshotFileWriter:
+        return SnapshotFileWriter(self.io, self.dir, meta)
 
     def files(self) -> list[tuple[int, int, str]]:
         """(index, term, path) of every snapshot file, oldest first."""
@@ -109,3 +113,119 @@ class SnapshotStore:
             except OSError:
                 pass
         return total
+
+
+class FileSnapshot(Snapshot):
+    """A snapshot whose data stays in its file until asked for: the storage holds the
+    current snapshot for as long as it is current, and holding its bytes in memory
+    cost as much as the store itself. ``data`` reads and verifies the file each time
+    (only a follower's InstallSnapshot and a restart need it); ``preloaded`` bytes, read
+    at recovery, serve the first read (the node restoring from them) and are dropped."""
+
+    __slots__ = ("path", "_preloaded")
+    path: str
+    _preloaded: bytes | None
+
+    def __init__(self, meta: SnapshotMeta, path: str, preloaded: bytes | None = None) -> None:
+        object.__setattr__(self, "meta", meta)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "_preloaded", preloaded)
+
+    @property
+    def data(self) -> bytes:
+        preloaded = self._preloaded
+        if preloaded is not None:
+            object.__setattr__(self, "_preloaded", None)
+            return preloaded
+        return read_snapshot_file(self.path, self.meta)
+
+    def __repr__(self) -> str:
+        return f"FileSnapshot(meta={self.meta!r}, path={self.path!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FileSnapshot) and (self.meta, self.path) == (other.meta, other.path):
+            return True
+        if isinstance(other, Snapshot):
+            return self.meta == other.meta and self.data == other.data
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def read_snapshot_file(path: str, meta: SnapshotMeta) -> bytes:
+    """The verified data of the snapshot file at ``path``, which must hold ``meta``."""
+    try:
+        with open(path, "rb") as f:
+            try:
+                found, data = read_snapshot_file_from(f, os.fstat(f.fileno()).st_size)
+            except FormatError as e:
+                raise StorageCorruptError(path, 0, f"snapshot does not verify: {e}") from None
+    except FileNotFoundError:
+        raise StorageCorruptError(
+            path, None, f"the WAL names snapshot {meta.index} (term {meta.term}) but its file is missing"
+        ) from None
+    if found != meta:
+        raise StorageCorruptError(path, 0, f"snapshot file holds {found}, the WAL names {meta}")
+    return data
+
+
+class SnapshotFileWriter:
+    """One snapshot file written piece by piece as its data is produced (the state is
+    encoded in chunks on the event loop, state/snapshot.py Rule 3), so its bytes are never
+    all in memory. Same file as ``SnapshotStore.write`` (Rule 1: temp file, fsync,
+    rename, directory fsync). ``write`` and ``finish`` do blocking I/O: call them on the
+    storage's snapshot thread."""
+
+    READ_BACK_BYTES = 1 << 20
+
+    def __init__(self, io: FileIO, directory: str, meta: SnapshotMeta) -> None:
+        self.io = io
+        self.directory = directory
+        self.meta = meta
+        self.name = snapshot_name(meta)
+        self.path = os.path.join(directory, self.name)
+        self.tmp = self.path + TMP_SUFFIX
+        self._head_size = len(snapshot_file_head(meta, 0))
+        self._offset = self._head_size
+        self._fd: int | None = None
+
+    def write(self, piece: bytes) -> None:
+        if self._fd is None:
+            self._fd = self.io.open(self.tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        write_all(self.io, self._fd, piece, self._offset)
+        self._offset += len(piece)
+
+    def finish(self) -> FileSnapshot:
+        """Head, checksum (the CRC runs over the head, which holds the data's length, so the
+        data is read back from the page cache in pieces), fsync, rename."""
+        if self._fd is None:
+            self.write(b"")
+        fd = self._fd
+        assert fd is not None
+        head = snapshot_file_head(self.meta, self._offset - self._head_size)
+        write_all(self.io, fd, head, 0)
+        crc = zlib.crc32(head)
+        at = self._head_size
+        while at < self._offset:
+            piece = os.pread(fd, min(self.READ_BACK_BYTES, self._offset - at), at)
+            if not piece:
+                raise OSError(errno.EIO, f"{self.tmp} is shorter than what was written to it")
+            crc = zlib.crc32(piece, crc)
+            at += len(piece)
+        write_all(self.io, fd, snapshot_file_tail(crc), self._offset)
+        self.io.fsync(fd)
+        os.close(fd)
+        self._fd = None
+        self.io.replace(self.tmp, self.path)
+        self.io.fsync_dir(self.directory)
+        return FileSnapshot(self.meta, self.path)
+
+    def abort(self) -> None:
+        """Remove the temporary file (best effort; quick, so callable from the loop)."""
+        try:
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
+            self.io.unlink(self.tmp)
+        except OSError:
+            pass

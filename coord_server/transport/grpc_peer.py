@@ -168,8 +168,11 @@ class _Peer:
 
     async def _send_snapshot(self, m: Message) -> None:
         assert m.snapshot is not None
-        data = m.snapshot.data
-        digest = hashlib.sha256(data).digest()
+        snapshot = m.snapshot
+        # Off the loop: the data is read from the snapshot file (storage/snapshot.py
+        # FileSnapshot) and hashed, hundreds of MB for a large store.
+        data = await asyncio.to_thread(lambda: snapshot.data)
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
         cluster_id = self.transport.cluster_id
 
         async def chunks() -> AsyncIterator[raft_pb2.SnapshotChunk]:

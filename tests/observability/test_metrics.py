@@ -128,7 +128,9 @@ def test_error_codes_are_counted_and_the_cluster_keeps_serving(metered: tuple[Cl
         with pytest.raises(urllib.error.HTTPError) as http_error:
             scrape_text(addresses[name], path)
         assert http_error.value.code == status
-    assert "coord_raft_term" in scrape_text(addresses[name])
+    text = scrape_text(addresses[name])
+    assert "coord_raft_term" in text
+    assert "coord_event_loop_longest_stall_seconds" in text and "coord_event_loop_lag_seconds_bucket" in text
 
 
 def test_leader_changes_count_a_transfer(metered: tuple[Cluster, dict[str, str]]) -> None:
@@ -250,3 +252,13 @@ def test_snapshots_are_counted_and_sized(make_cluster: Callable[..., Cluster]) -
         lambda: value(scrape(addresses[follower]), "coord_snapshots_total", origin="leader") >= 1,
         30, f"{follower} to count the snapshot it installed from the leader",
     )
+    # One snapshot file per member, and the size reported is that file's.
+    def one_file_each() -> bool:
+        for name, s in scrape_all(addresses).items():
+            snap_dir = cluster.nodes[name].data_dir / "snap"
+            files = [p for p in snap_dir.iterdir() if p.suffix == ".snap"]
+            if len(files) != 1 or value(s, "coord_snapshot_size_bytes") != files[0].stat().st_size:
+                return False
+        return True
+
+    wait_until(one_file_each, 30, "one snapshot file per member, its size reported")

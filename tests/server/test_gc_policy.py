@@ -36,7 +36,7 @@ async def _wait_for(condition: object, what: str) -> None:
 
 def test_survivors_of_a_full_collection_are_frozen_and_cycles_come_back_at_a_doubling() -> None:
     async def main() -> None:
-        policy = GcPolicy(check_seconds=0.01, floor=0)
+        policy = GcPolicy(check_seconds=0.01, floor=0, spread_seconds=0)
         policy.start()
         try:
             base = gc.get_freeze_count()
@@ -56,5 +56,26 @@ def test_survivors_of_a_full_collection_are_frozen_and_cycles_come_back_at_a_dou
         finally:
             await policy.stop()
         assert policy._on_collection not in gc.callbacks
+
+    asyncio.run(main())
+
+
+def test_a_leader_defers_the_complete_collection_of_a_large_heap() -> None:
+    async def main() -> None:
+        leading = [True]
+        policy = GcPolicy(check_seconds=0.01, floor=0, may_pause=lambda: not leading[0], pause_objects=0,
+                          spread_seconds=0)
+        policy.start()
+        try:
+            keep = [[i] for i in range(2 * gc.get_freeze_count())]  # the heap doubles
+            gc.collect()
+            await _wait_for(lambda: policy.deferred >= 1, "the collection to be deferred")
+            assert policy.full_collections == 0, "no complete collection while leading"
+            leading[0] = False
+            gc.collect()
+            await _wait_for(lambda: policy.full_collections == 1, "the complete collection once following")
+            assert gc.get_freeze_count() >= len(keep)
+        finally:
+            await policy.stop()
 
     asyncio.run(main())
