@@ -71,6 +71,8 @@ def test_docs_samples_run(tmp_path: Path, tls_cluster: tuple[object, Path]) -> N
     shutil.copytree(certs, run_dir / "certs")  # the sample names certs/ca.pem, certs/client.pem, ...
     endpoints = cluster.endpoints  # type: ignore[attr-defined]
     for label, text in found.items():
+        if "admin.auth" in text:  # user and role management: run against an auth cluster
+            continue
         if "TLSConfig" in text:  # the sample's endpoints are make cluster TLS=1's; this cluster's instead
             text = re.sub(r'\["127\.0\.0\.1:7001", "127\.0\.0\.1:7002"\]', repr(endpoints), text)
         script = run_dir / "sample.py"
@@ -78,3 +80,32 @@ def test_docs_samples_run(tmp_path: Path, tls_cluster: tuple[object, Path]) -> N
         proc = subprocess.run([str(VENV_BIN / "python"), str(script)], cwd=run_dir, capture_output=True, text=True,
                               timeout=60)
         assert proc.returncode == 0, f"{label} failed:\n{text}\n{proc.stderr}"
+
+
+def test_docs_auth_samples_run(tmp_path: Path) -> None:
+    """The samples that manage users and roles, against a one-member cluster with auth on,
+    run as an admin would: the endpoint and the admin's token in the environment."""
+    import os
+
+    from coord_client import Client
+    from tests.integration.harness import Cluster
+    from tests.security.conftest import TOKENS, auth_options
+
+    found = {label: text for label, text in samples().items() if "admin.auth" in text}
+    assert found, "docs/security.md shows how to add users and roles"
+    cluster = Cluster(tmp_path / "cluster", 1, options=auth_options(tmp_path))
+    try:
+        cluster.start()
+        wait_for_ports(cluster)
+        endpoints = ",".join(n.address for n in cluster.nodes.values())
+        with Client(endpoints, token=TOKENS["root"], timeout=60) as admin:
+            admin.put("docs-sample-ready", "1")  # waits for the member to elect itself
+        env = {**os.environ, "COORD_ENDPOINTS": endpoints, "COORD_TOKEN": TOKENS["root"]}
+        for label, text in found.items():
+            script = tmp_path / "sample.py"
+            script.write_text(text)
+            proc = subprocess.run([str(VENV_BIN / "python"), str(script)], cwd=tmp_path, capture_output=True,
+                                  text=True, timeout=60, env=env)
+            assert proc.returncode == 0, f"{label} failed:\n{text}\n{proc.stderr}"
+    finally:
+        cluster.stop_all()
