@@ -268,7 +268,8 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     async def _owned_leases(self, method: str, admission: Admission, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         """KeepAlive's requests, each checked, then refused unless the caller owns the lease."""
         async for request in _checked(method, admission, requests):
-            await check_lease_owner(admission, self.quota.node, request.id)
+            for lease_id in request.ids or (request.id,):  # a request renews one lease or many
+                await check_lease_owner(admission, self.quota.node, lease_id)
             yield request
 
 

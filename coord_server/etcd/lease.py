@@ -16,6 +16,8 @@ import grpc
 from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import lease_pb2
+from coord_server.auth.lease_owner import check_lease_owner
+from coord_server.services import lease_renewals
 from coord_server.state.limits import MAX_LEASE_TTL, MIN_LEASE_TTL
 
 from . import convert, errors
@@ -64,12 +66,21 @@ class EtcdLease(etcd_grpc.LeaseServicer):
     ) -> AsyncIterator[etcd.LeaseKeepAliveResponse]:
         try:
             admission = self.calls.admission(context)
-            async for request in request_iterator:
-                coord_request = lease_pb2.LeaseKeepAliveRequest(id=request.ID)
-                if admission is not None:
-                    admission.check(KEEP_ALIVE, coord_request)
-                r = await self.lease_service._keepalive(coord_request)
-                yield etcd.LeaseKeepAliveResponse(header=convert.header(r.header), ID=r.id, TTL=r.ttl)
+            node = self.lease_service.node
+
+            async def coord_requests() -> AsyncIterator[lease_pb2.LeaseKeepAliveRequest]:
+                async for request in request_iterator:
+                    coord_request = lease_pb2.LeaseKeepAliveRequest(id=request.ID)
+                    if admission is not None:
+                        admission.check(KEEP_ALIVE, coord_request)
+                        await check_lease_owner(admission, node, request.ID)
+                    yield coord_request
+
+            # coord's own batching (services/lease_renewals.py): renewals that queue up
+            # while one batch is confirmed share the next leadership check.
+            async for r in lease_renewals.answer_stream(coord_requests(), self.lease_service._renew):
+                stamped = self.lease_service.headers.stamp(r, node.state.revision)
+                yield etcd.LeaseKeepAliveResponse(header=convert.header(stamped.header), ID=r.id, TTL=r.ttl)
         except (grpc.aio.AbortError, asyncio.CancelledError, grpc.aio.UsageError):
             raise
         except Exception as exc:  # noqa: BLE001

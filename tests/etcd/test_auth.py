@@ -21,6 +21,10 @@ keys = [{prefix = "app/", access = "readwrite"}]
 [users.billing]
 token = "billing-token"
 roles = ["app"]
+
+[users.other]
+token = "other-token"
+roles = ["app"]
 """
 
 
@@ -87,3 +91,18 @@ def test_a_forbidden_watch_ends_with_permission_denied(address: str) -> None:
                 pass
         requests.put(None)
         assert (denied.value.code(), denied.value.details()) == (grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied")
+
+
+def test_keepalive_of_another_users_lease_is_refused(address: str) -> None:
+    """Leases belong to their granter through the etcd API too (docs/security.md)."""
+    with grpc.insecure_channel(address) as ch:
+        lease = etcd_grpc.LeaseStub(ch)
+        billing = (("authorization", "Bearer billing-token"),)
+        other = (("authorization", "Bearer other-token"),)
+        theirs = lease.LeaseGrant(etcd.LeaseGrantRequest(TTL=60), timeout=10, metadata=other).ID
+        own = lease.LeaseGrant(etcd.LeaseGrantRequest(TTL=60), timeout=10, metadata=billing).ID
+        answers = list(lease.LeaseKeepAlive(iter([etcd.LeaseKeepAliveRequest(ID=own)]), timeout=10, metadata=billing))
+        assert [a.ID for a in answers] == [own] and answers[0].TTL > 0
+        with pytest.raises(grpc.RpcError) as refused:
+            list(lease.LeaseKeepAlive(iter([etcd.LeaseKeepAliveRequest(ID=theirs)]), timeout=10, metadata=billing))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -350,6 +350,13 @@ def test_server_streams_and_keepalive_streams_are_checked(cluster: Cluster) -> N
     for token, code in ((None, grpc.StatusCode.UNAUTHENTICATED), (TOKENS["reader"], grpc.StatusCode.OK)):
         keepalive = lease_pb2_grpc.LeaseStub(channel_as(address, token)).KeepAlive
         assert first_code(lambda: keepalive(iter([lease_pb2.LeaseKeepAliveRequest(id=lease_id)]), timeout=10)) == code
+    # Another user's lease cannot be renewed, alone or hidden among the caller's own in one
+    # request that carries many.
+    own = lease_pb2_grpc.LeaseStub(writer).Grant(lease_pb2.LeaseGrantRequest(ttl=60), timeout=10).id
+    keepalive = lease_pb2_grpc.LeaseStub(writer).KeepAlive
+    for request in (lease_pb2.LeaseKeepAliveRequest(id=lease_id), lease_pb2.LeaseKeepAliveRequest(ids=[own, lease_id])):
+        assert first_code(lambda: keepalive(iter([request]), timeout=10)) == grpc.StatusCode.PERMISSION_DENIED
+    assert first_code(lambda: keepalive(iter([lease_pb2.LeaseKeepAliveRequest(ids=[own])]), timeout=10)) == grpc.StatusCode.OK
     for channel in (writer, reader):
         channel.close()
 
