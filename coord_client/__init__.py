@@ -16,7 +16,7 @@ retry with backoff within each call's timeout; a retried write is applied at mos
 
 Modules: ``aio`` (AsyncClient and its Lease, Lock, Campaign, Watch, RingView...),
 ``sync`` (Client and their synchronous twins), ``txn`` (Compare, Op), ``types``,
-``errors``, ``hashring`` (the placement rules shared with the server), ``cli``
+``errors``, ``hashring`` (the placement rules shared with the server, from ``coord_common``), ``cli``
 (coordctl).
 """
 

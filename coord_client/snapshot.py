@@ -1,10 +1,8 @@
 """Backups: download a member's state snapshot to a file, and read such a file back.
 
 The file (what ``coordctl snapshot save`` writes and ``coord-server restore`` reads) is
-the snapshot bytes exactly as ``Maintenance.Snapshot`` streams them (a serialized
-``coord.raft.v1.StateSnapshot``) followed by the 32-byte SHA-256 digest of those bytes.
-The digest travels in the file so that a truncated, damaged or foreign file is refused
-with a clear message instead of seeding a cluster with half a state.
+defined in ``coord_common.snapshot_file``: the snapshot bytes exactly as
+``Maintenance.Snapshot`` streams them, then their 32-byte SHA-256 digest.
 
 Rule 1: nothing lands at the destination path unless the whole stream arrived and its
         digest matched; the bytes go to ``PATH.part`` first, are fsynced and renamed.
@@ -20,15 +18,16 @@ from dataclasses import dataclass
 import grpc
 
 from coord.v1 import maintenance_pb2, maintenance_pb2_grpc
+from coord_common import snapshot_file
+from coord_common.snapshot_file import DIGEST_BYTES
 
 from . import errors
 from .aio import AsyncClient
 
-DIGEST_BYTES = 32
-"""Length of the SHA-256 digest that ends a snapshot file."""
+__all__ = ["DIGEST_BYTES", "SnapshotFileError", "SnapshotInfo", "read_snapshot_file", "save_snapshot"]
 
 
-class SnapshotFileError(errors.CoordError):
+class SnapshotFileError(errors.CoordError, snapshot_file.InvalidSnapshotFile):
     """A snapshot file is missing, unreadable, truncated or corrupt; or a download was
     incomplete. The message names the file and what is wrong."""
 
@@ -138,22 +137,9 @@ def read_snapshot_file(path: str) -> bytes:
     """The snapshot bytes of a file ``save_snapshot`` wrote, after checking its digest;
     SnapshotFileError when the file is unreadable, truncated or corrupt."""
     try:
-        with open(path, "rb") as f:
-            content = f.read()
-    except OSError as err:
-        raise SnapshotFileError(f"cannot read snapshot file {path}: {err.strerror}") from None
-    if len(content) <= DIGEST_BYTES:
-        raise SnapshotFileError(
-            f"{path} is not a coord snapshot file: it holds {len(content)} bytes, "
-            f"less than a snapshot and its {DIGEST_BYTES}-byte checksum"
-        )
-    data, digest = content[:-DIGEST_BYTES], content[-DIGEST_BYTES:]
-    if hashlib.sha256(data).digest() != digest:
-        raise SnapshotFileError(
-            f"{path} is corrupt or not a coord snapshot file: its SHA-256 checksum does not match "
-            "its contents (truncated or changed since it was saved?)"
-        )
-    return data
+        return snapshot_file.read_snapshot_file(path)
+    except snapshot_file.InvalidSnapshotFile as err:
+        raise SnapshotFileError(str(err)) from None
 
 
 def _fsync_directory(directory: str) -> None:

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Sequence
 
 from coord.v1 import cluster_pb2
-from coord_client.snapshot import SnapshotFileError, read_snapshot_file
+from coord_common.snapshot_file import InvalidSnapshotFile, read_snapshot_file
 from coord_server.raft import ConfState, HardState, Snapshot, SnapshotMeta
 from coord_server.settings import (
     ServerSettings,
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as err:
         print(f"coord-server restore: {err}", file=sys.stderr)
         return 2
-    except (SnapshotFileError, RestoreError, DiskStorageError) as err:
+    except (InvalidSnapshotFile, RestoreError, DiskStorageError) as err:
         print(f"coord-server restore: {err}", file=sys.stderr)
         return 1
     except OSError as err:

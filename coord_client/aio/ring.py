@@ -28,7 +28,7 @@ from coord.v1 import ring_pb2
 
 from .. import errors
 from .._transport import Backoff
-from ..hashring import HashRing, point_count
+from coord_common.hashring import HashRing, point_count
 from ..types import RingMember, RingState, _ring_state
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from coord.v1 import ring_pb2, ring_pb2_grpc
-from coord_client.hashring import HashRing, point_count
+from coord_common.hashring import HashRing, point_count
 from coord_server.coord_hub import CoordHub
 from coord_server.errors import NotFound
 from coord_server.state import validation

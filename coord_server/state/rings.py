@@ -3,7 +3,7 @@
 A ring holds its settings (hash mode and vnodes, defaults applied, fixed while the ring
 exists), its members (id -> address, weight, lease) and its version, the log index of its
 last change. Lookups are not computed here: the services build a
-``coord_client.hashring.HashRing`` from what ``get`` returns, the same code a client runs
+``coord_common.hashring.HashRing`` from what ``get`` returns, the same code a client runs
 on Ring.Get's answer.
 
 Rule 1: a change bumps the version to the index of the entry that made it, and emits one
@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import ring_pb2
-from coord_client import hashring
+from coord_common import hashring
 
 from .errors import FailedPrecondition, NotFound, ResourceExhausted
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import election_pb2, kv_pb2, lease_pb2, lock_pb2, ring_pb2
-from coord_client import hashring
+from coord_common import hashring
 
 from . import keys
 from .errors import InvalidArgument, NotFound, OutOfRange

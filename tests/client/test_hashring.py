@@ -57,7 +57,7 @@ class _Pinned:
 
 
 def test_a_key_exactly_on_a_point_belongs_to_that_point(monkeypatch: pytest.MonkeyPatch) -> None:
-    import coord_client.hashring as hr
+    import coord_common.hashring as hr
 
     ring = HashRing([("b", 1), ("a", 1)], FAST, 4)
     points = ring.points()
