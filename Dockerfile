@@ -28,6 +28,7 @@ COPY tools/protogen.py ./tools/protogen.py
 COPY coord ./coord
 COPY coord_server ./coord_server
 COPY coord_client ./coord_client
+COPY coord_common ./coord_common
 RUN pip install '.[server]' \
  && cd / \
  && rm -rf /tmp/coord-src

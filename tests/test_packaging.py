@@ -36,7 +36,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (src / "tools").mkdir()
     shutil.copy(ROOT / "tools" / "protogen.py", src / "tools" / "protogen.py")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("protos", "coord", "coord_server", "coord_client"):
+    for name in ("protos", "coord", "coord_server", "coord_client", "coord_common"):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
     out = tmp_path_factory.mktemp("dist")
     build = ("import sys; from setuptools import build_meta as b; out = sys.argv[1]; "  # build_meta rewrites argv
@@ -95,8 +95,8 @@ def test_the_wheel_alone_gives_the_client_and_coordctl(dist: Path, tmp_path: Pat
     """)
     (site / "hide_server_packages.py").write_text(hide)
     (site / "hide-server-packages.pth").write_text("import hide_server_packages\n")
-    check = ("import coord_client, coord_client.cli, coord_client.aio; from coord_client import Client, AsyncClient; "
-             "print(coord_client.__file__)")
+    check = ("import coord_client, coord_client.cli, coord_client.aio, coord_client.hashring, coord_client.snapshot; "
+             "from coord_client import Client, AsyncClient; print(coord_client.__file__)")
     proc = subprocess.run([str(py), "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(str(site)), f"coord_client came from {proc.stdout.strip()}, not the wheel"
