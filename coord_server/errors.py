@@ -1,4 +1,6 @@
-"""Errors of the node runtime, each mapped to the gRPC status a client can act on.
+"""Errors of the node runtime, each mapped to the gRPC status a client can act on, and
+the one map between the state layer's codes (``coord_server.state.errors.Code``, the wire
+numbers a CommandError carries) and ``grpc.StatusCode``.
 
 The services translate every error with ``status_of``; anything not listed here is a bug
 and becomes INTERNAL (logged with its traceback).
@@ -7,6 +9,25 @@ and becomes INTERNAL (logged with its traceback).
 from __future__ import annotations
 
 import grpc
+
+from coord_server.state.errors import Code
+
+_STATUS_BY_NUMBER: dict[int, grpc.StatusCode] = {status.value[0]: status for status in grpc.StatusCode}
+
+
+def grpc_status(code: Code | grpc.StatusCode | int) -> grpc.StatusCode:
+    """The gRPC status of a state-layer Code or a wire number (UNKNOWN for a number gRPC
+    does not define); a grpc.StatusCode is returned as it is."""
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return _STATUS_BY_NUMBER.get(int(code), grpc.StatusCode.UNKNOWN)
+
+
+def wire_code(code: Code | grpc.StatusCode | int) -> int:
+    """The wire number of a code, as a CommandError or a ForwardResponse carries it."""
+    if isinstance(code, grpc.StatusCode):
+        return int(code.value[0])
+    return int(code)
 
 
 class CoordError(Exception):

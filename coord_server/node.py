@@ -37,7 +37,7 @@ import grpc
 from coord.raft.v1 import command_pb2
 from coord_server.clock import LOOP_CLOCK, Clock
 from coord_server.commit_notices import CommitNotices
-from coord_server.errors import CoordError, FailedPrecondition, NotFound, Unavailable
+from coord_server.errors import CoordError, FailedPrecondition, NotFound, Unavailable, wire_code
 from coord_server.forwards import Forwarder
 from coord_server.leaderless import Leaderless
 from coord_server.lease_timer import LeaseTimers
@@ -368,7 +368,7 @@ class Node:
             else:
                 code = getattr(outcome, "code", grpc.StatusCode.UNAVAILABLE)
                 results.append(command_pb2.CommandResult(
-                    error=command_pb2.CommandError(code=code.value[0], message=str(outcome))
+                    error=command_pb2.CommandError(code=wire_code(code), message=str(outcome))
                 ))
         return results
 

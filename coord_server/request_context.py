@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from coord_server.errors import grpc_status
+
 current_call: contextvars.ContextVar[grpc.HandlerCallDetails | None] = contextvars.ContextVar(
     "coord_current_call", default=None
 )
@@ -68,10 +70,7 @@ def _code_name(context: Any, default: str) -> str:
         return default
     if isinstance(code, grpc.StatusCode):
         return str(code.name)
-    return _CODE_NAMES.get(code, "UNKNOWN")
-
-
-_CODE_NAMES = {status.value[0]: status.name for status in grpc.StatusCode}
+    return str(grpc_status(code).name)
 
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from coord_server.decoding import decoding_checked
-from coord_server.errors import CoordError
+from coord_server.errors import CoordError, grpc_status
 from coord_server.request_context import current_user, recheck_after_read
 from coord_server.services.common import abort, read_barrier
 
@@ -307,7 +307,7 @@ def _admitted_first(handler: Handler, admit: Callable[[Any], Any]) -> Handler:
             return False
         except Exception as exc:  # noqa: BLE001 - its code and message are the answer
             error = Unauthenticated(str(getattr(exc, "message", exc)))
-            error.code = getattr(exc, "code", grpc.StatusCode.UNAUTHENTICATED)
+            error.code = grpc_status(getattr(exc, "code", grpc.StatusCode.UNAUTHENTICATED))
             if streaming_in:
                 await _refuse_stream(request, context, error)
             await abort(context, error)

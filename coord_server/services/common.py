@@ -26,7 +26,7 @@ from google.protobuf.message import Message as PbMessage
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import common_pb2
-from coord_server.errors import CoordError
+from coord_server.errors import CoordError, grpc_status
 from coord_server.request_context import current_user, recheck_after_read
 from coord_server.state.errors import StateError
 from coord_server.state.limits import MAX_CLIENT_ID_BYTES, MAX_REQUEST_BYTES
@@ -52,8 +52,6 @@ SERVER_OPTIONS = [
 """Options for a server that serves only the public API. A server that also carries the
 Raft peer service needs its larger limits; ``check_size`` keeps the public limit then."""
 
-_STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
-
 Context = grpc.aio.ServicerContext[Any, Any]
 """The servicer context of any call."""
 
@@ -75,16 +73,16 @@ class ServiceError(CoordError):
 
 
 def status_code(number: int) -> grpc.StatusCode:
-    return _STATUS_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+    """The gRPC status of a CommandResult's error code."""
+    return grpc_status(number)
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, str]:
     """(code, message, leader address or "") for any error a servicer may meet."""
     if isinstance(exc, CoordError):
-        code = exc.code if isinstance(exc.code, grpc.StatusCode) else status_code(int(exc.code))
-        return code, str(exc), str(getattr(exc, "leader_address", "") or "")
+        return grpc_status(exc.code), str(exc), str(getattr(exc, "leader_address", "") or "")
     if isinstance(exc, StateError):
-        return exc.code, exc.message, ""
+        return grpc_status(exc.code), exc.message, ""
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the request completed", ""
     log.error("unexpected error in a service", exc_info=exc)

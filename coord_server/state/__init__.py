@@ -12,15 +12,16 @@ the pure functions of ``validation``. Modules, one idea each:
 - txn.py: Put, DeleteRange and Txn (with comparisons) inside one write.
 - leases.py, sessions.py, members.py: the other tables.
 - locks.py, elections.py, rings.py: locks and semaphores with fencing tokens, elections,
-  consistent-hash ring membership (placement itself is coord_client/hashring.py).
+  consistent-hash ring membership (placement itself is coord_common/hashring.py).
 - keys.py: the range_end rules; validation.py: stateless request checks.
-- errors.py: domain errors carrying a gRPC status; limits.py: cluster-wide limits.
+- errors.py: domain errors carrying a status Code (no gRPC); limits.py: cluster-wide limits.
 - snapshot.py: the StateSnapshot encoding (command.proto).
 """
 
 from __future__ import annotations
 
 from .errors import (
+    Code,
     Compacted,
     FailedPrecondition,
     FutureRevision,
@@ -48,6 +49,7 @@ from .validation import (
 )
 
 __all__ = [
+    "Code",
     "Compacted",
     "FailedPrecondition",
     "FutureRevision",

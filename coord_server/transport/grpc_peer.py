@@ -36,9 +36,7 @@ from typing import Any
 import grpc
 
 from coord.raft.v1 import raft_pb2, raft_pb2_grpc
-from coord_server.errors import CoordError, Unavailable
-
-_STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
+from coord_server.errors import CoordError, Unavailable, grpc_status, wire_code
 from coord_server.raft import LOCAL_TYPES, Message, MessageType
 
 from .codec import DecodeError, message_from_pb, message_to_pb
@@ -279,7 +277,7 @@ class _ForwardStream:
                     fut.set_result(response.payload)
                 else:
                     fut.set_exception(ForwardedError(
-                        _STATUS_BY_NUMBER.get(response.code, grpc.StatusCode.UNKNOWN), response.message, response.leader
+                        grpc_status(response.code), response.message, response.leader
                     ))
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as err:
             failure = _rpc_failure(err)
@@ -513,13 +511,13 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
                 response = raft_pb2.ForwardResponse(member_id=self.member_id, id=request.id, payload=payload)
             except CoordError as err:
                 response = raft_pb2.ForwardResponse(
-                    member_id=self.member_id, id=request.id, code=err.code.value[0], message=str(err),
+                    member_id=self.member_id, id=request.id, code=wire_code(err.code), message=str(err),
                     leader=getattr(err, "leader_address", ""),
                 )
             except Exception:  # a bug: answer rather than leave the follower waiting
                 log.exception("a forwarded request failed")
                 response = raft_pb2.ForwardResponse(
-                    member_id=self.member_id, id=request.id, code=grpc.StatusCode.INTERNAL.value[0],
+                    member_id=self.member_id, id=request.id, code=wire_code(grpc.StatusCode.INTERNAL),
                     message="the leader failed to handle the forwarded request",
                 )
             ready.append(response)

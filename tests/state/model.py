@@ -14,6 +14,7 @@ import grpc
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2
+from coord_server.errors import grpc_status
 from coord_server.state import StateError, validate_command
 
 Value = tuple[bytes, int, int, int, int]
@@ -51,7 +52,7 @@ class Model:
             try:
                 validate_command(cmd)
             except StateError as err:
-                raise Refused(err.code) from None
+                raise Refused(grpc_status(err.code)) from None
             which = cmd.WhichOneof("op")
             return "ok", getattr(self, "_" + str(which))(getattr(cmd, which), index)
         except Refused as r:
@@ -211,7 +212,7 @@ def summarize(result: command_pb2.CommandResult) -> tuple[str, object]:
     """The model's ('ok', summary) / ('error', code) for a real CommandResult."""
     which = result.WhichOneof("result")
     if which == "error":
-        return "error", {s.value[0]: s for s in grpc.StatusCode}[result.error.code]
+        return "error", grpc_status(result.error.code)
     msg = getattr(result, which)
     if which == "put":
         return "ok", _put_summary(msg)

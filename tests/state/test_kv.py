@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from coord.v1 import kv_pb2
+from coord_server.state.errors import Code
 from coord_server.state import Compacted, FutureRevision, InvalidArgument, StateMachine
 
 from .driver import Driver
@@ -187,7 +188,7 @@ def test_range_errors(d: Driver) -> None:
     d.put(b"a")
     with pytest.raises(FutureRevision) as info:
         d.get(b"a", revision=3)
-    assert info.value.code == grpc.StatusCode.OUT_OF_RANGE
+    assert info.value.code == Code.OUT_OF_RANGE
     for req in (
         kv_pb2.RangeRequest(key=b""),
         kv_pb2.RangeRequest(key=b"k" * 4097),
@@ -214,7 +215,7 @@ def test_compact(d: Driver) -> None:
     assert resp.header.revision == 6 and d.sm.compact_revision == 4 and d.sm.revision == 6
     with pytest.raises(Compacted) as info:
         d.get(b"a", revision=3)
-    assert info.value.compact_revision == 4 and info.value.code == grpc.StatusCode.OUT_OF_RANGE
+    assert info.value.compact_revision == 4 and info.value.code == Code.OUT_OF_RANGE
     assert d.value(b"a", 4) == b"2", "the compact revision itself stays readable"
     assert d.value(b"b", 4) == b"1" and d.value(b"b", 5) is None
     assert keys_of(d.get(b"\0", b"\0")) == [b"a", b"c"], "current values are kept"

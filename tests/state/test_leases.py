@@ -7,6 +7,7 @@ import pytest
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import common_pb2, kv_pb2, lease_pb2
+from coord_server.state.errors import Code
 from coord_server.state import NotFound, min_lease_ttl
 
 from .driver import Driver, put_op
@@ -142,7 +143,7 @@ def test_lease_reads(d: Driver) -> None:
     assert info.granted_ttl == 5 and info.keys == [b"a", b"b"]
     with pytest.raises(NotFound) as err:
         d.sm.lease_info(30)
-    assert err.value.code == NF
+    assert err.value.code == Code.NOT_FOUND
 
 
 def test_lease_state_survives_snapshots(d: Driver) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import common_pb2, kv_pb2
+from coord_server.state.errors import Code
 from coord_server.state import Compacted, InvalidArgument, SnapshotError, StateMachine
 from coord_server.state.limits import MAX_COMMAND_BYTES
 
@@ -129,7 +130,7 @@ def test_events_since() -> None:
     d.ok(d.compact(4))
     with pytest.raises(Compacted) as info:
         d.sm.events_since(4, b"a", b"")
-    assert info.value.compact_revision == 4 and info.value.code == grpc.StatusCode.OUT_OF_RANGE
+    assert info.value.compact_revision == 4 and info.value.code == Code.OUT_OF_RANGE
     assert ev(5, b"a", b"\0") == [(DELETE, b"a", 5), (PUT, b"ab", 6)]
     with pytest.raises(InvalidArgument):
         d.sm.events_since(5, b"", b"")

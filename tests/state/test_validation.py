@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import grpc
 import pytest
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2, lease_pb2
 from coord_server.state import (
+    Code,
     Compacted,
     InvalidArgument,
     NotFound,
@@ -66,14 +66,14 @@ def test_invalid_requests(check, req, error) -> None:  # type: ignore[no-untyped
 
 def test_errors_carry_status_codes() -> None:
     err = Compacted(3, 5)
-    assert err.code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in err.message
+    assert err.code == Code.OUT_OF_RANGE and "compacted" in err.message
     proto = err.to_proto()
     assert proto.code == 11
     back = from_proto(proto)
     assert isinstance(back, OutOfRange) and back.message == err.message
     odd = from_proto(command_pb2.CommandError(code=14, message="m"))
-    assert odd.code == grpc.StatusCode.UNAVAILABLE
-    assert from_proto(command_pb2.CommandError(code=999)).code == grpc.StatusCode.UNKNOWN
+    assert odd.code == Code.UNAVAILABLE
+    assert from_proto(command_pb2.CommandError(code=999)).code == Code.UNKNOWN
 
 
 @pytest.mark.parametrize(
