@@ -133,6 +133,13 @@ def test_errors_are_etcds(channel: grpc.Channel) -> None:
         out_of_range, "etcdserver: mvcc: required revision has been compacted")
     assert _status(kv.Compact, etcd.CompactionRequest(revision=current)) == (
         out_of_range, "etcdserver: mvcc: required revision has been compacted")
+    # a Txn reading a negative revision after a compaction: its own checks come first, and
+    # the state layer's refusal (a Code, not a grpc status) still becomes etcd's error
+    duplicate_and_negative = etcd.TxnRequest(success=[
+        *(etcd.RequestOp(request_put=etcd.PutRequest(key=b"d")) for _ in range(2)),
+        etcd.RequestOp(request_range=etcd.RangeRequest(key=b"e", revision=-1)),
+    ])
+    assert _status(kv.Txn, duplicate_and_negative) == (invalid, "etcdserver: duplicate key given in txn request")
     assert _status(kv.Put, etcd.PutRequest(key=b"e", lease=424242)) == (
         grpc.StatusCode.NOT_FOUND, "etcdserver: requested lease not found")
     assert _status(lease.LeaseRevoke, etcd.LeaseRevokeRequest(ID=424242)) == (
