@@ -17,9 +17,12 @@ from coord.etcd.etcdserverpb import rpc_pb2_grpc
 from coord.etcd.v3electionpb import v3election_pb2_grpc
 from coord.etcd.v3lockpb import v3lock_pb2_grpc
 from coord_server.services import ClusterService, KVService, LeaseService
+from coord_server.services.auth import AuthService
 
 from .calls import CoordCalls
-from .cluster import ETCD_VERSION, EtcdAuth, EtcdCluster, EtcdMaintenance
+from .auth import METHODS as AUTH_METHODS
+from .auth import EtcdAuth
+from .cluster import ETCD_VERSION, EtcdCluster, EtcdMaintenance
 from .kv import EtcdKV, EtcdWatch
 from .lease import EtcdLease
 from .recipes import EtcdElection, EtcdLock, Recipes
@@ -47,6 +50,13 @@ COORD_EQUIVALENTS = {
     "/etcdserverpb.Maintenance/Snapshot": "/coord.v1.Maintenance/Snapshot",
     "/etcdserverpb.Maintenance/Hash": "/coord.v1.Maintenance/Snapshot",
     "/etcdserverpb.Maintenance/HashKV": "/coord.v1.Maintenance/Snapshot",
+    "/etcdserverpb.Auth/AuthEnable": "/coord.v1.Auth/Enable",
+    "/etcdserverpb.Auth/AuthDisable": "/coord.v1.Auth/Disable",
+    **{
+        f"/etcdserverpb.Auth/{name}": f"/coord.v1.Auth/{name}"
+        for name in AUTH_METHODS
+        if name.startswith(("User", "Role"))
+    },
 }
 """The coord.v1 call each etcd call is admitted as (locks and elections: the KV calls
 they make; every other etcd call needs an admin role when auth is on)."""
@@ -69,12 +79,15 @@ def add_etcd_services(server: grpc.aio.Server, node: Any, interceptor: Any) -> N
         calls.register(f"/coord.v1.Lease/{name}", getattr(lease, name))
     for name in ("MemberList", "MemberAdd", "MemberRemove", "MemberPromote", "Status", "TransferLeadership"):
         calls.register(f"/coord.v1.Cluster/{name}", getattr(cluster, name))
+    auth = AuthService(node)
+    for name in AUTH_METHODS:
+        calls.register(f"/coord.v1.Auth/{name}", getattr(auth, name))
     rpc_pb2_grpc.add_KVServicer_to_server(EtcdKV(node, calls), server)
     rpc_pb2_grpc.add_WatchServicer_to_server(EtcdWatch(calls, node.watch_hub), server)
     rpc_pb2_grpc.add_LeaseServicer_to_server(EtcdLease(calls, lease), server)
     rpc_pb2_grpc.add_ClusterServicer_to_server(EtcdCluster(node, calls), server)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(EtcdMaintenance(node, calls), server)
-    rpc_pb2_grpc.add_AuthServicer_to_server(EtcdAuth(interceptor, calls), server)
+    rpc_pb2_grpc.add_AuthServicer_to_server(EtcdAuth(node, interceptor, calls), server)
     recipes = Recipes(node, calls)
     v3lock_pb2_grpc.add_LockServicer_to_server(EtcdLock(recipes), server)
     v3election_pb2_grpc.add_ElectionServicer_to_server(EtcdElection(recipes), server)

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from coord_server.auth.rules import Access, access_of
 from coord_server.services.common import status_of
 
 from .errors import EtcdError, translate
@@ -109,7 +110,7 @@ class CoordCalls:
         self._calls: dict[str, UnaryCall] = {}
 
     def register(self, method: str, fn: UnaryCall) -> None:
-        if self.interceptor is not None:
+        if self.interceptor is not None and access_of(method) is not Access.OPEN:
             handler: Any = grpc.unary_unary_rpc_method_handler(fn)
             fn = self.interceptor.wrap_handler(method, handler).unary_unary
         self._calls[method] = fn

@@ -3,8 +3,7 @@
 What does not map (docs/etcd.md): a member added through etcd's MemberAdd is always a
 learner first (coord never adds a voter that has not caught up; promote it); MemberUpdate
 is refused; Defragment has nothing to do; alarms are never raised; Snapshot streams
-coord's own snapshot format, not a bbolt file; Auth serves Authenticate and AuthStatus
-over coord's token auth, the rest of etcd's user and role management is not offered.
+coord's own snapshot format, not a bbolt file. etcd's Auth service is auth.py.
 """
 
 from __future__ import annotations
@@ -234,43 +233,3 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
             return etcd.MoveLeaderResponse(header=convert.header(r.header))
 
         return await _run(context, work())  # type: ignore[no-any-return]
-
-
-class EtcdAuth(etcd_grpc.AuthServicer):
-    """Authenticate and AuthStatus over coord's token auth (docs/security-auth.md): the
-    password is the user's coord token, and the token returned is that token, which
-    then admits the caller on both APIs."""
-
-    def __init__(self, interceptor: Any, calls: CoordCalls) -> None:
-        self.interceptor = interceptor
-        self.calls = calls
-
-    def _auth(self) -> Any:
-        """The member's RuntimeAuth while auth is on, else None."""
-        auth = getattr(self.interceptor, "auth", None)
-        return auth if auth is not None and auth.enabled else None
-
-    async def Authenticate(self, request: etcd.AuthenticateRequest, context: Any) -> etcd.AuthenticateResponse:
-        auth = self._auth()
-        if auth is None:
-            await context.abort(errors.AUTH_NOT_ENABLED.code, errors.AUTH_NOT_ENABLED.message)
-        if not request.name:
-            await context.abort(errors.USER_EMPTY.code, errors.USER_EMPTY.message)
-        principal = auth.authenticate(request.password)
-        if principal is None or principal.name != request.name:
-            await context.abort(errors.AUTH_FAILED.code, errors.AUTH_FAILED.message)
-        return etcd.AuthenticateResponse(header=etcd.ResponseHeader(), token=request.password)
-
-    async def AuthStatus(self, request: etcd.AuthStatusRequest, context: Any) -> etcd.AuthStatusResponse:
-        return etcd.AuthStatusResponse(header=etcd.ResponseHeader(), enabled=self._auth() is not None)
-
-    async def _not_offered(self, request: Any, context: Any) -> Any:
-        await _run(context, _admin_only(self.calls, "/etcdserverpb.Auth/UserAdd", request, context))
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "coord manages users and roles with its own auth (docs/security-auth.md), not etcd's Auth service",
-        )
-
-    AuthEnable = AuthDisable = UserAdd = UserGet = UserList = UserDelete = _not_offered
-    UserChangePassword = UserGrantRole = UserRevokeRole = _not_offered
-    RoleAdd = RoleGet = RoleList = RoleDelete = RoleGrantPermission = RoleRevokePermission = _not_offered
