@@ -99,7 +99,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         if access is Access.TRANSLATED:
             if self.translated_admit is None:
                 return _refusing(handler, f"{service_of(method)} is not admitted on this member")
-            return _admitted_first(handler, self.translated_admit)
+            return _admitted_first(handler, self.translated_admit, self._catch_up)
         return _refusing(  # while auth is on (intercept_service serves it plain while auth is off)
             handler,
             f"{service_of(method)} has no access rule on this member (coord_server/auth/rules.py); "
@@ -121,6 +121,10 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                 with contextlib.suppress(CoordError):  # no read point now: unknown, as far as known
                     await read_barrier(self.quota.node, context)
         return self.admit_now(context)
+
+    async def _catch_up(self, context: Any) -> None:
+        if not self.auth.caught_up:
+            await self.auth.catch_up(context)
 
     def admit_now(self, context: Any) -> Admission:
         """``admit`` by what this member has applied now, without waiting (the etcd API's
@@ -297,12 +301,13 @@ async def _checked(method: str, admission: Admission, requests: AsyncIterator[An
         yield request
 
 
-def _admitted_first(handler: Handler, admit: Callable[[Any], Any]) -> Handler:
+def _admitted_first(handler: Handler, admit: Callable[[Any], Any], catch_up: Callable[[Any], Awaitable[None]]) -> Handler:
     """A handler of ``handler``'s shape that runs it once ``admit(context)`` accepted the
     caller; an error of ``admit`` (a code and a message) ends the call, running nothing."""
 
     async def refused(request: Any, context: Any, streaming_in: bool) -> bool:
         try:
+            await catch_up(context)  # a restarted member first applies its log, as admit() does
             admit(context)
             return False
         except Exception as exc:  # noqa: BLE001 - its code and message are the answer
