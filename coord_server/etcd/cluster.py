@@ -1,9 +1,9 @@
 """etcd's Cluster, Maintenance and Auth services over coord's Cluster service and state.
 
 What does not map (docs/etcd.md): a member added through etcd's MemberAdd is always a
-learner first (coord never adds a voter that has not caught up; promote it); MemberUpdate
-is refused; Defragment has nothing to do; alarms are never raised; Snapshot streams
-coord's own snapshot format, not a bbolt file. etcd's Auth service is auth.py.
+learner first (coord never adds a voter that has not caught up; promote it); Defragment
+has nothing to do; alarms are never raised; Snapshot streams coord's own snapshot
+format, not a bbolt file. etcd's Auth service is auth.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from coord.v1 import cluster_pb2, kv_pb2, maintenance_pb2
 from coord_server.services.common import status_of
 
 from . import convert, errors
-from .calls import CoordCalls, abort_etcd
+from .calls import CallContext, CoordCalls, abort_etcd
 
 ETCD_VERSION = "3.5.0"
 """The etcd API version coord speaks, as Status and the gateway's /version report it."""
@@ -65,9 +65,11 @@ async def _admin_only(calls: CoordCalls, method: str, request: Any, context: Any
 
 
 class EtcdCluster(etcd_grpc.ClusterServicer):
-    def __init__(self, node: Any, calls: CoordCalls) -> None:
+    def __init__(self, node: Any, calls: CoordCalls, cluster: Any) -> None:
         self.node = node
         self.calls = calls
+        self.cluster = cluster
+        """The member's ClusterService (its update_member has no coord.v1 RPC)."""
 
     def member(self, m: cluster_pb2.Member) -> etcd.Member:
         scheme = "https" if self.node.config.client_tls else "http"
@@ -113,12 +115,23 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         return await _run(context, work())  # type: ignore[no-any-return]
 
     async def MemberUpdate(self, request: etcd.MemberUpdateRequest, context: Any) -> etcd.MemberUpdateResponse:
-        await _run(context, _admin_only(self.calls, "/etcdserverpb.Cluster/MemberUpdate", request, context))
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "coord does not change a member's peer address in place; remove the member and add it again",
+        """A member's one peer URL, through ClusterService.update_member (admins only)."""
+
+        async def work() -> etcd.MemberUpdateResponse:
+            await _admin_only(self.calls, "/etcdserverpb.Cluster/MemberUpdate", request, context)
+            if len(request.peerURLs) != 1:
+                raise errors.MEMBER_BAD_URLS
+            members = await self.cluster.update_member(request.ID, _address(request.peerURLs[0]), CallContext(context))
+            return etcd.MemberUpdateResponse(header=self._header(), members=[self.member(m) for m in members])
+
+        return await _run(context, work())  # type: ignore[no-any-return]
+
+    def _header(self) -> etcd.ResponseHeader:
+        node = self.node
+        return etcd.ResponseHeader(
+            cluster_id=node.config.cluster_id, member_id=node.config.node_id,
+            revision=node.state.revision, raft_term=node.core.term,
         )
-        raise AssertionError("not reached")
 
 
 class EtcdMaintenance(etcd_grpc.MaintenanceServicer):

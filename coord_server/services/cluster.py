@@ -206,6 +206,24 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         response = cluster_pb2.ClusterMemberPromoteResponse(members=self._members())
         return self.headers.stamp(response, self.node.state.revision)  # type: ignore[return-value]
 
+    async def update_member(self, member_id: int, peer_address: str, context: Context) -> list[cluster_pb2.Member]:
+        """Give a member a new peer address (etcd's MemberUpdate; coord.v1 has no such RPC):
+        a second conf change of the member's own kind, a no-op for the Raft core, whose
+        MemberInfo context carries the address (state/members.py Rule 1). Its ID, name,
+        role and client address stay. Returns every member after the change."""
+        parse_address("peer_address", peer_address)
+        self._require_leader("a membership change")
+        member = self._member(member_id)
+        for m in self._members():
+            if m.id != member_id and m.peer_address == peer_address:
+                raise FailedPrecondition(f"peer address {peer_address} is already used by member {m.id:#x}")
+        info = command_pb2.MemberInfo(
+            id=member.id, name=member.name, peer_address=peer_address, client_address=member.client_address,
+        )
+        kind = ConfChangeType.ADD_LEARNER if member.is_learner else ConfChangeType.ADD_NODE
+        await self._change(ConfChange(kind, member.id, info.SerializeToString()), context)
+        return self._members()
+
     @unary
     async def MemberRemove(
         self, request: cluster_pb2.ClusterMemberRemoveRequest, context: Context
