@@ -396,7 +396,14 @@ def test_every_member_serves_health_and_reflection(cluster: Cluster) -> None:
     }
     for name in cluster.nodes:
         channel = cluster.channel(name)
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        # SERVING while the member knows a leader; it follows the member's state within
+        # 0.1 s, and a member may be between leaders after the tests before this one.
+        deadline = time.monotonic() + 30
+        while True:
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+            if health.status == health_pb2.HealthCheckResponse.SERVING or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert health.status == health_pb2.HealthCheckResponse.SERVING, name
 
         # The raw reflection stream, as grpcurl uses it.
