@@ -15,15 +15,15 @@ Rule 1: while a batch of this member's unary KV writes is in flight (proposed or
         once, so a lone call pays no delay.
 Rule 2: linearizable KV reads likewise: those that come while this member's ReadIndex
         round is in flight share the next round.
-Rule 3: one batch (``MAX_IN_FLIGHT``) in flight at once: with 2 or 4, puts and gets at 64
-        cost more server CPU each (bench/unary.py, alternating runs). A batch not
+Rule 3: one batch (``MAX_IN_FLIGHT``) in flight at once: more batches in flight cost
+        more server CPU per operation (measured with bench/unary.py). A batch not
         answered within its longest timeout frees its slot anyway (the node fails its
         operations on its own).
 Rule 4: only the KV service batches. Lock, lease, election and ring calls come in
         sequences (an acquire, then its release), where waiting for the member's
-        previous batch only adds a commit round: lock cycles at 16 fell from 237-326
-        to 149-212/s batched, at the same CPU per cycle. A leader does not hold the
-        batches followers forward either: they were batched at the follower.
+        previous batch only adds a commit round (batched lock cycles were slower at the
+        same CPU per cycle). A leader does not hold the batches followers forward
+        either: they were batched at the follower.
 Rule 5: each operation keeps its own deadline and outcome; one that gave up while
         waiting here (its call was cancelled) is never submitted.
 """
