@@ -1,9 +1,7 @@
 """etcd's Cluster, Maintenance and Auth services over coord's Cluster service and state.
 
-What does not map (docs/etcd.md): a member added through etcd's MemberAdd is always a
-learner first (coord never adds a voter that has not caught up; promote it); Defragment
-has nothing to do; alarms are never raised; Snapshot streams coord's own snapshot
-format, not a bbolt file. etcd's Auth service is auth.py.
+What does not map (docs/etcd.md): Defragment has nothing to do; alarms are never
+raised; Snapshot streams coord's own snapshot format, not a bbolt file. etcd's Auth service is auth.py.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import cluster_pb2, kv_pb2, maintenance_pb2
 
+from coord_server.services.cluster import NotEnoughStartedMembers, UnhealthyCluster
 from coord_server.services.common import status_of
 
 from . import convert, errors
@@ -86,6 +85,10 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         return await _run(context, work())  # type: ignore[no-any-return]
 
     async def MemberAdd(self, request: etcd.MemberAddRequest, context: Any) -> etcd.MemberAddResponse:
+        """A voter, or a learner with ``isLearner``, as etcd adds them (with etcd's strict
+        reconfiguration check for a voter: ClusterService Rule 4). It has no name until
+        the new member starts and names itself (``--join``: Rule 5)."""
+
         async def work() -> etcd.MemberAddResponse:
             coord_request = cluster_pb2.ClusterMemberAddRequest(
                 peer_address=_address(request.peerURLs[0]) if request.peerURLs else "",
@@ -93,7 +96,12 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
             self.calls.precheck(MEMBER_ADD, coord_request, context)
             if len(request.peerURLs) != 1:
                 raise errors.MEMBER_BAD_URLS
-            r = await self.calls.call(MEMBER_ADD, coord_request, context)
+            try:
+                r = await self.cluster.add_member(coord_request, CallContext(context), learner=request.isLearner)
+            except NotEnoughStartedMembers:
+                raise errors.NOT_ENOUGH_STARTED from None
+            except UnhealthyCluster:
+                raise errors.UNHEALTHY from None
             return etcd.MemberAddResponse(
                 header=convert.header(r.header), member=self.member(r.member), members=[self.member(m) for m in r.members]
             )

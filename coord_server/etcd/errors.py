@@ -69,6 +69,10 @@ BAD_LEADER_TRANSFEREE = _e(Code.FAILED_PRECONDITION, "etcdserver: bad leader tra
 NOT_LEADER = _e(Code.FAILED_PRECONDITION, "etcdserver: not leader")
 ELECTION_NO_LEADER = _e(Code.UNKNOWN, "election: no leader")
 ELECTION_NOT_LEADER = _e(Code.UNKNOWN, "election: not leader")
+NOT_ENOUGH_STARTED = _e(
+    Code.FAILED_PRECONDITION, "etcdserver: re-configuration failed due to not enough started members"
+)
+UNHEALTHY = _e(Code.UNAVAILABLE, "etcdserver: unhealthy cluster")
 NOT_CAPABLE = _e(Code.UNAVAILABLE, "etcdserver: not capable")
 
 
