@@ -83,7 +83,7 @@ def add_etcd_services(server: grpc.aio.Server, node: Any, interceptor: Any) -> N
     for name in AUTH_METHODS:
         calls.register(f"/coord.v1.Auth/{name}", getattr(auth, name))
     rpc_pb2_grpc.add_KVServicer_to_server(EtcdKV(node, calls), server)
-    rpc_pb2_grpc.add_WatchServicer_to_server(EtcdWatch(calls, node.watch_hub), server)
+    rpc_pb2_grpc.add_WatchServicer_to_server(EtcdWatch(calls, node.watch_hub, node), server)
     rpc_pb2_grpc.add_LeaseServicer_to_server(EtcdLease(calls, lease), server)
     rpc_pb2_grpc.add_ClusterServicer_to_server(EtcdCluster(node, calls, cluster), server)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(EtcdMaintenance(node, calls), server)
