@@ -56,9 +56,22 @@ def _add(req: kv_pb2.TxnRequest) -> tuple[kv_pb2.TxnRequest, bool]:
     return out, added
 
 
+def _has_filtered(req: kv_pb2.TxnRequest) -> bool:
+    for op in (*req.success, *req.failure):
+        which = op.WhichOneof("request")
+        if (which == "request_range" and _filtered(op.request_range)) or (
+            which == "request_txn" and _has_filtered(op.request_txn)
+        ):
+            return True
+    return False
+
+
 def with_counts(req: kv_pb2.TxnRequest) -> kv_pb2.TxnRequest | None:
     """``req`` with a count-only range after each filtered range, or None when it has
-    none or the additions would pass coord's operation limit."""
+    none (most Txns: they are sent as they are) or the additions would pass coord's
+    operation limit."""
+    if not _has_filtered(req):
+        return None
     out, added = _add(req)
     if not added or _ops(out) > MAX_TXN_OPS:
         return None
