@@ -23,6 +23,7 @@ from coord_server.services.common import status_of
 
 from . import convert, errors
 from .calls import CallContext, CoordCalls, abort_etcd
+from .relay import LeaderRelay
 
 ETCD_VERSION = "3.5.0"
 """The etcd API version coord speaks, as Status and the gateway's /version report it."""
@@ -69,6 +70,8 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         self.calls = calls
         self.cluster = cluster
         """The member's ClusterService (its update_member has no coord.v1 RPC)."""
+        self.relay = LeaderRelay(node)
+        """Membership changes on a follower go to the leader, as etcd forwards them."""
 
     def member(self, m: cluster_pb2.Member) -> etcd.Member:
         scheme = "https" if self.node.config.client_tls else "http"
@@ -88,6 +91,9 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         """A voter, or a learner with ``isLearner``, as etcd adds them (with etcd's strict
         reconfiguration check for a voter: ClusterService Rule 4). It has no name until
         the new member starts and names itself (``--join``: Rule 5)."""
+        leader = self.relay.leader_elsewhere(context)
+        if leader:
+            return await self.relay.call(leader, "MemberAdd", request, context)  # type: ignore[no-any-return]
 
         async def work() -> etcd.MemberAddResponse:
             coord_request = cluster_pb2.ClusterMemberAddRequest(
@@ -109,6 +115,10 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         return await _run(context, work())  # type: ignore[no-any-return]
 
     async def MemberRemove(self, request: etcd.MemberRemoveRequest, context: Any) -> etcd.MemberRemoveResponse:
+        leader = self.relay.leader_elsewhere(context)
+        if leader:
+            return await self.relay.call(leader, "MemberRemove", request, context)  # type: ignore[no-any-return]
+
         async def work() -> etcd.MemberRemoveResponse:
             r = await self.calls.call(MEMBER_REMOVE, cluster_pb2.ClusterMemberRemoveRequest(id=request.ID), context)
             return etcd.MemberRemoveResponse(header=convert.header(r.header), members=[self.member(m) for m in r.members])
@@ -116,6 +126,10 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         return await _run(context, work())  # type: ignore[no-any-return]
 
     async def MemberPromote(self, request: etcd.MemberPromoteRequest, context: Any) -> etcd.MemberPromoteResponse:
+        leader = self.relay.leader_elsewhere(context)
+        if leader:
+            return await self.relay.call(leader, "MemberPromote", request, context)  # type: ignore[no-any-return]
+
         async def work() -> etcd.MemberPromoteResponse:
             r = await self.calls.call(MEMBER_PROMOTE, cluster_pb2.ClusterMemberPromoteRequest(id=request.ID), context)
             return etcd.MemberPromoteResponse(header=convert.header(r.header), members=[self.member(m) for m in r.members])
@@ -124,6 +138,9 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
 
     async def MemberUpdate(self, request: etcd.MemberUpdateRequest, context: Any) -> etcd.MemberUpdateResponse:
         """A member's one peer URL, through ClusterService.update_member (admins only)."""
+        leader = self.relay.leader_elsewhere(context)
+        if leader:
+            return await self.relay.call(leader, "MemberUpdate", request, context)  # type: ignore[no-any-return]
 
         async def work() -> etcd.MemberUpdateResponse:
             await _admin_only(self.calls, "/etcdserverpb.Cluster/MemberUpdate", request, context)

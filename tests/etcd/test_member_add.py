@@ -1,7 +1,8 @@
 """etcd's MemberAdd and MemberPromote with etcdctl 3.4 and real coord-server processes:
 ``member add`` adds a voter (with etcd's strict reconfiguration check), ``member add
 --learner`` a learner; each new member starts with the coord flags that stand for what
-etcdctl prints (docs/etcd.md), names itself, and a learner is promoted once in sync."""
+etcdctl prints (docs/etcd.md), names itself, and a learner is promoted once in sync.
+A follower relays these calls to the leader."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def start_as_printed(cluster: Cluster, env: dict[str, str]) -> NodeProcess:
 
 def members(address: str) -> list[etcd.Member]:
     with grpc.insecure_channel(address) as ch:
-        return list(etcd_grpc.ClusterStub(ch).MemberList(etcd.MemberListRequest(), timeout=20).members)
+        return list(etcd_grpc.ClusterStub(ch).MemberList(etcd.MemberListRequest(linearizable=True), timeout=20).members)
 
 
 def wait_named(address: str, member_id: int, name: str) -> etcd.Member:
@@ -122,9 +123,10 @@ def test_member_add_adds_a_voter_that_starts_with_the_printed_flags(cluster: Clu
     cluster.start_node(follower)
 
 
-def test_member_add_learner_then_promote(cluster: Cluster) -> None:
+def test_member_add_learner_then_promote_through_a_follower(cluster: Cluster) -> None:
+    """A follower relays etcd's membership calls to the leader, as etcd's do."""
     leader = cluster.wait_for_leader()
-    via = cluster.nodes[leader].address
+    via = cluster.nodes[next(n for n in cluster.nodes if n != leader)].address
     (port,) = free_ports(1)
     done = etcdctl(via, "member", "add", "n4", "--learner", f"--peer-urls=http://127.0.0.1:{port}")
     n4 = added_id(done.stdout)
