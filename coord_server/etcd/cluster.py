@@ -1,7 +1,8 @@
 """etcd's Cluster, Maintenance and Auth services over coord's Cluster service and state.
 
 What does not map (docs/etcd.md): Defragment has nothing to do; alarms are never
-raised; Snapshot streams coord's own snapshot format, not a bbolt file. etcd's Auth service is auth.py.
+raised; Snapshot streams coord's own snapshot format, not a bbolt file (``coord-server
+restore`` reads what etcdctl saves; etcdctl's snapshot restore and status cannot). etcd's Auth service is auth.py.
 """
 
 from __future__ import annotations
@@ -36,6 +37,34 @@ STATUS = "/coord.v1.Cluster/Status"
 TRANSFER = "/coord.v1.Cluster/TransferLeadership"
 SNAPSHOT = "/coord.v1.Maintenance/Snapshot"
 SNAPSHOT_CHUNK = 1 << 20
+
+
+PADDING_FIELD = (1 << 29) - 1
+"""The highest field number protobuf allows: StateSnapshot will never define it."""
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def snapshot_padding(size: int) -> bytes:
+    """Bytes that take ``size`` bytes of a serialized StateSnapshot to a multiple of 512:
+    one length-delimited field numbered PADDING_FIELD (which parsing skips), or nothing
+    when ``size`` is a multiple already."""
+    if size % 512 == 0:
+        return b""
+    tag = _varint(PADDING_FIELD << 3 | 2)
+    total = -size % 512
+    while True:
+        for length in (total - len(tag) - 1, total - len(tag) - 2):
+            if length >= 0 and len(tag) + len(_varint(length)) + length == total:
+                return tag + _varint(length) + bytes(length)
+        total += 512
 
 
 def _url(scheme: str, address: str) -> list[str]:
@@ -240,7 +269,10 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
         self, request: etcd.SnapshotRequest, context: Any
     ) -> AsyncIterator[etcd.SnapshotResponse]:
         """coord's snapshot bytes laid out as etcd lays out its own (etcdctl checks the
-        layout): zero-padded to a multiple of 512 bytes, then the SHA-256 of that."""
+        layout): padded to a multiple of 512 bytes, then the SHA-256 of that. The padding
+        is a field StateSnapshot never defines, so the file etcdctl saves is also a
+        coord snapshot file (bytes, then their SHA-256): ``coord-server restore`` reads
+        it as it is."""
         try:
             self._admit_whole_state(context)
             data = self.node.state.snapshot()
@@ -249,7 +281,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
         except Exception as exc:  # noqa: BLE001
             await abort_etcd(context, exc)
             return
-        padded = data + bytes(-len(data) % 512)
+        padded = data + snapshot_padding(len(data))
         blob = padded + hashlib.sha256(padded).digest()
         header = self._header()
         offset = 0
