@@ -299,7 +299,13 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
         async def work() -> etcd.MoveLeaderResponse:
             if request.targetID == 0:
                 raise errors.BAD_LEADER_TRANSFEREE
-            r = await self.calls.call(TRANSFER, cluster_pb2.ClusterTransferLeadershipRequest(target_id=request.targetID), context)
+            try:
+                r = await self.calls.call(
+                    TRANSFER, cluster_pb2.ClusterTransferLeadershipRequest(target_id=request.targetID), context
+                )
+            except errors.EtcdError as err:
+                # etcd calls any target that is not a voting member a bad transferee.
+                raise errors.BAD_LEADER_TRANSFEREE if err is errors.MEMBER_NOT_FOUND else err from None
             return etcd.MoveLeaderResponse(header=convert.header(r.header))
 
         return await _run(context, work())  # type: ignore[no-any-return]
