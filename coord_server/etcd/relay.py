@@ -27,7 +27,7 @@ RELAYED_MARK = "coord-etcd-relayed"
 """Metadata on a relayed call: it is answered where it arrives, never relayed again (a
 member that believes another leads while the other believes the same of it)."""
 
-_RESPONSES = {
+_RESPONSES: dict[str, Any] = {
     "MemberAdd": etcd.MemberAddResponse,
     "MemberRemove": etcd.MemberRemoveResponse,
     "MemberUpdate": etcd.MemberUpdateResponse,
