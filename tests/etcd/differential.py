@@ -124,7 +124,11 @@ def _txn(rng: random.Random, leases: int, depth: int) -> Op:
             kind = rng.choices(["put", "range", "delete", "txn"], [5, 4, 2, 1 if depth == 0 else 0])[0]
             op = ("txn", _txn(rng, leases, depth + 1)) if kind == "txn" else _kv_op(rng, kind, leases)
             out.append(op)
-        return out
+        # Known difference (docs/etcd.md): etcd evaluates a nested Txn's compares on the
+        # state before the whole Txn, coord on the state its branch has built so far.
+        # They agree for one nested Txn at the head of its branch.
+        nested = [op for op in out if op[0] == "txn"]
+        return nested[:1] + [op for op in out if op[0] != "txn"]
 
     return (compares, branch(), branch())
 
@@ -136,6 +140,9 @@ class Side:
     """One server during one run: its prefix, base revision and leases."""
 
     channel: grpc.Channel
+    ties_by_key: bool = False
+    """Order keys with equal sort values by key before comparing: etcd 3.4 and 3.5.1
+    order such ties differently (their Go versions sort differently)."""
     ns: bytes = b""
     base: int = 0
     compacted: int = 0
@@ -248,11 +255,11 @@ class Side:
         if kind == "put":
             return self.normalize(self.kv.Put(self.put_request(op), timeout=10))
         if kind == "range":
-            return self.normalize(self.kv.Range(self.range_request(op), timeout=10))
+            return self._ties(op, self.normalize(self.kv.Range(self.range_request(op), timeout=10)))
         if kind == "delete":
             return self.normalize(self.kv.DeleteRange(self.delete_request(op), timeout=10))
         if kind == "txn":
-            return self.normalize(self.kv.Txn(self.txn_request(op[1]), timeout=10))
+            return self._txn_ties(op[1], self.normalize(self.kv.Txn(self.txn_request(op[1]), timeout=10)))
         if kind == "compact":
             # physical: etcd removes compacted revisions in the background, and a watch
             # from the compact revision sees its deletes until they are gone.
@@ -278,6 +285,26 @@ class Side:
         if kind == "watch":
             return self._watch(*op[1:])
         raise AssertionError(kind)
+
+    def _ties(self, op: Op, result: Any) -> Any:
+        target = op[5]
+        if not self.ties_by_key or target == 0 or not isinstance(result, dict) or "kvs" not in result:
+            return result
+        field_name = ["key", "version", "create_revision", "mod_revision", "value"][target]
+        runs = [list(group) for _, group in itertools.groupby(result["kvs"], key=lambda kv: kv.get(field_name))]
+        result["kvs"] = [kv for run in runs for kv in sorted(run, key=lambda kv: kv["key"])]
+        return result
+
+    def _txn_ties(self, txn: Op, result: Any) -> Any:
+        if not self.ties_by_key or not isinstance(result, dict):
+            return result
+        _, success, failure = txn
+        for op, response in zip(success if result.get("succeeded") else failure, result.get("responses", [])):
+            if op[0] == "range" and "response_range" in response:
+                self._ties(op, response["response_range"])
+            elif op[0] == "txn" and "response_txn" in response:
+                self._txn_ties(op[1], response["response_txn"])
+        return result
 
     def _watch(self, start: int | str, whole_prefix: bool, prev_kv: bool, filters: list[int]) -> Any:
         """The events of a watch from ``start`` (relative) up to now, or how it was
