@@ -20,6 +20,7 @@ from coord.raft.v1 import command_pb2
 from coord_server.errors import CoordError
 from coord_server.services.common import propose_within
 from coord_server.state.auth import permission_proto
+from coord_server.member import Member
 
 from .config import AuthConfig
 
@@ -44,7 +45,7 @@ def bootstrap_record(config: AuthConfig) -> command_pb2.AuthRecord:
     return record
 
 
-async def bootstrap_auth(node: Any, config: AuthConfig) -> None:
+async def bootstrap_auth(node: Member, config: AuthConfig) -> None:
     """Propose ``config`` as the first auth state until some auth state is applied."""
     command = command_pb2.Command(auth_bootstrap=bootstrap_record(config))
     while not node.state.auth.initialised:
@@ -61,7 +62,7 @@ async def bootstrap_auth(node: Any, config: AuthConfig) -> None:
         await asyncio.sleep(RETRY_DELAY)
 
 
-def start_bootstrap(node: Any, config: AuthConfig | None) -> asyncio.Task[None] | None:
+def start_bootstrap(node: Member, config: AuthConfig | None) -> asyncio.Task[None] | None:
     """The bootstrap as a background task, when there is an auth file and no auth state."""
     if config is None or node.state.auth.initialised:
         return None

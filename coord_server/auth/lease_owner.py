@@ -14,6 +14,7 @@ from typing import Any
 from coord_server.services.common import read_barrier
 from coord_server.state import authorize
 from coord_server.state.errors import PermissionDenied as Refused
+from coord_server.member import Member
 
 from .admission import Admission, PermissionDenied
 
@@ -22,7 +23,7 @@ LEASE_OWNED_METHODS = frozenset({
 })
 
 
-async def check_lease_owner(admission: Admission, node: Any, lease_id: int, context: Any = None) -> None:
+async def check_lease_owner(admission: Admission, node: Member, lease_id: int, context: Any = None) -> None:
     """PERMISSION_DENIED unless the caller owns lease ``lease_id`` (or is an admin, or auth
     is off). A lease this member does not know yet (granted on the leader, not applied
     here) is looked up again after a ReadIndex round; one that does not exist passes

@@ -20,6 +20,7 @@ from typing import Any
 
 from coord.v1 import kv_pb2
 from coord_server.errors import ResourceExhausted
+from coord_server.member import Member
 
 
 _GROWING_METHODS = frozenset({
@@ -58,7 +59,7 @@ def op_grows(which: str, request: Any) -> bool:
 class Quota:
     """The size quota of one member's state (0: no quota)."""
 
-    def __init__(self, node: Any, quota_bytes: int) -> None:
+    def __init__(self, node: Member, quota_bytes: int) -> None:
         self.node = node
         self.quota_bytes = quota_bytes
 
@@ -96,7 +97,7 @@ class LeaseLimit:
     commit from the next append, or up to 2 ms later, commit_notices.py), and would look
     revoked."""
 
-    def __init__(self, node: Any, limit: int) -> None:
+    def __init__(self, node: Member, limit: int) -> None:
         self.node = node
         self.limit = limit
         self._granted: dict[str, set[int]] = {}

@@ -21,6 +21,7 @@ from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import cluster_pb2, kv_pb2, maintenance_pb2
 
 from coord_server.services.common import status_of
+from coord_server.member import Member
 
 from . import convert, errors
 from .calls import CallContext, CoordCalls, abort_etcd
@@ -65,7 +66,7 @@ async def _admin_only(calls: CoordCalls, method: str, request: Any, context: Any
 
 
 class EtcdCluster(etcd_grpc.ClusterServicer):
-    def __init__(self, node: Any, calls: CoordCalls, cluster: Any) -> None:
+    def __init__(self, node: Member, calls: CoordCalls, cluster: Any) -> None:
         self.node = node
         self.calls = calls
         self.cluster = cluster
@@ -130,12 +131,12 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         node = self.node
         return etcd.ResponseHeader(
             cluster_id=node.config.cluster_id, member_id=node.config.node_id,
-            revision=node.state.revision, raft_term=node.core.term,
+            revision=node.state.revision, raft_term=node.term,
         )
 
 
 class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
-    def __init__(self, node: Any, calls: CoordCalls) -> None:
+    def __init__(self, node: Member, calls: CoordCalls) -> None:
         self.node = node
         self.calls = calls
 
@@ -143,7 +144,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
         node = self.node
         return etcd.ResponseHeader(
             cluster_id=node.config.cluster_id, member_id=node.config.node_id,
-            revision=node.state.revision, raft_term=node.core.term,
+            revision=node.state.revision, raft_term=node.term,
         )
 
     def _admit_whole_state(self, context: Any) -> None:

@@ -21,6 +21,7 @@ from coord_server.errors import grpc_status
 from coord_server.state import validation
 from coord_server.state.errors import StateError
 from coord_server.state.limits import MAX_REQUEST_BYTES, MAX_TXN_OPS
+from coord_server.member import Member
 
 from . import convert, errors
 from .calls import CallContext, CoordCalls, abort_etcd
@@ -63,7 +64,7 @@ def check_txn(r: etcd.TxnRequest, max_ops: int = MAX_TXN_OPS) -> None:
 
 
 class EtcdKV(etcd_grpc.KVServicer):
-    def __init__(self, node: Any, calls: CoordCalls) -> None:
+    def __init__(self, node: Member, calls: CoordCalls) -> None:
         self.node = node
         self.calls = calls
 

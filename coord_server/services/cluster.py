@@ -27,6 +27,7 @@ from coord.raft.v1 import command_pb2
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
 from coord_server.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from coord_server.raft import ConfChange, ConfChangeType, Role
+from coord_server.member import Member
 
 from .common import (
     Context,
@@ -77,7 +78,7 @@ def new_member_id(name: str, peer_address: str, taken: set[int]) -> int:
 
 
 class ClusterService(cluster_pb2_grpc.ClusterServicer):
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Member) -> None:
         self.node = node
         self.headers = Headers(node)
 
@@ -88,7 +89,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         voter/learner split as the core applied it."""
         node = self.node
         members = {m.id: m for m in node.state.members()}
-        conf = node.core.conf_state()
+        conf = node.conf_state()
         for member_id in set(conf.voters) | set(conf.learners):
             if member_id not in members:
                 address = node.address_of(member_id)
@@ -126,7 +127,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         node = self.node
         if node.failed is not None:
             raise Unavailable(f"this member stopped: {node.failed}")
-        st = node.core.status()
+        st = node.raft_status()
         response = cluster_pb2.ClusterStatusResponse(
             version=VERSION,
             role=_ROLES.get(st.role, cluster_pb2.RAFT_ROLE_UNSPECIFIED),
@@ -140,17 +141,11 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
             watchers=node.watch_hub.watcher_count,
             leases=node.state.lease_count(),
         )
-        storage = node.storage
-        snapshot = storage.snapshot()
-        response.snapshot_index = snapshot.meta.index
-        response.snapshot_term = snapshot.meta.term
-        usage = getattr(storage, "disk_usage", None)
-        if usage is not None:
-            sizes = usage()
-            response.log_size_bytes = sizes.get("wal_bytes", 0)
-            response.snapshot_size_bytes = sizes.get("snapshot_bytes", 0)
-        else:  # an in-memory log: the sizes of what it holds
-            response.snapshot_size_bytes = len(snapshot.data or b"")
+        disk = node.storage_status()
+        response.snapshot_index = disk.snapshot_index
+        response.snapshot_term = disk.snapshot_term
+        response.log_size_bytes = disk.log_bytes
+        response.snapshot_size_bytes = disk.snapshot_bytes
         return self.headers.stamp(response, node.state.revision)  # type: ignore[return-value]
 
     @unary
@@ -249,14 +244,9 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         None when the hand-over did not happen (this member, still leading, removes itself;
         the core steps down once the removal is applied)."""
         node = self.node
-        status = node.core.status()
-        candidates = [
-            (p.match, nid) for nid, p in status.progress.items()
-            if nid != node.id and nid in status.conf_state.voters
-        ]
-        if not candidates:
+        target = node.transfer_target()
+        if target is None:
             return None
-        _, target = max(candidates)
         deadline = time.monotonic() + timeout_of(context)
         node.transfer_leadership(target)
         if not await self._wait_leader(target, min(deadline, time.monotonic() + 3 * node.config.election_timeout)):
@@ -292,14 +282,10 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         target = request.target_id
         if target == 0:
             self._require_leader("choosing the transfer target")
-            status = node.core.status()
-            candidates = [
-                (p.match, nid) for nid, p in status.progress.items()
-                if nid != node.id and nid in status.conf_state.voters
-            ]
-            if not candidates:
+            chosen = node.transfer_target()
+            if chosen is None:
                 raise FailedPrecondition("there is no other voter to hand leadership to")
-            _, target = max(candidates)
+            target = chosen
         member = self._member(target)
         if member.is_learner:
             raise FailedPrecondition(f"member {target:#x} is a learner; promote it first")

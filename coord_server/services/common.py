@@ -27,6 +27,7 @@ from google.protobuf.message import Message as PbMessage
 from coord.raft.v1 import command_pb2
 from coord.v1 import common_pb2
 from coord_server.errors import CoordError, grpc_status
+from coord_server.member import Member
 from coord_server.request_context import current_user, recheck_after_read
 from coord_server.state.errors import StateError
 from coord_server.state.limits import MAX_CLIENT_ID_BYTES, MAX_REQUEST_BYTES
@@ -128,9 +129,9 @@ def unary(fn: Handler) -> Handler:
 
 
 class Headers:
-    """Stamps response headers for one node."""
+    """Stamps response headers for one member."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Member) -> None:
         self.node = node
 
     def header(self, revision: int | None = None) -> common_pb2.ResponseHeader:
@@ -142,7 +143,7 @@ class Headers:
             cluster_id=node.config.cluster_id,
             member_id=node.config.node_id,
             revision=revision,
-            raft_term=node.core.term,
+            raft_term=node.term,
         )
 
     def stamp(self, msg: PbMessage, revision: int | None = None) -> PbMessage:
@@ -150,7 +151,7 @@ class Headers:
         responses); keep the revisions the state machine set, unless ``revision`` is given
         for the top-level header. Returns ``msg``."""
         node = self.node
-        _stamp(msg, node.config.cluster_id, node.config.node_id, node.core.term)
+        _stamp(msg, node.config.cluster_id, node.config.node_id, node.term)
         if revision is not None:
             msg.header.revision = revision  # type: ignore[attr-defined]
         return msg
@@ -290,7 +291,7 @@ async def bounded(awaitable: Awaitable[T], timeout: float, what: str) -> T:
         raise DeadlineExceeded(f"the deadline passed before {what}") from None
 
 
-async def propose(node: Any, command: command_pb2.Command, context: Context | None, *, batched: bool = False) -> Any:
+async def propose(node: Member, command: command_pb2.Command, context: Context | None, *, batched: bool = False) -> Any:
     """Propose ``command`` (forwarded when this node follows) and return the response in
     its CommandResult; raise the CommandResult's error. Headers are not stamped.
 
@@ -299,10 +300,9 @@ async def propose(node: Any, command: command_pb2.Command, context: Context | No
     return await propose_within(node, command, timeout_of(context), batched=batched)
 
 
-async def propose_within(node: Any, command: command_pb2.Command, timeout: float, *, batched: bool = False) -> Any:
+async def propose_within(node: Member, command: command_pb2.Command, timeout: float, *, batched: bool = False) -> Any:
     """``propose`` with a timeout in seconds rather than a call's deadline."""
-    batcher = getattr(node, "unary_batcher", None) if batched else None
-    pending = node.propose(command, timeout) if batcher is None else batcher.submit(command.SerializeToString(), timeout)
+    pending = node.unary_batcher.submit(command.SerializeToString(), timeout) if batched else node.propose(command, timeout)
     result = await bounded(pending, timeout, PROPOSAL_PENDING)
     return response_of(result)
 
@@ -321,12 +321,11 @@ def response_of(result: command_pb2.CommandResult) -> Any:
     return getattr(result, which)
 
 
-async def read_barrier(node: Any, context: Context | None, *, batched: bool = False) -> None:
+async def read_barrier(node: Member, context: Context | None, *, batched: bool = False) -> None:
     """Linearizable read point (ReadIndex); works on followers too. ``batched``: through
     the member's UnaryBatcher (KV.Range), so that concurrent calls share a round."""
     timeout = timeout_of(context)
-    batcher = getattr(node, "unary_batcher", None) if batched else None
-    pending = node.read_barrier() if batcher is None else batcher.read_barrier(timeout)
+    pending = node.unary_batcher.read_barrier(timeout) if batched else node.read_barrier()
     await bounded(pending, timeout, "the read could be confirmed with a quorum")
     recheck = recheck_after_read.get()
     if recheck is not None:

@@ -35,6 +35,7 @@ from coord.v1 import kv_pb2
 from coord_server.auth.admission import check_pipeline_op, recheck_pipeline_op
 from coord_server.request_context import current_user
 from coord_server.state import validation
+from coord_server.member import Member
 
 from . import lock
 from .common import (
@@ -63,7 +64,7 @@ _VALIDATORS: dict[str, Callable[[Any], None]] = {
 class PipelineSession:
     """One Pipeline stream: submits operations, collects and sends their results."""
 
-    def __init__(self, node: Any, headers: Headers, context: Context) -> None:
+    def __init__(self, node: Member, headers: Headers, context: Context) -> None:
         self.node = node
         self.headers = headers
         self.context = context
