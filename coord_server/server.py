@@ -18,11 +18,11 @@ import asyncio
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from coord.raft.v1 import command_pb2, raft_pb2_grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
@@ -232,17 +232,15 @@ class CoordServer:
                 "peer",
             )
             self.registries["peer"] = peer_server
-            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, peer_server)  # type: ignore[arg-type]
+            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, peer_server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, peer_server)
             peer_tls_listener = peer_listener(s, self.transport)
             self.peer_port = _add_port(peer_server, "peer_listen", s.peer_listen, peer_tls_listener)
-            self.peer_server = peer_server  # type: ignore[assignment]
+            self.peer_server = peer_server
         else:
-            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, server)  # type: ignore[arg-type]
+            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, server)
         # Reflection describes exactly what this port registered (and itself).
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-            reflection.aio.ReflectionServicer([*server.services(), reflection.SERVICE_NAME]), server  # type: ignore[arg-type]
-        )
+        reflection.enable_server_reflection([*server.services(), reflection.SERVICE_NAME], server)
         client_tls_listener = client_listener(s)
         self.port = _add_port(server, "listen", s.listen, client_tls_listener)
         self.certificates = CertificateWatcher(
@@ -252,7 +250,7 @@ class CoordServer:
             from coord_server.http.loopback import bind_loopback
 
             self._http_loopback = bind_loopback(
-                server, self.port, tls=client_tls is not None, data_dir=s.data_directory)  # type: ignore[arg-type]
+                server, self.port, tls=client_tls is not None, data_dir=s.data_directory)
         # Before serving anything: a metrics port that is taken stops the start-up.
         if self.metrics is not None:
             from coord_server.metrics_http import MetricsServer
@@ -262,7 +260,7 @@ class CoordServer:
         if self.peer_server is not None:
             await self.peer_server.start()
         await server.start()
-        self.grpc_server = server  # type: ignore[assignment]
+        self.grpc_server = server
         if s.http_listen:
             self.http = _http_listener(s, self._http_loopback)
             if client_tls_listener is not None:  # HTTPS follows the client port's reloads
@@ -354,7 +352,13 @@ class CoordServer:
         log.info("stopping: leadership %s to %#x", "handed over" if node.leader_id == target else "not handed over in time", target)
 
 
-def _add_port(server: Any, label: str, address: str, tls: ClientListenerTLS | PeerTLS | None) -> int:
+class _ServerTLS(Protocol):
+    """A listener's TLS material (tls.py, or tls_reload.py's reloading kind)."""
+
+    def server_credentials(self) -> grpc.ServerCredentials: ...
+
+
+def _add_port(server: grpc.aio.Server, label: str, address: str, tls: _ServerTLS | None) -> int:
     """Bind ``address`` (with TLS when given); a clear SettingsError when it cannot be bound."""
     if tls is None:
         port = server.add_insecure_port(address)
@@ -386,7 +390,7 @@ def _read_identity(directory: str) -> dict[str, Any] | None:
     path = os.path.join(directory, IDENTITY_FILE)
     try:
         with open(path) as f:
-            data = json.load(f)
+            data: dict[str, Any] = json.load(f)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:

@@ -41,7 +41,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -50,6 +50,9 @@ from coord_server.errors import CoordError, ResourceExhausted, Unavailable
 from coord_server.state import keys as keyspan
 from coord_server.state.errors import Compacted, StateError
 from coord_server.state.limits import MAX_KEY_BYTES
+
+if TYPE_CHECKING:
+    from coord_server.node import Node
 
 log = logging.getLogger("coord.watch")
 
@@ -143,7 +146,7 @@ class WatchHub:
 
     def __init__(
         self,
-        node: Any,
+        node: Node,
         *,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,

@@ -319,7 +319,7 @@ def _admitted_first(handler: Handler, admit: Callable[[Any], Any], catch_up: Cal
             return True
 
     inners = (handler.unary_unary, handler.unary_stream, handler.stream_unary, handler.stream_stream)
-    inner = next(i for i in inners if i is not None)
+    inner: Callable[..., Any] = next(i for i in inners if i is not None)
     streaming_in = handler.stream_unary is not None or handler.stream_stream is not None
     if inspect.isasyncgenfunction(inner):
 

@@ -51,13 +51,13 @@ async def _handle(node: Member, kind: int, payload: bytes) -> bytes:
         command = _parse(command_pb2.Command, payload)
         validation.validate_command(command)
         result = await node.propose_local(payload)
-        return result.SerializeToString()  # type: ignore[no-any-return]
+        return result.SerializeToString()
     if kind == raft_pb2.FORWARD_KIND_PROPOSE_BATCH:
         # The follower validated each command at its edge, and apply re-validates: the
         # leader does not parse them again (it is the busiest member).
         batch = _parse(raft_pb2.ForwardBatch, payload)
         results = await node.propose_local_many(list(batch.items))
-        return raft_pb2.ForwardBatch(items=[r.SerializeToString() for r in results]).SerializeToString()  # type: ignore[no-any-return]
+        return raft_pb2.ForwardBatch(items=[r.SerializeToString() for r in results]).SerializeToString()
     if kind == raft_pb2.FORWARD_KIND_LEASE_KEEP_ALIVE:
         request = _parse(lease_pb2.LeaseKeepAliveRequest, payload)
         return (await keepalive_on_leader(node, request)).SerializeToString()

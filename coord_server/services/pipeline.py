@@ -24,6 +24,7 @@ Rule 4: a write or lock result from a follower names the leader: every operation
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -139,7 +140,7 @@ class PipelineSession:
         if reads:
             barrier = self.node.read_barrier_future()
             self._arm_timeout(barrier)
-            barrier.add_done_callback(lambda f, reads=reads: self._after_barrier(f, reads))
+            barrier.add_done_callback(functools.partial(self._after_barrier, reads=reads))
 
     def _watch(self, fut: asyncio.Future[Any], op_id: int, which: str, timeout: float) -> None:
         self._arm_timeout(fut, timeout)
@@ -173,8 +174,9 @@ class PipelineSession:
         self._done(out)
 
     def _on_result(self, fut: asyncio.Future[Any], op_id: int, which: str) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            self._fail(op_id, fut.exception() if not fut.cancelled() else TimeoutError())
+        error = TimeoutError() if fut.cancelled() else fut.exception()
+        if error is not None:
+            self._fail(op_id, error)
             return
         result: command_pb2.CommandResult = fut.result()
         got = result.WhichOneof("result")

@@ -35,7 +35,7 @@ from coord_server.coord_hub import CoordHub
 from coord_server.errors import FailedPrecondition, Unavailable
 from coord_server.member import Member
 
-from .common import DEFAULT_TIMEOUT, PROPOSAL_PENDING, DeadlineExceeded, ServiceError, response_of
+from .common import DEFAULT_TIMEOUT, PROPOSAL_PENDING, Context, DeadlineExceeded, ServiceError, response_of
 
 log = logging.getLogger("coord.services.waits")
 
@@ -45,7 +45,7 @@ CANCEL_TIMEOUT = 5.0
 _background: set[asyncio.Task[None]] = set()
 
 
-def deadline_of(context: Any) -> float:
+def deadline_of(context: Context | None) -> float:
     """The call's deadline in loop time, or infinity when it has none."""
     remaining = context.time_remaining() if context is not None else None
     if remaining is None:

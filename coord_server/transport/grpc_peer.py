@@ -95,7 +95,7 @@ class _Peer:
         self.snapshot_task: asyncio.Task[None] | None = None
         self.forwards = _ForwardStream(self)
 
-    def stub(self) -> raft_pb2_grpc.RaftStub:
+    def stub(self) -> raft_pb2_grpc.RaftAsyncStub:
         """A stub for a new call. After the peer certificate was reloaded, a new channel
         with the new credentials; calls open on the old one finish there, and it is
         closed after ``OLD_CHANNEL_GRACE``."""
@@ -430,7 +430,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         self._step = step
         self._forward = forward
 
-    async def Send(self, request_iterator: AsyncIterator[raft_pb2.RaftEnvelope], context: grpc.aio.ServicerContext) -> raft_pb2.SendResponse:  # type: ignore[override]
+    async def Send(self, request_iterator: AsyncIterator[raft_pb2.RaftEnvelope], context: grpc.aio.ServicerContext[Any, Any]) -> raft_pb2.SendResponse:
         received = 0
         claim = PEER_CLAIM.get()
         async for envelope in request_iterator:
@@ -453,7 +453,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
                 received += 1
         return raft_pb2.SendResponse(member_id=self.member_id, messages_received=received)
 
-    async def InstallSnapshot(self, request_iterator: AsyncIterator[raft_pb2.SnapshotChunk], context: grpc.aio.ServicerContext) -> raft_pb2.InstallSnapshotResponse:  # type: ignore[override]
+    async def InstallSnapshot(self, request_iterator: AsyncIterator[raft_pb2.SnapshotChunk], context: grpc.aio.ServicerContext[Any, Any]) -> raft_pb2.InstallSnapshotResponse:
         first: raft_pb2.SnapshotChunk | None = None
         parts: list[bytes] = []
         received = 0
@@ -496,7 +496,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         self._step(m)
         return raft_pb2.InstallSnapshotResponse(member_id=self.member_id, bytes_received=received)
 
-    async def Forward(self, request_iterator: AsyncIterator[raft_pb2.ForwardRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[raft_pb2.ForwardResponse]:  # type: ignore[override]
+    async def Forward(self, request_iterator: AsyncIterator[raft_pb2.ForwardRequest], context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[raft_pb2.ForwardResponse]:
         """Each request is handled in a task of its own; answers are written in the
         order they complete. When the follower closes the stream the open requests still
         get their answers; when it goes away they are cancelled."""
