@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .admission import CURRENT, Admission, PermissionDenied, Unauthenticated, check_pipeline_op
+from coord_server.errors import PermissionDenied, Unauthenticated
+
+from .admission import CURRENT, Admission, check_pipeline_op
 from coord_server.state.permissions import Principal
 from coord_server.member import Member
 

@@ -14,10 +14,8 @@ import asyncio
 import logging
 from typing import Any
 
-import grpc
-
 from coord.raft.v1 import command_pb2
-from coord_server.errors import CoordError
+from coord_server.errors import Code, CoordError
 from coord_server.services.common import propose_within
 from coord_server.state.auth import permission_proto
 from coord_server.member import Member
@@ -27,7 +25,7 @@ from .config import AuthConfig
 log = logging.getLogger("coord.auth")
 
 RETRY_DELAY = 0.5
-RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+RETRIED = (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED)
 """No leader yet, or the proposal's outcome is unknown: propose again (a second copy
 applied is a no-op)."""
 

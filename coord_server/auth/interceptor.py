@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from coord_server.decoding import decoding_checked
-from coord_server.errors import CoordError, grpc_status
+from coord_server.errors import CoordError, PermissionDenied, Unauthenticated, error_of
 from coord_server.request_context import current_user, recheck_after_read
 from coord_server.services.common import abort, read_barrier
 
-from .admission import CURRENT, Admission, PermissionDenied, Unauthenticated
+from .admission import CURRENT, Admission
 from .lease_owner import check_lease_owner
 from .quota import QUOTA_CHECKED_METHODS, LeaseLimit, Quota
 from .requirements import LEASE_REVOKE, LEASE_TIME_TO_LIVE
@@ -311,8 +311,8 @@ def _admitted_first(handler: Handler, admit: Callable[[Any], Any], catch_up: Cal
             admit(context)
             return False
         except Exception as exc:  # noqa: BLE001 - its code and message are the answer
-            error = Unauthenticated(str(getattr(exc, "message", exc)))
-            error.code = grpc_status(getattr(exc, "code", grpc.StatusCode.UNAUTHENTICATED))
+            # Its code and message only (no coord-leader hint: nothing ran).
+            error = error_of(exc.code, exc.message) if isinstance(exc, CoordError) else Unauthenticated(str(exc))
             if streaming_in:
                 await _refuse_stream(request, context, error)
             await abort(context, error)

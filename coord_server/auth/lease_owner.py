@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from coord_server.member import Member
 from coord_server.services.common import read_barrier
 from coord_server.state import authorize
-from coord_server.state.errors import PermissionDenied as Refused
-from coord_server.member import Member
 
-from .admission import Admission, PermissionDenied
+from .admission import Admission
 
 LEASE_OWNED_METHODS = frozenset({
     "/coord.v1.Lease/Revoke", "/coord.v1.Lease/TimeToLive", "/coord.v1.Lease/KeepAlive",
@@ -33,7 +32,4 @@ async def check_lease_owner(admission: Admission, node: Member, lease_id: int, c
         return
     if node.state.lease_owner(lease_id) is None:
         await read_barrier(node, context)
-    try:
-        authorize.check_lease_owner(principal, lease_id, node.state)
-    except Refused as err:
-        raise PermissionDenied(str(err)) from None
+    authorize.check_lease_owner(principal, lease_id, node.state)  # PermissionDenied

@@ -14,7 +14,6 @@ from typing import Any
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import auth_pb2, auth_pb2_grpc
-from coord_server.auth.admission import Unauthenticated
 from coord_server.auth.passwords import (
     MAX_PASSWORD_BYTES,
     hash_password_async,
@@ -23,7 +22,7 @@ from coord_server.auth.passwords import (
     verify_password_async,
 )
 from coord_server.state.auth import permission_of, permission_proto, validate_auth_name
-from coord_server.state.errors import FailedPrecondition, InvalidArgument
+from coord_server.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 from coord_server.member import Member
 
 from .common import Context, Headers, check_size, command_of, propose, read_barrier, unary

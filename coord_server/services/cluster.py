@@ -25,13 +25,12 @@ import grpc
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
-from coord_server.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from coord_server.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from coord_server.raft import ConfChange, ConfChangeType, Role
 from coord_server.member import Member
 
 from .common import (
     Context,
-    DeadlineExceeded,
     Headers,
     bounded,
     leader_metadata,

@@ -24,7 +24,7 @@ import grpc
 
 from coord.raft.v1 import command_pb2, raft_pb2
 from coord.v1 import lease_pb2, lease_pb2_grpc
-from coord_server.errors import CoordError, Unavailable
+from coord_server.errors import Code, CoordError, Unavailable
 from coord_server.request_context import current_user
 from coord_server.state import validation
 from coord_server.state.limits import min_lease_ttl
@@ -145,7 +145,7 @@ class LeaseService(lease_pb2_grpc.LeaseServicer):
                 if attempt or node.is_leader or not node.leader_id:
                     raise
             except CoordError as err:
-                if err.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                if err.code == Code.DEADLINE_EXCEEDED:
                     raise Unavailable("the keepalive could not be confirmed in time; reconnect", node.leader_address()) from None
                 raise
         raise AssertionError("unreachable")

@@ -34,6 +34,7 @@ import grpc
 from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2
 from coord_server.auth.admission import check_pipeline_op, recheck_pipeline_op
+from coord_server.errors import Cancelled, Internal, InvalidArgument, from_proto
 from coord_server.request_context import current_user
 from coord_server.state import validation
 from coord_server.member import Member
@@ -43,10 +44,8 @@ from .common import (
     DEFAULT_TIMEOUT,
     Context,
     Headers,
-    ServiceError,
     check_client_id,
     check_size,
-    status_code,
     status_of,
 )
 
@@ -89,12 +88,9 @@ class PipelineSession:
                 if not request.ops:
                     if request.cancel:
                         continue
-                    raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "a PipelineRequest needs at least one op or cancel")
+                    raise InvalidArgument("a PipelineRequest needs at least one op or cancel")
                 if len(request.ops) > MAX_OPS_PER_MESSAGE:
-                    raise ServiceError(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"a PipelineRequest holds at most {MAX_OPS_PER_MESSAGE} ops, got {len(request.ops)}",
-                    )
+                    raise InvalidArgument(f"a PipelineRequest holds at most {MAX_OPS_PER_MESSAGE} ops, got {len(request.ops)}")
                 self._submit_batch(request.ops)
             # The client finished sending: answer what is outstanding, then end.
             if self.outstanding:
@@ -117,7 +113,7 @@ class PipelineSession:
             self.outstanding += 1
             try:
                 if which is None:
-                    raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"op {op.id} has no request set")
+                    raise InvalidArgument(f"op {op.id} has no request set")
                 request = getattr(op, which)
                 check_size(request)
                 check_pipeline_op(which, request)  # as the interceptor does for unary calls: before validation
@@ -161,7 +157,7 @@ class PipelineSession:
     def _on_acquired(self, fut: asyncio.Future[Any], op_id: int) -> None:
         self.acquiring.pop(op_id, None)
         if fut.cancelled():
-            self._fail(op_id, ServiceError(grpc.StatusCode.CANCELLED, "the lock_acquire was cancelled"))
+            self._fail(op_id, Cancelled("the lock_acquire was cancelled"))
             return
         error = fut.exception()
         if error is not None:
@@ -181,10 +177,10 @@ class PipelineSession:
         result: command_pb2.CommandResult = fut.result()
         got = result.WhichOneof("result")
         if got == "error":
-            self._fail(op_id, ServiceError(status_code(result.error.code), result.error.message))
+            self._fail(op_id, from_proto(result.error))
             return
         if got != which:
-            self._fail(op_id, ServiceError(grpc.StatusCode.INTERNAL, f"the state machine answered {got} to {which}"))
+            self._fail(op_id, Internal(f"the state machine answered {got} to {which}"))
             return
         out = kv_pb2.PipelineResult(id=op_id, leader=self._leader_hint())
         response = getattr(out, which)

@@ -32,10 +32,10 @@ from typing import Any
 
 from coord.raft.v1 import command_pb2
 from coord_server.coord_hub import CoordHub
-from coord_server.errors import FailedPrecondition, Unavailable
+from coord_server.errors import CoordError, DeadlineExceeded, FailedPrecondition, Unavailable
 from coord_server.member import Member
 
-from .common import DEFAULT_TIMEOUT, PROPOSAL_PENDING, Context, DeadlineExceeded, ServiceError, response_of
+from .common import DEFAULT_TIMEOUT, PROPOSAL_PENDING, Context, response_of
 
 log = logging.getLogger("coord.services.waits")
 
@@ -119,7 +119,7 @@ class QueueWait:
             return
         try:
             result = response_of(fut.result())
-        except ServiceError as err:
+        except CoordError as err:
             self._fail(err)
             return
         if self.future.done():

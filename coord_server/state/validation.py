@@ -20,7 +20,7 @@ from coord.v1 import election_pb2, kv_pb2, lease_pb2, lock_pb2, ring_pb2
 from coord_common import hashring
 
 from . import keys
-from .errors import InvalidArgument, NotFound, OutOfRange
+from coord_server.errors import InvalidArgument, NotFound, OutOfRange
 from .limits import (
     MAX_CLIENT_ID_BYTES,
     MAX_ELECTION_VALUE_BYTES,
