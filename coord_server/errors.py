@@ -155,6 +155,56 @@ class Unauthenticated(CoordError):
     code = Code.UNAUTHENTICATED
 
 
+# ------------------------------------------------------------------ causes with a name
+# Refusals another API words differently by cause (the etcd gateway: etcd/errors.py),
+# each raised where it arises on the serving member. A refusal that crossed the log (a
+# CommandError) comes back as its code's class only.
+
+
+class EmptyKey(InvalidArgument):
+    """A key that must be given is empty."""
+
+
+class TooManyOperations(InvalidArgument):
+    """A txn has more operations or comparisons than the limit."""
+
+
+class DuplicateKey(InvalidArgument):
+    """A txn branch writes one key twice."""
+
+
+class BadAddress(InvalidArgument):
+    """A member address that is not host:port."""
+
+
+class RequestTooLarge(ResourceExhausted):
+    """A request over the size limit."""
+
+
+class QuotaExhausted(ResourceExhausted):
+    """The store is over its backend quota."""
+
+
+class MemberNotFound(NotFound):
+    """No member has this ID."""
+
+
+class PeerAddressInUse(FailedPrecondition):
+    """Another member has this peer address."""
+
+
+class NotALearner(FailedPrecondition):
+    """Only a learner can be promoted."""
+
+
+class LearnerNotCaughtUp(FailedPrecondition):
+    """The learner's log is too far behind the leader's to promote it."""
+
+
+class LearnerTransferee(FailedPrecondition):
+    """Leadership cannot go to a learner."""
+
+
 _BY_CODE: dict[Code, type[CoordError]] = {
     cls.code: cls
     for cls in (

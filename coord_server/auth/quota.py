@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from coord.v1 import kv_pb2
-from coord_server.errors import ResourceExhausted
+from coord_server.errors import QuotaExhausted, ResourceExhausted
 from coord_server.member import Member
 
 
@@ -80,7 +80,7 @@ class Quota:
 
     def _refuse_if_exceeded(self) -> None:
         if self.exceeded():
-            raise ResourceExhausted(
+            raise QuotaExhausted(
                 f"the backend quota is exhausted: the store keeps {self.node.state.size_bytes} bytes, "
                 f"over the {self.quota_bytes}-byte quota (--quota-bytes); delete keys and compact "
                 "to free space (deletes, compaction and lease revokes still work)"

@@ -17,7 +17,6 @@ import grpc
 from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import kv_pb2
-from coord_server.status import grpc_status
 from coord_server.state import validation
 from coord_server.errors import CoordError
 from coord_server.state.limits import MAX_REQUEST_BYTES, MAX_TXN_OPS
@@ -136,7 +135,7 @@ class EtcdKV(etcd_grpc.KVServicer):
                 try:
                     validation.validate_txn(coord_request)
                 except CoordError as err:
-                    raise errors.translate(grpc_status(err.code), err.message) from None
+                    raise errors.translate(err) from None
                 raise _first_error_on_path(self.node.state, request, puts_only=True) or errors.COMPACTED
             try:
                 response = await self.calls.call(TXN, coord_request, context)

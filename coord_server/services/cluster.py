@@ -25,7 +25,10 @@ import grpc
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
-from coord_server.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from coord_server.errors import (
+    BadAddress, DeadlineExceeded, FailedPrecondition, LearnerNotCaughtUp, LearnerTransferee, MemberNotFound, NotALearner,
+    PeerAddressInUse, Unavailable,
+)
 from coord_server.raft import ConfChange, ConfChangeType, Role
 from coord_server.member import Member
 
@@ -63,7 +66,7 @@ def parse_address(what: str, address: str) -> None:
     """A "host:port" address; INVALID_ARGUMENT otherwise."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in address):
-        raise InvalidArgument(f"{what} must be host:port, got {address!r}")
+        raise BadAddress(f"{what} must be host:port, got {address!r}")
 
 
 def new_member_id(name: str, peer_address: str, taken: set[int]) -> int:
@@ -111,7 +114,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         for m in self._members():
             if m.id == member_id:
                 return m
-        raise NotFound(f"member {member_id:#x} not found")
+        raise MemberNotFound(f"member {member_id:#x} not found")
 
     async def _change(self, change: ConfChange, context: Context) -> None:
         await bounded(
@@ -167,7 +170,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         members = self._members()
         for m in members:
             if m.peer_address == request.peer_address:
-                raise FailedPrecondition(f"peer address {request.peer_address} is already used by member {m.id:#x}")
+                raise PeerAddressInUse(f"peer address {request.peer_address} is already used by member {m.id:#x}")
         taken = {m.id for m in members}
         member_id = new_member_id(request.name, request.peer_address, taken)
         info = command_pb2.MemberInfo(
@@ -193,9 +196,9 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         self._require_leader("a membership change")
         member = self._member(request.id)
         if not member.is_learner:
-            raise FailedPrecondition(f"member {request.id:#x} is already a voter")
+            raise NotALearner(f"member {request.id:#x} is already a voter")
         if not self.node.learner_caught_up(request.id):
-            raise FailedPrecondition(f"learner {request.id:#x} has not caught up with the leader's log yet; retry later")
+            raise LearnerNotCaughtUp(f"learner {request.id:#x} has not caught up with the leader's log yet; retry later")
         await self._change(ConfChange(ConfChangeType.ADD_NODE, request.id), context)
         response = cluster_pb2.ClusterMemberPromoteResponse(members=self._members())
         return self.headers.stamp(response, self.node.state.revision)  # type: ignore[return-value]
@@ -210,7 +213,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         member = self._member(member_id)
         for m in self._members():
             if m.id != member_id and m.peer_address == peer_address:
-                raise FailedPrecondition(f"peer address {peer_address} is already used by member {m.id:#x}")
+                raise PeerAddressInUse(f"peer address {peer_address} is already used by member {m.id:#x}")
         info = command_pb2.MemberInfo(
             id=member.id, name=member.name, peer_address=peer_address, client_address=member.client_address,
         )
@@ -287,7 +290,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
             target = chosen
         member = self._member(target)
         if member.is_learner:
-            raise FailedPrecondition(f"member {target:#x} is a learner; promote it first")
+            raise LearnerTransferee(f"member {target:#x} is a learner; promote it first")
         if not node.leader_id:
             raise Unavailable("no leader is elected yet; retry shortly")
         if node.leader_id != target:

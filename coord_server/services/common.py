@@ -28,7 +28,7 @@ from google.protobuf.message import Message as PbMessage
 from coord.raft.v1 import command_pb2
 from coord.v1 import common_pb2
 from coord_server.errors import (
-    CoordError, DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted, error_of, from_proto,
+    CoordError, DeadlineExceeded, Internal, InvalidArgument, RequestTooLarge, error_of, from_proto,
 )
 from coord_server.member import Member
 from coord_server.status import code_of, grpc_status
@@ -237,7 +237,7 @@ def check_client_id(client_id: str, has_seq: bool, id_name: str, seq_name: str) 
 def check_size(request: PbMessage) -> None:
     size = request.ByteSize()
     if size > MAX_REQUEST_BYTES:
-        raise ResourceExhausted(f"request is {size} bytes; the limit is {MAX_REQUEST_BYTES}")
+        raise RequestTooLarge(f"request is {size} bytes; the limit is {MAX_REQUEST_BYTES}")
 
 
 def timeout_of(context: Context | None) -> float:
