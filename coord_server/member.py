@@ -181,30 +181,20 @@ class NodeMember:
     ) -> None:
         """``batcher``: makes the unary batcher over this member (services.UnaryBatcher)."""
         self._node = node
-        self._watch_hub = watch_hub
-        self._coord_hub = coord_hub
-        self._peers_authenticated = peers_authenticated
-        # The node's own calls, bound once: the services' hot paths call them directly.
+        # What never changes is a plain attribute, and the node's own calls are bound
+        # once: the services' hot paths read them on every request.
+        self.id = node.id
+        self.config = node.config
+        self.peers_authenticated = peers_authenticated
+        self.lease_timers = node.lease_timers
+        self.watch_hub = watch_hub
+        self.coord_hub = coord_hub
         self.submit = node.submit
         self.read_barrier_future = node.read_barrier_future
         self.read_barrier = node.read_barrier
         self.propose = node.propose
         self.applied_future = node.applied_future
-        self._unary_batcher = batcher(self)
-
-    # identity, settings
-
-    @property
-    def id(self) -> int:
-        return self._node.id
-
-    @property
-    def config(self) -> NodeConfig:
-        return self._node.config
-
-    @property
-    def peers_authenticated(self) -> bool:
-        return self._peers_authenticated
+        self.unary_batcher = batcher(self)
 
     # status
 
@@ -295,26 +285,8 @@ class NodeMember:
 
     # leases
 
-    @property
-    def lease_timers(self) -> LeaseTimers:
-        return self._node.lease_timers
-
     def lease_remaining(self, lease_id: int) -> float | None:
         return self._node.lease_remaining(lease_id)
-
-    # hubs
-
-    @property
-    def watch_hub(self) -> WatchHub:
-        return self._watch_hub
-
-    @property
-    def coord_hub(self) -> CoordHub:
-        return self._coord_hub
-
-    @property
-    def unary_batcher(self) -> Batcher:
-        return self._unary_batcher
 
 
 def transfer_target(node: Node) -> int | None:
