@@ -19,11 +19,10 @@ from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import cluster_pb2, kv_pb2, maintenance_pb2
 
-from coord_server.services.cluster import NotEnoughStartedMembers, UnhealthyCluster
-from coord_server.services.common import status_of
+from coord_server.member import Member
 
 from . import convert, errors
-from .calls import CallContext, CoordCalls, abort_etcd
+from .calls import CallContext, CoordCalls, abort_etcd, as_coord_error
 from .relay import LeaderRelay
 
 ETCD_VERSION = "3.5.0"
@@ -94,12 +93,12 @@ async def _admin_only(calls: CoordCalls, method: str, request: Any, context: Any
 
 
 class EtcdCluster(etcd_grpc.ClusterServicer):
-    def __init__(self, node: Any, calls: CoordCalls, cluster: Any) -> None:
+    def __init__(self, node: Member, calls: CoordCalls, cluster: Any, relay: LeaderRelay) -> None:
         self.node = node
         self.calls = calls
         self.cluster = cluster
         """The member's ClusterService (its update_member has no coord.v1 RPC)."""
-        self.relay = LeaderRelay(node)
+        self.relay = relay
         """Membership changes on a follower go to the leader, as etcd forwards them."""
 
     def member(self, m: cluster_pb2.Member) -> etcd.Member:
@@ -131,12 +130,7 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
             self.calls.precheck(MEMBER_ADD, coord_request, context)
             if len(request.peerURLs) != 1:
                 raise errors.MEMBER_BAD_URLS
-            try:
-                r = await self.cluster.add_member(coord_request, CallContext(context), learner=request.isLearner)
-            except NotEnoughStartedMembers:
-                raise errors.NOT_ENOUGH_STARTED from None
-            except UnhealthyCluster:
-                raise errors.UNHEALTHY from None
+            r = await self.cluster.add_member(coord_request, CallContext(context), learner=request.isLearner)
             return etcd.MemberAddResponse(
                 header=convert.header(r.header), member=self.member(r.member), members=[self.member(m) for m in r.members]
             )
@@ -184,12 +178,12 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         node = self.node
         return etcd.ResponseHeader(
             cluster_id=node.config.cluster_id, member_id=node.config.node_id,
-            revision=node.state.revision, raft_term=node.core.term,
+            revision=node.state.revision, raft_term=node.term,
         )
 
 
 class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
-    def __init__(self, node: Any, calls: CoordCalls) -> None:
+    def __init__(self, node: Member, calls: CoordCalls) -> None:
         self.node = node
         self.calls = calls
 
@@ -197,7 +191,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
         node = self.node
         return etcd.ResponseHeader(
             cluster_id=node.config.cluster_id, member_id=node.config.node_id,
-            revision=node.state.revision, raft_term=node.core.term,
+            revision=node.state.revision, raft_term=node.term,
         )
 
     def _admit_whole_state(self, context: Any) -> None:
@@ -207,8 +201,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
             try:
                 admission.check(SNAPSHOT, maintenance_pb2.MaintenanceSnapshotRequest())
             except Exception as exc:  # noqa: BLE001 - PermissionDenied, in etcd's terms
-                code, message, _ = status_of(exc)
-                raise errors.translate(code, message) from None
+                raise errors.translate(as_coord_error(exc)) from None
 
     async def Status(self, request: etcd.StatusRequest, context: Any) -> etcd.StatusResponse:
         async def work() -> etcd.StatusResponse:
@@ -253,8 +246,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
             try:
                 r = state.range(kv_pb2.RangeRequest(key=b"\x00", range_end=b"\x00", revision=request.revision))
             except Exception as exc:  # noqa: BLE001 - compacted or future: etcd's messages
-                code, message, _ = status_of(exc)
-                raise errors.translate(code, message) from None
+                raise errors.translate(as_coord_error(exc)) from None
             crc = 0
             for kv in r.kvs:
                 crc = zlib.crc32(kv.SerializeToString(), crc)

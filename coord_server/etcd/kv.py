@@ -19,10 +19,10 @@ from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.etcd.mvccpb import kv_pb2 as mvcc
 from coord.v1 import kv_pb2
-from coord_server.errors import grpc_status
 from coord_server.state import validation
-from coord_server.state.errors import StateError
+from coord_server.errors import CoordError
 from coord_server.state.limits import MAX_REQUEST_BYTES, MAX_TXN_OPS
+from coord_server.member import Member
 
 from . import convert, errors, txn_counts
 from .calls import CallContext, CoordCalls, abort_etcd
@@ -65,7 +65,7 @@ def check_txn(r: etcd.TxnRequest, max_ops: int = MAX_TXN_OPS) -> None:
 
 
 class EtcdKV(etcd_grpc.KVServicer):
-    def __init__(self, node: Any, calls: CoordCalls) -> None:
+    def __init__(self, node: Member, calls: CoordCalls) -> None:
         self.node = node
         self.calls = calls
 
@@ -136,8 +136,8 @@ class EtcdKV(etcd_grpc.KVServicer):
                 # the checks of the request itself: duplicate keys).
                 try:
                     validation.validate_txn(coord_request)
-                except StateError as err:
-                    raise errors.translate(grpc_status(err.code), err.message) from None
+                except CoordError as err:
+                    raise errors.translate(err) from None
                 raise _first_error_on_path(self.node.state, request, puts_only=True) or errors.COMPACTED
             counted = txn_counts.with_counts(coord_request)
             try:
@@ -407,7 +407,7 @@ class _WatchContext(CallContext):
 
 
 class EtcdWatch(etcd_grpc.WatchServicer):
-    def __init__(self, calls: CoordCalls, hub: Any, node: Any) -> None:
+    def __init__(self, calls: CoordCalls, hub: Any, node: Member) -> None:
         self.calls = calls
         self.hub = hub
         self.node = node
@@ -429,7 +429,7 @@ class EtcdWatch(etcd_grpc.WatchServicer):
 
 
 async def _converted(
-    requests: AsyncIterator[etcd.WatchRequest], asked: deque[_Asked], node: Any
+    requests: AsyncIterator[etcd.WatchRequest], asked: deque[_Asked], node: Member
 ) -> AsyncIterator[kv_pb2.WatchRequest]:
     """coord's requests for etcd's. The hub handles a create request in the same step as
     this yields it (no await in between), so the state read here is the state the
@@ -445,7 +445,7 @@ async def _converted(
                 if etcd.WatchCreateRequest.NOPUT not in c.filters:
                     try:
                         at_compact = [convert.event(e) for e in state.puts_at_compact_revision(c.key, c.range_end)]
-                    except StateError:
+                    except CoordError:
                         pass  # a bad key: the hub refuses the watcher itself
             asked.append(_Asked(c.fragment, state.revision, at_compact))
         yield converted

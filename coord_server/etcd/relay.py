@@ -8,16 +8,20 @@ client port, with the caller's token, and passes its answer or status back uncha
 the leader checks the token as for any call.
 
 Without TLS the call goes over plain TCP. With TLS it presents this member's peer
-certificate and trusts the peer CA (the peer transport's current credentials), which
+certificate and trusts the peer CA (the peer transport's current credentials, which
+server.py hands in), which
 works where one CA signs the peer and client certificates, as `make certs` does and as
 ``--join`` and the dashboard's ``Coord-Member`` calls need too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import grpc
+
+from coord_server.member import Member
 
 from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 
@@ -38,8 +42,10 @@ _RESPONSES: dict[str, Any] = {
 class LeaderRelay:
     """One member's channels to whoever leads, made on first use."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Member, credentials: Callable[[], grpc.ChannelCredentials | None]) -> None:
         self.node = node
+        self.credentials = credentials
+        """This member's current peer credentials (they change when certificates reload)."""
         self._channels: dict[tuple[str, int], grpc.aio.Channel] = {}
 
     def leader_elsewhere(self, context: Any) -> str:
@@ -50,10 +56,10 @@ class LeaderRelay:
             return ""
         if any(key == RELAYED_MARK for key, _ in (context.invocation_metadata() or ())):
             return ""
-        return node.leader_address()  # type: ignore[no-any-return]
+        return node.leader_address()
 
     def _channel(self, address: str) -> grpc.aio.Channel:
-        credentials = getattr(self.node.transport, "credentials", None)
+        credentials = self.credentials()
         key = (address, id(credentials))
         channel = self._channels.get(key)
         if channel is None:
