@@ -302,8 +302,10 @@ async def propose(node: Any, command: command_pb2.Command, context: Context | No
 async def propose_within(node: Any, command: command_pb2.Command, timeout: float, *, batched: bool = False) -> Any:
     """``propose`` with a timeout in seconds rather than a call's deadline."""
     batcher = getattr(node, "unary_batcher", None) if batched else None
-    pending = node.propose(command, timeout) if batcher is None else batcher.submit(command.SerializeToString(), timeout)
-    result = await bounded(pending, timeout, PROPOSAL_PENDING)
+    if batcher is None:
+        result = await bounded(node.propose(command, timeout), timeout, PROPOSAL_PENDING)
+    else:
+        result = await batcher.submit(command.SerializeToString(), timeout)  # its own deadline
     return response_of(result)
 
 
@@ -326,8 +328,10 @@ async def read_barrier(node: Any, context: Context | None, *, batched: bool = Fa
     the member's UnaryBatcher (KV.Range), so that concurrent calls share a round."""
     timeout = timeout_of(context)
     batcher = getattr(node, "unary_batcher", None) if batched else None
-    pending = node.read_barrier() if batcher is None else batcher.read_barrier(timeout)
-    await bounded(pending, timeout, "the read could be confirmed with a quorum")
+    if batcher is None:
+        await bounded(node.read_barrier(), timeout, "the read could be confirmed with a quorum")
+    else:
+        await batcher.read_barrier(timeout)  # its own deadline
     recheck = recheck_after_read.get()
     if recheck is not None:
         recheck()  # the caller's permissions as of the read point (auth interceptor)
