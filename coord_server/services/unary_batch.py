@@ -38,7 +38,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .common import PROPOSAL_PENDING, DeadlineExceeded
+from coord_server.errors import DeadlineExceeded
+from coord_server.member import Proposer
+
+from .common import PROPOSAL_PENDING
 
 READ_PENDING = "the read could be confirmed with a quorum"
 """What a read that timed out waited for (DeadlineExceeded's message)."""
@@ -187,7 +190,7 @@ class _BatchState:
 class UnaryBatcher:
     """The unary services' way to the node for writes and linearizable read points."""
 
-    def __init__(self, node: Any, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(self, node: Proposer, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.node = node
         self.writes = _Window(self._submit_writes, max_in_flight)
         self.reads = _Window(self._start_reads, max_in_flight)

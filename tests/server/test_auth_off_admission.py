@@ -43,7 +43,7 @@ class NoPeerContext:
 def _node(size_bytes: int = 0) -> Any:
     auth = SimpleNamespace(initialised=False, enabled=False)
     state = SimpleNamespace(auth=auth, size_bytes=size_bytes)
-    return SimpleNamespace(state=state, core=SimpleNamespace(log=SimpleNamespace(committed=0)))
+    return SimpleNamespace(state=state, commit_index=0)
 
 
 def _interceptor(node: Any, quota_bytes: int = 0, caught_up: bool = True) -> AdmissionInterceptor:

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from coord.v1 import kv_pb2
-from coord_server.services.common import DeadlineExceeded
+from coord_server.errors import DeadlineExceeded
 from coord_server.services.unary_batch import UnaryBatcher
 
 from .helpers import expect_error
