@@ -30,7 +30,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from coord.v1 import election_pb2, ring_pb2
-from coord_server.errors import CoordError, FailedPrecondition, NotFound, Unavailable
+from coord_server.errors import CoordError, FailedPrecondition, NotFound, Stopping, Unavailable
 from coord_server.state.elections import CandidateGone, LeaderChange
 from coord_server.state.locks import LockGrant, LockWaitEnd
 from coord_server.state.rings import RingChange
@@ -294,7 +294,7 @@ class CoordHub:
             if feed.failure is not None:
                 raise feed.failure
             if self._closed or self.node.failed is not None:
-                raise Unavailable("the member is stopping", "")
+                raise Stopping("the member is stopping")
             feed.wake.clear()
             await feed.wake.wait()
         return feed.queue.popleft()
@@ -318,8 +318,9 @@ class CoordHub:
         """Fail every feed of a member that stopped or has had no leader for
         ``leaderless_timeout``."""
         node = self.node
+        error: Unavailable
         if node.failed is not None:
-            error = Unavailable("the member is stopping", "")
+            error = Stopping("the member is stopping")
         elif node.leader_id:
             self._leaderless_since = None
             return
@@ -336,14 +337,14 @@ class CoordHub:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise Unavailable("the member is stopping")
+            raise Stopping("the member is stopping")
 
     async def close(self) -> None:
         """End every stream with UNAVAILABLE and fail every waiting call."""
         self._closed = True
         if self._ticker is not None:
             self._ticker.cancel()
-        error = Unavailable("the member is stopping")
+        error = Stopping("the member is stopping")
         for feed in self._feeds():
             feed.fail(error)
         for waits_table in (self._locks, self._campaigns):

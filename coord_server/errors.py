@@ -4,6 +4,7 @@ services, each carrying the status code a client can act on.
 Rule 1: every refusal is one of these. The state machine raises them before anything
         changes (or after rolling back what did) and turns them into the CommandError of
         its CommandResult (``to_proto``); ``from_proto`` gives the error back, as the
+        class it was raised as when that class is a named cause (Rule 4), else as the
         class of its code.
 Rule 2: no gRPC here (the state machine is deterministic and transport-free): a code is
         a ``Code``, gRPC's status name and wire number. ``coord_server.status`` is the one
@@ -11,6 +12,10 @@ Rule 2: no gRPC here (the state machine is deterministic and transport-free): a 
         through ``services/common.py`` ``status_of``, which uses it.
 Rule 3: ``code`` is a class attribute; an error of a code with no class of its own
         (``error_of``) is a CoordError carrying it on the instance.
+Rule 4: a named cause (a class below ``causes with a name``) crosses the log by its class
+        name (CommandError.cause), so callers tell causes apart by class, never by
+        wording. The names are on the wire: renaming a class makes logged refusals of it
+        come back as their code's class.
 """
 
 from __future__ import annotations
@@ -63,8 +68,17 @@ class CoordError(Exception):
         self.leader_address = leader_address
 
     def to_proto(self) -> command_pb2.CommandError:
-        """This error as carried in a CommandResult (or a forwarded batch's result)."""
-        return command_pb2.CommandError(code=int(self.code), message=self.message)
+        """This error as carried in a CommandResult (or a forwarded batch's result), with
+        its cause when its class is a named one (Rule 4)."""
+        error = command_pb2.CommandError(code=int(self.code), message=self.message)
+        if _BY_CAUSE.get(type(self).__name__) is type(self):
+            error.cause = type(self).__name__
+        return error
+
+    @classmethod
+    def rebuilt(cls, error: command_pb2.CommandError) -> CoordError:
+        """An error of this class from the CommandError that carried it (``from_proto``)."""
+        return cls(error.message)
 
 
 class Cancelled(CoordError):
@@ -125,6 +139,15 @@ class Compacted(OutOfRange):
         self.revision = revision
         self.compact_revision = compact_revision
 
+    def to_proto(self) -> command_pb2.CommandError:
+        error = super().to_proto()
+        error.revision, error.bound = self.revision, self.compact_revision
+        return error
+
+    @classmethod
+    def rebuilt(cls, error: command_pb2.CommandError) -> CoordError:
+        return cls(error.revision, error.bound)
+
 
 class FutureRevision(OutOfRange):
     """The revision asked for is greater than the store's current revision."""
@@ -133,6 +156,15 @@ class FutureRevision(OutOfRange):
         super().__init__(f"revision {revision} is in the future; the current revision is {current}")
         self.revision = revision
         self.current = current
+
+    def to_proto(self) -> command_pb2.CommandError:
+        error = super().to_proto()
+        error.revision, error.bound = self.revision, self.current
+        return error
+
+    @classmethod
+    def rebuilt(cls, error: command_pb2.CommandError) -> CoordError:
+        return cls(error.revision, error.bound)
 
 
 class Internal(CoordError):
@@ -157,8 +189,8 @@ class Unauthenticated(CoordError):
 
 # ------------------------------------------------------------------ causes with a name
 # Refusals another API words differently by cause (the etcd gateway: etcd/errors.py),
-# each raised where it arises on the serving member. A refusal that crossed the log (a
-# CommandError) comes back as its code's class only.
+# each raised where it arises, on the serving member or in the state machine; one that
+# crossed the log (a CommandError) comes back as its class (Rule 4).
 
 
 class EmptyKey(InvalidArgument):
@@ -183,6 +215,22 @@ class RequestTooLarge(ResourceExhausted):
 
 class QuotaExhausted(ResourceExhausted):
     """The store is over its backend quota."""
+
+
+class KeyNotFound(InvalidArgument):
+    """A put with ignore_value or ignore_lease names a key that does not exist."""
+
+
+class LeaseNotFound(NotFound):
+    """No lease has this ID."""
+
+
+class LeaseExists(FailedPrecondition):
+    """A lease grant names an ID in use."""
+
+
+class Stopping(Unavailable):
+    """This member is stopping (or stopped): retry on another one."""
 
 
 class MemberNotFound(NotFound):
@@ -224,6 +272,17 @@ _BY_CODE: dict[Code, type[CoordError]] = {
 }
 
 
+_BY_CAUSE: dict[str, type[CoordError]] = {
+    cls.__name__: cls
+    for cls in (
+        Compacted, FutureRevision, EmptyKey, TooManyOperations, DuplicateKey, BadAddress, RequestTooLarge,
+        QuotaExhausted, KeyNotFound, LeaseNotFound, LeaseExists, Stopping, MemberNotFound, PeerAddressInUse,
+        NotALearner, LearnerNotCaughtUp, LearnerTransferee, NotEnoughStartedMembers, UnhealthyCluster,
+    )
+}
+"""The named causes by their wire name (CommandError.cause, Rule 4)."""
+
+
 def error_of(code: Code | int, message: str, leader_address: str = "") -> CoordError:
     """The error of ``code`` (a Code or a wire number): an instance of that code's class
     (the base one: Compacted comes back as OutOfRange), or a CoordError carrying the
@@ -238,5 +297,10 @@ def error_of(code: Code | int, message: str, leader_address: str = "") -> CoordE
 
 
 def from_proto(error: command_pb2.CommandError) -> CoordError:
-    """The error a CommandError stands for (``error_of`` its code and message)."""
+    """The error a CommandError stands for: its named cause's class when it has one of
+    that code (Rule 4), else ``error_of`` its code and message (a refusal with no named
+    cause, or one logged before causes were)."""
+    cls = _BY_CAUSE.get(error.cause)
+    if cls is not None and int(cls.code) == error.code:
+        return cls.rebuilt(error)
     return error_of(error.code, error.message)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from coord.raft.v1 import command_pb2
 from coord_server.clock import LOOP_CLOCK, Clock
 from coord_server.commit_notices import CommitNotices
-from coord_server.errors import CoordError, FailedPrecondition, NotFound, Unavailable
+from coord_server.errors import CoordError, FailedPrecondition, NotFound, Stopping, Unavailable
 from coord_server.forwards import Forwarder
 from coord_server.leaderless import Leaderless
 from coord_server.lease_timer import LeaseTimers
@@ -221,7 +221,7 @@ class Node:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        self._fail_all(Unavailable("the node is stopping"))
+        self._fail_all(Stopping("the node is stopping"))
 
     @property
     def stopping(self) -> bool:
@@ -336,7 +336,7 @@ class Node:
         if fut.done():
             return
         if self._stopping:
-            fut.set_exception(Unavailable("the node is stopping"))
+            fut.set_exception(Stopping("the node is stopping"))
         elif self.is_leader:
             if lazy:
                 self.proposals.add_lazy(data, fut)
@@ -371,7 +371,7 @@ class Node:
     async def propose_local(self, data: bytes) -> command_pb2.CommandResult:
         """Propose serialized command ``data`` on this node, which must lead."""
         if self._stopping:
-            raise Unavailable("the node is stopping")
+            raise Stopping("the node is stopping")
         if not self.is_leader:
             raise Unavailable("this node is not the leader", self.leader_address())
         result = await self.submit(data)
@@ -448,7 +448,7 @@ class Node:
         if fut.done():
             return
         if self._stopping:
-            fut.set_exception(Unavailable("the node is stopping"))
+            fut.set_exception(Stopping("the node is stopping"))
         elif self.core.lead == 0:
             self._leaderless.park(fut, lambda: self._dispatch_read(fut))
         else:

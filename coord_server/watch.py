@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from coord.v1 import common_pb2, kv_pb2
-from coord_server.errors import CoordError, ResourceExhausted, Unavailable
+from coord_server.errors import CoordError, ResourceExhausted, Stopping, Unavailable
 from coord_server.state import keys as keyspan
 from coord_server.errors import Compacted, CoordError
 from coord_server.state.limits import MAX_KEY_BYTES
@@ -393,7 +393,7 @@ class WatchHub:
         """Serve one Watch stream until the client ends it; raises CoordError (e.g.
         Unavailable) for a stream error."""
         if self._closed:
-            raise Unavailable("the member is stopping")
+            raise Stopping("the member is stopping")
         stream = _Stream()
         self._streams.add(stream)
         self._ensure_ticker()
@@ -482,7 +482,7 @@ class WatchHub:
         its leader (Rule 6) or stopped."""
         node = self.node
         if node.failed is not None:
-            self._fail_all(Unavailable(f"the member stopped: {node.failed}"))
+            self._fail_all(Stopping(f"the member stopped: {node.failed}"))
             return
         if node.leader_id:
             self._leaderless_since = None
@@ -510,7 +510,7 @@ class WatchHub:
     async def close(self) -> None:
         """End every stream with UNAVAILABLE (the member is stopping)."""
         self._closed = True
-        self._fail_all(Unavailable("the member is stopping", ""))
+        self._fail_all(Stopping("the member is stopping"))
         if self._ticker is not None:
             self._ticker.cancel()
 

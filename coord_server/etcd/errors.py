@@ -4,7 +4,8 @@ Clients map errors by code and message (Go's rpctypes, python-etcd3's exceptions
 etcd API answers with etcd's wording, never coord's. ``EtcdError`` is raised by the etcd
 services themselves; ``translate`` turns the error coord's own servicers answered with
 into the status etcd would have sent for the same cause: by the error's class where
-coord names the cause (coord_server/errors.py), by its code otherwise.
+coord names the cause (coord_server/errors.py; a refusal that crossed the log keeps its
+class, Rule 4 there), by its code otherwise. Never by coord's wording.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from coord_server.errors import (
     DuplicateKey,
     EmptyKey,
     FutureRevision,
+    KeyNotFound,
     LearnerNotCaughtUp,
     LearnerTransferee,
+    LeaseExists,
+    LeaseNotFound,
     MemberNotFound,
     NotALearner,
     NotEnoughStartedMembers,
     PeerAddressInUse,
     QuotaExhausted,
     RequestTooLarge,
+    Stopping,
     TooManyOperations,
     UnhealthyCluster,
 )
@@ -101,6 +106,10 @@ NOT_CAPABLE = _e(Code.UNAVAILABLE, "etcdserver: not capable")
 _BY_TYPE: tuple[tuple[type[CoordError], EtcdError], ...] = (
     (Compacted, COMPACTED),
     (FutureRevision, FUTURE_REV),
+    (LeaseNotFound, LEASE_NOT_FOUND),
+    (LeaseExists, LEASE_EXIST),
+    (KeyNotFound, KEY_NOT_FOUND),
+    (Stopping, STOPPED),
     (MemberNotFound, MEMBER_NOT_FOUND),
     (PeerAddressInUse, PEER_URL_EXIST),
     (NotALearner, MEMBER_NOT_LEARNER),
@@ -133,33 +142,7 @@ def translate(error: CoordError, method: str = "") -> EtcdError:
     code = error.code
     if code in _BY_CODE:
         return _BY_CODE[code]
-    logged = _logged_refusal(code, error.message.lower())
-    if logged is not None:
-        return logged
     if code == CoordCode.UNAVAILABLE:
         return NO_LEADER
     return EtcdError(grpc_status(code), error.message)
 
-
-def _logged_refusal(code: CoordCode, lower: str) -> EtcdError | None:
-    """What the state machine refused as it applied the command: the refusal crossed the
-    log as a CommandError, a code and a message only, so its cause is in the wording
-    (coord_server/state), as is a stopping member's (node.py)."""
-    if code == CoordCode.OUT_OF_RANGE:
-        if "compact" in lower:
-            return COMPACTED
-        if "future" in lower:
-            return FUTURE_REV
-    elif code == CoordCode.NOT_FOUND:
-        if "lease" in lower:
-            return LEASE_NOT_FOUND
-    elif code == CoordCode.FAILED_PRECONDITION:
-        if "lease" in lower and "exists" in lower:
-            return LEASE_EXIST
-    elif code == CoordCode.INVALID_ARGUMENT:
-        if "does not exist" in lower and ("ignore_value" in lower or "ignore_lease" in lower):
-            return KEY_NOT_FOUND
-    elif code == CoordCode.UNAVAILABLE:
-        if "stopping" in lower or "stopped" in lower:
-            return STOPPED
-    return None

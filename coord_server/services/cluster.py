@@ -38,7 +38,7 @@ from coord.raft.v1 import command_pb2
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
 from coord_server.errors import (
     BadAddress, DeadlineExceeded, FailedPrecondition, LearnerNotCaughtUp, LearnerTransferee, MemberNotFound, NotALearner,
-    NotEnoughStartedMembers, PeerAddressInUse, Unavailable, UnhealthyCluster,
+    NotEnoughStartedMembers, PeerAddressInUse, Stopping, Unavailable, UnhealthyCluster,
 )
 from coord_server.raft import ConfChange, ConfChangeType, Role
 from coord_server.member import Member
@@ -139,7 +139,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
     async def Status(self, request: cluster_pb2.ClusterStatusRequest, context: Context) -> cluster_pb2.ClusterStatusResponse:
         node = self.node
         if node.failed is not None:
-            raise Unavailable(f"this member stopped: {node.failed}")
+            raise Stopping(f"this member stopped: {node.failed}")
         st = node.raft_status()
         response = cluster_pb2.ClusterStatusResponse(
             version=VERSION,

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from coord.v1 import maintenance_pb2, maintenance_pb2_grpc
-from coord_server.errors import Unavailable
+from coord_server.errors import Stopping, Unavailable
 from coord_server.state.snapshot import ImageOutdated
 from coord_server.member import Member
 
@@ -42,7 +42,7 @@ class MaintenanceService(maintenance_pb2_grpc.MaintenanceServicer):
         node = self.node
         try:
             if node.failed is not None:
-                raise Unavailable(f"this member stopped: {node.failed}")
+                raise Stopping(f"this member stopped: {node.failed}")
             if request.linearizable:
                 await read_barrier(node, context)
             state = node.state

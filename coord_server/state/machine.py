@@ -43,11 +43,11 @@ from coord.v1 import cluster_pb2, common_pb2, election_pb2, kv_pb2, lease_pb2, l
 from . import keys, snapshot as snapshot_codec
 from coord_server.errors import (
     Compacted,
-    FailedPrecondition,
     FutureRevision,
     Internal,
     InvalidArgument,
-    NotFound,
+    LeaseExists,
+    LeaseNotFound,
     ResourceExhausted,
     CoordError,
 )
@@ -284,7 +284,7 @@ class StateMachine:
     def _lease_grant(self, req: lease_pb2.LeaseGrantRequest, index: int) -> CommandResult:
         if req.id:
             if req.id in self._leases:
-                raise FailedPrecondition(f"lease {req.id} already exists")
+                raise LeaseExists(f"lease {req.id} already exists")
             lease_id = req.id
         else:
             lease_id = self._leases.choose_id(index)
@@ -295,7 +295,7 @@ class StateMachine:
 
     def _lease_revoke(self, req: lease_pb2.LeaseRevokeRequest, index: int) -> CommandResult:
         if req.id not in self._leases:
-            raise NotFound(f"lease {req.id} not found")
+            raise LeaseNotFound(f"lease {req.id} not found")
         self._end_leases([req.id], index)
         resp = lease_pb2.LeaseRevokeResponse()
         resp.header.revision = self._store.revision
@@ -335,7 +335,7 @@ class StateMachine:
 
     def _require_lease(self, lease_id: int) -> None:
         if lease_id not in self._leases:
-            raise NotFound(f"lease {lease_id} not found")
+            raise LeaseNotFound(f"lease {lease_id} not found")
 
     def _lock_acquire(self, req: lock_pb2.LockAcquireRequest, index: int) -> CommandResult:
         self._require_lease(req.lease)
@@ -434,7 +434,7 @@ class StateMachine:
         """The granted TTL and attached keys of a lease; NotFound when it does not exist."""
         lease = self._leases.get(lease_id)
         if lease is None:
-            raise NotFound(f"lease {lease_id} not found")
+            raise LeaseNotFound(f"lease {lease_id} not found")
         return LeaseInfo(lease.ttl, sorted(lease.keys))
 
     def lease_attachments(self, lease_id: int) -> tuple[list[str], list[str], list[tuple[str, str]]]:

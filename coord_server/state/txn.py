@@ -20,7 +20,7 @@ from collections.abc import Callable
 from coord.v1 import kv_pb2
 
 from . import keys
-from coord_server.errors import Compacted, FutureRevision, InvalidArgument, NotFound
+from coord_server.errors import Compacted, FutureRevision, InvalidArgument, KeyNotFound, LeaseNotFound
 from .kv import CREATE, LEASE, MOD, VALUE, VERSION, MVCCStore, Record, Write, to_kv
 from .leases import LeaseTable
 from .ranges import read_range
@@ -64,10 +64,10 @@ class KVWrites:
         prev = self.store.latest(key)
         if prev is None and (req.ignore_value or req.ignore_lease):
             which = "ignore_value" if req.ignore_value else "ignore_lease"
-            raise InvalidArgument(f"{which} is set but key {key!r} does not exist")
+            raise KeyNotFound(f"{which} is set but key {key!r} does not exist")
         lease = prev[LEASE] if req.ignore_lease and prev is not None else req.lease
         if lease and lease not in self.leases:
-            raise NotFound(f"lease {lease} not found")
+            raise LeaseNotFound(f"lease {lease} not found")
         value = prev[VALUE] if req.ignore_value and prev is not None else req.value
         w.put(key, value, lease)
         resp = kv_pb2.PutResponse()

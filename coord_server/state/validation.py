@@ -20,7 +20,9 @@ from coord.v1 import election_pb2, kv_pb2, lease_pb2, lock_pb2, ring_pb2
 from coord_common import hashring
 
 from . import keys
-from coord_server.errors import DuplicateKey, EmptyKey, InvalidArgument, NotFound, OutOfRange, TooManyOperations
+from coord_server.errors import (
+    DuplicateKey, EmptyKey, InvalidArgument, LeaseNotFound, OutOfRange, TooManyOperations,
+)
 from .limits import (
     MAX_CLIENT_ID_BYTES,
     MAX_ELECTION_VALUE_BYTES,
@@ -158,7 +160,7 @@ def validate_lease_grant(req: lease_pb2.LeaseGrantRequest) -> None:
 def validate_lease_revoke(req: lease_pb2.LeaseRevokeRequest) -> None:
     """LeaseRevokeRequest: lease IDs are positive, so any other ID names no lease."""
     if req.id <= 0:
-        raise NotFound(f"lease {req.id} not found")
+        raise LeaseNotFound(f"lease {req.id} not found")
 
 
 def validate_lease_keepalive(req: lease_pb2.LeaseKeepAliveRequest) -> None:
@@ -207,7 +209,7 @@ def _validate_lease(lease: int) -> None:
     if lease == 0:
         raise InvalidArgument("lease must be set (a lock or a candidacy is bound to a lease)")
     if lease < 0:
-        raise NotFound(f"lease {lease} not found")
+        raise LeaseNotFound(f"lease {lease} not found")
 
 
 def validate_lock_acquire(req: lock_pb2.LockAcquireRequest) -> None:
@@ -287,7 +289,7 @@ def validate_ring_join(req: ring_pb2.RingJoinRequest) -> None:
     if req.weight > hashring.MAX_WEIGHT:
         raise InvalidArgument(f"weight must be between 1 and {hashring.MAX_WEIGHT}, got {req.weight}")
     if req.lease < 0:
-        raise NotFound(f"lease {req.lease} not found")
+        raise LeaseNotFound(f"lease {req.lease} not found")
     validate_ring_settings(req.settings)
 
 

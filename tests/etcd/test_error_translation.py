@@ -1,7 +1,7 @@
 """How the etcd gateway words coord's errors (coord_server/etcd/errors.py): by the
-error's class where coord names the cause, by its code otherwise, and by the wording
-only for a refusal that crossed the log as a CommandError (a code and a message). No
-server: the translation and the in-process call path alone."""
+error's class where coord names the cause, by its code otherwise, never by coord's
+wording, also for a refusal that crossed the log as a CommandError (its cause rides
+along). No server: the translation and the in-process call path alone."""
 
 from __future__ import annotations
 
@@ -42,22 +42,44 @@ def test_a_named_cause_gets_etcds_status_whatever_coords_wording(error: coord.Co
     assert errors.translate(error) is expected
 
 
-LOGGED = [  # the state machine's wording (coord_server/state) and the node's
-    (coord.Code.OUT_OF_RANGE, "revision 3 has been compacted; the compact revision is 9", errors.COMPACTED),
-    (coord.Code.OUT_OF_RANGE, "revision 12 is in the future; the current revision is 9", errors.FUTURE_REV),
-    (coord.Code.NOT_FOUND, "lease 7 not found", errors.LEASE_NOT_FOUND),
-    (coord.Code.FAILED_PRECONDITION, "lease 7 already exists", errors.LEASE_EXIST),
-    (coord.Code.INVALID_ARGUMENT, "ignore_value is set but key b'k' does not exist", errors.KEY_NOT_FOUND),
-    (coord.Code.UNAVAILABLE, "the node is stopping", errors.STOPPED),
+LOGGED = [  # each named cause the state machine or a stopping node refuses with
+    (coord.Compacted(3, 9), errors.COMPACTED),
+    (coord.FutureRevision(12, 9), errors.FUTURE_REV),
+    (coord.LeaseNotFound("lease 7 not found"), errors.LEASE_NOT_FOUND),
+    (coord.LeaseExists("lease 7 already exists"), errors.LEASE_EXIST),
+    (coord.KeyNotFound("ignore_value is set but key b'k' does not exist"), errors.KEY_NOT_FOUND),
+    (coord.Stopping("the node is stopping"), errors.STOPPED),
+]
+PLAIN_WORDING = "refused"
+"""A message with none of the words the gateway once matched (compact, future, lease,
+exists, does not exist, ignore_value, stopping, stopped)."""
+
+
+@pytest.mark.parametrize(("error", "expected"), LOGGED, ids=[type(e).__name__ for e, _ in LOGGED])
+def test_a_refusal_that_crossed_the_log_is_worded_by_its_cause_not_its_message(
+    error: coord.CoordError, expected: errors.EtcdError
+) -> None:
+    logged = command_pb2.CommandError.FromString(error.to_proto().SerializeToString())
+    assert logged.cause == type(error).__name__
+    logged.message = PLAIN_WORDING
+    back = coord.from_proto(logged)
+    assert type(back) is type(error)
+    assert errors.translate(back) is expected
+
+
+OLD_WORDING = [  # as logged before CommandError had a cause: the code's generic status
+    (coord.Code.OUT_OF_RANGE, "revision 3 has been compacted; the compact revision is 9"),
+    (coord.Code.NOT_FOUND, "lease 7 not found"),
+    (coord.Code.UNAVAILABLE, "the node is stopping"),
 ]
 
 
-@pytest.mark.parametrize(("code", "message", "expected"), LOGGED, ids=[e.message for _, _, e in LOGGED])
-def test_a_refusal_that_crossed_the_log_is_worded_as_etcd_words_it(
-    code: coord.Code, message: str, expected: errors.EtcdError
-) -> None:
+@pytest.mark.parametrize(("code", "message"), OLD_WORDING, ids=[m for _, m in OLD_WORDING])
+def test_a_refusal_logged_without_a_cause_is_not_guessed_from_its_wording(code: coord.Code, message: str) -> None:
     back = coord.from_proto(command_pb2.CommandError(code=int(code), message=message))
-    assert errors.translate(back) is expected
+    got = errors.translate(back)
+    assert got not in [expected for _, expected in LOGGED]
+    assert got.code is grpc.StatusCode[code.name]
 
 
 def test_what_etcd_has_no_wording_for_keeps_coords_code_and_message() -> None:

@@ -698,21 +698,40 @@ class CommandError(_message.Message):
 
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    BOUND_FIELD_NUMBER: _builtins.int
     code: _builtins.int
     """code is the gRPC status code to answer with, as its number (3 INVALID_ARGUMENT, 5
     NOT_FOUND, 9 FAILED_PRECONDITION, 11 OUT_OF_RANGE, 8 RESOURCE_EXHAUSTED, 13 INTERNAL).
     """
     message: _builtins.str
     """message explains the error in a sentence, for the status details."""
+    cause: _builtins.str
+    """cause names the refusal's cause: the class of coord_server/errors.py the state
+    machine raised ("Compacted", "LeaseNotFound", ...), so that an API wording errors by
+    cause (the etcd gateway) never reads the message. Empty for a refusal with no named
+    cause, and in entries written before this field: those come back as their code's
+    class.
+    """
+    revision: _builtins.int
+    """revision is the revision a Compacted or a FutureRevision refused; zero otherwise."""
+    bound: _builtins.int
+    """bound is a Compacted's compact revision or a FutureRevision's current revision;
+    zero otherwise.
+    """
     def __init__(
         self,
         *,
         code: _builtins.int = ...,
         message: _builtins.str = ...,
+        cause: _builtins.str = ...,
+        revision: _builtins.int = ...,
+        bound: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bound", b"bound", "cause", b"cause", "code", b"code", "message", b"message", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
