@@ -233,6 +233,42 @@ class Stopping(Unavailable):
     """This member is stopping (or stopped): retry on another one."""
 
 
+class UserNotFound(NotFound):
+    """No auth user has this name."""
+
+
+class RoleNotFound(NotFound):
+    """No auth role has this name."""
+
+
+class RoleNotGranted(NotFound):
+    """The user does not have the role being revoked."""
+
+
+class PermissionNotGranted(NotFound):
+    """The role has no such permission to revoke."""
+
+
+class UserExists(FailedPrecondition):
+    """An auth user of this name exists already."""
+
+
+class RoleExists(FailedPrecondition):
+    """An auth role of this name exists already."""
+
+
+class NoAdmin(FailedPrecondition):
+    """With auth enabled, no user would have an admin role (state/auth.py Rule 3)."""
+
+
+class EmptyUserName(InvalidArgument):
+    """An auth user name that must be given is empty."""
+
+
+class EmptyRoleName(InvalidArgument):
+    """An auth role name that must be given is empty."""
+
+
 class MemberNotFound(NotFound):
     """No member has this ID."""
 
@@ -276,8 +312,10 @@ _BY_CAUSE: dict[str, type[CoordError]] = {
     cls.__name__: cls
     for cls in (
         Compacted, FutureRevision, EmptyKey, TooManyOperations, DuplicateKey, BadAddress, RequestTooLarge,
-        QuotaExhausted, KeyNotFound, LeaseNotFound, LeaseExists, Stopping, MemberNotFound, PeerAddressInUse,
-        NotALearner, LearnerNotCaughtUp, LearnerTransferee, NotEnoughStartedMembers, UnhealthyCluster,
+        QuotaExhausted, KeyNotFound, LeaseNotFound, LeaseExists, Stopping, UserNotFound, RoleNotFound,
+        RoleNotGranted, PermissionNotGranted, UserExists, RoleExists, NoAdmin, EmptyUserName, EmptyRoleName,
+        MemberNotFound, PeerAddressInUse, NotALearner, LearnerNotCaughtUp, LearnerTransferee,
+        NotEnoughStartedMembers, UnhealthyCluster,
     )
 }
 """The named causes by their wire name (CommandError.cause, Rule 4)."""

@@ -77,32 +77,6 @@ def etcd_permission(perm: auth_pb2.Permission) -> authpb.Permission:
     return authpb.Permission(permType=kind, key=prefix or EVERY_KEY, range_end=prefix_end(prefix))
 
 
-def auth_error(err: EtcdError, method: str) -> EtcdError:
-    """etcd's wording for coord.v1.Auth's refusals (coord_server/state/auth.py)."""
-    lower = err.message.lower()
-    code = err.code
-    if code == grpc.StatusCode.NOT_FOUND:
-        if "does not have role" in lower:
-            return errors.ROLE_NOT_GRANTED
-        if "permission" in lower:
-            return errors.PERMISSION_NOT_GRANTED
-        if lower.startswith("user"):
-            return errors.USER_NOT_FOUND
-        if lower.startswith("role"):
-            return errors.ROLE_NOT_FOUND
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        if "already exists" in lower:
-            return errors.USER_ALREADY_EXIST if lower.startswith("user") else errors.ROLE_ALREADY_EXIST
-        if "admin" in lower and method != AUTH + "Enable":
-            return errors.INVALID_AUTH_MGMT
-    if code == grpc.StatusCode.INVALID_ARGUMENT and "must not be empty" in lower:
-        if "user name" in lower:
-            return errors.USER_EMPTY
-        if "role name" in lower:
-            return errors.ROLE_EMPTY
-    return err
-
-
 class EtcdAuth(etcd_grpc.AuthServicer):
     """etcd's Auth service (see the module docstring)."""
 
@@ -116,10 +90,7 @@ class EtcdAuth(etcd_grpc.AuthServicer):
         return auth is not None and bool(auth.enabled)
 
     async def _call(self, name: str, request: Any, context: Any) -> Any:
-        try:
-            return await self.calls.call(AUTH + name, request, context)
-        except EtcdError as err:
-            raise auth_error(err, AUTH + name) from None
+        return await self.calls.call(AUTH + name, request, context)
 
     async def _run(self, context: Any, work: Any) -> Any:
         return await _run(context, work)
@@ -156,7 +127,7 @@ class EtcdAuth(etcd_grpc.AuthServicer):
             try:
                 r = await self._call("Enable", auth_pb2.AuthEnableRequest(), context)
             except EtcdError as err:
-                if err.code == grpc.StatusCode.FAILED_PRECONDITION and "admin" in err.message.lower():
+                if err is errors.INVALID_AUTH_MGMT:  # coord's NoAdmin: etcd needs a root user with role root
                     no_root = self.node.state.auth.find_user(ROOT) is None
                     raise (errors.ROOT_USER_NOT_EXIST if no_root else errors.ROOT_ROLE_NOT_EXIST) from None
                 raise

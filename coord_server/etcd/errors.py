@@ -19,6 +19,8 @@ from coord_server.errors import (
     CoordError,
     DuplicateKey,
     EmptyKey,
+    EmptyRoleName,
+    EmptyUserName,
     FutureRevision,
     KeyNotFound,
     LearnerNotCaughtUp,
@@ -26,14 +28,21 @@ from coord_server.errors import (
     LeaseExists,
     LeaseNotFound,
     MemberNotFound,
+    NoAdmin,
     NotALearner,
     NotEnoughStartedMembers,
     PeerAddressInUse,
+    PermissionNotGranted,
     QuotaExhausted,
     RequestTooLarge,
+    RoleExists,
+    RoleNotFound,
+    RoleNotGranted,
     Stopping,
     TooManyOperations,
     UnhealthyCluster,
+    UserExists,
+    UserNotFound,
 )
 from coord_server.status import grpc_status
 
@@ -123,6 +132,15 @@ _BY_TYPE: tuple[tuple[type[CoordError], EtcdError], ...] = (
     (BadAddress, MEMBER_BAD_URLS),
     (QuotaExhausted, NO_SPACE),
     (RequestTooLarge, REQUEST_TOO_LARGE),
+    (UserNotFound, USER_NOT_FOUND),
+    (RoleNotFound, ROLE_NOT_FOUND),
+    (RoleNotGranted, ROLE_NOT_GRANTED),
+    (PermissionNotGranted, PERMISSION_NOT_GRANTED),
+    (UserExists, USER_ALREADY_EXIST),
+    (RoleExists, ROLE_ALREADY_EXIST),
+    (NoAdmin, INVALID_AUTH_MGMT),
+    (EmptyUserName, USER_EMPTY),
+    (EmptyRoleName, ROLE_EMPTY),
 )
 """coord's named causes (coord_server/errors.py) -> etcd's status for the same cause."""
 

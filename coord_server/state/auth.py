@@ -21,7 +21,10 @@ from typing import Any
 from coord.raft.v1 import command_pb2
 from coord.v1 import auth_pb2
 
-from coord_server.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from coord_server.errors import (
+    EmptyRoleName, EmptyUserName, InvalidArgument, NoAdmin, PermissionDenied, PermissionNotGranted, RoleExists,
+    RoleNotFound, RoleNotGranted, UserExists, UserNotFound,
+)
 from .permissions import KINDS, Permission, Principal, Role
 
 MAX_AUTH_NAME_BYTES = 256
@@ -37,9 +40,13 @@ KIND_OF_PROTO = {
 PROTO_OF_KIND = {kind: number for number, kind in KIND_OF_PROTO.items()}
 
 
+_EMPTY_NAME: dict[str, type[InvalidArgument]] = {"user name": EmptyUserName, "role name": EmptyRoleName}
+
+
 def validate_auth_name(name: str, what: str) -> None:
+    """``what`` is "user name" or "role name"."""
     if not name:
-        raise InvalidArgument(f"{what} must not be empty")
+        raise _EMPTY_NAME.get(what, InvalidArgument)(f"{what} must not be empty")
     size = len(name.encode())
     if size > MAX_AUTH_NAME_BYTES:
         raise InvalidArgument(f"{what} is {size} bytes; the limit is {MAX_AUTH_NAME_BYTES}")
@@ -114,13 +121,13 @@ class AuthTable:
     def user(self, name: str) -> User:
         user = self._users.get(name)
         if user is None:
-            raise NotFound(f"user {name!r} not found")
+            raise UserNotFound(f"user {name!r} not found")
         return user
 
     def role(self, name: str) -> Role:
         role = self._roles.get(name)
         if role is None:
-            raise NotFound(f"role {name!r} not found")
+            raise RoleNotFound(f"role {name!r} not found")
         return role
 
     def user_names(self) -> list[str]:
@@ -150,7 +157,7 @@ class AuthTable:
 
     def _auth_enable(self, op: Any, index: int) -> None:
         if not self._has_admin_user():
-            raise FailedPrecondition(
+            raise NoAdmin(
                 "no user has an admin role: enabling auth would lock everyone out "
                 "(add a role with admin, a user, and grant it the role first)"
             )
@@ -162,7 +169,7 @@ class AuthTable:
     def _user_add(self, op: command_pb2.UserAdd, index: int) -> None:
         validate_auth_name(op.name, "user name")
         if op.name in self._users:
-            raise FailedPrecondition(f"user {op.name!r} already exists")
+            raise UserExists(f"user {op.name!r} already exists")
         password = _copy_hash(op.password) if op.HasField("password") else None
         user = self._users[op.name] = User(op.name)
         if password is not None:
@@ -194,14 +201,14 @@ class AuthTable:
     def _user_revoke_role(self, op: auth_pb2.AuthUserRevokeRoleRequest, index: int) -> None:
         user = self.user(op.name)
         if op.role not in user.roles:
-            raise NotFound(f"user {op.name!r} does not have role {op.role!r}")
+            raise RoleNotGranted(f"user {op.name!r} does not have role {op.role!r}")
         self._guard_admins(lambda name, roles: roles - {op.role} if name == op.name else roles)
         user.roles.discard(op.role)
 
     def _role_add(self, op: auth_pb2.AuthRoleAddRequest, index: int) -> None:
         validate_auth_name(op.name, "role name")
         if op.name in self._roles:
-            raise FailedPrecondition(f"role {op.name!r} already exists")
+            raise RoleExists(f"role {op.name!r} already exists")
         self._roles[op.name] = Role(op.name, op.admin, ())
 
     def _role_delete(self, op: auth_pb2.AuthRoleDeleteRequest, index: int) -> None:
@@ -222,7 +229,7 @@ class AuthTable:
         kind = KIND_OF_PROTO.get(op.kind)
         kept = [p for p in role.permissions if (p.kind, p.prefix) != (kind, bytes(op.prefix))]
         if len(kept) == len(role.permissions):
-            raise NotFound(f"role {op.name!r} has no {kind or 'such'} permission on prefix {bytes(op.prefix)!r}")
+            raise PermissionNotGranted(f"role {op.name!r} has no {kind or 'such'} permission on prefix {bytes(op.prefix)!r}")
         self._roles[op.name] = Role(role.name, role.admin, tuple(kept))
 
     def _token_issue(self, op: command_pb2.TokenIssue, index: int) -> None:
@@ -247,7 +254,7 @@ class AuthTable:
             for role in roles_after(name, self._users[name].roles):
                 if role in self._roles and self._roles[role].admin:
                     return
-        raise FailedPrecondition(
+        raise NoAdmin(
             "auth is enabled and this would leave no user with an admin role; "
             "grant an admin role to another user first, or disable auth"
         )

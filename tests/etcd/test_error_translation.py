@@ -49,10 +49,20 @@ LOGGED = [  # each named cause the state machine or a stopping node refuses with
     (coord.LeaseExists("lease 7 already exists"), errors.LEASE_EXIST),
     (coord.KeyNotFound("ignore_value is set but key b'k' does not exist"), errors.KEY_NOT_FOUND),
     (coord.Stopping("the node is stopping"), errors.STOPPED),
+    (coord.UserNotFound("user 'u' not found"), errors.USER_NOT_FOUND),
+    (coord.RoleNotFound("role 'r' not found"), errors.ROLE_NOT_FOUND),
+    (coord.RoleNotGranted("user 'u' does not have role 'r'"), errors.ROLE_NOT_GRANTED),
+    (coord.PermissionNotGranted("role 'r' has no keys permission on prefix b'a'"), errors.PERMISSION_NOT_GRANTED),
+    (coord.UserExists("user 'u' already exists"), errors.USER_ALREADY_EXIST),
+    (coord.RoleExists("role 'r' already exists"), errors.ROLE_ALREADY_EXIST),
+    (coord.NoAdmin("this would leave no user with an admin role"), errors.INVALID_AUTH_MGMT),
+    (coord.EmptyUserName("user name must not be empty"), errors.USER_EMPTY),
+    (coord.EmptyRoleName("role name must not be empty"), errors.ROLE_EMPTY),
 ]
 PLAIN_WORDING = "refused"
 """A message with none of the words the gateway once matched (compact, future, lease,
-exists, does not exist, ignore_value, stopping, stopped)."""
+exists, does not exist, ignore_value, stopping, stopped, user, role, permission, admin,
+must not be empty)."""
 
 
 @pytest.mark.parametrize(("error", "expected"), LOGGED, ids=[type(e).__name__ for e, _ in LOGGED])
@@ -71,6 +81,7 @@ OLD_WORDING = [  # as logged before CommandError had a cause: the code's generic
     (coord.Code.OUT_OF_RANGE, "revision 3 has been compacted; the compact revision is 9"),
     (coord.Code.NOT_FOUND, "lease 7 not found"),
     (coord.Code.UNAVAILABLE, "the node is stopping"),
+    (coord.Code.FAILED_PRECONDITION, "user 'u' already exists"),
 ]
 
 
