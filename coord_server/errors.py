@@ -167,6 +167,11 @@ class FutureRevision(OutOfRange):
         return cls(error.revision, error.bound)
 
 
+class CompactNotPositive(OutOfRange):
+    """A compaction at revision 0 or below: always at or below the last compaction (etcd
+    answers it as compacted)."""
+
+
 class Internal(CoordError):
     """A bug: applying the command raised something unexpected. The command's effects
     were rolled back, so every member stays in the same state."""
@@ -311,7 +316,7 @@ _BY_CODE: dict[Code, type[CoordError]] = {
 _BY_CAUSE: dict[str, type[CoordError]] = {
     cls.__name__: cls
     for cls in (
-        Compacted, FutureRevision, EmptyKey, TooManyOperations, DuplicateKey, BadAddress, RequestTooLarge,
+        Compacted, FutureRevision, CompactNotPositive, EmptyKey, TooManyOperations, DuplicateKey, BadAddress, RequestTooLarge,
         QuotaExhausted, KeyNotFound, LeaseNotFound, LeaseExists, Stopping, UserNotFound, RoleNotFound,
         RoleNotGranted, PermissionNotGranted, UserExists, RoleExists, NoAdmin, EmptyUserName, EmptyRoleName,
         MemberNotFound, PeerAddressInUse, NotALearner, LearnerNotCaughtUp, LearnerTransferee,

@@ -16,6 +16,7 @@ from coord_server.errors import (
     BadAddress,
     Code as CoordCode,
     Compacted,
+    CompactNotPositive,
     CoordError,
     DuplicateKey,
     EmptyKey,
@@ -114,6 +115,7 @@ NOT_CAPABLE = _e(Code.UNAVAILABLE, "etcdserver: not capable")
 
 _BY_TYPE: tuple[tuple[type[CoordError], EtcdError], ...] = (
     (Compacted, COMPACTED),
+    (CompactNotPositive, COMPACTED),
     (FutureRevision, FUTURE_REV),
     (LeaseNotFound, LEASE_NOT_FOUND),
     (LeaseExists, LEASE_EXIST),

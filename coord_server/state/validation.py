@@ -21,7 +21,7 @@ from coord_common import hashring
 
 from . import keys
 from coord_server.errors import (
-    DuplicateKey, EmptyKey, InvalidArgument, LeaseNotFound, OutOfRange, TooManyOperations,
+    CompactNotPositive, DuplicateKey, EmptyKey, InvalidArgument, LeaseNotFound, TooManyOperations,
 )
 from .limits import (
     MAX_CLIENT_ID_BYTES,
@@ -144,7 +144,7 @@ def validate_compact(req: kv_pb2.CompactRequest) -> None:
     """CompactRequest: a positive revision (0 and below are always at or below the last
     compaction, so OUT_OF_RANGE as the state would say)."""
     if req.revision <= 0:
-        raise OutOfRange(f"compact revision must be positive, got {req.revision}")
+        raise CompactNotPositive(f"compact revision must be positive, got {req.revision}")
 
 
 def validate_lease_grant(req: lease_pb2.LeaseGrantRequest) -> None:

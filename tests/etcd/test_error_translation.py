@@ -45,6 +45,7 @@ def test_a_named_cause_gets_etcds_status_whatever_coords_wording(error: coord.Co
 LOGGED = [  # each named cause the state machine or a stopping node refuses with
     (coord.Compacted(3, 9), errors.COMPACTED),
     (coord.FutureRevision(12, 9), errors.FUTURE_REV),
+    (coord.CompactNotPositive("compact revision must be positive, got -1"), errors.COMPACTED),
     (coord.LeaseNotFound("lease 7 not found"), errors.LEASE_NOT_FOUND),
     (coord.LeaseExists("lease 7 already exists"), errors.LEASE_EXIST),
     (coord.KeyNotFound("ignore_value is set but key b'k' does not exist"), errors.KEY_NOT_FOUND),
