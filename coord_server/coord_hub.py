@@ -30,7 +30,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from coord.v1 import election_pb2, ring_pb2
-from coord_server.errors import CoordError, FailedPrecondition, NotFound, Stopping, Unavailable
+from coord_server.errors import CoordError, FailedPrecondition, LeaseNotFound, Stopping, Unavailable
 from coord_server.state.elections import CandidateGone, LeaderChange
 from coord_server.state.locks import LockGrant, LockWaitEnd
 from coord_server.state.rings import RingChange
@@ -130,7 +130,7 @@ class CoordHub:
 
     def _ended(self, what: str, name: str, lease: int) -> CoordError:
         if not self._state.has_lease(lease):
-            return NotFound(f"lease {lease} ended while waiting for {what} {name!r}")
+            return LeaseNotFound(f"lease {lease} ended while waiting for {what} {name!r}")
         return FailedPrecondition(f"the wait of lease {lease} for {what} {name!r} was cancelled")
 
     @staticmethod

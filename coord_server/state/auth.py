@@ -40,13 +40,12 @@ KIND_OF_PROTO = {
 PROTO_OF_KIND = {kind: number for number, kind in KIND_OF_PROTO.items()}
 
 
-_EMPTY_NAME: dict[str, type[InvalidArgument]] = {"user name": EmptyUserName, "role name": EmptyRoleName}
-
-
 def validate_auth_name(name: str, what: str) -> None:
     """``what`` is "user name" or "role name"."""
     if not name:
-        raise _EMPTY_NAME.get(what, InvalidArgument)(f"{what} must not be empty")
+        if what == "user name":
+            raise EmptyUserName("user name must not be empty")
+        raise EmptyRoleName(f"{what} must not be empty")
     size = len(name.encode())
     if size > MAX_AUTH_NAME_BYTES:
         raise InvalidArgument(f"{what} is {size} bytes; the limit is {MAX_AUTH_NAME_BYTES}")
