@@ -417,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--rounds", type=int, default=1, help="alternate the systems this many times")
     p.add_argument("--dir", default=".")
+    p.add_argument("--keep-data", action="store_true", help="keep the data directories and member logs")
     p.add_argument("--json", default="")
     return p
 
@@ -434,7 +435,10 @@ def main(argv: list[str] | None = None) -> int:
             for system in systems:
                 results.append(bench_system(system, base / f"{r}", args))
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep_data:
+            _log(f"data and member logs kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
     print(report(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

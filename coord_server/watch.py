@@ -30,6 +30,10 @@ Rule 5: header.revision of a response is the revision up to which the watcher ha
         received every event once it has processed that response (watch.proto).
 Rule 6: a stream ends with UNAVAILABLE when the member has had no leader for
         ``leaderless_timeout`` seconds (its events would silently stop) or stops.
+Rule 7: memory per watcher stays small (etcd's watch-memory target is under 1 KB per
+        watching, at O(100k) watchers): a key's only watcher sits in the index itself
+        (a set only from the second), and a single-key watcher holds no span, and no
+        clock unless it asked for progress notifications.
 """
 
 from __future__ import annotations
@@ -80,9 +84,10 @@ class _Watcher:
         self.id = watch_id
         self.stream = stream
         self.key = req.key
-        self.range_end = req.range_end
-        self.span = keyspan.span(req.key, req.range_end)
         self.single = not req.range_end
+        # Rule 7: a single-key watcher keeps no range, no span and no clock of its own.
+        self.range_end = req.range_end if not self.single else b""
+        self.span = keyspan.span(req.key, req.range_end) if not self.single else None
         self.start_revision = start
         self.prev_kv = req.prev_kv
         self.no_put = kv_pb2.WATCH_FILTER_TYPE_NO_PUT in req.filters
@@ -90,7 +95,7 @@ class _Watcher:
         self.progress_notify = req.progress_notify
         self.pending_events = 0
         self.pending_bytes = 0
-        self.last_sent = time.monotonic()
+        self.last_sent = time.monotonic() if req.progress_notify else 0.0
         self.canceled = False
 
     def select(self, events: list[common_pb2.Event]) -> list[common_pb2.Event]:
@@ -163,7 +168,9 @@ class WatchHub:
             leaderless_timeout if leaderless_timeout is not None else 3 * node.config.election_timeout
         )
         self._streams: set[_Stream] = set()
-        self._by_key: dict[bytes, set[_Watcher]] = {}
+        self._by_key: dict[bytes, _Watcher | set[_Watcher]] = {}
+        """Single-key watchers by key: the watcher itself while it is the key's only one,
+        a set from the second on (Rule 7)."""
         self._ranges: set[_Watcher] = set()
         self._state: Any = node.state
         self._listening = False
@@ -190,8 +197,13 @@ class WatchHub:
         by_key, ranges = self._by_key, self._ranges
         for e in events:
             k = e.kv.key
-            for w in by_key.get(k, ()):
-                wanted.setdefault(w, []).append(e)
+            ws = by_key.get(k)
+            if ws is not None:
+                if type(ws) is _Watcher:
+                    wanted.setdefault(ws, []).append(e)
+                else:
+                    for w in ws:  # type: ignore[union-attr]
+                        wanted.setdefault(w, []).append(e)
             for w in ranges:
                 if keyspan.contains(w.span, k):
                     wanted.setdefault(w, []).append(e)
@@ -220,7 +232,10 @@ class WatchHub:
     def _all_watchers(self) -> list[_Watcher]:
         out = list(self._ranges)
         for ws in self._by_key.values():
-            out.extend(ws)
+            if type(ws) is _Watcher:
+                out.append(ws)
+            else:
+                out.extend(ws)  # type: ignore[arg-type]
         return out
 
     # ------------------------------------------------------------------ delivery
@@ -259,18 +274,28 @@ class WatchHub:
 
     def _register(self, w: _Watcher) -> None:
         if w.single:
-            self._by_key.setdefault(w.key, set()).add(w)
+            by_key = self._by_key
+            ws = by_key.get(w.key)
+            if ws is None:
+                by_key[w.key] = w
+            elif type(ws) is _Watcher:
+                by_key[w.key] = {ws, w}
+            else:
+                ws.add(w)  # type: ignore[union-attr]
         else:
             self._ranges.add(w)
         self._listen(True)
 
     def _unregister(self, w: _Watcher) -> None:
         if w.single:
-            ws = self._by_key.get(w.key)
-            if ws is not None:
-                ws.discard(w)
-                if not ws:
-                    del self._by_key[w.key]
+            by_key = self._by_key
+            ws = by_key.get(w.key)
+            if ws is w:
+                del by_key[w.key]
+            elif ws is not None and type(ws) is not _Watcher:
+                ws.discard(w)  # type: ignore[union-attr]
+                if len(ws) == 1:  # type: ignore[arg-type]
+                    by_key[w.key] = next(iter(ws))  # type: ignore[call-overload]
         else:
             self._ranges.discard(w)
         w.stream.watchers.pop(w.id, None)
@@ -433,7 +458,7 @@ class WatchHub:
         if isinstance(item, _Control):
             response = item.response
             response.header.CopyFrom(self._header(response.header.revision))
-            if item.watcher is not None:
+            if item.watcher is not None and item.watcher.progress_notify:
                 item.watcher.last_sent = now
             return response
         w = item.watcher
@@ -456,7 +481,8 @@ class WatchHub:
             for e in response.events:
                 e.ClearField("prev_kv")
         response.header.CopyFrom(self._header(upto))
-        w.last_sent = now
+        if w.progress_notify:
+            w.last_sent = now
         return response
 
     # ------------------------------------------------------------------ housekeeping

@@ -302,6 +302,8 @@ class AsyncClient:
     ) -> Lease:
         """A new lease of ``ttl`` seconds (raised to the cluster's minimum), kept alive in
         the background unless ``keepalive`` is False."""
+        if keepalive:
+            await self._keepaliver.caught_up()  # renewals before grants (lease.py Rule 6)
         sent = time.monotonic()
         request = lease_pb2.LeaseGrantRequest(ttl=ttl, id=lease_id)
         # Through the member's Pipeline stream, to the leader: many grants in flight at

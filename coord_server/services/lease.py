@@ -123,6 +123,8 @@ class LeaseService(lease_pb2_grpc.LeaseServicer):
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
         except Exception as exc:  # noqa: BLE001 - translated
+            # Every lease on the stream waits for the client to reconnect: worth a line.
+            log.warning("a KeepAlive stream ended: %s: %s", type(exc).__name__, exc)
             await abort(context, exc)
 
     async def _renew(self, lease_ids: list[int], arrived: list[float]) -> list[int]:
