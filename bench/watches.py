@@ -136,8 +136,8 @@ async def _watchers(conn: multiprocessing.connection.Connection, system: str, st
 
     api = _Api(system)
     channels: dict[str, Any] = {}
-    received: list[tuple[int, int, int, float]] = []
-    """(watcher number, key index, revision, arrival) of every event."""
+    received: list[tuple[int, int, int, float, str]] = []
+    """(watcher number, key index, revision, arrival, member address) of every event."""
     problems: list[str] = []
     created = 0
     all_created = asyncio.Event()
@@ -174,7 +174,7 @@ async def _watchers(conn: multiprocessing.connection.Connection, system: str, st
                     continue
                 n = by_id.get(response.watch_id, -1)
                 for e in response.events:
-                    received.append((n, int(e.kv.key[6:]), e.kv.mod_revision, now))
+                    received.append((n, int(e.kv.key[6:]), e.kv.mod_revision, now, address))
         except grpc.aio.AioRpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
                 problems.append(f"stream ended: {err.code().name} {err.details()}")
@@ -345,20 +345,21 @@ def _run(system: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(f"{system} watcher process failed: {value}")
         results.append(value)
         proc.join(timeout=30)
-    return _tally(system, args, keys, created, create_secs, rss0, rss1, wrote, results, cpu1 - cpu0)
+    return _tally(system, args, keys, created, create_secs, rss0, rss1, wrote, results, cpu1 - cpu0, leader_address)
 
 
 def _tally(system: str, args: argparse.Namespace, keys: int, created: int, create_secs: float, rss0: int, rss1: int,
-           wrote: dict[str, Any], results: list[dict[str, Any]], server_cpu: float) -> dict[str, Any]:
+           wrote: dict[str, Any], results: list[dict[str, Any]], server_cpu: float, leader: str) -> dict[str, Any]:
     acked = {(i, rev): ack for i, rev, _sent, ack in wrote["done"]}
     watchers_of: dict[int, int] = {}
     for j in range(args.watches):
         watchers_of[j % keys] = watchers_of.get(j % keys, 0) + 1
     seen: dict[tuple[int, int], int] = {}
     latencies: list[float] = []
+    by_role: dict[str, list[float]] = {"leader": [], "follower": []}
     duplicates = unexpected = 0
     for r in results:
-        for n, key, rev, at in r["received"]:
+        for n, key, rev, at, address in r["received"]:
             mark = (n, rev)
             if mark in seen:
                 duplicates += 1
@@ -369,6 +370,7 @@ def _tally(system: str, args: argparse.Namespace, keys: int, created: int, creat
                 unexpected += 1  # a put whose answer never came (or not this run's)
                 continue
             latencies.append(at - ack)
+            by_role["leader" if address == leader else "follower"].append(at - ack)
     got_per_put: dict[tuple[int, int], int] = {}
     for (n, rev), key in seen.items():
         got_per_put[(key, rev)] = got_per_put.get((key, rev), 0) + 1
@@ -385,6 +387,8 @@ def _tally(system: str, args: argparse.Namespace, keys: int, created: int, creat
         "p50_ms": round(percentile(latencies, 0.5) * 1000, 2), "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
         "server_cpu_us_per_put": round(server_cpu / max(1, puts) * 1e6),
+        "by_member": {role: {"events": len(v), "p50_ms": round(percentile(sorted(v), 0.5) * 1000, 2),
+                             "p99_ms": round(percentile(sorted(v), 0.99) * 1000, 2)} for role, v in by_role.items() if v},
         "problems": sorted({p for r in results for p in r["problems"]})[:3] + wrote["errors"][:2],
     }
     _log(f"{system}: {json.dumps(out)}")

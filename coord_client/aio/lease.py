@@ -71,6 +71,8 @@ _JITTER = 0.2
 """A renewal is due up to this fraction of its interval early (Rule 4)."""
 _MAX_IDS_PER_REQUEST = 1000
 """Leases renewed by one KeepAlive request (Rule 4); the server accepts up to 10,000."""
+_AWAITING_ANSWER = float("inf")
+"""A lease's ``_next_due`` while its renewal awaits the answer."""
 _LAGGING = 0.5
 """Seconds a renewal may wait for its answer before new grants wait for it (Rule 6)."""
 _GATHER = 0.2
@@ -376,8 +378,10 @@ class KeepAliver:
                 lease._lose("no keep-alive was confirmed within its TTL (the cluster could not be reached)")
 
     def _take_due(self, now: float) -> list[int]:
-        """Once a lease is due, it and every lease due within _GATHER seconds (Rule 4),
-        each due again an interval later unless answered."""
+        """Once a lease is due, it and every lease due within _GATHER seconds (Rule 4).
+        A lease taken is due again only when its answer comes (``_read`` schedules it),
+        or at once on the next stream if this one ends first (``_stream_ended``): one
+        heap entry per renewal, not two."""
         if not self._prune() or self._due[0][0] > now:
             return []
         heap, leases, out = self._due, self._leases, []
@@ -386,8 +390,7 @@ class KeepAliver:
             lease = leases.get(lease_id)
             if lease is None or lease._next_due != due:
                 continue
-            lease._next_due = now + lease.interval
-            heapq.heappush(heap, (lease._next_due, lease_id))
+            lease._next_due = _AWAITING_ANSWER
             out.append(lease_id)
         return out
 
