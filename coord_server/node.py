@@ -297,6 +297,7 @@ class Node:
             delay = next_at - clock.time()
             if delay < -interval * 10:
                 next_at = clock.time()  # the loop was blocked; do not burst-tick
+                self.lease_timers.postpone(-delay)  # renewals may wait unread meanwhile (lease_timer.py Rule 7)
             await asyncio.sleep(max(0.0, delay))
             self.core.tick()
             if self._ready_busy and self.core.msgs:
