@@ -304,7 +304,21 @@ class Writer(threading.Thread):
 
 
 def _listed(system: str, address: str) -> set[int]:
-    """The IDs of every live lease, as the member at ``address`` lists them."""
+    """The IDs of every live lease, as the member at ``address`` lists them (asked again
+    while it answers UNAVAILABLE: a leader change during the run)."""
+    import grpc
+
+    for _ in range(20):
+        try:
+            return _list_once(system, address)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                raise
+            time.sleep(0.5)
+    return _list_once(system, address)
+
+
+def _list_once(system: str, address: str) -> set[int]:
     import grpc
 
     with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:

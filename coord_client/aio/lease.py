@@ -35,6 +35,10 @@ Rule 6: renewals come before grants. While the oldest unanswered renewal has wai
         longer than ``_LAGGING``, a new grant that is to be kept alive waits for the
         renewals to catch up (``caught_up``): a client granting many leases at once
         (each a small write) must not starve the renewals of those it already holds.
+Rule 7: while a stream is up, no lease's deadline is watched: a lease is either due
+        (taken for renewal, so pending, before any deadline is judged: Rule 2) or
+        awaiting its answer, which decides. Deadlines are queued again, all at once,
+        when the stream ends; so a renewal costs one heap entry, not two.
 """
 
 from __future__ import annotations
@@ -268,6 +272,8 @@ class KeepAliver:
         self._sent: collections.deque[tuple[float, list[int], bool]] = collections.deque()
         """The current stream's unanswered requests (see _serve)."""
         self._answered_at = 0.0
+        self._live = False
+        """Whether a stream is up (Rule 7: deadlines are then not queued)."""
         self._catching_up: asyncio.Event | None = None
         """Set once renewals are answered in time again (Rule 6)."""
 
@@ -357,6 +363,8 @@ class KeepAliver:
     # -- schedules (Rule 4) --------------------------------------------------------------
 
     def _queue_deadline(self, lease: Lease) -> None:
+        if self._live:
+            return  # Rule 7: the stream's answers decide
         if lease._deadline_queued is None:
             lease._deadline_queued = lease._deadline
             heapq.heappush(self._deadlines, (lease._deadline, lease.id))
@@ -429,6 +437,10 @@ class KeepAliver:
         deadlines again, and every lease is due at once (Rule 3)."""
         self._in_doubt.clear()
         self._sent = collections.deque()
+        self._live = False
+        self._deadlines = []
+        for lease in self._leases.values():
+            lease._deadline_queued = None
         if self._catching_up is not None:
             self._catching_up.set()
             self._catching_up = None
@@ -481,6 +493,7 @@ class KeepAliver:
         """(sent at, lease ids, as ``ids``) of every unanswered request, in order."""
         self._sent = sent
         self._answered_at = time.monotonic()
+        self._live = True  # until _stream_ended
         reader = asyncio.get_running_loop().create_task(self._read(call, sent, address, backoff))
         try:
             while self._leases:
@@ -594,7 +607,10 @@ class KeepAliver:
                 heapq.heappush(self._due, (lease._next_due, lease_id))
                 self._queue_deadline(lease)
                 if lease._deadline <= time.monotonic():
-                    self._wake.set()  # answered too late to count: lost at the next check
+                    if lease._pending == 0:  # answered too late to count (Rule 2)
+                        lease._lose("no keep-alive was confirmed within its TTL (the answer came too late)")
+                    else:
+                        self._wake.set()
 
 
 async def call_while_alive(lease: Lease, call: Awaitable[T], lost: str) -> T:
