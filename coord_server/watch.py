@@ -34,6 +34,9 @@ Rule 7: memory per watcher stays small (etcd's watch-memory target is under 1 KB
         watching, at O(100k) watchers): a key's only watcher sits in the index itself
         (a set only from the second), and a single-key watcher holds no span, and no
         clock unless it asked for progress notifications.
+Rule 8: the housekeeping tick visits only the watchers that asked for progress
+        notifications: scanning 30,000 watchers of a member three times a second held its
+        loop for milliseconds each time, in every event's latency.
 """
 
 from __future__ import annotations
@@ -130,6 +133,8 @@ class _Stream:
     queue: deque[_Batch | _Control] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     watchers: dict[int, _Watcher] = field(default_factory=dict)
+    progress: dict[int, _Watcher] = field(default_factory=dict)
+    """The watchers that asked for progress notifications (Rule 8)."""
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     failure: BaseException | None = None
 
@@ -299,6 +304,7 @@ class WatchHub:
         else:
             self._ranges.discard(w)
         w.stream.watchers.pop(w.id, None)
+        w.stream.progress.pop(w.id, None)
         if not (self._by_key or self._ranges):
             self._listen(False)
 
@@ -361,6 +367,8 @@ class WatchHub:
                 return
         w = _Watcher(stream, watch_id, req, start)
         stream.watchers[watch_id] = w
+        if w.progress_notify:
+            stream.progress[watch_id] = w
         created = kv_pb2.WatchResponse(watch_id=watch_id, created=True)
         created.header.revision = min(start - 1, current)
         stream.push(_Control(w, created))
@@ -518,8 +526,8 @@ class WatchHub:
             if stream.queue:
                 continue  # not idle: the client has responses to read
             idle = [
-                w for w in stream.watchers.values()
-                if w.progress_notify and not w.canceled and now - w.last_sent >= self.progress_interval
+                w for w in stream.progress.values()
+                if not w.canceled and now - w.last_sent >= self.progress_interval
             ]
             if idle:
                 for w in idle:
