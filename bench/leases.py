@@ -153,10 +153,6 @@ async def _etcd_client(conn: multiprocessing.connection.Connection, endpoints: l
             deadline[r.ID] = sent + r.TTL
             heapq.heappush(due, (sent + r.TTL / 3, r.ID))
 
-    started = time.monotonic()
-    await asyncio.gather(*(grant() for _ in range(count)))
-    conn.send(("granted", time.monotonic() - started))
-    times.update(conn.recv())
     lost: set[int] = set()
     sent_at: dict[int, float] = {}
     counter = {"renewals": 0, "reconnects": 0}
@@ -213,7 +209,13 @@ async def _etcd_client(conn: multiprocessing.connection.Connection, endpoints: l
             await asyncio.sleep(0.1)
 
     channels = [channel] + [grpc.aio.insecure_channel(e) for e in endpoints[1:]]
+    # Renewing starts with the first grant, as clientv3's keep-alive does per lease: with
+    # 100,000 leases the grants take longer than a TTL.
     sender = asyncio.ensure_future(keep())
+    started = time.monotonic()
+    await asyncio.gather(*(grant() for _ in range(count)))
+    conn.send(("granted", time.monotonic() - started))
+    times.update(conn.recv())
     await _sleep_until(times["window_from"])
     r0, c0 = counter["renewals"], time.process_time()
     await _sleep_until(times["window_to"])
