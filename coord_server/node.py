@@ -449,6 +449,18 @@ class Node:
         self._dispatch_read(fut)
         return fut
 
+    def leadership_confirmed(self) -> asyncio.Future[None]:
+        """A future resolved once a quorum round begun after the call has confirmed the
+        leadership this member knows, without waiting for the read point to be applied
+        (read_waits.py Rule 5): lease renewals, which read the leader's clocks only."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._stopping or not self.is_leader:
+            fut.set_exception(Unavailable("not the leader", self.leader_address()))
+        else:
+            self._reads.add(fut, confirm_only=True)
+            self._wake.set()
+        return fut
+
     def _dispatch_read(self, fut: asyncio.Future[None]) -> None:
         if fut.done():
             return

@@ -7,7 +7,10 @@ confirmed by the next single round.
 
 Rule 1: a renewal is applied only after a read barrier (a ReadIndex quorum round) begun
         after the renewal arrived, so no deposed leader promises a TTL (lease_timer.py
-        Rule 2). One barrier serves the whole batch. Each renewal is judged by when it
+        Rule 2). One barrier serves the whole batch. It waits for the quorum's answer
+        only, not for the read point to be applied (read_waits.py Rule 5): the leader's
+        lease clocks already hold every grant it answered, and renewals must not queue
+        behind a backlog of writes (100,000 grants) being applied. Each renewal is judged by when it
         reached this member (lease_timer.py Rule 6): waiting here for its batch never
         costs a lease that was alive when it arrived. (A forwarded batch counts from
         when the leader received it: members' clocks are not compared.)
@@ -65,7 +68,8 @@ async def renew_on_leader(node: Any, lease_ids: Sequence[int], arrived: Sequence
         raise Unavailable("keepalives go to the leader", node.leader_address())
     if arrived is None:
         arrived = [time.monotonic()] * len(lease_ids)
-    await node.read_barrier()
+    confirmed = getattr(node, "leadership_confirmed", None)
+    await (confirmed() if confirmed is not None else node.read_barrier())
     timers = node.lease_timers
     if not node.is_leader or not timers.active:
         raise Unavailable("leadership changed during the keepalive", node.leader_address())

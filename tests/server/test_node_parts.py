@@ -173,6 +173,20 @@ async def test_reads_share_one_round_and_wait_for_their_read_point():
     assert a.result() is None and b.result() is None
 
 
+async def test_a_confirm_only_read_is_released_by_its_round_not_the_apply():
+    """read_waits.py Rule 5 (lease renewals): the quorum's answer is enough."""
+    reads = ReadWaits(member_id=7)
+    read, renewal = future(), future()
+    reads.add(read)
+    reads.add(renewal, confirm_only=True)
+    reads.start_round(lambda c: None, lambda e: Unavailable(str(e)), Refused)
+    assert not renewal.done()
+    reads.release([ReadState(index=10, context=b"7:1")], applied=3)  # a backlog to apply
+    assert renewal.result() is None and not read.done()
+    reads.wake(applied=10)
+    assert read.result() is None
+
+
 async def test_a_refused_round_fails_its_reads_at_once():
     reads = ReadWaits(member_id=1)
     fut = future()
