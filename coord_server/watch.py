@@ -48,15 +48,18 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from coord.v1 import common_pb2, kv_pb2
 from coord_server.errors import CoordError, ResourceExhausted, Unavailable
 from coord_server.state import keys as keyspan
-from coord_server.state.errors import Compacted, StateError
+from coord_server.errors import Compacted, CoordError
 from coord_server.state.limits import MAX_KEY_BYTES
+
+if TYPE_CHECKING:
+    from coord_server.node import Node
 
 log = logging.getLogger("coord.watch")
 
@@ -153,7 +156,7 @@ class WatchHub:
 
     def __init__(
         self,
-        node: Any,
+        node: Node,
         *,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
@@ -204,13 +207,13 @@ class WatchHub:
             k = e.kv.key
             ws = by_key.get(k)
             if ws is not None:
-                if type(ws) is _Watcher:
+                if isinstance(ws, _Watcher):
                     wanted.setdefault(ws, []).append(e)
                 else:
-                    for w in ws:  # type: ignore[union-attr]
+                    for w in ws:
                         wanted.setdefault(w, []).append(e)
             for w in ranges:
-                if keyspan.contains(w.span, k):
+                if keyspan.contains(w.span, k):  # type: ignore[arg-type]  # a range watcher has one
                     wanted.setdefault(w, []).append(e)
         for w, evs in wanted.items():
             if revision >= w.start_revision:
@@ -237,10 +240,10 @@ class WatchHub:
     def _all_watchers(self) -> list[_Watcher]:
         out = list(self._ranges)
         for ws in self._by_key.values():
-            if type(ws) is _Watcher:
+            if isinstance(ws, _Watcher):
                 out.append(ws)
             else:
-                out.extend(ws)  # type: ignore[arg-type]
+                out.extend(ws)
         return out
 
     # ------------------------------------------------------------------ delivery
@@ -283,10 +286,10 @@ class WatchHub:
             ws = by_key.get(w.key)
             if ws is None:
                 by_key[w.key] = w
-            elif type(ws) is _Watcher:
+            elif isinstance(ws, _Watcher):
                 by_key[w.key] = {ws, w}
             else:
-                ws.add(w)  # type: ignore[union-attr]
+                ws.add(w)
         else:
             self._ranges.add(w)
         self._listen(True)
@@ -297,10 +300,10 @@ class WatchHub:
             ws = by_key.get(w.key)
             if ws is w:
                 del by_key[w.key]
-            elif ws is not None and type(ws) is not _Watcher:
-                ws.discard(w)  # type: ignore[union-attr]
-                if len(ws) == 1:  # type: ignore[arg-type]
-                    by_key[w.key] = next(iter(ws))  # type: ignore[call-overload]
+            elif ws is not None and not isinstance(ws, _Watcher):
+                ws.discard(w)
+                if len(ws) == 1:
+                    by_key[w.key] = next(iter(ws))
         else:
             self._ranges.discard(w)
         w.stream.watchers.pop(w.id, None)
@@ -362,7 +365,7 @@ class WatchHub:
             except Compacted as err:
                 self._refuse(stream, watch_id, str(err), compacted_revision=err.compact_revision)
                 return
-            except StateError as err:
+            except CoordError as err:
                 self._refuse(stream, watch_id, err.message)
                 return
         w = _Watcher(stream, watch_id, req, start)
