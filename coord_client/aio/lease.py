@@ -508,11 +508,13 @@ class KeepAliver:
                 for i in range(0, len(due), step):
                     ids = due[i : i + step]
                     self.requests += 1
+                    # Stamped as it goes out, not when the loop woke: a write that waited
+                    # for the member to read (flow control) must not age its renewals.
                     if len(ids) == 1:
-                        sent.append((now, ids, False))
+                        sent.append((time.monotonic(), ids, False))
                         await self._write(call, reader, lease_pb2.LeaseKeepAliveRequest(id=ids[0]))
                     else:
-                        sent.append((now, ids, True))
+                        sent.append((time.monotonic(), ids, True))
                         await self._write(call, reader, lease_pb2.LeaseKeepAliveRequest(ids=ids))
                 if not self._leases:
                     break
