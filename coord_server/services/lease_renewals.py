@@ -8,8 +8,9 @@ confirmed by the next single round.
 Rule 1: a renewal is applied only after a read barrier (a ReadIndex quorum round) begun
         after the renewal arrived, so no deposed leader promises a TTL (lease_timer.py
         Rule 2). One barrier serves the whole batch. It waits for the quorum's answer
-        only, not for the read point to be applied (read_waits.py Rule 5): the leader's
-        lease clocks already hold every grant it answered, and renewals must not queue
+        and this leadership's first entry to be applied, not for the read point
+        (read_waits.py Rule 5): the leader's lease clocks then hold every grant that any
+        leader answered, and renewals must not queue
         behind a backlog of writes (100,000 grants) being applied. Each renewal is judged by when it
         reached this member (lease_timer.py Rule 6): waiting here for its batch never
         costs a lease that was alive when it arrived. (A forwarded batch counts from
