@@ -180,6 +180,8 @@ class Node:
         self._leader_log = LeaderLog(self)
         self._reads = ReadWaits(config.node_id)
         self._term_first_index = 0
+        self._expiry: asyncio.Future[Any] | None = None
+        self._expiry_since = 0.0
         """This leadership's first entry (its empty entry); lease renewals wait until it is applied."""
         self._state_listeners: list[Callable[[StateMachine], None]] = []
         self.lease_timers = LeaseTimers(clock.time)
@@ -304,10 +306,13 @@ class Node:
                 self._send_now()
             if self._leaderless:
                 self._leaderless.expire()
-            if self.is_leader and self.lease_timers.active:
+            if self.is_leader and self.lease_timers.active and self._expiry_done():
                 expired = self.lease_timers.expired()
                 if expired:
-                    self._propose_internal(command_pb2.Command(lease_expire=command_pb2.LeaseExpire(ids=expired)))
+                    self._expiry = self._propose_internal(
+                        command_pb2.Command(lease_expire=command_pb2.LeaseExpire(ids=expired))
+                    )
+                    self._expiry_since = clock.time()
             self._wake.set()
 
     # ------------------------------------------------------------------ proposals
@@ -381,11 +386,23 @@ class Node:
         assert isinstance(result, command_pb2.CommandResult)
         return result
 
-    def _propose_internal(self, command: command_pb2.Command) -> None:
+    def _propose_internal(self, command: command_pb2.Command) -> asyncio.Future[Any]:
         """A leader-originated command whose outcome nobody awaits (lease expiry)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_consume_exception)
         self.proposals.add(command.SerializeToString(), fut)
+        return fut
+
+    def _expiry_done(self) -> bool:
+        """One LeaseExpire entry in flight at a time: an expiry storm (100,000 leases at
+        once) is revoked as fast as the cluster applies it, never faster, so the entries
+        do not pile up ahead of clients' writes. One that has not applied within an
+        election timeout no longer holds the next back (a lost proposal; lease_timer.py
+        reports its leases again)."""
+        fut = self._expiry
+        return (
+            fut is None or fut.done() or self.clock.time() - self._expiry_since > self.config.election_timeout
+        )
 
     def _flush_proposals(self) -> None:
         for batch in self.proposals.batches(self.is_leader):

@@ -141,3 +141,48 @@ async def test_a_keepalive_stream_outlives_an_election(cluster):
     await call.done_writing()
     assert await call.read() is grpc.aio.EOF
     assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_an_expiry_storm_has_one_entry_in_flight(cluster):
+    """node.py ``_expiry_done``: 1,200 leases expiring together are revoked in several
+    LeaseExpire entries (lease_timer.EXPIRE_CHUNK each), one at a time, so they never pile
+    up ahead of clients' writes; all of them expire."""
+    node = cluster.node
+    propose_internal = node._propose_internal  # noqa: SLF001 - observing the expiry entries
+    in_flight, most, entries = 0, 0, 0
+
+    def observed(command):
+        nonlocal in_flight, most, entries
+        fut = propose_internal(command)
+        if not command.HasField("lease_expire"):
+            return fut
+        # Each entry counts as in flight until 0.1 s after it applied: a slow cluster.
+        slow = asyncio.get_running_loop().create_future()
+        in_flight += 1
+        entries += 1
+        most = max(most, in_flight)
+
+        def landed(_):
+            def done():
+                nonlocal in_flight
+                in_flight -= 1
+                slow.set_result(None)
+
+            asyncio.get_running_loop().call_later(0.1, done)
+
+        fut.add_done_callback(landed)
+        return slow
+
+    node._propose_internal = observed  # noqa: SLF001
+    lease = cluster.lease()
+    grants = []
+    for _ in range(12):
+        grants += await asyncio.gather(*(lease.Grant(lease_pb2.LeaseGrantRequest(ttl=1)) for _ in range(100)))
+
+    async def all_gone() -> bool:
+        listed = await lease.List(lease_pb2.LeaseListRequest())
+        return not {g.id for g in grants} & {item.id for item in listed.leases}
+
+    await eventually(all_gone, timeout=30, what="every lease to expire")
+    assert entries >= 3, entries
+    assert most == 1, f"{most} LeaseExpire entries were in flight at once"
