@@ -69,6 +69,15 @@ __all__ = ["LAZY_PROPOSAL_DELAY", "DurableLog", "Node", "NodeConfig", "Transport
 log = logging.getLogger("coord.node")
 
 
+CATCH_UP_TICKS = 2
+"""A ticker that wakes more than this many ticks late does not tick for the time it
+missed: it ticks once and goes on from now. The member was stalled (its process got
+no CPU, or its loop was busy) and could not have heard a heartbeat meanwhile: counting
+that time towards an election timeout would make a follower campaign because of its
+own stall (README "Timing"). The Raft clock so runs slow on a starved member, which
+delays only that member's own campaign."""
+
+
 class DurableLog(Storage, Protocol):
     """The core's read-only Storage plus the writes the node makes (DiskStorage)."""
 
@@ -295,8 +304,8 @@ class Node:
         while not self._stopping:
             next_at += interval
             delay = next_at - clock.time()
-            if delay < -interval * 10:
-                next_at = clock.time()  # the loop was blocked; do not burst-tick
+            if delay < -interval * CATCH_UP_TICKS:
+                next_at = clock.time()  # this member was stalled: that time is not counted
             await asyncio.sleep(max(0.0, delay))
             self.core.tick()
             if self._ready_busy and self.core.msgs:
