@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import grpc
@@ -120,7 +121,9 @@ class CoordServer:
                 for name, address in founders.items()
             }
         # One snapshot file: an older one is never used again, and doubled the disk use.
+        opening = time.monotonic()
         self.storage = DiskStorage(s.data_directory, cluster_id=cluster_id, keep_snapshots=1)
+        opened = time.monotonic()
         if identity is None:
             # The founding membership is kept with the identity: a founder that crashed
             # before its bootstrap entries reached the disk must bootstrap again on
@@ -165,6 +168,11 @@ class CoordServer:
         known = initial_members if not founders else None
         node = Node(config, self.storage, self.transport, bootstrap_members=bootstrap, known_members=known)
         self.node = node
+        log.info(
+            "recovered in %.2f s: log and snapshot file %.2f s, state of %.0f MB %.2f s; %d log entries to apply",
+            time.monotonic() - opening, opened - opening, node.state.size_bytes / 1e6, time.monotonic() - opened,
+            self.storage.hard_state.commit - node.applied_index,
+        )
         set_term_source(lambda: node.core.term)
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if s.metrics_listen:

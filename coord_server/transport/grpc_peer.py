@@ -30,7 +30,7 @@ import asyncio
 import hashlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -38,6 +38,7 @@ import grpc
 from coord.raft.v1 import raft_pb2, raft_pb2_grpc
 from coord_server.errors import CoordError, Unavailable, grpc_status, wire_code
 from coord_server.raft import LOCAL_TYPES, Message, MessageType
+from coord_server.storage.errors import StorageCorruptError
 
 from .codec import DecodeError, message_from_pb, message_to_pb
 from .peer_auth import PEER_CLAIM
@@ -61,8 +62,11 @@ RECONNECT_OPTIONS = [
     # Reach a restarted peer again within a second: gRPC's default reconnect backoff grows
     # towards 120 s while the peer is down, and meanwhile the leader cannot send to it
     # (found by tests/chaos: a follower down for 30 s caught up only 16 s after restarting).
+    # At most 250 ms: a restarted member learns the leader only once the leader's channel
+    # reconnects, and with 1,000 ms that was up to a second of every restart (a refused
+    # connection on a dead peer's port costs next to nothing to retry).
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 250),
 ]
 """Options of the channels to peers (on top of CHANNEL_OPTIONS)."""
 SERVER_OPTIONS = [
@@ -75,6 +79,9 @@ SERVER_OPTIONS = [
 """Options of a member's gRPC server, which carries the peer service."""
 OLD_CHANNEL_GRACE = 60.0
 """Seconds a peer channel replaced by a certificate reload stays open for its calls."""
+MAX_SEND_BACKOFF = 0.25
+"""Longest pause (seconds) before a peer's stream is opened again after it broke (as the
+channel's reconnect backoff above: a restarted member is reached within it)."""
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 ENVELOPE_BYTES = 8 << 20
 """Soft limit on one envelope's entry data; a larger backlog goes in several envelopes."""
@@ -147,7 +154,7 @@ class _Peer:
                     log.debug("peer %x at %s unreachable: %s", self.node_id, self.address, err)
                     self.transport.on_unreachable(self.node_id)
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 1.0)
+                    backoff = min(backoff * 2, MAX_SEND_BACKOFF)
 
     def _take_batch(self) -> list[Message]:
         size = 0
@@ -167,33 +174,49 @@ class _Peer:
     async def _send_snapshot(self, m: Message) -> None:
         assert m.snapshot is not None
         snapshot = m.snapshot
-        # Off the loop: the data is read from the snapshot file (storage/snapshot.py
-        # FileSnapshot) and hashed, hundreds of MB for a large store.
-        data = await asyncio.to_thread(lambda: snapshot.data)
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
+        digest = hashlib.sha256()
         cluster_id = self.transport.cluster_id
+        # Read, checked and hashed piece by piece off the loop (a stored snapshot is a
+        # file of hundreds of MB for a large store: storage/snapshot.py FileSnapshot):
+        # the first piece goes out at once, and the whole never sits in memory.
+        total, pieces = await asyncio.to_thread(_snapshot_pieces, snapshot)
+
+        def advance() -> bytes | None:
+            piece = next(pieces, None)
+            if piece is not None:
+                digest.update(piece)
+            return piece
 
         async def chunks() -> AsyncIterator[raft_pb2.SnapshotChunk]:
             yield raft_pb2.SnapshotChunk(
                 cluster_id=cluster_id, message=message_to_pb(m, with_snapshot_data=False),
-                total_size=len(data), offset=0, done=not data, checksum=digest if not data else b"",
+                total_size=total, offset=0, done=not total, checksum=digest.digest() if not total else b"",
             )
-            for offset in range(0, len(data), SNAPSHOT_CHUNK_BYTES):
-                piece = data[offset : offset + SNAPSHOT_CHUNK_BYTES]
-                last = offset + len(piece) >= len(data)
+            offset = 0
+            piece = await asyncio.to_thread(advance)
+            while piece is not None:
+                # One piece ahead: the file's checksum is verified when its last piece has
+                # been read, before the chunk that says "done" goes out.
+                following = await asyncio.to_thread(advance)
+                last = following is None
                 yield raft_pb2.SnapshotChunk(
                     cluster_id=cluster_id, offset=offset, data=piece, done=last,
-                    checksum=digest if last else b"", total_size=len(data),
+                    checksum=digest.digest() if last else b"", total_size=total,
                 )
+                offset += len(piece)
+                piece = following
 
         failed = False
         try:
             await self.stub().InstallSnapshot(
-                chunks(), timeout=max(30.0, len(data) / (1 << 20)), metadata=self.transport.metadata
+                chunks(), timeout=max(30.0, total / (1 << 20)), metadata=self.transport.metadata
             )
         except grpc.aio.AioRpcError as err:
             failed = True
             log.warning("sending a snapshot to %x failed: %s", self.node_id, err.details())
+        except StorageCorruptError as err:
+            failed = True
+            log.error("not sending snapshot %d to %x: %s", snapshot.meta.index, self.node_id, err)
         self.transport.on_snapshot_status(self.node_id, failed)
 
     async def close(self) -> None:
@@ -203,6 +226,16 @@ class _Peer:
         self.forwards.close()
         if self.channel is not None:
             await self.channel.close()
+
+
+def _snapshot_pieces(snapshot: Any) -> tuple[int, Iterator[bytes]]:
+    """A snapshot's length and its data in SNAPSHOT_CHUNK_BYTES pieces: read from its
+    file when it has one (checked as read), else sliced from memory (the simulator's)."""
+    pieces = getattr(snapshot, "pieces", None)
+    if pieces is not None:
+        return pieces(SNAPSHOT_CHUNK_BYTES)  # type: ignore[no-any-return]
+    data = snapshot.data
+    return len(data), (data[at : at + SNAPSHOT_CHUNK_BYTES] for at in range(0, len(data), SNAPSHOT_CHUNK_BYTES))
 
 
 class _ForwardStream:
@@ -456,6 +489,9 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
     async def InstallSnapshot(self, request_iterator: AsyncIterator[raft_pb2.SnapshotChunk], context: grpc.aio.ServicerContext) -> raft_pb2.InstallSnapshotResponse:  # type: ignore[override]
         first: raft_pb2.SnapshotChunk | None = None
         parts: list[bytes] = []
+        # Hashed as the chunks come (a few ms each) rather than all at the end: hashing
+        # hundreds of MB at once held this member's loop for a second or more.
+        digest = hashlib.sha256()
         received = 0
         done = False
         checksum = b""
@@ -473,6 +509,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
                         f"chunk at offset {chunk.offset}, expected {received}",
                     )
                 parts.append(chunk.data)
+                digest.update(chunk.data)
                 received += len(chunk.data)
             if chunk.done:
                 done = True
@@ -482,7 +519,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the snapshot stream ended early")
         assert first is not None
         data = b"".join(parts)
-        if len(data) != first.total_size or hashlib.sha256(data).digest() != checksum:
+        if len(data) != first.total_size or digest.digest() != checksum:
             await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot size or checksum mismatch")
         try:
             m = message_from_pb(first.message, snapshot_data=data)
