@@ -116,6 +116,11 @@ class NodeConfig:
     """Ticks between heartbeats: 5 x 20 ms = 100 ms (DESIGN.md default)."""
     election_ticks: int = 15
     """Base election timeout in ticks: 15 x 20 ms = 300 ms, randomised up to 600 ms."""
+    lost_leader_ticks: int = 15
+    """Ticks (randomised up to twice) after which a follower campaigns once its
+    connection from the leader broke (RaftCore.leader_lost): 15 x 20 ms = 300 ms, so a
+    leader whose process died is replaced in well under a second, while a leader that is
+    alive but stalled gets the whole election timeout (README "Timing")."""
     snapshot_entries: int = 100_000
     """Take a snapshot after this many applied entries since the last one."""
     snapshot_catchup_entries: int = 5_000
@@ -292,6 +297,13 @@ class Node:
 
     def report_unreachable(self, node_id: int) -> None:
         self.core.report_unreachable(node_id)
+
+    def peer_link_lost(self, node_id: int) -> None:
+        """The stream on which ``node_id`` sent us its messages broke (the transport calls
+        this). From the leader, it most likely died: campaign soon (RaftCore.leader_lost)."""
+        if not self._stopping and node_id == self.core.lead:
+            self.core.leader_lost(node_id, self.config.lost_leader_ticks)
+            self._wake.set()
 
     def report_snapshot(self, node_id: int, failed: bool) -> None:
         self.core.report_snapshot(node_id, failed)

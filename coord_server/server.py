@@ -210,7 +210,7 @@ class CoordServer:
 
         add_etcd_services(server, node, admission)  # type: ignore[arg-type]  # etcd's v3 API (docs/etcd.md)
         node.watch_hub.max_watchers_per_stream = s.max_watches_per_stream
-        raft_service = RaftPeerService(cluster_id, member_id, node.step, forward)
+        raft_service = RaftPeerService(cluster_id, member_id, node.step, forward, link_lost=node.peer_link_lost)
         self.health = MemberHealth(node)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         peer_tls_listener = None

@@ -457,34 +457,54 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         member_id: int,
         step: Callable[[Message], None],
         forward: ForwardHandler,
+        link_lost: Callable[[int], None] | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.member_id = member_id
         self._step = step
         self._forward = forward
+        self._link_lost = link_lost
+        """Called with a peer's id when its Send stream to us broke rather than ended
+        (Node.peer_link_lost: a leader whose process died breaks it at once)."""
 
     async def Send(self, request_iterator: AsyncIterator[raft_pb2.RaftEnvelope], context: grpc.aio.ServicerContext) -> raft_pb2.SendResponse:  # type: ignore[override]
         received = 0
+        sender = 0
         claim = PEER_CLAIM.get()
-        async for envelope in request_iterator:
-            if envelope.cluster_id != self.cluster_id:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, FOREIGN_CLUSTER)
-            for pm in envelope.messages:
-                try:
-                    m = message_from_pb(pm)
-                except DecodeError as err:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-                if m.to != self.member_id:
-                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a message addressed to another member")
-                if claim is not None and m.from_ != claim:
-                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_MESSAGE)
-                if (m.type in LOCAL_TYPES and m.type != MessageType.TRANSFER_LEADER) or m.type == MessageType.SNAP:
-                    await context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT, f"message type {m.type.name} cannot travel between peers"
-                    )
-                self._step(m)
-                received += 1
+        try:
+            async for envelope in request_iterator:
+                if envelope.cluster_id != self.cluster_id:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, FOREIGN_CLUSTER)
+                for pm in envelope.messages:
+                    try:
+                        m = message_from_pb(pm)
+                    except DecodeError as err:
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+                    if m.to != self.member_id:
+                        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a message addressed to another member")
+                    if claim is not None and m.from_ != claim:
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_MESSAGE)
+                    if (m.type in LOCAL_TYPES and m.type != MessageType.TRANSFER_LEADER) or m.type == MessageType.SNAP:
+                        await context.abort(
+                            grpc.StatusCode.INVALID_ARGUMENT, f"message type {m.type.name} cannot travel between peers"
+                        )
+                    self._step(m)
+                    sender = m.from_
+                    received += 1
+        except grpc.aio.AbortError:
+            raise  # refused here: nothing to say about the peer
+        except BaseException:
+            self._stream_lost(sender)
+            raise
+        # A sender's stream ends when its process dies (the server sees the same clean
+        # end then) and otherwise only when it replaces the stream (a reloaded
+        # certificate), whose successor brings the next heartbeat at once.
+        self._stream_lost(sender)
         return raft_pb2.SendResponse(member_id=self.member_id, messages_received=received)
+
+    def _stream_lost(self, sender: int) -> None:
+        if sender and self._link_lost is not None:
+            self._link_lost(sender)
 
     async def InstallSnapshot(self, request_iterator: AsyncIterator[raft_pb2.SnapshotChunk], context: grpc.aio.ServicerContext) -> raft_pb2.InstallSnapshotResponse:  # type: ignore[override]
         first: raft_pb2.SnapshotChunk | None = None
