@@ -78,6 +78,14 @@ own stall (README "Timing"). The Raft clock so runs slow on a starved member, wh
 delays only that member's own campaign."""
 
 
+LOST_LEADER_SECONDS = 0.3
+"""How soon (randomised up to twice) a follower campaigns once its connection from the
+leader broke: a leader whose process died is replaced in well under a second, while a
+leader that is alive but stalled keeps its connections and gets the whole election
+timeout (README "Timing"). Long enough for a leader that only replaced its stream to
+send its next heartbeat on the new one."""
+
+
 class DurableLog(Storage, Protocol):
     """The core's read-only Storage plus the writes the node makes (DiskStorage)."""
 
@@ -115,12 +123,12 @@ class NodeConfig:
     heartbeat_ticks: int = 5
     """Ticks between heartbeats: 5 x 20 ms = 100 ms (DESIGN.md default)."""
     election_ticks: int = 15
-    """Base election timeout in ticks: 15 x 20 ms = 300 ms, randomised up to 600 ms."""
+    """Base election timeout in ticks, randomised up to twice. The server passes
+    settings.election_ms (1,000 ms by default, settings.py says why); this default,
+    15 x 20 ms = 300 ms, serves in-process tests."""
     lost_leader_ticks: int = 15
     """Ticks (randomised up to twice) after which a follower campaigns once its
-    connection from the leader broke (RaftCore.leader_lost): 15 x 20 ms = 300 ms, so a
-    leader whose process died is replaced in well under a second, while a leader that is
-    alive but stalled gets the whole election timeout (README "Timing")."""
+    connection from the leader broke (RaftCore.leader_lost): LOST_LEADER_SECONDS."""
     snapshot_entries: int = 100_000
     """Take a snapshot after this many applied entries since the last one."""
     snapshot_catchup_entries: int = 5_000

@@ -31,7 +31,7 @@ from coord_server import http as http_surfaces
 from coord_server.gc_policy import GcPolicy
 from coord_server.loop_lag import LoopLag
 from coord_server.logs import set_term_source
-from coord_server.node import Node, NodeConfig
+from coord_server.node import LOST_LEADER_SECONDS, Node, NodeConfig
 from coord_server.request_context import RequestInterceptor
 from coord_server.settings import ServerSettings, SettingsError, cluster_id_of, member_id_of
 from coord_server.storage import DiskStorage, FileIO
@@ -157,6 +157,7 @@ class CoordServer:
             tick_interval=s.tick_ms / 1000,
             heartbeat_ticks=s.heartbeat_ms // s.tick_ms,
             election_ticks=s.election_ms // s.tick_ms,
+            lost_leader_ticks=max(1, round(LOST_LEADER_SECONDS * 1000 / s.tick_ms)),
             snapshot_entries=s.snapshot_entries,
             snapshot_catchup_entries=max(50, s.snapshot_entries // 2),
             peer_overrides=dict(s.peer_overrides),
