@@ -591,11 +591,15 @@ class StateMachine:
 
         The cyclic collector is off meanwhile: the million record tuples of a large store
         triggered collection after collection that found nothing to free (about 15% of
-        a restore's CPU at 1M keys); the caller's next collection sees them once."""
+        a restore's CPU at 1M keys). The restored state is long-lived: it is frozen
+        (gc_policy.py Rule 1) rather than left for the next young collection to walk
+        (a second-long pause of a learner after installing a 1M-key snapshot)."""
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return cls._restore(data, session_retention)
+            restored = cls._restore(data, session_retention)
+            gc.freeze()
+            return restored
         finally:
             if enabled:
                 gc.enable()
