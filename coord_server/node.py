@@ -67,6 +67,23 @@ __all__ = ["LAZY_PROPOSAL_DELAY", "DurableLog", "Node", "NodeConfig", "Transport
 log = logging.getLogger("coord.node")
 
 
+CATCH_UP_TICKS = 2
+"""A ticker that wakes more than this many ticks late does not tick for the time it
+missed: it ticks once and goes on from now. The member was stalled (its process got
+no CPU, or its loop was busy) and could not have heard a heartbeat meanwhile: counting
+that time towards an election timeout would make a follower campaign because of its
+own stall (README "Timing"). The Raft clock so runs slow on a starved member, which
+delays only that member's own campaign."""
+
+
+LOST_LEADER_SECONDS = 0.3
+"""How soon (randomised up to twice) a follower campaigns once its connection from the
+leader broke: a leader whose process died is replaced in well under a second, while a
+leader that is alive but stalled keeps its connections and gets the whole election
+timeout (README "Timing"). Long enough for a leader that only replaced its stream to
+send its next heartbeat on the new one."""
+
+
 class DurableLog(Storage, Protocol):
     """The core's read-only Storage plus the writes the node makes (DiskStorage)."""
 
@@ -104,7 +121,12 @@ class NodeConfig:
     heartbeat_ticks: int = 5
     """Ticks between heartbeats: 5 x 20 ms = 100 ms (DESIGN.md default)."""
     election_ticks: int = 15
-    """Base election timeout in ticks: 15 x 20 ms = 300 ms, randomised up to 600 ms."""
+    """Base election timeout in ticks, randomised up to twice. The server passes
+    settings.election_ms (1,000 ms by default, settings.py says why); this default,
+    15 x 20 ms = 300 ms, serves in-process tests."""
+    lost_leader_ticks: int = 15
+    """Ticks (randomised up to twice) after which a follower campaigns once its
+    connection from the leader broke (RaftCore.leader_lost): LOST_LEADER_SECONDS."""
     snapshot_entries: int = 100_000
     """Take a snapshot after this many applied entries since the last one."""
     snapshot_catchup_entries: int = 5_000
@@ -286,6 +308,13 @@ class Node:
     def report_unreachable(self, node_id: int) -> None:
         self.core.report_unreachable(node_id)
 
+    def peer_link_lost(self, node_id: int) -> None:
+        """The stream on which ``node_id`` sent us its messages broke (the transport calls
+        this). From the leader, it most likely died: campaign soon (RaftCore.leader_lost)."""
+        if not self._stopping and node_id == self.core.lead:
+            self.core.leader_lost(node_id, self.config.lost_leader_ticks)
+            self._wake.set()
+
     def report_snapshot(self, node_id: int, failed: bool) -> None:
         self.core.report_snapshot(node_id, failed)
         self._wake.set()
@@ -297,8 +326,8 @@ class Node:
         while not self._stopping:
             next_at += interval
             delay = next_at - clock.time()
-            if delay < -interval * 10:
-                next_at = clock.time()  # the loop was blocked; do not burst-tick
+            if delay < -interval * CATCH_UP_TICKS:
+                next_at = clock.time()  # this member was stalled: that time is not counted
                 self.lease_timers.postpone(-delay)  # renewals may wait unread meanwhile (lease_timer.py Rule 7)
             await asyncio.sleep(max(0.0, delay))
             self.core.tick()
