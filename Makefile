@@ -81,9 +81,10 @@ syncgen: $(STAMP)
 	$(VPY) tools/syncgen.py
 
 # test: the whole suite, after proto-check and a strict type check of the client library
-# (it ships py.typed). This is what CI runs (.ci/run).
+# (it ships py.typed) and of the server (services see their member only through the
+# typed face, coord_server/member.py). This is what CI runs (.ci/run).
 test: proto-check
-	$(VPY) -m mypy coord_client
+	$(VPY) -m mypy coord_client coord_server
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
 
 # sim: the seeded Raft simulation tests; SEED=S replays one seed, SEEDS=N runs N seeds.

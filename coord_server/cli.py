@@ -16,24 +16,24 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from coord_server.settings import SettingsError, load_settings
+from coord_server.settings import ServerSettings, SettingsError, load_settings
 
 
-async def _serve(settings: object) -> int:
+async def _serve(settings: ServerSettings) -> int:
     from coord_server.server import CoordServer
 
-    server = CoordServer(settings)  # type: ignore[arg-type]
+    server = CoordServer(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
     loop.add_signal_handler(signal.SIGHUP, server.reload_certificates)  # docs/security.md
-    peers = f", peers on {server.settings.peer_listen}" if server.settings.peer_listen else ""  # type: ignore[attr-defined]
-    if server.settings.log_format == "json":  # type: ignore[attr-defined]
-        logging.getLogger("coord.server").info("serving on %s%s", server.settings.listen, peers)  # type: ignore[attr-defined]
+    peers = f", peers on {server.settings.peer_listen}" if server.settings.peer_listen else ""
+    if server.settings.log_format == "json":
+        logging.getLogger("coord.server").info("serving on %s%s", server.settings.listen, peers)
     else:
-        print(f"coord-server: serving on {server.settings.listen}{peers}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+        print(f"coord-server: serving on {server.settings.listen}{peers}", file=sys.stderr, flush=True)
     assert server.node is not None
     while not stop.is_set():
         try:

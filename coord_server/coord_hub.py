@@ -27,13 +27,16 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coord.v1 import election_pb2, ring_pb2
 from coord_server.errors import CoordError, FailedPrecondition, NotFound, Unavailable
 from coord_server.state.elections import CandidateGone, LeaderChange
 from coord_server.state.locks import LockGrant, LockWaitEnd
 from coord_server.state.rings import RingChange
+
+if TYPE_CHECKING:
+    from coord_server.node import Node
 
 log = logging.getLogger("coord.coord_hub")
 
@@ -80,7 +83,7 @@ class Feed:
 class CoordHub:
     """Create once per node, before serving (``add_services`` does)."""
 
-    def __init__(self, node: Any, *, max_pending: int = DEFAULT_MAX_PENDING,
+    def __init__(self, node: Node, *, max_pending: int = DEFAULT_MAX_PENDING,
                  leaderless_timeout: float | None = None) -> None:
         self.node = node
         self.max_pending = max_pending

@@ -20,11 +20,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpc_health.v1 import health, health_pb2
 
 from coord_server.auth.rules import Access, SERVICE_RULES
+
+if TYPE_CHECKING:
+    from coord_server.node import Node
 
 log = logging.getLogger("coord.health")
 
@@ -34,7 +37,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 ALWAYS_SERVING = ("coord.raft.v1.Raft",)
 
 
-def can_serve(node: Any) -> tuple[bool, str]:
+def can_serve(node: Node) -> tuple[bool, str]:
     """Whether ``node`` can serve clients now, and if not, why."""
     if node.failed is not None:
         return False, "the member has failed"
@@ -46,22 +49,25 @@ def can_serve(node: Any) -> tuple[bool, str]:
     return True, ""
 
 
-class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
+class HealthServicer(health.aio.HealthServicer):
     """grpc's servicer, NOT_SERVING until told otherwise (grpc's starts SERVING), with
     List (grpc's answers UNIMPLEMENTED and logs an error)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._server_status[""] = NOT_SERVING
+        # grpc's servicer keeps the statuses in _server_status, which its stubs do not declare.
+        self._server_status[""] = NOT_SERVING  # type: ignore[attr-defined]
 
     async def List(self, request: Any, context: Any) -> Any:
-        return health_pb2.HealthListResponse(
-            statuses={name: health_pb2.HealthCheckResponse(status=status) for name, status in self._server_status.items()}
+        statuses = self._server_status.items()  # type: ignore[attr-defined]  # (see __init__)
+        # types-grpcio-health-checking predates List: its health_pb2 stub has no HealthListResponse.
+        return health_pb2.HealthListResponse(  # type: ignore[attr-defined]
+            statuses={name: health_pb2.HealthCheckResponse(status=status) for name, status in statuses}
         )
 
 
 class MemberHealth:
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.servicer = HealthServicer()
         self._services: list[str] = []

@@ -5,7 +5,10 @@ one member's log sees every election it lived through."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coord_server.node import Node
 
 log = logging.getLogger("coord.node")
 
@@ -13,7 +16,7 @@ log = logging.getLogger("coord.node")
 class LeaderLog:
     """Remembers the last (role, leader) reported for ``node`` and logs changes."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self._last: tuple[Any, int] | None = None
 

@@ -19,13 +19,18 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from coord_server.raft import Role
+
+if TYPE_CHECKING:
+    from coord_server.loop_lag import LoopLag
+    from coord_server.node import Node
+    from coord_server.watch import WatchHub
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: noise on every counter, used by no dashboard
 
@@ -44,8 +49,12 @@ class NodeMetrics:
     """The metrics of one member. The Node calls the ``on_*`` methods; ``registry`` is
     what the HTTP endpoint exposes."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
+        self.loop_lag: LoopLag | None = None
+        """Its longest stall is exported once attached (``attach_loop_lag``)."""
+        self.watch_hub: WatchHub | None = None
+        """Its watcher count is exported once attached (``attach_watch_hub``)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.entries_committed = Counter(
@@ -87,7 +96,7 @@ class NodeMetrics:
         )
         for origin in ("local", "leader"):
             self.snapshots.labels(origin)
-        r.register(_StateCollector(node))
+        r.register(_StateCollector(self))
         self._pending_commits: deque[tuple[int, float]] = deque()
         """(last index of a proposal batch, when it was proposed), in index order."""
         self._last_leader = 0
@@ -114,10 +123,14 @@ class NodeMetrics:
         if role != Role.LEADER:
             self._pending_commits.clear()  # those batches commit under another leader, if at all
 
-    def attach_loop_lag(self, lag: Any) -> None:
+    def attach_loop_lag(self, lag: LoopLag) -> None:
         """Feed the histogram from a LoopLag and export its longest stall."""
         lag.on_sample = self.loop_lag_seconds.observe
-        self.node.loop_lag = lag
+        self.loop_lag = lag
+
+    def attach_watch_hub(self, hub: WatchHub) -> None:
+        """Export the member's watcher count."""
+        self.watch_hub = hub
 
     # -------------------------------------------------- called by the peer transport
 
@@ -137,7 +150,7 @@ class NodeMetrics:
         child.observe(time.monotonic() - sent)
 
 
-def _peer_label(node: Any, peer: int) -> str:
+def _peer_label(node: Node, peer: int) -> str:
     """A peer's member name when the member table knows it, else its id in hex."""
     for member in node.state.members():
         if member.id == peer and member.name:
@@ -148,14 +161,14 @@ def _peer_label(node: Any, peer: int) -> str:
 class _StateCollector(Collector):
     """Gauges read from the member's state at scrape time (on the event loop)."""
 
-    def __init__(self, node: Any) -> None:
-        self.node = node
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self.metrics = metrics
 
     def describe(self) -> list[Metric]:
         return []  # unchecked: names come from collect(), which must not run at register time
 
     def collect(self) -> Iterator[Metric]:
-        node = self.node
+        node = self.metrics.node
         core = node.core
         config = node.config
         yield _gauge("coord_member_info", "Always 1; labels name this member and its cluster.", 1,
@@ -182,11 +195,11 @@ class _StateCollector(Collector):
             sizes = usage()
             yield _gauge("coord_log_size_bytes", "Bytes of log segments on disk.", sizes.get("wal_bytes", 0))
             yield _gauge("coord_snapshot_size_bytes", "Bytes of snapshot files on disk.", sizes.get("snapshot_bytes", 0))
-        lag = getattr(node, "loop_lag", None)
+        lag = self.metrics.loop_lag
         if lag is not None:
             yield _gauge("coord_event_loop_longest_stall_seconds", "The longest time the event loop "
                          "could not run anything since the member started.", lag.longest)
-        hub = getattr(node, "watch_hub", None)
+        hub = self.metrics.watch_hub
         if hub is not None:
             yield _gauge("coord_watchers", "Watchers open on this member.", hub.watcher_count)
         state = node.state

@@ -32,12 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import grpc
-
 from coord.raft.v1 import command_pb2
 from coord_server.clock import LOOP_CLOCK, Clock
 from coord_server.commit_notices import CommitNotices
-from coord_server.errors import CoordError, FailedPrecondition, NotFound, Unavailable, wire_code
+from coord_server.errors import CoordError, FailedPrecondition, NotFound, Unavailable
 from coord_server.forwards import Forwarder
 from coord_server.leaderless import Leaderless
 from coord_server.lease_timer import LeaseTimers
@@ -366,10 +364,8 @@ class Node:
             if isinstance(outcome, command_pb2.CommandResult):
                 results.append(outcome)
             else:
-                code = getattr(outcome, "code", grpc.StatusCode.UNAVAILABLE)
-                results.append(command_pb2.CommandResult(
-                    error=command_pb2.CommandError(code=wire_code(code), message=str(outcome))
-                ))
+                error = outcome if isinstance(outcome, CoordError) else Unavailable(str(outcome))
+                results.append(command_pb2.CommandResult(error=error.to_proto()))
         return results
 
     async def propose_local(self, data: bytes) -> command_pb2.CommandResult:

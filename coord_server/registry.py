@@ -14,7 +14,7 @@ until the handler is made listable.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -22,8 +22,9 @@ import grpc
 OPAQUE = "/<opaque generic handler>/?"
 
 
-class RecordingServer:
-    """A grpc.aio.Server that remembers every method registered on it (module docstring)."""
+class RecordingServer(grpc.aio.Server):
+    """A grpc.aio.Server that remembers every method registered on it (module docstring);
+    everything else is the wrapped server's."""
 
     def __init__(self, server: grpc.aio.Server, port: str) -> None:
         self.server = server
@@ -32,8 +33,8 @@ class RecordingServer:
         self.methods: dict[str, Any] = {}
         """full method name (``/pkg.Service/Method``) -> its RpcMethodHandler."""
 
-    def add_generic_rpc_handlers(self, handlers: Iterable[Any]) -> None:
-        handlers = tuple(handlers)
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        handlers = tuple(generic_rpc_handlers)
         for handler in handlers:
             table = getattr(handler, "_method_handlers", None)
             if isinstance(table, dict):
@@ -42,14 +43,28 @@ class RecordingServer:
                 self.methods[OPAQUE] = handler
         self.server.add_generic_rpc_handlers(handlers)
 
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
-        for method, handler in handlers.items():
-            self.methods[f"/{service}/{method}"] = handler
-        self.server.add_registered_method_handlers(service, handlers)
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        for method, handler in method_handlers.items():
+            self.methods[f"/{service_name}/{method}"] = handler
+        self.server.add_registered_method_handlers(service_name, method_handlers)
 
     def services(self) -> list[str]:
         """Full names of the services registered, sorted."""
         return sorted({m.lstrip("/").partition("/")[0] for m in self.methods if m != OPAQUE})
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.server, name)
+    def add_insecure_port(self, address: str) -> int:
+        return self.server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self.server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self.server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return await self.server.wait_for_termination(timeout)

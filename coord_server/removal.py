@@ -64,6 +64,7 @@ class Removed:
 
 
 if TYPE_CHECKING:
+    from coord_server.node import Node
     Handler = grpc.RpcMethodHandler[Any, Any]
 MemberLister = Callable[[str], Awaitable[list[cluster_pb2.Member] | None]]
 
@@ -83,7 +84,7 @@ async def ask_members(address: str) -> list[cluster_pb2.Member] | None:
 class RemovalWatch:
     """Watches ``node`` for its removal and, once removed, idles it (module rules)."""
 
-    def __init__(self, node: Any, name: str, lister: MemberLister = ask_members) -> None:
+    def __init__(self, node: Node, name: str, lister: MemberLister = ask_members) -> None:
         self.node = node
         self.name = name
         self.lister = lister

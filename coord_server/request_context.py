@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from coord_server.errors import grpc_status
+from coord_server.errors import Code
 
 current_call: contextvars.ContextVar[grpc.HandlerCallDetails | None] = contextvars.ContextVar(
     "coord_current_call", default=None
@@ -70,7 +70,7 @@ def _code_name(context: Any, default: str) -> str:
         return default
     if isinstance(code, grpc.StatusCode):
         return str(code.name)
-    return str(grpc_status(code).name)
+    return Code.of(int(code)).name
 
 
 if TYPE_CHECKING:

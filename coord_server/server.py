@@ -18,18 +18,20 @@ import asyncio
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from coord.raft.v1 import command_pb2, raft_pb2_grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
 from coord_server import http as http_surfaces
+from coord_server.coord_hub import CoordHub
 from coord_server.gc_policy import GcPolicy
 from coord_server.loop_lag import LoopLag
 from coord_server.logs import set_term_source
+from coord_server.member import NodeMember, transfer_target
 from coord_server.node import Node, NodeConfig
 from coord_server.request_context import RequestInterceptor
 from coord_server.settings import ServerSettings, SettingsError, cluster_id_of, member_id_of
@@ -40,8 +42,10 @@ from coord_server.transport.peer_auth import PeerCredentials, PeerGuard, member_
 from coord_server.tls_reload import CertificateWatcher, client_listener, peer_listener
 from coord_server.tls import ClientListenerTLS, PeerTLS
 from coord_server.transport import PeerTransport, RaftPeerService
+from coord_server.services import UnaryBatcher
 from coord_server.services.common import SERVER_OPTIONS as PUBLIC_SERVER_OPTIONS
 from coord_server.transport.grpc_peer import SERVER_OPTIONS
+from coord_server.watch import WatchHub
 
 log = logging.getLogger("coord.server")
 
@@ -53,6 +57,8 @@ class CoordServer:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.node: Node | None = None
+        self.member: NodeMember | None = None
+        """What the services see of ``node`` (coord_server/member.py)."""
         self.grpc_server: grpc.aio.Server | None = None
         self.transport: PeerTransport | None = None
         self.storage: Any = None
@@ -179,14 +185,23 @@ class CoordServer:
         from coord_server.health import MemberHealth
         from coord_server.removal import RemovalWatch, RemovedInterceptor
 
-        # Auth.Enable refuses while this member's peer service would accept anyone.
-        node.peers_authenticated = bool(s.peer_secret_file or (s.peer_listen and s.peer_cert_file))
+        # What the services see of this member (coord_server/member.py): the node behind a
+        # typed face, with the hubs that feed waiting calls and streams.
+        watch_hub = WatchHub(node)
+        watch_hub.max_watchers_per_stream = s.max_watches_per_stream
+        if self.metrics is not None:
+            self.metrics.attach_watch_hub(watch_hub)
+        member = self.member = NodeMember(
+            node, watch_hub, CoordHub(node), UnaryBatcher,
+            # Auth.Enable refuses while this member's peer service would accept anyone.
+            peers_authenticated=bool(s.peer_secret_file or (s.peer_listen and s.peer_cert_file)),
+        )
         self.removal = RemovalWatch(node, s.name)
         interceptors.append(RemovedInterceptor(self.removal))
         name_of = member_names(node, initial_members)
         secret = s.peer_secret
         client_guard = PeerGuard(secret, name_of, check_names=False) if secret is not None else None
-        admission = build_interceptor(s, node, client_guard)
+        admission = build_interceptor(s, member, client_guard)
         # With a peer port of its own, the client port serves only the public API and
         # gets its receive limit; otherwise it also carries Raft, with the peers' limits.
         client_options = PUBLIC_SERVER_OPTIONS if s.peer_listen else SERVER_OPTIONS
@@ -195,13 +210,12 @@ class CoordServer:
             "client",
         )
         self.registries["client"] = server
-        from coord_server.services import add_services
+        from coord_server.services import add_services  # looked up now: tests add a service
 
-        forward = add_services(server, node)  # type: ignore[arg-type]
+        forward = add_services(server, member)
         from coord_server.etcd import add_etcd_services
 
-        add_etcd_services(server, node, admission)  # type: ignore[arg-type]  # etcd's v3 API (docs/etcd.md)
-        node.watch_hub.max_watchers_per_stream = s.max_watches_per_stream
+        add_etcd_services(server, member, admission)  # etcd's v3 API (docs/etcd.md)
         raft_service = RaftPeerService(cluster_id, member_id, node.step, forward)
         self.health = MemberHealth(node)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
@@ -214,21 +228,19 @@ class CoordServer:
                 if secret is not None or peer_tls is not None else None
             )
             peer_server = RecordingServer(
-                grpc.aio.server(options=SERVER_OPTIONS, interceptors=[*interceptors, build_interceptor(s, node, peer_guard)]),
+                grpc.aio.server(options=SERVER_OPTIONS, interceptors=[*interceptors, build_interceptor(s, member, peer_guard)]),
                 "peer",
             )
             self.registries["peer"] = peer_server
-            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, peer_server)  # type: ignore[arg-type]
+            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, peer_server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, peer_server)
             peer_tls_listener = peer_listener(s, self.transport)
             self.peer_port = _add_port(peer_server, "peer_listen", s.peer_listen, peer_tls_listener)
-            self.peer_server = peer_server  # type: ignore[assignment]
+            self.peer_server = peer_server
         else:
-            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, server)  # type: ignore[arg-type]
+            raft_pb2_grpc.add_RaftServicer_to_server(raft_service, server)
         # Reflection describes exactly what this port registered (and itself).
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-            reflection.aio.ReflectionServicer([*server.services(), reflection.SERVICE_NAME]), server  # type: ignore[arg-type]
-        )
+        reflection.enable_server_reflection([*server.services(), reflection.SERVICE_NAME], server)
         client_tls_listener = client_listener(s)
         self.port = _add_port(server, "listen", s.listen, client_tls_listener)
         self.certificates = CertificateWatcher(
@@ -238,7 +250,7 @@ class CoordServer:
             from coord_server.http.loopback import bind_loopback
 
             self._http_loopback = bind_loopback(
-                server, self.port, tls=client_tls is not None, data_dir=s.data_directory)  # type: ignore[arg-type]
+                server, self.port, tls=client_tls is not None, data_dir=s.data_directory)
         # Before serving anything: a metrics port that is taken stops the start-up.
         if self.metrics is not None:
             from coord_server.metrics_http import MetricsServer
@@ -248,7 +260,7 @@ class CoordServer:
         if self.peer_server is not None:
             await self.peer_server.start()
         await server.start()
-        self.grpc_server = server  # type: ignore[assignment]
+        self.grpc_server = server
         if s.http_listen:
             self.http = _http_listener(s, self._http_loopback)
             if client_tls_listener is not None:  # HTTPS follows the client port's reloads
@@ -268,7 +280,7 @@ class CoordServer:
         self.removal.start()
         from coord_server.auth.bootstrap import start_bootstrap
 
-        self.auth_bootstrap = start_bootstrap(node, s.auth)  # the auth file as the first auth state
+        self.auth_bootstrap = start_bootstrap(member, s.auth)  # the auth file as the first auth state
         log.info(
             "member %s (%#x) of cluster %#x serving clients on %s%s%s, data in %s",
             s.name, member_id, cluster_id, s.listen, " (TLS)" if client_tls else "",
@@ -297,12 +309,11 @@ class CoordServer:
         if self.health is not None:
             await self.health.stop()
         await self._hand_over_leadership()
-        for hub_name in ("watch_hub", "coord_hub"):
+        if self.member is not None:
             # Open streams (watches, observers, lock waiters) end now rather than holding
             # the shutdown for the whole grace period.
-            hub = getattr(self.node, hub_name, None)
-            if hub is not None:
-                await hub.close()
+            await self.member.watch_hub.close()
+            await self.member.coord_hub.close()
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace)
         if self.peer_server is not None:
@@ -326,11 +337,9 @@ class CoordServer:
         node = self.node
         if node is None or node.failed is not None or not node.is_leader:
             return
-        status = node.core.status()
-        voters = [(p.match, nid) for nid, p in status.progress.items() if nid != node.id and nid in status.conf_state.voters]
-        if not voters:
+        target = transfer_target(node)
+        if target is None:
             return
-        _, target = max(voters)
         try:
             node.transfer_leadership(target)
         except Exception as err:  # noqa: BLE001 - stopping anyway
@@ -343,7 +352,13 @@ class CoordServer:
         log.info("stopping: leadership %s to %#x", "handed over" if node.leader_id == target else "not handed over in time", target)
 
 
-def _add_port(server: Any, label: str, address: str, tls: ClientListenerTLS | PeerTLS | None) -> int:
+class _ServerTLS(Protocol):
+    """A listener's TLS material (tls.py, or tls_reload.py's reloading kind)."""
+
+    def server_credentials(self) -> grpc.ServerCredentials: ...
+
+
+def _add_port(server: grpc.aio.Server, label: str, address: str, tls: _ServerTLS | None) -> int:
     """Bind ``address`` (with TLS when given); a clear SettingsError when it cannot be bound."""
     if tls is None:
         port = server.add_insecure_port(address)
@@ -375,7 +390,7 @@ def _read_identity(directory: str) -> dict[str, Any] | None:
     path = os.path.join(directory, IDENTITY_FILE)
     try:
         with open(path) as f:
-            data = json.load(f)
+            data: dict[str, Any] = json.load(f)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:

@@ -392,11 +392,12 @@ def load_settings(argv: list[str] | None = None) -> ServerSettings:
         overrides = [overrides]
     if isinstance(overrides, list) and all(isinstance(item, str) for item in overrides):
         values["peer_overrides"] = parse_initial_cluster(",".join(overrides), "peer_overrides")
-    for f in fields(ServerSettings):
-        expected = dict if f.name in ("initial_cluster", "initial_cluster_clients", "peer_overrides") else type(f.default)
-        if f.name in values and not isinstance(values[f.name], expected):
+    for setting in fields(ServerSettings):
+        name = setting.name
+        expected = dict if name in ("initial_cluster", "initial_cluster_clients", "peer_overrides") else type(setting.default)
+        if name in values and not isinstance(values[name], expected):
             raise SettingsError(
-                f"{f.name} must be {expected.__name__}, got {values[f.name]!r}"
+                f"{name} must be {expected.__name__}, got {values[name]!r}"
             )
     settings = ServerSettings(**values)
     settings.validate()

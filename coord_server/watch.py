@@ -41,15 +41,18 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from coord.v1 import common_pb2, kv_pb2
 from coord_server.errors import CoordError, ResourceExhausted, Unavailable
 from coord_server.state import keys as keyspan
-from coord_server.state.errors import Compacted, StateError
+from coord_server.errors import Compacted, CoordError
 from coord_server.state.limits import MAX_KEY_BYTES
+
+if TYPE_CHECKING:
+    from coord_server.node import Node
 
 log = logging.getLogger("coord.watch")
 
@@ -143,7 +146,7 @@ class WatchHub:
 
     def __init__(
         self,
-        node: Any,
+        node: Node,
         *,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
@@ -331,7 +334,7 @@ class WatchHub:
             except Compacted as err:
                 self._refuse(stream, watch_id, str(err), compacted_revision=err.compact_revision)
                 return
-            except StateError as err:
+            except CoordError as err:
                 self._refuse(stream, watch_id, err.message)
                 return
         w = _Watcher(stream, watch_id, req, start)

@@ -551,7 +551,7 @@ class AsyncClient:
         """Check each endpoint (default: the configured ones) through grpc.health.v1
         alone, which needs no token: healthy when it answers SERVING, which a member does
         while it is a member of its cluster and knows a leader."""
-        from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         per_call = timeout if timeout is not None else min(self._transport.timeout, 3.0)
 
@@ -559,7 +559,8 @@ class AsyncClient:
             start = time.monotonic()
             try:
                 stub = health_pb2_grpc.HealthStub(self._transport.stubs(address).channel)
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=per_call)
+                # types-grpcio-health-checking declares HealthStub without its methods.
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=per_call)  # type: ignore[attr-defined]
                 if reply.status != health_pb2.HealthCheckResponse.SERVING:
                     return EndpointHealth(address, False, time.monotonic() - start, "not serving (no leader, or not a member)")
                 return EndpointHealth(address, True, time.monotonic() - start)

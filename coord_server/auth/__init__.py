@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .admission import CURRENT, Admission, PermissionDenied, Unauthenticated, check_pipeline_op
+from coord_server.errors import PermissionDenied, Unauthenticated
+
+from .admission import CURRENT, Admission, check_pipeline_op
 from coord_server.state.permissions import Principal
+from coord_server.member import Member
 
 from .config import AuthConfig, AuthFileError, load_auth_file, parse_auth, token_digest
 from .interceptor import AdmissionInterceptor
@@ -21,7 +24,7 @@ __all__ = [
 ]
 
 
-def build_interceptor(settings: Any, node: Any, peer_guard: Any = None) -> AdmissionInterceptor:
+def build_interceptor(settings: Any, node: Member, peer_guard: Any = None) -> AdmissionInterceptor:
     """The interceptor for one port of a member with ``settings`` (its loaded ``auth``,
     quota_bytes, max_leases_per_client); ``peer_guard`` checks that port's peer calls."""
     return AdmissionInterceptor(

@@ -12,21 +12,11 @@ import contextvars
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
-from coord_server.errors import CoordError
+from coord_server.errors import PermissionDenied, Unauthenticated
 from coord_server.state.permissions import Need, Principal, kv_op_needs
 
 from .quota import Quota
 from .requirements import needs_of
-
-
-class Unauthenticated(CoordError):
-    code = grpc.StatusCode.UNAUTHENTICATED
-
-
-class PermissionDenied(CoordError):
-    code = grpc.StatusCode.PERMISSION_DENIED
 
 
 @dataclass(frozen=True)

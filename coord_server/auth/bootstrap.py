@@ -14,19 +14,18 @@ import asyncio
 import logging
 from typing import Any
 
-import grpc
-
 from coord.raft.v1 import command_pb2
-from coord_server.errors import CoordError
+from coord_server.errors import Code, CoordError
 from coord_server.services.common import propose_within
 from coord_server.state.auth import permission_proto
+from coord_server.member import Member
 
 from .config import AuthConfig
 
 log = logging.getLogger("coord.auth")
 
 RETRY_DELAY = 0.5
-RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+RETRIED = (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED)
 """No leader yet, or the proposal's outcome is unknown: propose again (a second copy
 applied is a no-op)."""
 
@@ -44,7 +43,7 @@ def bootstrap_record(config: AuthConfig) -> command_pb2.AuthRecord:
     return record
 
 
-async def bootstrap_auth(node: Any, config: AuthConfig) -> None:
+async def bootstrap_auth(node: Member, config: AuthConfig) -> None:
     """Propose ``config`` as the first auth state until some auth state is applied."""
     command = command_pb2.Command(auth_bootstrap=bootstrap_record(config))
     while not node.state.auth.initialised:
@@ -61,7 +60,7 @@ async def bootstrap_auth(node: Any, config: AuthConfig) -> None:
         await asyncio.sleep(RETRY_DELAY)
 
 
-def start_bootstrap(node: Any, config: AuthConfig | None) -> asyncio.Task[None] | None:
+def start_bootstrap(node: Member, config: AuthConfig | None) -> asyncio.Task[None] | None:
     """The bootstrap as a background task, when there is an auth file and no auth state."""
     if config is None or node.state.auth.initialised:
         return None

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from coord_server.decoding import decoding_checked
-from coord_server.errors import CoordError, grpc_status
+from coord_server.errors import CoordError, PermissionDenied, Unauthenticated, error_of
 from coord_server.request_context import current_user, recheck_after_read
 from coord_server.services.common import abort, read_barrier
 
-from .admission import CURRENT, Admission, PermissionDenied, Unauthenticated
+from .admission import CURRENT, Admission
 from .lease_owner import check_lease_owner
 from .quota import QUOTA_CHECKED_METHODS, LeaseLimit, Quota
 from .requirements import LEASE_REVOKE, LEASE_TIME_TO_LIVE
@@ -311,15 +311,15 @@ def _admitted_first(handler: Handler, admit: Callable[[Any], Any], catch_up: Cal
             admit(context)
             return False
         except Exception as exc:  # noqa: BLE001 - its code and message are the answer
-            error = Unauthenticated(str(getattr(exc, "message", exc)))
-            error.code = grpc_status(getattr(exc, "code", grpc.StatusCode.UNAUTHENTICATED))
+            # Its code and message only (no coord-leader hint: nothing ran).
+            error = error_of(exc.code, exc.message) if isinstance(exc, CoordError) else Unauthenticated(str(exc))
             if streaming_in:
                 await _refuse_stream(request, context, error)
             await abort(context, error)
             return True
 
     inners = (handler.unary_unary, handler.unary_stream, handler.stream_unary, handler.stream_stream)
-    inner = next(i for i in inners if i is not None)
+    inner: Callable[..., Any] = next(i for i in inners if i is not None)
     streaming_in = handler.stream_unary is not None or handler.stream_stream is not None
     if inspect.isasyncgenfunction(inner):
 

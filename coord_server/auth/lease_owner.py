@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from coord_server.member import Member
 from coord_server.services.common import read_barrier
 from coord_server.state import authorize
-from coord_server.state.errors import PermissionDenied as Refused
 
-from .admission import Admission, PermissionDenied
+from .admission import Admission
 
 LEASE_OWNED_METHODS = frozenset({
     "/coord.v1.Lease/Revoke", "/coord.v1.Lease/TimeToLive", "/coord.v1.Lease/KeepAlive",
 })
 
 
-async def check_lease_owner(admission: Admission, node: Any, lease_id: int, context: Any = None) -> None:
+async def check_lease_owner(admission: Admission, node: Member, lease_id: int, context: Any = None) -> None:
     """PERMISSION_DENIED unless the caller owns lease ``lease_id`` (or is an admin, or auth
     is off). A lease this member does not know yet (granted on the leader, not applied
     here) is looked up again after a ReadIndex round; one that does not exist passes
@@ -32,7 +32,4 @@ async def check_lease_owner(admission: Admission, node: Any, lease_id: int, cont
         return
     if node.state.lease_owner(lease_id) is None:
         await read_barrier(node, context)
-    try:
-        authorize.check_lease_owner(principal, lease_id, node.state)
-    except Refused as err:
-        raise PermissionDenied(str(err)) from None
+    authorize.check_lease_owner(principal, lease_id, node.state)  # PermissionDenied

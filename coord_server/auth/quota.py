@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 from coord.v1 import kv_pb2
-from coord_server.errors import ResourceExhausted
+from coord_server.errors import QuotaExhausted, ResourceExhausted
+from coord_server.member import Member
 
 
 _GROWING_METHODS = frozenset({
@@ -58,7 +59,7 @@ def op_grows(which: str, request: Any) -> bool:
 class Quota:
     """The size quota of one member's state (0: no quota)."""
 
-    def __init__(self, node: Any, quota_bytes: int) -> None:
+    def __init__(self, node: Member, quota_bytes: int) -> None:
         self.node = node
         self.quota_bytes = quota_bytes
 
@@ -79,7 +80,7 @@ class Quota:
 
     def _refuse_if_exceeded(self) -> None:
         if self.exceeded():
-            raise ResourceExhausted(
+            raise QuotaExhausted(
                 f"the backend quota is exhausted: the store keeps {self.node.state.size_bytes} bytes, "
                 f"over the {self.quota_bytes}-byte quota (--quota-bytes); delete keys and compact "
                 "to free space (deletes, compaction and lease revokes still work)"
@@ -96,7 +97,7 @@ class LeaseLimit:
     commit from the next append, or up to 2 ms later, commit_notices.py), and would look
     revoked."""
 
-    def __init__(self, node: Any, limit: int) -> None:
+    def __init__(self, node: Member, limit: int) -> None:
         self.node = node
         self.limit = limit
         self._granted: dict[str, set[int]] = {}

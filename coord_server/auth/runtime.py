@@ -22,16 +22,17 @@ from typing import Any
 
 from coord_server.services.common import bounded, read_barrier, timeout_of
 from coord_server.state.permissions import Principal
+from coord_server.member import Member
 
 from .config import AuthConfig
 from .passwords import token_sha256
 
 
 class RuntimeAuth:
-    def __init__(self, node: Any, bootstrap: AuthConfig | None) -> None:
+    def __init__(self, node: Member, bootstrap: AuthConfig | None) -> None:
         self.node = node
         self.bootstrap = bootstrap
-        self._startup_commit: int = node.core.log.committed
+        self._startup_commit: int = node.commit_index
         self.caught_up = False
         """Set once ``catch_up`` passed; from then on a lag is the ordinary one that
         ReadIndex and the apply-time check take care of."""

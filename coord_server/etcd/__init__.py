@@ -18,6 +18,7 @@ from coord.etcd.v3electionpb import v3election_pb2_grpc
 from coord.etcd.v3lockpb import v3lock_pb2_grpc
 from coord_server.services import ClusterService, KVService, LeaseService
 from coord_server.services.auth import AuthService
+from coord_server.member import Member
 
 from .calls import CoordCalls
 from .auth import METHODS as AUTH_METHODS
@@ -62,7 +63,7 @@ COORD_EQUIVALENTS = {
 they make; every other etcd call needs an admin role when auth is on)."""
 
 
-def add_etcd_services(server: grpc.aio.Server, node: Any, interceptor: Any) -> None:
+def add_etcd_services(server: grpc.aio.Server, node: Member, interceptor: Any) -> None:
     """Register etcd's services for ``node`` (after coord's: they share its WatchHub),
     checked by ``interceptor`` (the member's AdmissionInterceptor, or None)."""
     calls = CoordCalls(interceptor)

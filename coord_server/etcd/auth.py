@@ -18,6 +18,7 @@ from coord.etcd.authpb import auth_pb2 as authpb
 from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import auth_pb2
+from coord_server.member import Member
 
 from . import convert, errors
 from .calls import CoordCalls
@@ -105,7 +106,7 @@ def auth_error(err: EtcdError, method: str) -> EtcdError:
 class EtcdAuth(etcd_grpc.AuthServicer):
     """etcd's Auth service (see the module docstring)."""
 
-    def __init__(self, node: Any, interceptor: Any, calls: CoordCalls) -> None:
+    def __init__(self, node: Member, interceptor: Any, calls: CoordCalls) -> None:
         self.node = node
         self.interceptor = interceptor
         self.calls = calls

@@ -7,18 +7,22 @@ decided twice, so the two APIs cannot drift apart.
 
 ``CallContext`` stands in for the servicer context of that inner call: it passes deadline
 and metadata through (etcd's ``token`` metadata becomes coord's bearer token), and turns
-the inner servicer's abort into a ``CoordAbort`` that the etcd side translates.
+the inner servicer's abort into a ``CoordAbort`` carrying the error the servicer answered
+with (its class names the cause), which the etcd side translates.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from coord_server.auth.rules import Access, access_of
+from coord_server.errors import CoordError, error_of
 from coord_server.services.common import status_of
+from coord_server.status import code_of, grpc_status
 
 from .errors import EtcdError, translate
 
@@ -29,12 +33,19 @@ ETCD_TOKEN_METADATA_KEY = "token"
 
 
 class CoordAbort(Exception):
-    """The inner coord call ended with a status."""
+    """The inner coord call ended with ``error``."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(self, error: CoordError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def as_coord_error(exc: BaseException) -> CoordError:
+    """``exc`` as the CoordError a coord servicer would answer with (a bug: INTERNAL)."""
+    if isinstance(exc, CoordError):
+        return exc
+    code, message, _ = status_of(exc)
+    return error_of(code_of(code), message)
 
 
 def etcd_metadata(metadata: Any) -> tuple[tuple[str, str], ...]:
@@ -89,7 +100,12 @@ class CallContext:
         await self.outer.write(message)
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
-        raise CoordAbort(code, details)
+        # Servicers abort while handling the error they answer with (services/common.py
+        # ``unary``): keep it when it is that status, for its class.
+        handled = sys.exc_info()[1]
+        if isinstance(handled, CoordError) and grpc_status(handled.code) is code and handled.message == details:
+            raise CoordAbort(handled)
+        raise CoordAbort(error_of(code_of(code), details))
 
     def set_trailing_metadata(self, metadata: Any) -> None:
         pass
@@ -120,7 +136,7 @@ class CoordCalls:
         try:
             return await self._calls[method](request, CallContext(context))
         except CoordAbort as err:
-            raise translate(err.code, err.message, method) from None
+            raise translate(err.error, method) from None
 
     def precheck(self, method: str, request: Any, context: Any) -> None:
         """With auth on, ``request``'s permission check as ``method`` (a coord.v1 method,
@@ -132,8 +148,7 @@ class CoordCalls:
         try:
             admission.check(method, request)
         except Exception as exc:  # noqa: BLE001 - PermissionDenied, in etcd's terms
-            code, message, _ = status_of(exc)
-            raise translate(code, message) from None
+            raise translate(as_coord_error(exc)) from None
 
     def admission(self, context: Any) -> Any:
         """Admit a call that has no coord equivalent (who is calling); None without auth."""
@@ -142,17 +157,12 @@ class CoordCalls:
         try:
             return self.interceptor.admit_now(CallContext(context))
         except Exception as exc:  # noqa: BLE001 - Unauthenticated, translated
-            code, message, _ = status_of(exc)
-            raise translate(code, message) from None
+            raise translate(as_coord_error(exc)) from None
 
 
 async def abort_etcd(context: Any, exc: BaseException) -> None:
     """End the outer etcd call with ``exc`` in etcd's terms."""
     if isinstance(exc, EtcdError):
         await context.abort(exc.code, exc.message)
-    if isinstance(exc, CoordAbort):
-        err = translate(exc.code, exc.message)
-        await context.abort(err.code, err.message)
-    code, message, _ = status_of(exc)
-    err = translate(code, message)
+    err = translate(exc.error if isinstance(exc, CoordAbort) else as_coord_error(exc))
     await context.abort(err.code, err.message)

@@ -20,10 +20,10 @@ from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import cluster_pb2, kv_pb2, maintenance_pb2
 
-from coord_server.services.common import status_of
+from coord_server.member import Member
 
 from . import convert, errors
-from .calls import CallContext, CoordCalls, abort_etcd
+from .calls import CallContext, CoordCalls, abort_etcd, as_coord_error
 
 ETCD_VERSION = "3.5.0"
 """The etcd API version coord speaks, as Status and the gateway's /version report it."""
@@ -65,7 +65,7 @@ async def _admin_only(calls: CoordCalls, method: str, request: Any, context: Any
 
 
 class EtcdCluster(etcd_grpc.ClusterServicer):
-    def __init__(self, node: Any, calls: CoordCalls, cluster: Any) -> None:
+    def __init__(self, node: Member, calls: CoordCalls, cluster: Any) -> None:
         self.node = node
         self.calls = calls
         self.cluster = cluster
@@ -130,12 +130,12 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         node = self.node
         return etcd.ResponseHeader(
             cluster_id=node.config.cluster_id, member_id=node.config.node_id,
-            revision=node.state.revision, raft_term=node.core.term,
+            revision=node.state.revision, raft_term=node.term,
         )
 
 
 class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
-    def __init__(self, node: Any, calls: CoordCalls) -> None:
+    def __init__(self, node: Member, calls: CoordCalls) -> None:
         self.node = node
         self.calls = calls
 
@@ -143,7 +143,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
         node = self.node
         return etcd.ResponseHeader(
             cluster_id=node.config.cluster_id, member_id=node.config.node_id,
-            revision=node.state.revision, raft_term=node.core.term,
+            revision=node.state.revision, raft_term=node.term,
         )
 
     def _admit_whole_state(self, context: Any) -> None:
@@ -153,8 +153,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
             try:
                 admission.check(SNAPSHOT, maintenance_pb2.MaintenanceSnapshotRequest())
             except Exception as exc:  # noqa: BLE001 - PermissionDenied, in etcd's terms
-                code, message, _ = status_of(exc)
-                raise errors.translate(code, message) from None
+                raise errors.translate(as_coord_error(exc)) from None
 
     async def Status(self, request: etcd.StatusRequest, context: Any) -> etcd.StatusResponse:
         async def work() -> etcd.StatusResponse:
@@ -199,8 +198,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
             try:
                 r = state.range(kv_pb2.RangeRequest(key=b"\x00", range_end=b"\x00", revision=request.revision))
             except Exception as exc:  # noqa: BLE001 - compacted or future: etcd's messages
-                code, message, _ = status_of(exc)
-                raise errors.translate(code, message) from None
+                raise errors.translate(as_coord_error(exc)) from None
             crc = 0
             for kv in r.kvs:
                 crc = zlib.crc32(kv.SerializeToString(), crc)

@@ -2,13 +2,33 @@
 
 Clients map errors by code and message (Go's rpctypes, python-etcd3's exceptions), so the
 etcd API answers with etcd's wording, never coord's. ``EtcdError`` is raised by the etcd
-services themselves; ``translate`` turns a status coord's own servicers answered with
-into the status etcd would have sent for the same cause.
+services themselves; ``translate`` turns the error coord's own servicers answered with
+into the status etcd would have sent for the same cause: by the error's class where
+coord names the cause (coord_server/errors.py), by its code otherwise.
 """
 
 from __future__ import annotations
 
 import grpc
+
+from coord_server.errors import (
+    BadAddress,
+    Code as CoordCode,
+    Compacted,
+    CoordError,
+    DuplicateKey,
+    EmptyKey,
+    FutureRevision,
+    LearnerNotCaughtUp,
+    LearnerTransferee,
+    MemberNotFound,
+    NotALearner,
+    PeerAddressInUse,
+    QuotaExhausted,
+    RequestTooLarge,
+    TooManyOperations,
+)
+from coord_server.status import grpc_status
 
 Code = grpc.StatusCode
 
@@ -72,53 +92,66 @@ ELECTION_NOT_LEADER = _e(Code.UNKNOWN, "election: not leader")
 NOT_CAPABLE = _e(Code.UNAVAILABLE, "etcdserver: not capable")
 
 
-def translate(code: grpc.StatusCode, message: str, method: str = "") -> EtcdError:
-    """The etcd status for a status coord answered ``method`` (a coord.v1 method name)
-    with. What etcd has no wording for keeps coord's code and message."""
-    lower = message.lower()
-    if code == Code.OUT_OF_RANGE:
+_BY_TYPE: tuple[tuple[type[CoordError], EtcdError], ...] = (
+    (Compacted, COMPACTED),
+    (FutureRevision, FUTURE_REV),
+    (MemberNotFound, MEMBER_NOT_FOUND),
+    (PeerAddressInUse, PEER_URL_EXIST),
+    (NotALearner, MEMBER_NOT_LEARNER),
+    (LearnerNotCaughtUp, LEARNER_NOT_READY),
+    (LearnerTransferee, BAD_LEADER_TRANSFEREE),
+    (EmptyKey, EMPTY_KEY),
+    (TooManyOperations, TOO_MANY_OPS),
+    (DuplicateKey, DUPLICATE_KEY),
+    (BadAddress, MEMBER_BAD_URLS),
+    (QuotaExhausted, NO_SPACE),
+    (RequestTooLarge, REQUEST_TOO_LARGE),
+)
+"""coord's named causes (coord_server/errors.py) -> etcd's status for the same cause."""
+
+_BY_CODE: dict[CoordCode, EtcdError] = {
+    CoordCode.UNAUTHENTICATED: INVALID_AUTH_TOKEN,
+    CoordCode.PERMISSION_DENIED: PERMISSION_DENIED,
+}
+
+
+def translate(error: CoordError, method: str = "") -> EtcdError:
+    """The etcd status for the error coord answered ``method`` (a coord.v1 method name)
+    with: by its class where coord names the cause, else by its code. What etcd has no
+    wording for keeps coord's code and message."""
+    for cls, etcd_error in _BY_TYPE:
+        if isinstance(error, cls):
+            return etcd_error
+    code = error.code
+    if code in _BY_CODE:
+        return _BY_CODE[code]
+    logged = _logged_refusal(code, error.message.lower())
+    if logged is not None:
+        return logged
+    if code == CoordCode.UNAVAILABLE:
+        return NO_LEADER
+    return EtcdError(grpc_status(code), error.message)
+
+
+def _logged_refusal(code: CoordCode, lower: str) -> EtcdError | None:
+    """What the state machine refused as it applied the command: the refusal crossed the
+    log as a CommandError, a code and a message only, so its cause is in the wording
+    (coord_server/state), as is a stopping member's (node.py)."""
+    if code == CoordCode.OUT_OF_RANGE:
         if "compact" in lower:
             return COMPACTED
         if "future" in lower:
             return FUTURE_REV
-    if code == Code.NOT_FOUND:
+    elif code == CoordCode.NOT_FOUND:
         if "lease" in lower:
             return LEASE_NOT_FOUND
-        if "member" in lower:
-            return MEMBER_NOT_FOUND
-    if code == Code.FAILED_PRECONDITION:
+    elif code == CoordCode.FAILED_PRECONDITION:
         if "lease" in lower and "exists" in lower:
             return LEASE_EXIST
-        if "peer address" in lower:
-            return PEER_URL_EXIST
-        if "already a voter" in lower:
-            return MEMBER_NOT_LEARNER
-        if "caught up" in lower:
-            return LEARNER_NOT_READY
-        if "learner" in lower and "promote" in lower:
-            return BAD_LEADER_TRANSFEREE
-    if code == Code.INVALID_ARGUMENT:
+    elif code == CoordCode.INVALID_ARGUMENT:
         if "does not exist" in lower and ("ignore_value" in lower or "ignore_lease" in lower):
             return KEY_NOT_FOUND
-        if "must not be empty" in lower and "key" in lower:
-            return EMPTY_KEY
-        if "operations; the limit" in lower or "comparisons; the limit" in lower:
-            return TOO_MANY_OPS
-        if "more than once in one branch" in lower:
-            return DUPLICATE_KEY
-        if "must be host:port" in lower:
-            return MEMBER_BAD_URLS
-    if code == Code.RESOURCE_EXHAUSTED:
-        if "quota" in lower:
-            return NO_SPACE
-        if "request is" in lower and "bytes" in lower:
-            return REQUEST_TOO_LARGE
-    if code == Code.UNAUTHENTICATED:
-        return INVALID_AUTH_TOKEN
-    if code == Code.PERMISSION_DENIED:
-        return PERMISSION_DENIED
-    if code == Code.UNAVAILABLE:
+    elif code == CoordCode.UNAVAILABLE:
         if "stopping" in lower or "stopped" in lower:
             return STOPPED
-        return NO_LEADER
-    return EtcdError(code, message)
+    return None

@@ -17,10 +17,10 @@ import grpc
 from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import kv_pb2
-from coord_server.errors import grpc_status
 from coord_server.state import validation
-from coord_server.state.errors import StateError
+from coord_server.errors import CoordError
 from coord_server.state.limits import MAX_REQUEST_BYTES, MAX_TXN_OPS
+from coord_server.member import Member
 
 from . import convert, errors
 from .calls import CallContext, CoordCalls, abort_etcd
@@ -63,7 +63,7 @@ def check_txn(r: etcd.TxnRequest, max_ops: int = MAX_TXN_OPS) -> None:
 
 
 class EtcdKV(etcd_grpc.KVServicer):
-    def __init__(self, node: Any, calls: CoordCalls) -> None:
+    def __init__(self, node: Member, calls: CoordCalls) -> None:
         self.node = node
         self.calls = calls
 
@@ -134,8 +134,8 @@ class EtcdKV(etcd_grpc.KVServicer):
                 # the checks of the request itself: duplicate keys).
                 try:
                     validation.validate_txn(coord_request)
-                except StateError as err:
-                    raise errors.translate(grpc_status(err.code), err.message) from None
+                except CoordError as err:
+                    raise errors.translate(err) from None
                 raise _first_error_on_path(self.node.state, request, puts_only=True) or errors.COMPACTED
             try:
                 response = await self.calls.call(TXN, coord_request, context)

@@ -26,6 +26,7 @@ from coord.etcd.v3lockpb import v3lock_pb2_grpc as lock_grpc
 from coord.v1 import common_pb2, kv_pb2
 from coord_server.services.common import Headers, read_barrier
 from coord_server.state.keys import prefix_end
+from coord_server.member import Member
 
 from . import convert, errors
 from .calls import CoordCalls, abort_etcd
@@ -39,7 +40,7 @@ state may have been replaced by a snapshot)."""
 class PrefixChanges:
     """Wakes a waiter when a key under ``prefix`` changes on this member."""
 
-    def __init__(self, node: Any, prefix: bytes) -> None:
+    def __init__(self, node: Member, prefix: bytes) -> None:
         self.node = node
         self.prefix = prefix
         self.changed = asyncio.Event()
@@ -72,7 +73,7 @@ def _key_of(name: bytes, lease: int) -> bytes:
 class Recipes:
     """The KV steps etcd's concurrency package takes, over coord's KV servicer."""
 
-    def __init__(self, node: Any, calls: CoordCalls) -> None:
+    def __init__(self, node: Member, calls: CoordCalls) -> None:
         self.node = node
         self.calls = calls
 

@@ -188,7 +188,7 @@ async def version(request: web.Request) -> web.Response:
 
 def health(channel: grpc.aio.Channel, metadata: Any) -> Any:
     """etcd's /health: healthy when a linearizable read succeeds (a leader and a quorum)."""
-    call = channel.unary_unary(
+    call: grpc.aio.UnaryUnaryMultiCallable[etcd.RangeRequest, etcd.RangeResponse] = channel.unary_unary(
         "/etcdserverpb.KV/Range", request_serializer=lambda m: m.SerializeToString(),
         response_deserializer=etcd.RangeResponse.FromString,
     )

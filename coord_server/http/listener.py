@@ -9,6 +9,7 @@ HTTP/1.1 of metrics_http.py: the surfaces need keep-alive, chunked streaming res
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Sequence
@@ -113,7 +114,8 @@ class HttpListener:
             await self._runner.cleanup()
             raise SettingsError(f"cannot serve HTTP on {self.listen}: {err.strerror or err}") from None
         server = site._server  # noqa: SLF001 - aiohttp exposes the bound port nowhere else
-        self.port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
+        sockets = server.sockets if isinstance(server, asyncio.Server) else ()
+        self.port = sockets[0].getsockname()[1] if sockets else port
         log.info("HTTP on %s://%s:%d", "https" if self._ssl else "http", host, self.port)
 
     def reload_tls(self, cert_file: str, key_file: str, client_ca_file: str = "") -> None:

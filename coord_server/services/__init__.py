@@ -1,20 +1,19 @@
-"""coord's public gRPC services (coord.v1): thin servicers over the Node.
+"""coord's public gRPC services (coord.v1): thin servicers over the member.
 
-``add_services(server, node)`` registers KV (with Watch), Lease, Cluster, Maintenance, Lock, Election,
+``add_services(server, member)`` registers KV (with Watch), Lease, Cluster, Maintenance, Lock, Election,
 Ring and Auth on a grpc.aio server and returns the handler for Raft.Forward (requests followers relay to the leader),
-which the caller passes to ``RaftPeerService``.
+which the caller passes to ``RaftPeerService``. Every servicer holds the ``Member``
+(coord_server/member.py), never the Node: its ``node`` attribute is that face.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import grpc
 
 from coord.v1 import (
     auth_pb2_grpc, cluster_pb2_grpc, election_pb2_grpc, kv_pb2_grpc, lease_pb2_grpc, lock_pb2_grpc, maintenance_pb2_grpc, ring_pb2_grpc,
 )
-from coord_server.coord_hub import CoordHub
+from coord_server.member import Member
 from coord_server.watch import WatchHub
 
 from .auth import AuthService
@@ -30,28 +29,21 @@ from .ring import RingService
 from .unary_batch import UnaryBatcher
 
 __all__ = [
-    "SERVER_OPTIONS", "ClusterService", "ForwardHandler", "KVService", "LeaseService", "WatchHub",
+    "SERVER_OPTIONS", "ClusterService", "ForwardHandler", "KVService", "LeaseService", "UnaryBatcher", "WatchHub",
     "add_services", "make_forward_handler",
 ]
 
 
-def add_services(server: grpc.aio.Server, node: Any, hub: WatchHub | None = None) -> ForwardHandler:
-    """Register the public services for ``node`` on ``server``; returns the forward handler.
-
-    The WatchHub is created here unless given (to set its limits); it is reachable as
-    ``node.watch_hub`` for shutdown (``await hub.close()``)."""
-    if hub is None:
-        hub = WatchHub(node)
-    node.watch_hub = hub
-    # Unary writes and read points share batches as Pipeline operations do (unary_batch.py).
-    node.unary_batcher = UnaryBatcher(node)
+def add_services(server: grpc.aio.Server, node: Member) -> ForwardHandler:
+    """Register the public services for member ``node`` on ``server``; returns the forward
+    handler. The member's hubs feed the waiting calls and streams (Watch; Lock, Election
+    and Ring); whoever built them closes them."""
+    hub = node.watch_hub
     kv_pb2_grpc.add_KVServicer_to_server(KVService(node, hub), server)
     lease_pb2_grpc.add_LeaseServicer_to_server(LeaseService(node), server)
     cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterService(node), server)
     maintenance_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceService(node), server)
-    # Lock, Election, Ring: their waiting calls and streams are fed by one CoordHub,
-    # reachable as ``node.coord_hub`` for shutdown (``await node.coord_hub.close()``).
-    coord_hub = node.coord_hub = CoordHub(node)
+    coord_hub = node.coord_hub
     lock_pb2_grpc.add_LockServicer_to_server(LockService(node, coord_hub), server)
     election_pb2_grpc.add_ElectionServicer_to_server(ElectionService(node, coord_hub), server)
     ring_pb2_grpc.add_RingServicer_to_server(RingService(node, coord_hub), server)

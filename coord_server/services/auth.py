@@ -14,7 +14,6 @@ from typing import Any
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import auth_pb2, auth_pb2_grpc
-from coord_server.auth.admission import Unauthenticated
 from coord_server.auth.passwords import (
     MAX_PASSWORD_BYTES,
     hash_password_async,
@@ -23,7 +22,8 @@ from coord_server.auth.passwords import (
     verify_password_async,
 )
 from coord_server.state.auth import permission_of, permission_proto, validate_auth_name
-from coord_server.state.errors import FailedPrecondition, InvalidArgument
+from coord_server.errors import FailedPrecondition, InvalidArgument, Unauthenticated
+from coord_server.member import Member
 
 from .common import Context, Headers, check_size, command_of, propose, read_barrier, unary
 
@@ -37,7 +37,7 @@ def _check_password(password: str) -> None:
 
 
 class AuthService(auth_pb2_grpc.AuthServicer):
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Member) -> None:
         self.node = node
         self.headers = Headers(node)
 
@@ -53,7 +53,7 @@ class AuthService(auth_pb2_grpc.AuthServicer):
 
     @unary
     async def Enable(self, request: auth_pb2.AuthEnableRequest, context: Context) -> auth_pb2.AuthEnableResponse:
-        if not getattr(self.node, "peers_authenticated", True):
+        if not self.node.peers_authenticated:
             raise FailedPrecondition(
                 "this member's peer service accepts anyone, so auth on could be walked around: start every "
                 "member with the same --peer-secret-file, or peer mutual TLS, first (docs/security.md)"

@@ -25,12 +25,15 @@ import grpc
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
-from coord_server.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from coord_server.errors import (
+    BadAddress, DeadlineExceeded, FailedPrecondition, LearnerNotCaughtUp, LearnerTransferee, MemberNotFound, NotALearner,
+    PeerAddressInUse, Unavailable,
+)
 from coord_server.raft import ConfChange, ConfChangeType, Role
+from coord_server.member import Member
 
 from .common import (
     Context,
-    DeadlineExceeded,
     Headers,
     bounded,
     leader_metadata,
@@ -63,7 +66,7 @@ def parse_address(what: str, address: str) -> None:
     """A "host:port" address; INVALID_ARGUMENT otherwise."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in address):
-        raise InvalidArgument(f"{what} must be host:port, got {address!r}")
+        raise BadAddress(f"{what} must be host:port, got {address!r}")
 
 
 def new_member_id(name: str, peer_address: str, taken: set[int]) -> int:
@@ -77,7 +80,7 @@ def new_member_id(name: str, peer_address: str, taken: set[int]) -> int:
 
 
 class ClusterService(cluster_pb2_grpc.ClusterServicer):
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Member) -> None:
         self.node = node
         self.headers = Headers(node)
 
@@ -88,7 +91,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         voter/learner split as the core applied it."""
         node = self.node
         members = {m.id: m for m in node.state.members()}
-        conf = node.core.conf_state()
+        conf = node.conf_state()
         for member_id in set(conf.voters) | set(conf.learners):
             if member_id not in members:
                 address = node.address_of(member_id)
@@ -111,7 +114,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         for m in self._members():
             if m.id == member_id:
                 return m
-        raise NotFound(f"member {member_id:#x} not found")
+        raise MemberNotFound(f"member {member_id:#x} not found")
 
     async def _change(self, change: ConfChange, context: Context) -> None:
         await bounded(
@@ -126,7 +129,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         node = self.node
         if node.failed is not None:
             raise Unavailable(f"this member stopped: {node.failed}")
-        st = node.core.status()
+        st = node.raft_status()
         response = cluster_pb2.ClusterStatusResponse(
             version=VERSION,
             role=_ROLES.get(st.role, cluster_pb2.RAFT_ROLE_UNSPECIFIED),
@@ -140,17 +143,11 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
             watchers=node.watch_hub.watcher_count,
             leases=node.state.lease_count(),
         )
-        storage = node.storage
-        snapshot = storage.snapshot()
-        response.snapshot_index = snapshot.meta.index
-        response.snapshot_term = snapshot.meta.term
-        usage = getattr(storage, "disk_usage", None)
-        if usage is not None:
-            sizes = usage()
-            response.log_size_bytes = sizes.get("wal_bytes", 0)
-            response.snapshot_size_bytes = sizes.get("snapshot_bytes", 0)
-        else:  # an in-memory log: the sizes of what it holds
-            response.snapshot_size_bytes = len(snapshot.data or b"")
+        disk = node.storage_status()
+        response.snapshot_index = disk.snapshot_index
+        response.snapshot_term = disk.snapshot_term
+        response.log_size_bytes = disk.log_bytes
+        response.snapshot_size_bytes = disk.snapshot_bytes
         return self.headers.stamp(response, node.state.revision)  # type: ignore[return-value]
 
     @unary
@@ -173,7 +170,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         members = self._members()
         for m in members:
             if m.peer_address == request.peer_address:
-                raise FailedPrecondition(f"peer address {request.peer_address} is already used by member {m.id:#x}")
+                raise PeerAddressInUse(f"peer address {request.peer_address} is already used by member {m.id:#x}")
         taken = {m.id for m in members}
         member_id = new_member_id(request.name, request.peer_address, taken)
         info = command_pb2.MemberInfo(
@@ -199,9 +196,9 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         self._require_leader("a membership change")
         member = self._member(request.id)
         if not member.is_learner:
-            raise FailedPrecondition(f"member {request.id:#x} is already a voter")
+            raise NotALearner(f"member {request.id:#x} is already a voter")
         if not self.node.learner_caught_up(request.id):
-            raise FailedPrecondition(f"learner {request.id:#x} has not caught up with the leader's log yet; retry later")
+            raise LearnerNotCaughtUp(f"learner {request.id:#x} has not caught up with the leader's log yet; retry later")
         await self._change(ConfChange(ConfChangeType.ADD_NODE, request.id), context)
         response = cluster_pb2.ClusterMemberPromoteResponse(members=self._members())
         return self.headers.stamp(response, self.node.state.revision)  # type: ignore[return-value]
@@ -216,7 +213,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         member = self._member(member_id)
         for m in self._members():
             if m.id != member_id and m.peer_address == peer_address:
-                raise FailedPrecondition(f"peer address {peer_address} is already used by member {m.id:#x}")
+                raise PeerAddressInUse(f"peer address {peer_address} is already used by member {m.id:#x}")
         info = command_pb2.MemberInfo(
             id=member.id, name=member.name, peer_address=peer_address, client_address=member.client_address,
         )
@@ -249,14 +246,9 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         None when the hand-over did not happen (this member, still leading, removes itself;
         the core steps down once the removal is applied)."""
         node = self.node
-        status = node.core.status()
-        candidates = [
-            (p.match, nid) for nid, p in status.progress.items()
-            if nid != node.id and nid in status.conf_state.voters
-        ]
-        if not candidates:
+        target = node.transfer_target()
+        if target is None:
             return None
-        _, target = max(candidates)
         deadline = time.monotonic() + timeout_of(context)
         node.transfer_leadership(target)
         if not await self._wait_leader(target, min(deadline, time.monotonic() + 3 * node.config.election_timeout)):
@@ -292,17 +284,13 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         target = request.target_id
         if target == 0:
             self._require_leader("choosing the transfer target")
-            status = node.core.status()
-            candidates = [
-                (p.match, nid) for nid, p in status.progress.items()
-                if nid != node.id and nid in status.conf_state.voters
-            ]
-            if not candidates:
+            chosen = node.transfer_target()
+            if chosen is None:
                 raise FailedPrecondition("there is no other voter to hand leadership to")
-            _, target = max(candidates)
+            target = chosen
         member = self._member(target)
         if member.is_learner:
-            raise FailedPrecondition(f"member {target:#x} is a learner; promote it first")
+            raise LearnerTransferee(f"member {target:#x} is a learner; promote it first")
         if not node.leader_id:
             raise Unavailable("no leader is elected yet; retry shortly")
         if node.leader_id != target:

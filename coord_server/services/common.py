@@ -4,11 +4,12 @@ one translation of errors into gRPC statuses.
 Rule 1: a servicer validates at the edge (``coord_server.state.validation``), then either
         proposes a Command (writes) or passes a read barrier and reads the local state
         (reads), then stamps the response's headers. Nothing malformed is ever proposed.
-Rule 2: every error leaves through ``status_of``: the runtime's ``CoordError`` family
-        (including ``ForwardedError``, a status the leader answered a forwarded request
-        with), the state machine's ``StateError`` family, and a ``CommandResult.error``
-        all carry their gRPC code; an Unavailable that knows the leader adds trailing
-        metadata ``coord-leader``. Anything else is a bug: INTERNAL, logged.
+Rule 2: every error leaves through ``status_of``: a ``CoordError`` (coord_server/errors.py:
+        the state machine's refusals, the node's, the services', a status the leader
+        answered a forwarded request with, a ``CommandResult.error`` raised again) carries
+        its code, which ``coord_server.status`` maps to the gRPC status; one that knows the
+        leader adds trailing metadata ``coord-leader``. Anything else is a bug: INTERNAL,
+        logged.
 Rule 3: the state machine fills in ``header.revision`` of the responses it returns; the
         services add what only they know (cluster, member, term), in nested headers too.
 """
@@ -26,9 +27,12 @@ from google.protobuf.message import Message as PbMessage
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import common_pb2
-from coord_server.errors import CoordError, grpc_status
+from coord_server.errors import (
+    CoordError, DeadlineExceeded, Internal, InvalidArgument, RequestTooLarge, error_of, from_proto,
+)
+from coord_server.member import Member
+from coord_server.status import code_of, grpc_status
 from coord_server.request_context import current_user, recheck_after_read
-from coord_server.state.errors import StateError
 from coord_server.state.limits import MAX_CLIENT_ID_BYTES, MAX_REQUEST_BYTES
 
 log = logging.getLogger("coord.services")
@@ -56,33 +60,10 @@ Context = grpc.aio.ServicerContext[Any, Any]
 """The servicer context of any call."""
 
 
-class DeadlineExceeded(CoordError):
-    """The call's deadline (or DEFAULT_TIMEOUT) passed while waiting."""
-
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class ServiceError(CoordError):
-    """An error with any status code, raised by the services themselves (and by the
-    forward handler, so that RaftPeerService, which catches CoordError, passes it on)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, leader_address: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.leader_address = leader_address
-
-
-def status_code(number: int) -> grpc.StatusCode:
-    """The gRPC status of a CommandResult's error code."""
-    return grpc_status(number)
-
-
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, str]:
     """(code, message, leader address or "") for any error a servicer may meet."""
     if isinstance(exc, CoordError):
-        return grpc_status(exc.code), str(exc), str(getattr(exc, "leader_address", "") or "")
-    if isinstance(exc, StateError):
-        return grpc_status(exc.code), exc.message, ""
+        return grpc_status(exc.code), exc.message, exc.leader_address
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the request completed", ""
     log.error("unexpected error in a service", exc_info=exc)
@@ -94,7 +75,7 @@ def as_coord_error(exc: BaseException) -> CoordError:
     if isinstance(exc, CoordError):
         return exc
     code, message, leader = status_of(exc)
-    return ServiceError(code, message, leader)
+    return error_of(code_of(code), message, leader)
 
 
 def leader_metadata(leader: str) -> tuple[tuple[str, str], ...]:
@@ -128,9 +109,9 @@ def unary(fn: Handler) -> Handler:
 
 
 class Headers:
-    """Stamps response headers for one node."""
+    """Stamps response headers for one member."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Member) -> None:
         self.node = node
 
     def header(self, revision: int | None = None) -> common_pb2.ResponseHeader:
@@ -142,7 +123,7 @@ class Headers:
             cluster_id=node.config.cluster_id,
             member_id=node.config.node_id,
             revision=revision,
-            raft_term=node.core.term,
+            raft_term=node.term,
         )
 
     def stamp(self, msg: PbMessage, revision: int | None = None) -> PbMessage:
@@ -150,7 +131,7 @@ class Headers:
         responses); keep the revisions the state machine set, unless ``revision`` is given
         for the top-level header. Returns ``msg``."""
         node = self.node
-        _stamp(msg, node.config.cluster_id, node.config.node_id, node.core.term)
+        _stamp(msg, node.config.cluster_id, node.config.node_id, node.term)
         if revision is not None:
             msg.header.revision = revision  # type: ignore[attr-defined]
         return msg
@@ -234,10 +215,7 @@ def session_of(context: Context) -> tuple[str, int]:
     assert seq_text is not None
     seq_text = seq_text.strip()
     if not seq_text.isdigit() or not seq_text.isascii() or int(seq_text) >= 1 << 64:
-        raise ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"{SEQ_METADATA_KEY} must be a decimal unsigned 64-bit number, got {seq_text!r}",
-        )
+        raise InvalidArgument(f"{SEQ_METADATA_KEY} must be a decimal unsigned 64-bit number, got {seq_text!r}")
     return client_id, int(seq_text)
 
 
@@ -251,21 +229,15 @@ def check_client_id(client_id: str, has_seq: bool, id_name: str, seq_name: str) 
     """INVALID_ARGUMENT for an exactly-once client id that is too long or has no seq
     (``id_name``/``seq_name``: what the caller calls them, metadata or fields)."""
     if len(client_id.encode()) > MAX_CLIENT_ID_BYTES:
-        raise ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"{id_name} is {len(client_id.encode())} bytes; the limit is {MAX_CLIENT_ID_BYTES}",
-        )
+        raise InvalidArgument(f"{id_name} is {len(client_id.encode())} bytes; the limit is {MAX_CLIENT_ID_BYTES}")
     if not has_seq:
-        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"{id_name} needs {seq_name}")
+        raise InvalidArgument(f"{id_name} needs {seq_name}")
 
 
 def check_size(request: PbMessage) -> None:
     size = request.ByteSize()
     if size > MAX_REQUEST_BYTES:
-        raise ServiceError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"request is {size} bytes; the limit is {MAX_REQUEST_BYTES}",
-        )
+        raise RequestTooLarge(f"request is {size} bytes; the limit is {MAX_REQUEST_BYTES}")
 
 
 def timeout_of(context: Context | None) -> float:
@@ -290,7 +262,7 @@ async def bounded(awaitable: Awaitable[T], timeout: float, what: str) -> T:
         raise DeadlineExceeded(f"the deadline passed before {what}") from None
 
 
-async def propose(node: Any, command: command_pb2.Command, context: Context | None, *, batched: bool = False) -> Any:
+async def propose(node: Member, command: command_pb2.Command, context: Context | None, *, batched: bool = False) -> Any:
     """Propose ``command`` (forwarded when this node follows) and return the response in
     its CommandResult; raise the CommandResult's error. Headers are not stamped.
 
@@ -299,10 +271,9 @@ async def propose(node: Any, command: command_pb2.Command, context: Context | No
     return await propose_within(node, command, timeout_of(context), batched=batched)
 
 
-async def propose_within(node: Any, command: command_pb2.Command, timeout: float, *, batched: bool = False) -> Any:
+async def propose_within(node: Member, command: command_pb2.Command, timeout: float, *, batched: bool = False) -> Any:
     """``propose`` with a timeout in seconds rather than a call's deadline."""
-    batcher = getattr(node, "unary_batcher", None) if batched else None
-    pending = node.propose(command, timeout) if batcher is None else batcher.submit(command.SerializeToString(), timeout)
+    pending = node.unary_batcher.submit(command.SerializeToString(), timeout) if batched else node.propose(command, timeout)
     result = await bounded(pending, timeout, PROPOSAL_PENDING)
     return response_of(result)
 
@@ -312,21 +283,20 @@ PROPOSAL_PENDING = "the request was applied (it may still be applied)"
 
 
 def response_of(result: command_pb2.CommandResult) -> Any:
-    """The response inside a CommandResult; its error raised as a ServiceError."""
+    """The response inside a CommandResult; its error raised (``from_proto``)."""
     which = result.WhichOneof("result")
     if which is None:
-        raise ServiceError(grpc.StatusCode.INTERNAL, "the state machine returned no result")
+        raise Internal("the state machine returned no result")
     if which == "error":
-        raise ServiceError(status_code(result.error.code), result.error.message)
+        raise from_proto(result.error)
     return getattr(result, which)
 
 
-async def read_barrier(node: Any, context: Context | None, *, batched: bool = False) -> None:
+async def read_barrier(node: Member, context: Context | None, *, batched: bool = False) -> None:
     """Linearizable read point (ReadIndex); works on followers too. ``batched``: through
     the member's UnaryBatcher (KV.Range), so that concurrent calls share a round."""
     timeout = timeout_of(context)
-    batcher = getattr(node, "unary_batcher", None) if batched else None
-    pending = node.read_barrier() if batcher is None else batcher.read_barrier(timeout)
+    pending = node.unary_batcher.read_barrier(timeout) if batched else node.read_barrier()
     await bounded(pending, timeout, "the read could be confirmed with a quorum")
     recheck = recheck_after_read.get()
     if recheck is not None:

@@ -18,6 +18,7 @@ import grpc
 from coord.v1 import election_pb2, election_pb2_grpc
 from coord_server.coord_hub import CoordHub
 from coord_server.state import validation
+from coord_server.member import Member
 
 from .common import Context, Headers, abort, check_size, command_of, leader_metadata, propose, read_barrier, unary
 from .waits import QueueWait, deadline_of
@@ -26,7 +27,7 @@ log = logging.getLogger("coord.services.election")
 
 
 class ElectionService(election_pb2_grpc.ElectionServicer):
-    def __init__(self, node: Any, hub: CoordHub) -> None:
+    def __init__(self, node: Member, hub: CoordHub) -> None:
         self.node = node
         self.hub = hub
         self.headers = Headers(node)

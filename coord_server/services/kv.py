@@ -18,6 +18,7 @@ import grpc
 from coord.v1 import kv_pb2, kv_pb2_grpc
 from coord_server.state import validation
 from coord_server.watch import WatchHub
+from coord_server.member import Member
 
 from .common import Context, Headers, abort, check_size, command_of, propose, read_barrier, timeout_of, unary
 from .pipeline import PipelineSession
@@ -26,7 +27,7 @@ log = logging.getLogger("coord.services.kv")
 
 
 class KVService(kv_pb2_grpc.KVServicer):
-    def __init__(self, node: Any, hub: WatchHub) -> None:
+    def __init__(self, node: Member, hub: WatchHub) -> None:
         self.node = node
         self.hub = hub
         self.headers = Headers(node)
@@ -83,14 +84,14 @@ class KVService(kv_pb2_grpc.KVServicer):
         memory as it is applied, so this is as close to "every member applied it" as the
         leader can observe."""
         node = self.node
-        target = node.core.log.applied
+        target = node.applied_index
         deadline = time.monotonic() + timeout_of(context)
         if not node.is_leader:
             await node.wait_applied(target)
             return
         interval = node.config.tick_interval
         while time.monotonic() < deadline:
-            status = node.core.status()
+            status = node.raft_status()
             if status.role.name != "LEADER":
                 return
             if all(p.match >= target for p in status.progress.values()):

@@ -24,10 +24,11 @@ import grpc
 
 from coord.raft.v1 import command_pb2, raft_pb2
 from coord.v1 import lease_pb2, lease_pb2_grpc
-from coord_server.errors import CoordError, Unavailable
+from coord_server.errors import Code, CoordError, Unavailable
 from coord_server.request_context import current_user
 from coord_server.state import validation
 from coord_server.state.limits import min_lease_ttl
+from coord_server.member import Member
 
 from . import lease_renewals
 from .common import (
@@ -54,14 +55,14 @@ well before a lease of the minimum TTL could expire."""
 # ------------------------------------------------------------------ the leader's side
 
 
-async def keepalive_on_leader(node: Any, request: lease_pb2.LeaseKeepAliveRequest) -> lease_pb2.LeaseKeepAliveResponse:
+async def keepalive_on_leader(node: Member, request: lease_pb2.LeaseKeepAliveRequest) -> lease_pb2.LeaseKeepAliveResponse:
     """Renew the lease(s) of ``request`` on this member, which must lead (Unavailable
     otherwise): a keepalive a follower forwarded."""
     response = await lease_renewals.answer_on_leader(node, request)
     return Headers(node).stamp(response, node.state.revision)  # type: ignore[return-value]
 
 
-async def time_to_live_on_leader(node: Any, request: lease_pb2.LeaseTimeToLiveRequest) -> lease_pb2.LeaseTimeToLiveResponse:
+async def time_to_live_on_leader(node: Member, request: lease_pb2.LeaseTimeToLiveRequest) -> lease_pb2.LeaseTimeToLiveResponse:
     """Describe a lease by this member's lease clock; it must lead (Unavailable otherwise)."""
     if not node.is_leader:
         raise Unavailable("lease clocks live on the leader", node.leader_address())
@@ -71,7 +72,7 @@ async def time_to_live_on_leader(node: Any, request: lease_pb2.LeaseTimeToLiveRe
     return Headers(node).stamp(response, node.state.revision)  # type: ignore[return-value]
 
 
-def _lease_info(node: Any, request: lease_pb2.LeaseTimeToLiveRequest) -> lease_pb2.LeaseTimeToLiveResponse:
+def _lease_info(node: Member, request: lease_pb2.LeaseTimeToLiveRequest) -> lease_pb2.LeaseTimeToLiveResponse:
     """The state's description of a lease (granted TTL and, on request, attachments);
     NOT_FOUND when it does not exist."""
     info = node.state.lease_info(request.id)
@@ -89,7 +90,7 @@ def _lease_info(node: Any, request: lease_pb2.LeaseTimeToLiveRequest) -> lease_p
 
 
 class LeaseService(lease_pb2_grpc.LeaseServicer):
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Member) -> None:
         self.node = node
         self.headers = Headers(node)
 
@@ -144,7 +145,7 @@ class LeaseService(lease_pb2_grpc.LeaseServicer):
                 if attempt or node.is_leader or not node.leader_id:
                     raise
             except CoordError as err:
-                if err.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                if err.code == Code.DEADLINE_EXCEEDED:
                     raise Unavailable("the keepalive could not be confirmed in time; reconnect", node.leader_address()) from None
                 raise
         raise AssertionError("unreachable")
@@ -173,7 +174,7 @@ class LeaseService(lease_pb2_grpc.LeaseServicer):
         if not leader:
             raise Unavailable("no leader is elected yet; retry shortly")
         payload = await bounded(
-            node.transport.forward(leader, kind, request.SerializeToString(), timeout), timeout,
+            node.forward(leader, kind, request.SerializeToString(), timeout), timeout,
             "the leader answered",
         )
         response = response_type.FromString(payload)

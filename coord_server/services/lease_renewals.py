@@ -38,6 +38,7 @@ from coord_server.errors import Unavailable
 from coord_server.lease_timer import LeaseTimers
 from coord_server.state.limits import MAX_KEEPALIVE_IDS
 from coord_server.state.validation import validate_lease_keepalive
+from coord_server.member import Member
 
 MAX_BATCH_IDS = MAX_KEEPALIVE_IDS
 """The most renewals one barrier confirms (whole requests; one request alone may carry up
@@ -57,7 +58,7 @@ def renew_one(timers: LeaseTimers, lease_id: int, arrived_at: float | None) -> i
     return 0 if ttl is None else ttl
 
 
-async def renew_on_leader(node: Any, lease_ids: Sequence[int], arrived: Sequence[float] | None = None) -> list[int]:
+async def renew_on_leader(node: Member, lease_ids: Sequence[int], arrived: Sequence[float] | None = None) -> list[int]:
     """The new TTL of each of ``lease_ids``, in order, renewed on this member, which must
     lead (Unavailable otherwise), behind one barrier (Rule 1); ``arrived``: when each
     reached this member (default: now)."""
@@ -72,20 +73,20 @@ async def renew_on_leader(node: Any, lease_ids: Sequence[int], arrived: Sequence
     return [renew_one(timers, lease_id, at) for lease_id, at in zip(lease_ids, arrived)]
 
 
-async def forward_renewals(node: Any, lease_ids: list[int], timeout: float) -> list[int]:
+async def forward_renewals(node: Member, lease_ids: list[int], timeout: float) -> list[int]:
     """Renew ``lease_ids`` at the leader through one Forward call (Rule 4)."""
     leader = node.leader_id
     if not leader:
         raise Unavailable("no leader is elected yet; retry shortly")
     request = lease_pb2.LeaseKeepAliveRequest(ids=lease_ids)
-    payload = await node.transport.forward(leader, raft_pb2.FORWARD_KIND_LEASE_KEEP_ALIVE, request.SerializeToString(), timeout)
+    payload = await node.forward(leader, raft_pb2.FORWARD_KIND_LEASE_KEEP_ALIVE, request.SerializeToString(), timeout)
     response = lease_pb2.LeaseKeepAliveResponse.FromString(payload)
     if list(response.ids) != lease_ids or len(response.ttls) != len(lease_ids):
         raise Unavailable("the leader did not answer the batched renewal; reconnect to it", node.leader_address())
     return list(response.ttls)
 
 
-async def answer_on_leader(node: Any, request: lease_pb2.LeaseKeepAliveRequest) -> lease_pb2.LeaseKeepAliveResponse:
+async def answer_on_leader(node: Member, request: lease_pb2.LeaseKeepAliveRequest) -> lease_pb2.LeaseKeepAliveResponse:
     """One request (``id`` or ``ids``) answered on the leader: a forwarded one (Rule 4)."""
     validate_lease_keepalive(request)
     if request.ids:

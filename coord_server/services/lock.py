@@ -21,6 +21,7 @@ from coord.v1 import lock_pb2, lock_pb2_grpc
 from coord_server.coord_hub import CoordHub
 from coord_server.request_context import current_user
 from coord_server.state import validation
+from coord_server.member import Member
 
 from .common import (
     Context,
@@ -37,7 +38,7 @@ log = logging.getLogger("coord.services.lock")
 
 
 class LockService(lock_pb2_grpc.LockServicer):
-    def __init__(self, node: Any, hub: CoordHub) -> None:
+    def __init__(self, node: Member, hub: CoordHub) -> None:
         self.node = node
         self.hub = hub
         self.headers = Headers(node)
@@ -68,14 +69,14 @@ class LockService(lock_pb2_grpc.LockServicer):
 
 
 async def acquire(
-    node: Any, hub: CoordHub, request: lock_pb2.LockAcquireRequest, client_id: str, seq: int, deadline: float
+    node: Member, hub: CoordHub, request: lock_pb2.LockAcquireRequest, client_id: str, seq: int, deadline: float
 ) -> tuple[lock_pb2.LockAcquireResponse, int | None]:
     """Lock.Acquire as a coroutine (the unary RPC): see ``start_acquire``."""
     return acquire_response(node, await start_acquire(node, hub, request, client_id, seq, deadline).future)
 
 
 def start_acquire(
-    node: Any, hub: CoordHub, request: lock_pb2.LockAcquireRequest, client_id: str, seq: int, deadline: float
+    node: Member, hub: CoordHub, request: lock_pb2.LockAcquireRequest, client_id: str, seq: int, deadline: float
 ) -> QueueWait:
     """Lock.Acquire, for the unary RPC and KV.Pipeline alike: propose, then wait in the
     queue until ``deadline`` (loop time; infinity for none). ``acquire_response`` turns
@@ -90,7 +91,7 @@ def start_acquire(
     )
 
 
-def acquire_response(node: Any, outcome: tuple[Any, Any]) -> tuple[lock_pb2.LockAcquireResponse, int | None]:
+def acquire_response(node: Member, outcome: tuple[Any, Any]) -> tuple[lock_pb2.LockAcquireResponse, int | None]:
     """The response to an Acquire and the revision for its header (None: keep the state
     machine's)."""
     result, token = outcome

@@ -21,6 +21,7 @@ import grpc
 from coord.v1 import maintenance_pb2, maintenance_pb2_grpc
 from coord_server.errors import Unavailable
 from coord_server.state.snapshot import ImageOutdated
+from coord_server.member import Member
 
 from .common import Context, Headers, abort, read_barrier
 
@@ -31,7 +32,7 @@ CHUNK_BYTES = 1 << 20
 
 
 class MaintenanceService(maintenance_pb2_grpc.MaintenanceServicer):
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Member) -> None:
         self.node = node
         self.headers = Headers(node)
 

@@ -24,6 +24,7 @@ Rule 4: a write or lock result from a follower names the leader: every operation
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -33,18 +34,18 @@ import grpc
 from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2
 from coord_server.auth.admission import check_pipeline_op, recheck_pipeline_op
+from coord_server.errors import Cancelled, Internal, InvalidArgument, from_proto
 from coord_server.request_context import current_user
 from coord_server.state import validation
+from coord_server.member import Member
 
 from . import lock
 from .common import (
     DEFAULT_TIMEOUT,
     Context,
     Headers,
-    ServiceError,
     check_client_id,
     check_size,
-    status_code,
     status_of,
 )
 
@@ -63,7 +64,7 @@ _VALIDATORS: dict[str, Callable[[Any], None]] = {
 class PipelineSession:
     """One Pipeline stream: submits operations, collects and sends their results."""
 
-    def __init__(self, node: Any, headers: Headers, context: Context) -> None:
+    def __init__(self, node: Member, headers: Headers, context: Context) -> None:
         self.node = node
         self.headers = headers
         self.context = context
@@ -87,12 +88,9 @@ class PipelineSession:
                 if not request.ops:
                     if request.cancel:
                         continue
-                    raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "a PipelineRequest needs at least one op or cancel")
+                    raise InvalidArgument("a PipelineRequest needs at least one op or cancel")
                 if len(request.ops) > MAX_OPS_PER_MESSAGE:
-                    raise ServiceError(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"a PipelineRequest holds at most {MAX_OPS_PER_MESSAGE} ops, got {len(request.ops)}",
-                    )
+                    raise InvalidArgument(f"a PipelineRequest holds at most {MAX_OPS_PER_MESSAGE} ops, got {len(request.ops)}")
                 self._submit_batch(request.ops)
             # The client finished sending: answer what is outstanding, then end.
             if self.outstanding:
@@ -115,7 +113,7 @@ class PipelineSession:
             self.outstanding += 1
             try:
                 if which is None:
-                    raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"op {op.id} has no request set")
+                    raise InvalidArgument(f"op {op.id} has no request set")
                 request = getattr(op, which)
                 check_size(request)
                 check_pipeline_op(which, request)  # as the interceptor does for unary calls: before validation
@@ -138,7 +136,7 @@ class PipelineSession:
         if reads:
             barrier = self.node.read_barrier_future()
             self._arm_timeout(barrier)
-            barrier.add_done_callback(lambda f, reads=reads: self._after_barrier(f, reads))
+            barrier.add_done_callback(functools.partial(self._after_barrier, reads=reads))
 
     def _watch(self, fut: asyncio.Future[Any], op_id: int, which: str, timeout: float) -> None:
         self._arm_timeout(fut, timeout)
@@ -159,7 +157,7 @@ class PipelineSession:
     def _on_acquired(self, fut: asyncio.Future[Any], op_id: int) -> None:
         self.acquiring.pop(op_id, None)
         if fut.cancelled():
-            self._fail(op_id, ServiceError(grpc.StatusCode.CANCELLED, "the lock_acquire was cancelled"))
+            self._fail(op_id, Cancelled("the lock_acquire was cancelled"))
             return
         error = fut.exception()
         if error is not None:
@@ -172,16 +170,17 @@ class PipelineSession:
         self._done(out)
 
     def _on_result(self, fut: asyncio.Future[Any], op_id: int, which: str) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            self._fail(op_id, fut.exception() if not fut.cancelled() else TimeoutError())
+        error = TimeoutError() if fut.cancelled() else fut.exception()
+        if error is not None:
+            self._fail(op_id, error)
             return
         result: command_pb2.CommandResult = fut.result()
         got = result.WhichOneof("result")
         if got == "error":
-            self._fail(op_id, ServiceError(status_code(result.error.code), result.error.message))
+            self._fail(op_id, from_proto(result.error))
             return
         if got != which:
-            self._fail(op_id, ServiceError(grpc.StatusCode.INTERNAL, f"the state machine answered {got} to {which}"))
+            self._fail(op_id, Internal(f"the state machine answered {got} to {which}"))
             return
         out = kv_pb2.PipelineResult(id=op_id, leader=self._leader_hint())
         response = getattr(out, which)

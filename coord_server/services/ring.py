@@ -23,6 +23,7 @@ from coord_common.hashring import HashRing, point_count
 from coord_server.coord_hub import CoordHub
 from coord_server.errors import NotFound
 from coord_server.state import validation
+from coord_server.member import Member
 
 from .common import Context, Headers, abort, check_size, command_of, propose, read_barrier, unary
 
@@ -35,7 +36,7 @@ CACHED_RINGS = 64
 
 
 class RingService(ring_pb2_grpc.RingServicer):
-    def __init__(self, node: Any, hub: CoordHub) -> None:
+    def __init__(self, node: Member, hub: CoordHub) -> None:
         self.node = node
         self.hub = hub
         self.headers = Headers(node)

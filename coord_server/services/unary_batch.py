@@ -34,6 +34,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from coord_server.member import Proposer
+
 MAX_IN_FLIGHT = 1
 """Batches of unary writes (or read rounds) in flight at once per member."""
 
@@ -126,7 +128,7 @@ class _BatchState:
 class UnaryBatcher:
     """The unary services' way to the node for writes and linearizable read points."""
 
-    def __init__(self, node: Any, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(self, node: Proposer, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.node = node
         self.writes = _Window(self._submit_writes, max_in_flight)
         self.reads = _Window(self._start_reads, max_in_flight)

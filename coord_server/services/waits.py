@@ -32,9 +32,10 @@ from typing import Any
 
 from coord.raft.v1 import command_pb2
 from coord_server.coord_hub import CoordHub
-from coord_server.errors import FailedPrecondition, Unavailable
+from coord_server.errors import CoordError, DeadlineExceeded, FailedPrecondition, Unavailable
+from coord_server.member import Member
 
-from .common import DEFAULT_TIMEOUT, PROPOSAL_PENDING, DeadlineExceeded, ServiceError, response_of
+from .common import DEFAULT_TIMEOUT, PROPOSAL_PENDING, Context, response_of
 
 log = logging.getLogger("coord.services.waits")
 
@@ -44,7 +45,7 @@ CANCEL_TIMEOUT = 5.0
 _background: set[asyncio.Task[None]] = set()
 
 
-def deadline_of(context: Any) -> float:
+def deadline_of(context: Context | None) -> float:
     """The call's deadline in loop time, or infinity when it has none."""
     remaining = context.time_remaining() if context is not None else None
     if remaining is None:
@@ -69,7 +70,7 @@ class QueueWait:
 
     def __init__(
         self,
-        node: Any,
+        node: Member,
         hub: CoordHub,
         kind: str,
         name: str,
@@ -118,7 +119,7 @@ class QueueWait:
             return
         try:
             result = response_of(fut.result())
-        except ServiceError as err:
+        except CoordError as err:
             self._fail(err)
             return
         if self.future.done():
@@ -235,7 +236,7 @@ class QueueWait:
             self._timer = self.loop.call_at(self.deadline, callback)
 
 
-def _cancel_later(node: Any, kind: str, name: str, lease: int, queued_at: int) -> None:
+def _cancel_later(node: Member, kind: str, name: str, lease: int, queued_at: int) -> None:
     cancel = command_pb2.WaitCancel(name=name, lease=lease, queued_at=queued_at)
     if kind == "lock":
         command = command_pb2.Command(lock_cancel=cancel)
@@ -246,7 +247,7 @@ def _cancel_later(node: Any, kind: str, name: str, lease: int, queued_at: int) -
     task.add_done_callback(_background.discard)
 
 
-async def _propose_cancel(node: Any, command: command_pb2.Command) -> None:
+async def _propose_cancel(node: Member, command: command_pb2.Command) -> None:
     """Propose ``command`` (forwarded to the leader when this member follows), retrying
     while there is no leader; a lease that cannot leave the queue this way still leaves
     it when the lease ends."""

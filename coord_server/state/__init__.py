@@ -20,7 +20,7 @@ the pure functions of ``validation``. Modules, one idea each:
 
 from __future__ import annotations
 
-from .errors import (
+from coord_server.errors import (
     Code,
     Compacted,
     FailedPrecondition,
@@ -30,7 +30,7 @@ from .errors import (
     NotFound,
     OutOfRange,
     ResourceExhausted,
-    StateError,
+    CoordError,
     from_proto,
 )
 from .keys import prefix_end
@@ -60,7 +60,7 @@ __all__ = [
     "OutOfRange",
     "ResourceExhausted",
     "SnapshotError",
-    "StateError",
+    "CoordError",
     "StateMachine",
     "from_proto",
     "min_lease_ttl",

@@ -21,7 +21,7 @@ from typing import Any
 from coord.raft.v1 import command_pb2
 from coord.v1 import auth_pb2
 
-from .errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from coord_server.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from .permissions import KINDS, Permission, Principal, Role
 
 MAX_AUTH_NAME_BYTES = 256
@@ -135,7 +135,7 @@ class AuthTable:
     # ------------------------------------------------------------------ changes
 
     def apply(self, which: str, op: Any, index: int) -> command_pb2.AuthChangeResult:
-        """Apply auth command ``which`` at log ``index`` (StateError when refused, with
+        """Apply auth command ``which`` at log ``index`` (CoordError when refused, with
         nothing changed)."""
         if which == "auth_bootstrap":
             if self.initialised:

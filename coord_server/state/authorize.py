@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from coord.v1 import kv_pb2
 
-from .errors import PermissionDenied
+from coord_server.errors import PermissionDenied
 from .permissions import ADMIN, WHOLE_KEY_SPACE, Need, Principal, key_need, kv_op_needs, name_need
 
 INTERNAL_OPS = frozenset({"lease_expire", "lock_cancel", "election_cancel"})

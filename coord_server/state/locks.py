@@ -33,7 +33,7 @@ from typing import NamedTuple
 from coord.raft.v1 import command_pb2
 from coord.v1 import lock_pb2
 
-from .errors import FailedPrecondition
+from coord_server.errors import FailedPrecondition
 
 
 class LockGrant(NamedTuple):

@@ -41,7 +41,7 @@ from coord.raft.v1 import command_pb2
 from coord.v1 import cluster_pb2, common_pb2, election_pb2, kv_pb2, lease_pb2, lock_pb2, ring_pb2
 
 from . import keys, snapshot as snapshot_codec
-from .errors import (
+from coord_server.errors import (
     Compacted,
     FailedPrecondition,
     FutureRevision,
@@ -49,7 +49,7 @@ from .errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
-    StateError,
+    CoordError,
 )
 from .auth import AuthTable
 from .authorize import AUTH_OPS, authorize
@@ -171,7 +171,7 @@ class StateMachine:
             try:
                 validate_client(client_id)
                 stored = self._sessions.lookup(client_id, cmd.seq)
-            except StateError as err:
+            except CoordError as err:
                 return _error(err)
             if stored is not None:
                 return CommandResult.FromString(stored)
@@ -201,7 +201,7 @@ class StateMachine:
             if which in AUTH_OPS:
                 return self._auth_change(which, op, index)
             return self._ops[which](op, index)
-        except StateError as err:
+        except CoordError as err:
             return _error(err)
         except Exception as exc:  # noqa: BLE001 - Rule 2: a bug must not stop the cluster
             # Writes not yet committed were rolled back by the operation; events queued
@@ -612,7 +612,7 @@ class StateMachine:
         sm._members.load(parts.members)
         try:
             sm._auth.load(parts.auth)
-        except StateError as err:
+        except CoordError as err:
             raise SnapshotError(f"state snapshot auth state is inconsistent: {err}") from None
         live = sm._leases.__contains__
         try:
@@ -624,5 +624,5 @@ class StateMachine:
         return sm
 
 
-def _error(err: StateError) -> CommandResult:
+def _error(err: CoordError) -> CommandResult:
     return CommandResult(error=err.to_proto())

@@ -23,7 +23,7 @@ from coord.raft.v1 import command_pb2
 from coord.v1 import ring_pb2
 from coord_common import hashring
 
-from .errors import FailedPrecondition, NotFound, ResourceExhausted
+from coord_server.errors import FailedPrecondition, NotFound, ResourceExhausted
 
 
 class RingChange(NamedTuple):

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
-from .errors import FailedPrecondition
+from coord_server.errors import FailedPrecondition
 from .limits import SESSION_RETENTION_ENTRIES
 
 

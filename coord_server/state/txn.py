@@ -20,7 +20,7 @@ from collections.abc import Callable
 from coord.v1 import kv_pb2
 
 from . import keys
-from .errors import Compacted, FutureRevision, InvalidArgument, NotFound
+from coord_server.errors import Compacted, FutureRevision, InvalidArgument, NotFound
 from .kv import CREATE, LEASE, MOD, VALUE, VERSION, MVCCStore, Record, Write, to_kv
 from .leases import LeaseTable
 from .ranges import read_range

@@ -20,7 +20,7 @@ from coord.v1 import election_pb2, kv_pb2, lease_pb2, lock_pb2, ring_pb2
 from coord_common import hashring
 
 from . import keys
-from .errors import InvalidArgument, NotFound, OutOfRange
+from coord_server.errors import DuplicateKey, EmptyKey, InvalidArgument, NotFound, OutOfRange, TooManyOperations
 from .limits import (
     MAX_CLIENT_ID_BYTES,
     MAX_ELECTION_VALUE_BYTES,
@@ -58,7 +58,7 @@ _COMPARE_RESULTS = frozenset(
 def validate_key(key: bytes, what: str = "key") -> None:
     """A key: not empty, at most 4 KiB."""
     if not key:
-        raise InvalidArgument(f"{what} must not be empty")
+        raise EmptyKey(f"{what} must not be empty")
     if len(key) > MAX_KEY_BYTES:
         raise InvalidArgument(f"{what} is {len(key)} bytes; the limit is {MAX_KEY_BYTES}")
 
@@ -130,9 +130,9 @@ def validate_txn(req: kv_pb2.TxnRequest) -> None:
     may be put in both branches of one nested txn, since only one runs)."""
     ops, compares = _count(req)
     if ops > MAX_TXN_OPS:
-        raise InvalidArgument(f"txn has {ops} operations; the limit is {MAX_TXN_OPS}")
+        raise TooManyOperations(f"txn has {ops} operations; the limit is {MAX_TXN_OPS}")
     if compares > MAX_TXN_OPS:
-        raise InvalidArgument(f"txn has {compares} comparisons; the limit is {MAX_TXN_OPS}")
+        raise TooManyOperations(f"txn has {compares} comparisons; the limit is {MAX_TXN_OPS}")
     _check_contents(req)
     _writes(req.success)
     _writes(req.failure)
@@ -376,5 +376,5 @@ def _writes(branch: Iterable[kv_pb2.RequestOp]) -> tuple[set[bytes], list[keys.S
 
 def _claim(k: bytes, puts: set[bytes], dels: list[keys.Span]) -> None:
     if k in puts or any(keys.contains(s, k) for s in dels):
-        raise InvalidArgument(f"txn writes key {k!r} more than once in one branch")
+        raise DuplicateKey(f"txn writes key {k!r} more than once in one branch")
     puts.add(k)

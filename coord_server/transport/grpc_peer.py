@@ -36,7 +36,8 @@ from typing import Any
 import grpc
 
 from coord.raft.v1 import raft_pb2, raft_pb2_grpc
-from coord_server.errors import CoordError, Unavailable, grpc_status, wire_code
+from coord_server.errors import Code, CoordError, DeadlineExceeded, Unavailable, error_of
+from coord_server.status import code_of
 from coord_server.raft import LOCAL_TYPES, Message, MessageType
 
 from .codec import DecodeError, message_from_pb, message_to_pb
@@ -95,7 +96,7 @@ class _Peer:
         self.snapshot_task: asyncio.Task[None] | None = None
         self.forwards = _ForwardStream(self)
 
-    def stub(self) -> raft_pb2_grpc.RaftStub:
+    def stub(self) -> raft_pb2_grpc.RaftAsyncStub:
         """A stub for a new call. After the peer certificate was reloaded, a new channel
         with the new credentials; calls open on the old one finish there, and it is
         closed after ``OLD_CHANNEL_GRACE``."""
@@ -246,9 +247,7 @@ class _ForwardStream:
                         raise
                 return await fut
         except (asyncio.TimeoutError, TimeoutError):
-            raise ForwardedError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the leader answered the forwarded request"
-            ) from None
+            raise DeadlineExceeded("the deadline passed before the leader answered the forwarded request") from None
         finally:
             self.pending.pop(request_id, None)
 
@@ -276,9 +275,7 @@ class _ForwardStream:
                 if response.code == 0:
                     fut.set_result(response.payload)
                 else:
-                    fut.set_exception(ForwardedError(
-                        grpc_status(response.code), response.message, response.leader
-                    ))
+                    fut.set_exception(forwarded_error(response.code, response.message, response.leader))
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as err:
             failure = _rpc_failure(err)
         finally:  # also when the call was cancelled under the read (CancelledError)
@@ -377,7 +374,7 @@ class PeerTransport:
 
     async def forward(self, to: int, kind: int, payload: bytes, timeout: float | None) -> bytes:
         """Relay one request to the leader ``to``; its answer's payload, or its error as
-        a ForwardedError (module docstring)."""
+        the error of its status (``forwarded_error``; module docstring)."""
         peer = self._peer(to)
         if peer is None:
             raise Unavailable(f"the leader {to:#x} has no known address yet; retry")
@@ -389,14 +386,10 @@ class PeerTransport:
         self._peers.clear()
 
 
-class ForwardedError(CoordError):
-    """The leader answered a forwarded request with an error status (or the link to it
-    failed with one): pass it on as is."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, leader_address: str = "") -> None:
-        super().__init__(message or str(code))
-        self.code = code
-        self.leader_address = leader_address
+def forwarded_error(code: Code | int, message: str, leader_address: str = "") -> CoordError:
+    """The status the leader answered a forwarded request with (or the link to it failed
+    with), as the error of its code: passed on as is."""
+    return error_of(code, message or Code.of(int(code)).name, leader_address)
 
 
 def _rpc_failure(err: BaseException) -> CoordError:
@@ -404,7 +397,7 @@ def _rpc_failure(err: BaseException) -> CoordError:
     otherwise)."""
     if isinstance(err, grpc.aio.AioRpcError) and err.code() != grpc.StatusCode.CANCELLED:
         leader = dict(err.trailing_metadata() or ()).get("coord-leader", "")
-        return ForwardedError(err.code(), err.details() or str(err.code()), str(leader))
+        return forwarded_error(code_of(err.code()), err.details() or "", str(leader))
     return Unavailable(f"the link to the leader failed ({err!r}); retry")
 
 
@@ -430,7 +423,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         self._step = step
         self._forward = forward
 
-    async def Send(self, request_iterator: AsyncIterator[raft_pb2.RaftEnvelope], context: grpc.aio.ServicerContext) -> raft_pb2.SendResponse:  # type: ignore[override]
+    async def Send(self, request_iterator: AsyncIterator[raft_pb2.RaftEnvelope], context: grpc.aio.ServicerContext[Any, Any]) -> raft_pb2.SendResponse:
         received = 0
         claim = PEER_CLAIM.get()
         async for envelope in request_iterator:
@@ -453,7 +446,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
                 received += 1
         return raft_pb2.SendResponse(member_id=self.member_id, messages_received=received)
 
-    async def InstallSnapshot(self, request_iterator: AsyncIterator[raft_pb2.SnapshotChunk], context: grpc.aio.ServicerContext) -> raft_pb2.InstallSnapshotResponse:  # type: ignore[override]
+    async def InstallSnapshot(self, request_iterator: AsyncIterator[raft_pb2.SnapshotChunk], context: grpc.aio.ServicerContext[Any, Any]) -> raft_pb2.InstallSnapshotResponse:
         first: raft_pb2.SnapshotChunk | None = None
         parts: list[bytes] = []
         received = 0
@@ -496,7 +489,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         self._step(m)
         return raft_pb2.InstallSnapshotResponse(member_id=self.member_id, bytes_received=received)
 
-    async def Forward(self, request_iterator: AsyncIterator[raft_pb2.ForwardRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[raft_pb2.ForwardResponse]:  # type: ignore[override]
+    async def Forward(self, request_iterator: AsyncIterator[raft_pb2.ForwardRequest], context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[raft_pb2.ForwardResponse]:
         """Each request is handled in a task of its own; answers are written in the
         order they complete. When the follower closes the stream the open requests still
         get their answers; when it goes away they are cancelled."""
@@ -511,13 +504,13 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
                 response = raft_pb2.ForwardResponse(member_id=self.member_id, id=request.id, payload=payload)
             except CoordError as err:
                 response = raft_pb2.ForwardResponse(
-                    member_id=self.member_id, id=request.id, code=wire_code(err.code), message=str(err),
-                    leader=getattr(err, "leader_address", ""),
+                    member_id=self.member_id, id=request.id, code=int(err.code), message=err.message,
+                    leader=err.leader_address,
                 )
             except Exception:  # a bug: answer rather than leave the follower waiting
                 log.exception("a forwarded request failed")
                 response = raft_pb2.ForwardResponse(
-                    member_id=self.member_id, id=request.id, code=wire_code(grpc.StatusCode.INTERNAL),
+                    member_id=self.member_id, id=request.id, code=int(Code.INTERNAL),
                     message="the leader failed to handle the forwarded request",
                 )
             ready.append(response)

@@ -33,9 +33,12 @@ import os
 import stat
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
+
+if TYPE_CHECKING:
+    from coord_server.node import Node
 
 log = logging.getLogger("coord.transport")
 
@@ -74,7 +77,7 @@ def load_peer_secret(path: str) -> bytes:
     return secret
 
 
-def member_names(node: Any, known: Mapping[int, Any] | None) -> Callable[[int], str | None]:
+def member_names(node: Node, known: Mapping[int, Any] | None) -> Callable[[int], str | None]:
     """member id -> name, from ``node``'s state machine, else from ``known`` (MemberInfo
     by id: the founders, or the members a joiner was told of before its log has them)."""
     names = {mid: info.name for mid, info in (known or {}).items()}

@@ -264,8 +264,8 @@ def test_a_new_service_without_a_rule_is_found_and_refused(tmp_path: Path, monke
 
     original = services.add_services
 
-    def add_services_and_more(server: Any, node: Any, hub: Any = None) -> Any:
-        forward = original(server, node, hub)
+    def add_services_and_more(server: Any, member: Any) -> Any:
+        forward = original(server, member)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             "future.v1.Thing", {"Do": grpc.unary_unary_rpc_method_handler(do)},
         ),))

@@ -31,7 +31,9 @@ import pytest
 from coord.raft.v1 import command_pb2, raft_pb2_grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2_grpc, lease_pb2_grpc
 from coord_server.node import Node, NodeConfig
-from coord_server.services import add_services
+from coord_server.coord_hub import CoordHub
+from coord_server.member import NodeMember
+from coord_server.services import UnaryBatcher, add_services
 from coord_server.settings import cluster_id_of, member_id_of
 from coord_server.storage import DiskStorage
 from coord_server.transport import PeerTransport, RaftPeerService
@@ -69,6 +71,8 @@ class Member:
     transport: PeerTransport | None = None
     storage: DiskStorage | None = None
     hub: WatchHub | None = None
+    member: NodeMember | None = None
+    """What the services see of ``node`` (coord_server/member.py)."""
     channel: grpc.aio.Channel | None = None
 
     def kv(self) -> kv_pb2_grpc.KVStub:
@@ -147,7 +151,8 @@ class InProcessCluster:
         config = NodeConfig(node_id=member_id, cluster_id=cluster_id, name=name, client_address=address, **node_settings)
         m.node = Node(config, m.storage, m.transport, bootstrap_members=bootstrap, known_members=known)
         m.hub = WatchHub(m.node, **hub_settings)
-        forward = add_services(m.server, m.node, m.hub)
+        m.member = NodeMember(m.node, m.hub, CoordHub(m.node), UnaryBatcher)
+        forward = add_services(m.server, m.member)
         raft_pb2_grpc.add_RaftServicer_to_server(RaftPeerService(cluster_id, member_id, m.node.step, forward), m.server)
         return m
 
@@ -184,8 +189,9 @@ class InProcessCluster:
         if m.channel is not None:
             await m.channel.close()
             m.channel = None
-        if m.hub is not None:
-            await m.hub.close()
+        if m.member is not None:
+            await m.member.watch_hub.close()
+            await m.member.coord_hub.close()
         await m.server.stop(0)
         if m.node is not None:
             await m.node.stop()
@@ -221,6 +227,12 @@ class InProcessCluster:
     def node(self) -> Node:
         assert self.members[0].node is not None
         return self.members[0].node
+
+    @property
+    def member(self) -> NodeMember:
+        """What the services of the first member see of it."""
+        assert self.members[0].member is not None
+        return self.members[0].member
 
     @property
     def address(self) -> str:

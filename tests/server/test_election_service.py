@@ -40,9 +40,9 @@ async def test_campaign_proclaim_resign_and_observe(cluster):
     assert key_a.lease == a and key_a.token > 0 and key_a.name == "E"
     second = asyncio.ensure_future(el.Campaign(election_pb2.ElectionCampaignRequest(name="E", lease=b, value=b"b"), timeout=20))
     # Queued in this order: two calls sent at once may reach the log in either order.
-    await eventually(lambda: cluster.node.coord_hub.waiting == 1, what="the first waiting candidate")
+    await eventually(lambda: cluster.member.coord_hub.waiting == 1, what="the first waiting candidate")
     third = asyncio.ensure_future(el.Campaign(election_pb2.ElectionCampaignRequest(name="E", lease=c, value=b"c"), timeout=20))
-    await eventually(lambda: cluster.node.coord_hub.waiting == 2, what="two waiting candidates")
+    await eventually(lambda: cluster.member.coord_hub.waiting == 2, what="two waiting candidates")
     await el.Proclaim(election_pb2.ElectionProclaimRequest(leader=key_a, value=b"a2"))
     leader = await el.Leader(election_pb2.ElectionLeaderRequest(name="E"))
     assert state(leader) == (a, b"a2") and leader.leader == key_a
@@ -86,7 +86,7 @@ async def test_waiting_candidate_whose_lease_ends_is_told(cluster):
     a, b = await leases(cluster, 2)
     await el.Campaign(election_pb2.ElectionCampaignRequest(name="E", lease=a))
     waiting = el.Campaign(election_pb2.ElectionCampaignRequest(name="E", lease=b), timeout=20)
-    await eventually(lambda: cluster.node.coord_hub.waiting == 1, what="the waiting candidate")
+    await eventually(lambda: cluster.member.coord_hub.waiting == 1, what="the waiting candidate")
     await lease.Revoke(lease_pb2.LeaseRevokeRequest(id=b))
     await expect_error(waiting, NOT_FOUND, "ended")
 

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from coord.v1 import cluster_pb2, kv_pb2, lease_pb2
+from coord_server.errors import Code
 
 from .conftest import eventually
 from .helpers import expect_error, session, trailing
@@ -149,7 +150,7 @@ async def test_a_broken_forwarding_stream_fails_its_requests_and_reopens(cluster
     link.call.cancel()  # the stream breaks
     with pytest.raises(Exception) as failed:
         await asyncio.wait_for(pending, 10)
-    assert getattr(failed.value, "code", None) == grpc.StatusCode.UNAVAILABLE
+    assert getattr(failed.value, "code", None) == Code.UNAVAILABLE
     put = await kv.Put(kv_pb2.PutRequest(key=b"after", value=b"y"))  # a new stream
     assert put.header.revision > 0
 

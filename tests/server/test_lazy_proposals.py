@@ -80,14 +80,15 @@ async def test_an_acquire_behind_a_held_lock_is_lazy_and_still_granted_in_order(
     lock = lock_pb2_grpc.LockStub(leader._channel())
     leases = [(await leader.lease().Grant(lease_pb2.LeaseGrantRequest(ttl=30))).id for _ in range(3)]
     submitted: list[bool] = []
-    submit = node.submit
+    face = leader.member  # what the Lock service proposes through
+    submit = face.submit
 
     def recording(data: bytes, timeout: float | None = None, *, lazy: bool = False) -> Any:
         if command_pb2.Command.FromString(data).HasField("lock_acquire"):
             submitted.append(lazy)
         return submit(data, timeout, lazy=lazy)
 
-    node.submit = recording
+    face.submit = recording
     try:
         first = await lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=leases[0]), timeout=10)
         second = asyncio.ensure_future(lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=leases[1]), timeout=20))
@@ -101,4 +102,4 @@ async def test_an_acquire_behind_a_held_lock_is_lazy_and_still_granted_in_order(
         await lock.Release(lock_pb2.LockReleaseRequest(name="L", token=got.token), timeout=10)
         assert (await asyncio.wait_for(third, 10)).token > got.token
     finally:
-        node.submit = submit
+        face.submit = submit

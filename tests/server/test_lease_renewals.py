@@ -19,7 +19,8 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 def _count_barriers(node: Any) -> list[int]:
-    """Count the read barriers ``node`` serves from now on."""
+    """Count the read barriers the services of member ``node`` (its NodeMember) ask for
+    from now on."""
     calls = [0]
     original = node.read_barrier
 
@@ -39,7 +40,7 @@ async def _grant(cluster: Any, count: int, ttl: int = 30) -> list[int]:
 
 async def test_many_renewals_on_one_stream_share_few_barriers(cluster):
     ids = await _grant(cluster, 50)
-    barriers = _count_barriers(cluster.node)
+    barriers = _count_barriers(cluster.member)
     call = cluster.lease().KeepAlive()
     order = [ids[i % len(ids)] for i in range(2000)] + [987654]  # the last: no such lease
     for lease_id in order:
@@ -56,7 +57,7 @@ async def test_many_renewals_on_one_stream_share_few_barriers(cluster):
 
 async def test_ids_renew_many_leases_in_one_request(cluster):
     ids = await _grant(cluster, 20, ttl=40)
-    barriers = _count_barriers(cluster.node)
+    barriers = _count_barriers(cluster.member)
     call = cluster.lease().KeepAlive()
     asked = ids + [424242]
     await call.write(lease_pb2.LeaseKeepAliveRequest(ids=asked))

@@ -49,11 +49,11 @@ async def test_grant_errors(cluster):
 
 
 async def test_ttl_raised_to_the_minimum(cluster):
-    node = cluster.node
+    member = cluster.member  # the Lease service's view of its member
     lease = cluster.lease()
     assert (await lease.Grant(lease_pb2.LeaseGrantRequest(ttl=1))).ttl == 1  # 1.5 x 300 ms -> 1 s
     # Pretend the base election timeout is 3 s: the minimum becomes ceil(4.5) = 5 s.
-    node.config = dataclasses.replace(node.config, election_ticks=int(3.0 / node.config.tick_interval))
+    member.config = dataclasses.replace(member.config, election_ticks=int(3.0 / member.config.tick_interval))
     assert (await lease.Grant(lease_pb2.LeaseGrantRequest(ttl=1))).ttl == 5
     assert (await lease.Grant(lease_pb2.LeaseGrantRequest(ttl=7))).ttl == 7
 

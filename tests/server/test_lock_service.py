@@ -48,7 +48,7 @@ async def test_acquire_release_inspect(cluster):
 
 async def test_queue_wakes_only_the_next_waiter(cluster):
     lock = locks(cluster)
-    hub = cluster.node.coord_hub
+    hub = cluster.member.coord_hub
     ids = await leases(cluster, 4)
     first = await lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=ids[0]))
     calls = [asyncio.ensure_future(lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=i), timeout=20))
@@ -89,7 +89,7 @@ async def test_deadline_and_cancel_leave_the_queue(cluster):
     await expect_error(lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=b), timeout=0.3),
                        grpc.StatusCode.DEADLINE_EXCEEDED)
     call = lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=c), timeout=20)
-    await eventually(lambda: cluster.node.coord_hub.waiting == 1, what="the waiting call")
+    await eventually(lambda: cluster.member.coord_hub.waiting == 1, what="the waiting call")
     call.cancel()
 
     async def queue_empty():
@@ -105,7 +105,7 @@ async def test_lease_end_passes_the_lock_and_fences_the_old_holder(cluster):
     a, b = await leases(cluster, 2)
     old = await lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=a))
     waiting = asyncio.ensure_future(lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=b), timeout=20))
-    await eventually(lambda: cluster.node.coord_hub.waiting == 1, what="the waiting call")
+    await eventually(lambda: cluster.member.coord_hub.waiting == 1, what="the waiting call")
     await lease.Revoke(lease_pb2.LeaseRevokeRequest(id=a))
     new = await waiting
     assert new.acquired and new.token > old.token
@@ -127,7 +127,7 @@ async def test_waiter_whose_lease_ends_is_told_not_found(cluster):
     a, b = await leases(cluster, 2)
     await lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=a))
     waiting = lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=b), timeout=20)
-    await eventually(lambda: cluster.node.coord_hub.waiting == 1, what="the waiting call")
+    await eventually(lambda: cluster.member.coord_hub.waiting == 1, what="the waiting call")
     await lease.Revoke(lease_pb2.LeaseRevokeRequest(id=b))
     await expect_error(waiting, NOT_FOUND, "ended")
 
@@ -161,7 +161,7 @@ async def test_retry_with_the_same_seq_finds_the_grant(cluster):
     held = await lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=a))
     waiting = asyncio.ensure_future(
         lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=b), metadata=session("c1", 1), timeout=20))
-    await eventually(lambda: cluster.node.coord_hub.waiting == 1, what="the waiting call")
+    await eventually(lambda: cluster.member.coord_hub.waiting == 1, what="the waiting call")
     await lock.Release(lock_pb2.LockReleaseRequest(name="L", token=held.token))
     first = await waiting
     retry = await lock.Acquire(lock_pb2.LockAcquireRequest(name="L", lease=b), metadata=session("c1", 1))
@@ -176,7 +176,7 @@ async def test_waiting_on_a_follower_is_granted_by_a_release_elsewhere(cluster):
     held = await locks(cluster, leader).Acquire(lock_pb2.LockAcquireRequest(name="L", lease=a))
     waiting = asyncio.ensure_future(
         locks(cluster, follower).Acquire(lock_pb2.LockAcquireRequest(name="L", lease=b), timeout=20))
-    await eventually(lambda: follower.node.coord_hub.waiting == 1, what="the call waiting on the follower")
+    await eventually(lambda: follower.member.coord_hub.waiting == 1, what="the call waiting on the follower")
     other = [m for m in cluster.followers() if m is not follower][0]
     await locks(cluster, other).Release(lock_pb2.LockReleaseRequest(name="L", token=held.token))
     granted = await waiting
@@ -194,7 +194,7 @@ async def test_retry_after_a_deadline_queues_the_lease_again(cluster):
 
     async def queued_again():
         info = await lock.Inspect(lock_pb2.LockInspectRequest(name="L"))
-        return waiters(info) == [b] and cluster.node.coord_hub.waiting == 1
+        return waiters(info) == [b] and cluster.member.coord_hub.waiting == 1
 
     await eventually(queued_again, what="the retry waiting in the queue")
     await lock.Release(lock_pb2.LockReleaseRequest(name="L", token=held.token))

@@ -12,9 +12,8 @@ import pytest
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import lock_pb2
-from coord_server.errors import FailedPrecondition, NotFound
+from coord_server.errors import DeadlineExceeded, FailedPrecondition, NotFound
 from coord_server.services import waits
-from coord_server.services.common import DeadlineExceeded, ServiceError
 from coord_server.services.waits import QueueWait
 
 
@@ -202,7 +201,7 @@ async def test_lease_end_and_refusals_are_the_call_errors() -> None:
     result.error.code = grpc.StatusCode.NOT_FOUND.value[0]
     result.error.message = "lease 5 not found"
     node.submitted[1][1].set_result(result)
-    with pytest.raises(ServiceError, match="not found"):
+    with pytest.raises(NotFound, match="not found"):
         await refused.future
 
 

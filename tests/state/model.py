@@ -14,8 +14,8 @@ import grpc
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import kv_pb2
-from coord_server.errors import grpc_status
-from coord_server.state import StateError, validate_command
+from coord_server.status import grpc_status
+from coord_server.state import CoordError, validate_command
 
 Value = tuple[bytes, int, int, int, int]
 """(value, create_revision, mod_revision, version, lease)"""
@@ -51,7 +51,7 @@ class Model:
         try:
             try:
                 validate_command(cmd)
-            except StateError as err:
+            except CoordError as err:
                 raise Refused(grpc_status(err.code)) from None
             which = cmd.WhichOneof("op")
             return "ok", getattr(self, "_" + str(which))(getattr(cmd, which), index)

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from coord.v1 import kv_pb2
-from coord_server.state.errors import Code
+from coord_server.errors import Code
 from coord_server.state import Compacted, FutureRevision, InvalidArgument, StateMachine
 
 from .driver import Driver

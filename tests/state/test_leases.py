@@ -7,7 +7,7 @@ import pytest
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import common_pb2, kv_pb2, lease_pb2
-from coord_server.state.errors import Code
+from coord_server.errors import Code
 from coord_server.state import NotFound, min_lease_ttl
 
 from .driver import Driver, put_op

@@ -7,7 +7,7 @@ import pytest
 
 from coord.raft.v1 import command_pb2
 from coord.v1 import common_pb2, kv_pb2
-from coord_server.state.errors import Code
+from coord_server.errors import Code
 from coord_server.state import Compacted, InvalidArgument, SnapshotError, StateMachine
 from coord_server.state.limits import MAX_COMMAND_BYTES
 

@@ -12,7 +12,7 @@ from coord_server.state import (
     InvalidArgument,
     NotFound,
     OutOfRange,
-    StateError,
+    CoordError,
     from_proto,
     prefix_end,
     validate_command,
@@ -61,7 +61,7 @@ def test_valid_requests_pass() -> None:
 def test_invalid_requests(check, req, error) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(error) as info:
         check(req)
-    assert isinstance(info.value, StateError) and info.value.message
+    assert isinstance(info.value, CoordError) and info.value.message
 
 
 def test_errors_carry_status_codes() -> None:
