@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
-from tests.integration.harness import NodeProcess, free_ports, leader_hint
+from tests.integration.harness import HarnessError, NodeProcess, free_ports, leader_hint
 
 from .proxy import Mesh
 from .workloads import CHANNEL_OPTIONS
@@ -100,21 +100,23 @@ class ChaosCluster:
 
     async def kill(self, name: str) -> None:
         slot = self.slots[name]
-        if slot.running:
+        with contextlib.suppress(HarnessError):  # it exited on its own meanwhile
             slot.send(signal.SIGKILL)
-            while slot.running:
-                await asyncio.sleep(0.01)
+        while slot.running:
+            await asyncio.sleep(0.01)
         slot.paused = False
 
     def pause(self, name: str) -> None:
         slot = self.slots[name]
-        if slot.running and not slot.paused:
-            slot.send(signal.SIGSTOP)
+        if not slot.paused:
+            with contextlib.suppress(HarnessError):
+                slot.send(signal.SIGSTOP)
 
     def resume(self, name: str) -> None:
         slot = self.slots[name]
-        if slot.running and slot.paused:
-            slot.send(signal.SIGCONT)
+        if slot.paused:
+            with contextlib.suppress(HarnessError):
+                slot.send(signal.SIGCONT)
         slot.paused = False
 
     async def wipe(self, name: str) -> None:
