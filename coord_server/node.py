@@ -179,6 +179,8 @@ class Node:
 
         self._leader_log = LeaderLog(self)
         self._reads = ReadWaits(config.node_id)
+        self._term_first_index = 0
+        """This leadership's first entry (its empty entry); lease renewals wait until it is applied."""
         self._state_listeners: list[Callable[[StateMachine], None]] = []
         self.lease_timers = LeaseTimers(clock.time)
         self._tasks: list[asyncio.Task[None]] = []
@@ -295,6 +297,7 @@ class Node:
             delay = next_at - clock.time()
             if delay < -interval * 10:
                 next_at = clock.time()  # the loop was blocked; do not burst-tick
+                self.lease_timers.postpone(-delay)  # renewals may wait unread meanwhile (lease_timer.py Rule 7)
             await asyncio.sleep(max(0.0, delay))
             self.core.tick()
             if self._ready_busy and self.core.msgs:
@@ -444,6 +447,19 @@ class Node:
         self._dispatch_read(fut)
         return fut
 
+    def leadership_confirmed(self) -> asyncio.Future[None]:
+        """A future resolved once a quorum round begun after the call has confirmed the
+        leadership this member knows and the first entry of its term is applied, without
+        waiting for the read point (read_waits.py Rule 5): lease renewals, which read the
+        leader's clocks only."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._stopping or not self.is_leader:
+            fut.set_exception(Unavailable("not the leader", self.leader_address()))
+        else:
+            self._reads.add(fut, apply_floor=self._term_first_index)
+            self._wake.set()
+        return fut
+
     def _dispatch_read(self, fut: asyncio.Future[None]) -> None:
         if fut.done():
             return
@@ -577,6 +593,8 @@ class Node:
         if leader != 0 and self._leaderless:
             self._leaderless.retry_all()
         if role == Role.LEADER:
+            # At or after this term's first entry (become_leader appended it): read_waits Rule 5.
+            self._term_first_index = self.core.log.last_index()
             self.lease_timers.start(self.state.lease_ids(), extension=self.config.election_timeout)
         else:
             self.lease_timers.stop()

@@ -34,6 +34,7 @@ from coord_server.logs import set_term_source
 from coord_server.member import NodeMember, transfer_target
 from coord_server.node import Node, NodeConfig
 from coord_server.request_context import RequestInterceptor
+from coord_server.self_naming import SelfNaming
 from coord_server.settings import ServerSettings, SettingsError, cluster_id_of, member_id_of
 from coord_server.storage import DiskStorage, FileIO
 from coord_server.storage.files import write_file_atomically
@@ -84,6 +85,8 @@ class CoordServer:
         """Reloads the TLS listeners' files when they change or on SIGHUP."""
         self.removal: Any = None
         """RemovalWatch: notices this member's removal from the cluster (coord_server/removal.py)."""
+        self.self_naming: SelfNaming | None = None
+        """Names this member if etcd's MemberAdd added it unnamed (coord_server/self_naming.py)."""
 
     async def start(self) -> None:
         s = self.settings
@@ -215,7 +218,8 @@ class CoordServer:
         forward = add_services(server, member)
         from coord_server.etcd import add_etcd_services
 
-        add_etcd_services(server, member, admission)  # etcd's v3 API (docs/etcd.md)
+        transport = self.transport
+        add_etcd_services(server, member, admission, lambda: transport.credentials)  # etcd's v3 API (docs/etcd.md)
         raft_service = RaftPeerService(cluster_id, member_id, node.step, forward)
         self.health = MemberHealth(node)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
@@ -275,6 +279,10 @@ class CoordServer:
             self.metrics.attach_loop_lag(self.loop_lag)
         self.loop_lag.start()
         await node.start()
+        self.self_naming = SelfNaming(
+            node, lambda: _join(s, peer_tls, adopt_unnamed=False, target=s.join or node.leader_address())
+        )
+        self.self_naming.start()
         self.health.start(self.registries)
         self.certificates.start()
         self.removal.start()
@@ -294,6 +302,8 @@ class CoordServer:
             self.certificates.reload_all()
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self.self_naming is not None:
+            await self.self_naming.stop()
         if self.auth_bootstrap is not None:
             self.auth_bootstrap.cancel()
         if self.removal is not None:
@@ -412,14 +422,20 @@ def _join_metadata() -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 
-async def _join(s: ServerSettings, peer_tls: PeerTLS | None) -> tuple[int, int, dict[int, command_pb2.MemberInfo]]:
+async def _join(
+    s: ServerSettings, peer_tls: PeerTLS | None, *, adopt_unnamed: bool = True, target: str = ""
+) -> tuple[int, int, dict[int, command_pb2.MemberInfo]]:
     """Ask a live member for the cluster, adding this member as a learner if it is not
-    there yet; returns (cluster id, member id, the members' addresses).
+    there yet; returns (cluster id, member id, the members' addresses). With
+    ``adopt_unnamed``, an unnamed member at this peer address (added by etcd's
+    MemberAdd) is this one, taken as it is: no commit is needed to start, even where
+    the cluster needs this member for a quorum; it names itself later (self_naming.py).
+    Without, that member is completed with this one's name (the naming itself).
 
-    ``join`` is a member's client address; with TLS the joiner connects to it with its
-    peer certificate and trusts the peer CA (docs/security.md)."""
+    ``join`` (or ``target``) is a member's client address; with TLS the joiner connects
+    to it with its peer certificate and trusts the peer CA (docs/security.md)."""
     deadline = asyncio.get_running_loop().time() + 30
-    target = s.join
+    target = target or s.join
     last_error = ""
     while asyncio.get_running_loop().time() < deadline:
         channel = (
@@ -429,12 +445,24 @@ async def _join(s: ServerSettings, peer_tls: PeerTLS | None) -> tuple[int, int, 
         async with channel:
             stub = cluster_pb2_grpc.ClusterStub(channel)
             try:
-                listing = await stub.MemberList(
-                    cluster_pb2.ClusterMemberListRequest(linearizable=True), timeout=5, metadata=_join_metadata()
-                )
+                try:
+                    listing = await stub.MemberList(
+                        cluster_pb2.ClusterMemberListRequest(linearizable=True), timeout=5, metadata=_join_metadata()
+                    )
+                except grpc.aio.AioRpcError as err:
+                    if not adopt_unnamed or err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                        raise
+                    # No quorum for a linearizable read: perhaps it waits for this member.
+                    listing = await stub.MemberList(
+                        cluster_pb2.ClusterMemberListRequest(), timeout=5, metadata=_join_metadata()
+                    )
                 mine = [m for m in listing.members if m.name == s.name]
+                unnamed = [m for m in listing.members if not m.name and m.peer_address == s.peer_advertise_address]
                 if mine:
                     member = mine[0]
+                    members = listing.members
+                elif adopt_unnamed and unnamed:
+                    member = unnamed[0]
                     members = listing.members
                 else:
                     added = await stub.MemberAdd(

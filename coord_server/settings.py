@@ -60,7 +60,8 @@ class ServerSettings:
     printable bytes, mode 600): every peer call carries it and is refused without it
     (docs/security.md). Required with auth unless peers use mutual TLS."""
     join: str = ""
-    """host:port of a live member: join that cluster (as a learner) instead of founding one."""
+    """host:port of a live member: join that cluster (as a learner, or as the member that
+    etcd's MemberAdd added at this peer address) instead of founding one."""
     heartbeat_ms: int = 100
     """Leader heartbeat interval."""
     election_ms: int = 300
@@ -337,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--peer-cert-file", metavar="PEM", help="this member's peer certificate (mutual TLS between peers)")
     tls.add_argument("--peer-key-file", metavar="PEM", help="private key of --peer-cert-file")
     tls.add_argument("--peer-ca-file", metavar="PEM", help="CA that signs every member's peer certificate")
-    parser.add_argument("--join", metavar="ADDR", help="join the cluster of the live member at ADDR (added as a learner)")
+    parser.add_argument("--join", metavar="ADDR", help="join the cluster of the live member at ADDR (added as a learner, or as the member "
+                        "`etcdctl member add` added at this peer address)")
     parser.add_argument("--heartbeat-ms", type=int, help="leader heartbeat interval (default: 100)")
     parser.add_argument("--election-ms", type=int, help="base election timeout (default: 300)")
     parser.add_argument("--tick-ms", type=int, help="Raft clock granularity (default: 20)")

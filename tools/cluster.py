@@ -18,6 +18,8 @@ With ``--tls`` (``make cluster TLS=1``) each member serves clients with TLS on i
 (client certificates required) and peers with mutual TLS on a second port (client port +
 100), with the certificates of CERTS (default ``DIR/certs``; made by tools/certs.py when
 missing). ``status`` and the other commands read that choice from ``cluster.json``.
+Each member's HTTP listener (etcd's JSON gateway, Connect, the dashboard) is on its client
+port + 1000: HTTPS with TLS, with the same certificate and client certificates required.
 
 With ``--auth`` (``make cluster AUTH=1``) authentication is on: ``DIR/auth.toml`` holds
 one admin user, ``root``, whose token is in ``DIR/root-token``; ``DIR/peer-secret`` is the
@@ -54,8 +56,8 @@ STATE_FILE = "cluster.json"
 PEER_PORT_OFFSET = 100
 """With TLS, a member's peer port is its client port + this, unless --peer-ports names them."""
 HTTP_PORT_OFFSET = 1000
-"""Without TLS, each member serves HTTP (etcd's JSON gateway, Connect, the dashboard) on
-its client port + this."""
+"""Each member serves HTTP (etcd's JSON gateway, Connect, the dashboard) on its client
+port + this; with TLS, HTTPS with the client listener's certificate and client CA."""
 AUTH_FILE, TOKEN_FILE, PEER_SECRET_FILE = "auth.toml", "root-token", "peer-secret"
 """With --auth, in DIR: the users (one admin), its token, the peer secret."""
 
@@ -75,6 +77,21 @@ def tls_environment(certs: Path) -> str:
     return f"export COORD_CACERT={certs / 'ca.pem'} COORD_CERT={certs / 'client.pem'} COORD_KEY={certs / 'client-key.pem'}"
 
 
+def etcd_commands(endpoints: list[str], http_address: str, certs: Path | None) -> list[str]:
+    """An etcdctl put and a curl to etcd's JSON gateway, with the client certificate of
+    a TLS cluster."""
+    if certs is None:
+        return [
+            f"etcdctl --endpoints {','.join(endpoints)} put foo bar",
+            f"curl -s http://{http_address}/v3/kv/range -d '{{\"key\": \"Zm9v\"}}'",
+        ]
+    ca, cert, key = certs / "ca.pem", certs / "client.pem", certs / "client-key.pem"
+    return [
+        f"etcdctl --endpoints {','.join(endpoints)} --cacert {ca} --cert {cert} --key {key} put foo bar",
+        f"curl -s --cacert {ca} --cert {cert} --key {key} https://{http_address}/v3/kv/range -d '{{\"key\": \"Zm9v\"}}'",
+    ]
+
+
 class ClusterError(Exception):
     """A command cannot be carried out; the message says why and what to do."""
 
@@ -87,7 +104,7 @@ class Member:
     peer_address: str = ""
     """With TLS, the address of the member's separate peer listener."""
     http_address: str = ""
-    """Without TLS, the address of the member's HTTP listener (etcd's JSON gateway)."""
+    """The address of the member's HTTP listener (etcd's JSON gateway; HTTPS with TLS)."""
 
     @property
     def data_dir(self) -> Path:
@@ -147,7 +164,7 @@ class LocalCluster:
         self.members = [
             Member(
                 f"n{i + 1}", f"{HOST}:{port}", self.base, f"{HOST}:{peers[i]}" if certs else "",
-                "" if certs else f"{HOST}:{port + HTTP_PORT_OFFSET}",
+                f"{HOST}:{port + HTTP_PORT_OFFSET}",
             )
             for i, port in enumerate(ports)
         ]
@@ -501,8 +518,8 @@ def cmd_start(cluster: LocalCluster, args: argparse.Namespace) -> int:
     print(f"  {first_command(endpoints)}")
     if cluster.members[0].http_address:
         # The same store through etcd's v3 API and its JSON gateway (docs/etcd.md).
-        print(f"  etcdctl --endpoints {','.join(endpoints)} put foo bar")
-        print(f"  curl -s http://{cluster.members[0].http_address}/v3/kv/range -d '{{\"key\": \"Zm9v\"}}'")
+        for line in etcd_commands(endpoints, cluster.members[0].http_address, cluster.certs):
+            print(f"  {line}")
     print("  make cluster-status | cluster-logs | cluster-kill NODE=n2 | cluster-restart NODE=n2 | cluster-stop")
     return 0
 

@@ -33,6 +33,7 @@ from coord_server.request_context import current_user, recheck_after_read
 from coord_server.services.common import abort, read_barrier
 
 from .admission import CURRENT, Admission
+from .auth_off import quota_only
 from .lease_owner import check_lease_owner
 from .quota import QUOTA_CHECKED_METHODS, LeaseLimit, Quota
 from .requirements import LEASE_REVOKE, LEASE_TIME_TO_LIVE
@@ -82,7 +83,13 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             unchecked = access is None or access is Access.TRANSLATED or (
                 access is Access.PUBLIC and method not in QUOTA_CHECKED_METHODS
             )
-            entry = self._wrapped[method] = (checked, decoding_checked(handler) if unchecked else checked)
+            if unchecked:
+                while_off = decoding_checked(handler)
+            elif access is Access.PUBLIC and handler.unary_unary is not None and method != LEASE_GRANT:
+                while_off = quota_only(method, handler, self.quota)  # auth_off.py
+            else:
+                while_off = checked
+            entry = self._wrapped[method] = (checked, while_off)
         checked, while_auth_off = entry
         # Auth is switched at run time (Auth.Enable/Disable), so the choice is made per call:
         # with auth off, a call with nothing to check is spared the wrapper (~50 us of CPU).
@@ -130,7 +137,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         """``admit`` by what this member has applied now, without waiting (the etcd API's
         translated calls)."""
         if not self.auth.enabled:
-            admission = Admission(None, context.peer(), self.quota)
+            admission = Admission(None, context.peer(), self.quota, leases=self.leases)
         else:
             token = bearer_token(context.invocation_metadata())
             if not token:
@@ -141,7 +148,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             principal = self.auth.authenticate(token)
             if principal is None:
                 raise Unauthenticated("the bearer token is not valid for this cluster")
-            admission = Admission(principal, f"user {principal.name!r}", self.quota, token, self.auth)
+            admission = Admission(principal, f"user {principal.name!r}", self.quota, token, self.auth, self.leases)
             current_user.set(principal.name)  # proposals carry it (Command.user), checked again at apply
         CURRENT.set(admission)
         return admission

@@ -9,6 +9,7 @@ what does not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -24,6 +25,7 @@ from .calls import CoordCalls
 from .auth import METHODS as AUTH_METHODS
 from .auth import EtcdAuth
 from .cluster import ETCD_VERSION, EtcdCluster, EtcdMaintenance
+from .relay import LeaderRelay
 from .kv import EtcdKV, EtcdWatch
 from .lease import EtcdLease
 from .recipes import EtcdElection, EtcdLock, Recipes
@@ -63,9 +65,14 @@ COORD_EQUIVALENTS = {
 they make; every other etcd call needs an admin role when auth is on)."""
 
 
-def add_etcd_services(server: grpc.aio.Server, node: Member, interceptor: Any) -> None:
+def add_etcd_services(
+    server: grpc.aio.Server, node: Member, interceptor: Any,
+    peer_credentials: Callable[[], grpc.ChannelCredentials | None] = lambda: None,
+) -> None:
     """Register etcd's services for ``node`` (after coord's: they share its WatchHub),
-    checked by ``interceptor`` (the member's AdmissionInterceptor, or None)."""
+    checked by ``interceptor`` (the member's AdmissionInterceptor, or None).
+    ``peer_credentials``: this member's current peer TLS credentials (None without TLS),
+    with which a follower relays etcd's membership calls to the leader (relay.py)."""
     calls = CoordCalls(interceptor)
     if interceptor is not None:
         # With auth on, every call of these services first proves a valid token
@@ -84,9 +91,9 @@ def add_etcd_services(server: grpc.aio.Server, node: Member, interceptor: Any) -
     for name in AUTH_METHODS:
         calls.register(f"/coord.v1.Auth/{name}", getattr(auth, name))
     rpc_pb2_grpc.add_KVServicer_to_server(EtcdKV(node, calls), server)
-    rpc_pb2_grpc.add_WatchServicer_to_server(EtcdWatch(calls, node.watch_hub), server)
+    rpc_pb2_grpc.add_WatchServicer_to_server(EtcdWatch(calls, node.watch_hub, node), server)
     rpc_pb2_grpc.add_LeaseServicer_to_server(EtcdLease(calls, lease), server)
-    rpc_pb2_grpc.add_ClusterServicer_to_server(EtcdCluster(node, calls, cluster), server)
+    rpc_pb2_grpc.add_ClusterServicer_to_server(EtcdCluster(node, calls, cluster, LeaderRelay(node, peer_credentials)), server)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(EtcdMaintenance(node, calls), server)
     rpc_pb2_grpc.add_AuthServicer_to_server(EtcdAuth(node, interceptor, calls), server)
     recipes = Recipes(node, calls)

@@ -1,9 +1,8 @@
 """etcd's Cluster, Maintenance and Auth services over coord's Cluster service and state.
 
-What does not map (docs/etcd.md): a member added through etcd's MemberAdd is always a
-learner first (coord never adds a voter that has not caught up; promote it); Defragment
-has nothing to do; alarms are never raised; Snapshot streams coord's own snapshot
-format, not a bbolt file. etcd's Auth service is auth.py.
+What does not map (docs/etcd.md): Defragment has nothing to do; alarms are never
+raised; Snapshot streams coord's own snapshot format, not a bbolt file (``coord-server
+restore`` reads what etcdctl saves; etcdctl's snapshot restore and status cannot). etcd's Auth service is auth.py.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from coord_server.member import Member
 
 from . import convert, errors
 from .calls import CallContext, CoordCalls, abort_etcd, as_coord_error
+from .relay import LeaderRelay
 
 ETCD_VERSION = "3.5.0"
 """The etcd API version coord speaks, as Status and the gateway's /version report it."""
@@ -36,6 +36,34 @@ STATUS = "/coord.v1.Cluster/Status"
 TRANSFER = "/coord.v1.Cluster/TransferLeadership"
 SNAPSHOT = "/coord.v1.Maintenance/Snapshot"
 SNAPSHOT_CHUNK = 1 << 20
+
+
+PADDING_FIELD = (1 << 29) - 1
+"""The highest field number protobuf allows: StateSnapshot will never define it."""
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def snapshot_padding(size: int) -> bytes:
+    """Bytes that take ``size`` bytes of a serialized StateSnapshot to a multiple of 512:
+    one length-delimited field numbered PADDING_FIELD (which parsing skips), or nothing
+    when ``size`` is a multiple already."""
+    if size % 512 == 0:
+        return b""
+    tag = _varint(PADDING_FIELD << 3 | 2)
+    total = -size % 512
+    while True:
+        for length in (total - len(tag) - 1, total - len(tag) - 2):
+            if length >= 0 and len(tag) + len(_varint(length)) + length == total:
+                return tag + _varint(length) + bytes(length)
+        total += 512
 
 
 def _url(scheme: str, address: str) -> list[str]:
@@ -65,11 +93,13 @@ async def _admin_only(calls: CoordCalls, method: str, request: Any, context: Any
 
 
 class EtcdCluster(etcd_grpc.ClusterServicer):
-    def __init__(self, node: Member, calls: CoordCalls, cluster: Any) -> None:
+    def __init__(self, node: Member, calls: CoordCalls, cluster: Any, relay: LeaderRelay) -> None:
         self.node = node
         self.calls = calls
         self.cluster = cluster
         """The member's ClusterService (its update_member has no coord.v1 RPC)."""
+        self.relay = relay
+        """Membership changes on a follower go to the leader, as etcd forwards them."""
 
     def member(self, m: cluster_pb2.Member) -> etcd.Member:
         scheme = "https" if self.node.config.client_tls else "http"
@@ -86,6 +116,13 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         return await _run(context, work())  # type: ignore[no-any-return]
 
     async def MemberAdd(self, request: etcd.MemberAddRequest, context: Any) -> etcd.MemberAddResponse:
+        """A voter, or a learner with ``isLearner``, as etcd adds them (with etcd's strict
+        reconfiguration check for a voter: ClusterService Rule 4). It has no name until
+        the new member starts and names itself (``--join``: Rule 5)."""
+        leader = self.relay.leader_elsewhere(context)
+        if leader:
+            return await self.relay.call(leader, "MemberAdd", request, context)  # type: ignore[no-any-return]
+
         async def work() -> etcd.MemberAddResponse:
             coord_request = cluster_pb2.ClusterMemberAddRequest(
                 peer_address=_address(request.peerURLs[0]) if request.peerURLs else "",
@@ -93,7 +130,7 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
             self.calls.precheck(MEMBER_ADD, coord_request, context)
             if len(request.peerURLs) != 1:
                 raise errors.MEMBER_BAD_URLS
-            r = await self.calls.call(MEMBER_ADD, coord_request, context)
+            r = await self.cluster.add_member(coord_request, CallContext(context), learner=request.isLearner)
             return etcd.MemberAddResponse(
                 header=convert.header(r.header), member=self.member(r.member), members=[self.member(m) for m in r.members]
             )
@@ -101,6 +138,10 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         return await _run(context, work())  # type: ignore[no-any-return]
 
     async def MemberRemove(self, request: etcd.MemberRemoveRequest, context: Any) -> etcd.MemberRemoveResponse:
+        leader = self.relay.leader_elsewhere(context)
+        if leader:
+            return await self.relay.call(leader, "MemberRemove", request, context)  # type: ignore[no-any-return]
+
         async def work() -> etcd.MemberRemoveResponse:
             r = await self.calls.call(MEMBER_REMOVE, cluster_pb2.ClusterMemberRemoveRequest(id=request.ID), context)
             return etcd.MemberRemoveResponse(header=convert.header(r.header), members=[self.member(m) for m in r.members])
@@ -108,6 +149,10 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
         return await _run(context, work())  # type: ignore[no-any-return]
 
     async def MemberPromote(self, request: etcd.MemberPromoteRequest, context: Any) -> etcd.MemberPromoteResponse:
+        leader = self.relay.leader_elsewhere(context)
+        if leader:
+            return await self.relay.call(leader, "MemberPromote", request, context)  # type: ignore[no-any-return]
+
         async def work() -> etcd.MemberPromoteResponse:
             r = await self.calls.call(MEMBER_PROMOTE, cluster_pb2.ClusterMemberPromoteRequest(id=request.ID), context)
             return etcd.MemberPromoteResponse(header=convert.header(r.header), members=[self.member(m) for m in r.members])
@@ -116,6 +161,9 @@ class EtcdCluster(etcd_grpc.ClusterServicer):
 
     async def MemberUpdate(self, request: etcd.MemberUpdateRequest, context: Any) -> etcd.MemberUpdateResponse:
         """A member's one peer URL, through ClusterService.update_member (admins only)."""
+        leader = self.relay.leader_elsewhere(context)
+        if leader:
+            return await self.relay.call(leader, "MemberUpdate", request, context)  # type: ignore[no-any-return]
 
         async def work() -> etcd.MemberUpdateResponse:
             await _admin_only(self.calls, "/etcdserverpb.Cluster/MemberUpdate", request, context)
@@ -213,7 +261,10 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
         self, request: etcd.SnapshotRequest, context: Any
     ) -> AsyncIterator[etcd.SnapshotResponse]:
         """coord's snapshot bytes laid out as etcd lays out its own (etcdctl checks the
-        layout): zero-padded to a multiple of 512 bytes, then the SHA-256 of that."""
+        layout): padded to a multiple of 512 bytes, then the SHA-256 of that. The padding
+        is a field StateSnapshot never defines, so the file etcdctl saves is also a
+        coord snapshot file (bytes, then their SHA-256): ``coord-server restore`` reads
+        it as it is."""
         try:
             self._admit_whole_state(context)
             data = self.node.state.snapshot()
@@ -222,7 +273,7 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
         except Exception as exc:  # noqa: BLE001
             await abort_etcd(context, exc)
             return
-        padded = data + bytes(-len(data) % 512)
+        padded = data + snapshot_padding(len(data))
         blob = padded + hashlib.sha256(padded).digest()
         header = self._header()
         offset = 0
@@ -240,7 +291,13 @@ class EtcdMaintenance(etcd_grpc.MaintenanceServicer):
         async def work() -> etcd.MoveLeaderResponse:
             if request.targetID == 0:
                 raise errors.BAD_LEADER_TRANSFEREE
-            r = await self.calls.call(TRANSFER, cluster_pb2.ClusterTransferLeadershipRequest(target_id=request.targetID), context)
+            try:
+                r = await self.calls.call(
+                    TRANSFER, cluster_pb2.ClusterTransferLeadershipRequest(target_id=request.targetID), context
+                )
+            except errors.EtcdError as err:
+                # etcd calls any target that is not a voting member a bad transferee.
+                raise errors.BAD_LEADER_TRANSFEREE if err is errors.MEMBER_NOT_FOUND else err from None
             return etcd.MoveLeaderResponse(header=convert.header(r.header))
 
         return await _run(context, work())  # type: ignore[no-any-return]

@@ -14,6 +14,8 @@ from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.mvccpb import kv_pb2 as mvcc
 from coord.v1 import common_pb2, kv_pb2
 
+from .gosort import go_sort
+
 M = TypeVar("M")
 
 
@@ -40,31 +42,45 @@ _TARGET_FIELD = {1: "version", 2: "create_revision", 3: "mod_revision", 4: "valu
 
 
 def range_request(req: etcd.RangeRequest) -> kv_pb2.RangeRequest:
-    """etcd sorts by a non-key target ascending even when no order is given."""
+    """coord sorts by key (keys are unique: any algorithm gives etcd's order); by another
+    target, finish_range sorts as etcd does, so coord is asked for the keys in key order:
+    all of them, or the first limit+1 (limits_before_sorting)."""
     out = recode(req, kv_pb2.RangeRequest)
     order, target = req.sort_order, req.sort_target
-    if limits_before_sorting(req):
+    if target != _KEY:
         out.sort_order = kv_pb2.SORT_ORDER_UNSPECIFIED
         out.sort_target = kv_pb2.SORT_TARGET_UNSPECIFIED
-        out.limit = req.limit + 1
-        out.keys_only = False  # sorted by value first; finish_range drops the values
-    elif order == _NONE and target == _KEY:
+        out.limit = req.limit + 1 if limits_before_sorting(req) else 0
+        if target == etcd.RangeRequest.VALUE:
+            out.keys_only = False  # sorted by value first; finish_range drops the values
+    elif order == _NONE:
         out.sort_order = kv_pb2.SORT_ORDER_UNSPECIFIED
         out.sort_target = kv_pb2.SORT_TARGET_UNSPECIFIED
     else:
-        out.sort_order = kv_pb2.SortOrder.ValueType(kv_pb2.SORT_ORDER_ASCEND if order == _NONE else order)
-        out.sort_target = kv_pb2.SortTarget.ValueType(target + 1)
+        out.sort_order = kv_pb2.SortOrder.ValueType(order)
+        out.sort_target = kv_pb2.SORT_TARGET_KEY
     return out
 
 
 def finish_range(req: etcd.RangeRequest, resp: kv_pb2.RangeResponse) -> None:
-    """The answer to ``req`` as etcd gives it, from coord's answer to ``range_request``."""
-    if limits_before_sorting(req):
+    """The answer to ``req`` as etcd gives it, from coord's answer to ``range_request``:
+    sorted by a non-key target with Go's sort.Sort (gosort.py; descending through its
+    Reverse), then cut at the limit."""
+    if req.sort_target != _KEY and resp.kvs:
         field = _TARGET_FIELD[req.sort_target]
-        kvs = sorted(resp.kvs, key=lambda kv: getattr(kv, field))
-        resp.more = len(kvs) > req.limit
+        kvs = list(resp.kvs)
+        if req.sort_order == etcd.RangeRequest.DESCEND:
+            go_sort(kvs, lambda x, y: getattr(y, field) < getattr(x, field))
+        else:
+            go_sort(kvs, lambda x, y: getattr(x, field) < getattr(y, field))
+        resp.more = bool(req.limit) and len(kvs) > req.limit
+        if resp.more:
+            kvs = kvs[: req.limit]
+        copies = [common_pb2.KeyValue() for _ in kvs]
+        for copy, kv in zip(copies, kvs):
+            copy.CopyFrom(kv)
         del resp.kvs[:]
-        resp.kvs.extend(kvs[: req.limit])
+        resp.kvs.extend(copies)
         if req.keys_only:
             for kv in resp.kvs:
                 kv.value = b""

@@ -23,10 +23,12 @@ from coord_server.errors import (
     LearnerTransferee,
     MemberNotFound,
     NotALearner,
+    NotEnoughStartedMembers,
     PeerAddressInUse,
     QuotaExhausted,
     RequestTooLarge,
     TooManyOperations,
+    UnhealthyCluster,
 )
 from coord_server.status import grpc_status
 
@@ -89,6 +91,10 @@ BAD_LEADER_TRANSFEREE = _e(Code.FAILED_PRECONDITION, "etcdserver: bad leader tra
 NOT_LEADER = _e(Code.FAILED_PRECONDITION, "etcdserver: not leader")
 ELECTION_NO_LEADER = _e(Code.UNKNOWN, "election: no leader")
 ELECTION_NOT_LEADER = _e(Code.UNKNOWN, "election: not leader")
+NOT_ENOUGH_STARTED = _e(
+    Code.FAILED_PRECONDITION, "etcdserver: re-configuration failed due to not enough started members"
+)
+UNHEALTHY = _e(Code.UNAVAILABLE, "etcdserver: unhealthy cluster")
 NOT_CAPABLE = _e(Code.UNAVAILABLE, "etcdserver: not capable")
 
 
@@ -100,6 +106,8 @@ _BY_TYPE: tuple[tuple[type[CoordError], EtcdError], ...] = (
     (NotALearner, MEMBER_NOT_LEARNER),
     (LearnerNotCaughtUp, LEARNER_NOT_READY),
     (LearnerTransferee, BAD_LEADER_TRANSFEREE),
+    (NotEnoughStartedMembers, NOT_ENOUGH_STARTED),
+    (UnhealthyCluster, UNHEALTHY),
     (EmptyKey, EMPTY_KEY),
     (TooManyOperations, TOO_MANY_OPS),
     (DuplicateKey, DUPLICATE_KEY),

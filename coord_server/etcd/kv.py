@@ -10,19 +10,21 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
+from coord.etcd.mvccpb import kv_pb2 as mvcc
 from coord.v1 import kv_pb2
 from coord_server.state import validation
 from coord_server.errors import CoordError
 from coord_server.state.limits import MAX_REQUEST_BYTES, MAX_TXN_OPS
 from coord_server.member import Member
 
-from . import convert, errors
+from . import convert, errors, txn_counts
 from .calls import CallContext, CoordCalls, abort_etcd
 
 RANGE = "/coord.v1.KV/Range"
@@ -137,12 +139,15 @@ class EtcdKV(etcd_grpc.KVServicer):
                 except CoordError as err:
                     raise errors.translate(err) from None
                 raise _first_error_on_path(self.node.state, request, puts_only=True) or errors.COMPACTED
+            counted = txn_counts.with_counts(coord_request)
             try:
-                response = await self.calls.call(TXN, coord_request, context)
+                response = await self.calls.call(TXN, counted or coord_request, context)
             except errors.EtcdError as err:
                 if err in _PATH_ERRORS:
                     raise _first_error_on_path(self.node.state, request) or err from None
                 raise
+            if counted is not None:
+                txn_counts.take_counts(counted, response)
             if _writes(response):
                 _stamp_ops(response, response.header.revision - 1, False)
             _nested_headers(response)
@@ -266,13 +271,21 @@ def _finish_ranges(request: etcd.TxnRequest, response: kv_pb2.TxnResponse) -> No
 
 
 def _nested_headers(r: kv_pb2.TxnResponse) -> None:
-    """etcd leaves the header of a nested Txn's response empty."""
+    """etcd leaves the header of a nested Txn's response empty, and gives each other
+    operation of a Txn a header with the revision alone."""
     for op in r.responses:
-        if op.WhichOneof("response") == "response_txn":
+        which = op.WhichOneof("response")
+        if which == "response_txn":
             nested = op.response_txn
             nested.ClearField("header")
             nested.header.SetInParent()
             _nested_headers(nested)
+        elif which is not None:
+            result = getattr(op, which)
+            revision = result.header.revision
+            result.ClearField("header")
+            result.header.revision = revision
+            result.header.SetInParent()
 
 
 # ------------------------------------------------------------------ watch
@@ -297,23 +310,24 @@ def watch_request(req: etcd.WatchRequest) -> kv_pb2.WatchRequest:
 
 def watch_responses(r: kv_pb2.WatchResponse) -> list[etcd.WatchResponse]:
     """etcd's answers for one of the WatchHub's. A watch refused because its start was
-    compacted is, in etcd, created first, then canceled with compact_revision and no
-    reason (clients derive their "required revision has been compacted" from it)."""
+    compacted is, in etcd, created first, then canceled with compact_revision, no
+    reason and no header revision (clients derive their "required revision has been
+    compacted" from it)."""
     header = convert.header(r.header)
+    if r.canceled and r.compacted_revision:
+        # etcd's cancellation for a compacted start carries no revision in its header.
+        compacted = etcd.WatchResponse(header=header, watch_id=r.watch_id, canceled=True,
+                                       compact_revision=r.compacted_revision)
+        compacted.header.revision = 0
+        if r.created:
+            return [etcd.WatchResponse(header=header, watch_id=r.watch_id, created=True), compacted]
+        return [compacted]
     if r.created and r.canceled:
-        if r.compacted_revision:
-            return [
-                etcd.WatchResponse(header=header, watch_id=r.watch_id, created=True),
-                etcd.WatchResponse(header=header, watch_id=r.watch_id, canceled=True, compact_revision=r.compacted_revision),
-            ]
         return [etcd.WatchResponse(header=header, watch_id=r.watch_id, created=True, canceled=True,
                                    cancel_reason=r.cancel_reason)]
     out = etcd.WatchResponse(
-        header=header, watch_id=r.watch_id, created=r.created, canceled=r.canceled,
-        compact_revision=r.compacted_revision, cancel_reason=r.cancel_reason,
+        header=header, watch_id=r.watch_id, created=r.created, canceled=r.canceled, cancel_reason=r.cancel_reason,
     )
-    if r.canceled and r.compacted_revision:
-        out.cancel_reason = ""
     for e in r.events:
         out.events.append(convert.event(e))
     return [out]
@@ -345,25 +359,46 @@ def fragments(response: etcd.WatchResponse, limit: int = FRAGMENT_BYTES) -> list
     return parts
 
 
+@dataclass
+class _Asked:
+    """What the etcd side remembers of one create request until its answer comes."""
+
+    fragment: bool
+    revision: int
+    """The store's revision when the WatchHub created the watcher: etcd's created header."""
+    at_compact: list[mvcc.Event]
+    """A watch from exactly the compact revision: the puts of that revision, which etcd
+    replays (the hub is asked to start one revision later)."""
+
+
 class _WatchContext(CallContext):
     """The WatchHub writes coord responses; the client gets etcd's. Creation answers
     come in the order of the create requests, which is how a watcher created with
     ``fragment`` is known by its id."""
 
-    __slots__ = ("asked_fragment", "fragmented")
+    __slots__ = ("asked", "fragmented")
 
     def __init__(self, outer: Any) -> None:
         super().__init__(outer)
-        self.asked_fragment: deque[bool] = deque()
+        self.asked: deque[_Asked] = deque()
         self.fragmented: set[int] = set()
 
     async def write(self, message: Any) -> None:
-        if message.created and self.asked_fragment:
-            if self.asked_fragment.popleft() and not message.canceled:
+        asked = self.asked.popleft() if message.created and self.asked else None
+        if asked is not None:
+            if asked.fragment and not message.canceled:
                 self.fragmented.add(message.watch_id)
         elif message.canceled:
             self.fragmented.discard(message.watch_id)
-        for response in watch_responses(message):
+        responses = watch_responses(message)
+        if asked is not None:
+            # etcd's created header carries the store's revision, whatever the start.
+            responses[0].header.revision = asked.revision
+            if asked.at_compact and not message.canceled:
+                responses.append(etcd.WatchResponse(
+                    header=responses[0].header, watch_id=message.watch_id, events=asked.at_compact,
+                ))
+        for response in responses:
             if response.events and response.watch_id in self.fragmented:
                 for part in fragments(response):
                     await self.outer.write(part)
@@ -372,16 +407,17 @@ class _WatchContext(CallContext):
 
 
 class EtcdWatch(etcd_grpc.WatchServicer):
-    def __init__(self, calls: CoordCalls, hub: Any) -> None:
+    def __init__(self, calls: CoordCalls, hub: Any, node: Member) -> None:
         self.calls = calls
         self.hub = hub
+        self.node = node
 
     async def Watch(  # type: ignore[override]  # writes with context.write
         self, request_iterator: AsyncIterator[etcd.WatchRequest], context: Any
     ) -> None:
         inner = _WatchContext(context)
         try:
-            requests = _converted(request_iterator, inner.asked_fragment)
+            requests = _converted(request_iterator, inner.asked, self.node)
             admission = self.calls.admission(context)
             if admission is not None:
                 requests = _admitted(admission, requests)
@@ -393,12 +429,26 @@ class EtcdWatch(etcd_grpc.WatchServicer):
 
 
 async def _converted(
-    requests: AsyncIterator[etcd.WatchRequest], asked_fragment: deque[bool]
+    requests: AsyncIterator[etcd.WatchRequest], asked: deque[_Asked], node: Member
 ) -> AsyncIterator[kv_pb2.WatchRequest]:
+    """coord's requests for etcd's. The hub handles a create request in the same step as
+    this yields it (no await in between), so the state read here is the state the
+    watcher is created on."""
     async for request in requests:
+        converted = watch_request(request)
         if request.WhichOneof("request_union") == "create_request":
-            asked_fragment.append(request.create_request.fragment)
-        yield watch_request(request)
+            c = request.create_request
+            state = node.state
+            at_compact: list[mvcc.Event] = []
+            if c.start_revision > 0 and c.start_revision == state.compact_revision:
+                converted.create_request.start_revision = c.start_revision + 1
+                if etcd.WatchCreateRequest.NOPUT not in c.filters:
+                    try:
+                        at_compact = [convert.event(e) for e in state.puts_at_compact_revision(c.key, c.range_end)]
+                    except CoordError:
+                        pass  # a bad key: the hub refuses the watcher itself
+            asked.append(_Asked(c.fragment, state.revision, at_compact))
+        yield converted
 
 
 async def _admitted(admission: Any, requests: AsyncIterator[kv_pb2.WatchRequest]) -> AsyncIterator[kv_pb2.WatchRequest]:

@@ -9,6 +9,17 @@ Rule 2: a new member's ID is a 63-bit hash of its name, peer address and a rando
 Rule 3: removing the leader itself hands leadership to the most up-to-date other voter
         first, then asks the new leader to do the removal (a leader that removed itself
         would leave the cluster leaderless for an election timeout).
+Rule 4: a voter is added directly only through etcd's MemberAdd (``add_member`` with
+        ``learner=False``; coord.v1 adds learners), and only while the cluster stays
+        able to commit without it: every voter is active (else UnhealthyCluster), and
+        the voters that have started make a quorum of the voters after the add (else
+        NotEnoughStartedMembers). etcd's strict reconfiguration check, without its
+        exception for a one-member cluster: there the new voter would be needed for
+        every commit, including its own removal should it never start.
+Rule 5: a member added without a name (etcd's MemberAdd has none) is completed by the
+        first MemberAdd that names it at the same peer address (the new member's
+        ``--join``): a conf change of the member's own kind carrying its name and
+        client address, as etcd's members publish theirs when they start.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from coord.raft.v1 import command_pb2
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
 from coord_server.errors import (
     BadAddress, DeadlineExceeded, FailedPrecondition, LearnerNotCaughtUp, LearnerTransferee, MemberNotFound, NotALearner,
-    PeerAddressInUse, Unavailable,
+    NotEnoughStartedMembers, PeerAddressInUse, Unavailable, UnhealthyCluster,
 )
 from coord_server.raft import ConfChange, ConfChangeType, Role
 from coord_server.member import Member
@@ -163,6 +174,13 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
     async def MemberAdd(
         self, request: cluster_pb2.ClusterMemberAddRequest, context: Context
     ) -> cluster_pb2.ClusterMemberAddResponse:
+        return await self.add_member(request, context, learner=True)
+
+    async def add_member(
+        self, request: cluster_pb2.ClusterMemberAddRequest, context: Context, *, learner: bool
+    ) -> cluster_pb2.ClusterMemberAddResponse:
+        """A new member at ``request.peer_address``, a learner or (Rule 4) a voter; or
+        the unnamed member already there, completed (Rule 5)."""
         parse_address("peer_address", request.peer_address)
         if request.client_address:
             parse_address("client_address", request.client_address)
@@ -170,24 +188,67 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         members = self._members()
         for m in members:
             if m.peer_address == request.peer_address:
-                raise PeerAddressInUse(f"peer address {request.peer_address} is already used by member {m.id:#x}")
+                if m.name or not request.name:
+                    raise PeerAddressInUse(f"peer address {request.peer_address} is already used by member {m.id:#x}")
+                return await self._complete(m, request, context)
+        if not learner:
+            self._check_voter_add()
         taken = {m.id for m in members}
         member_id = new_member_id(request.name, request.peer_address, taken)
         info = command_pb2.MemberInfo(
             id=member_id, name=request.name, peer_address=request.peer_address,
             client_address=request.client_address,
         )
-        await self._change(ConfChange(ConfChangeType.ADD_LEARNER, member_id, info.SerializeToString()), context)
+        kind = ConfChangeType.ADD_LEARNER if learner else ConfChangeType.ADD_NODE
+        await self._change(ConfChange(kind, member_id, info.SerializeToString()), context)
         after = self._members()
         added = next(
             (m for m in after if m.id == member_id),
             cluster_pb2.Member(
                 id=member_id, name=request.name, peer_address=request.peer_address,
-                client_address=request.client_address, is_learner=True,
+                client_address=request.client_address, is_learner=learner,
             ),
         )
         response = cluster_pb2.ClusterMemberAddResponse(member=added, members=after)
         return self.headers.stamp(response, self.node.state.revision)  # type: ignore[return-value]
+
+    async def _complete(
+        self, member: cluster_pb2.Member, request: cluster_pb2.ClusterMemberAddRequest, context: Context
+    ) -> cluster_pb2.ClusterMemberAddResponse:
+        """Rule 5."""
+        for m in self._members():
+            if m.name == request.name:
+                raise FailedPrecondition(f"member name {request.name!r} is already used by member {m.id:#x}")
+        info = command_pb2.MemberInfo(
+            id=member.id, name=request.name, peer_address=member.peer_address, client_address=request.client_address,
+        )
+        kind = ConfChangeType.ADD_LEARNER if member.is_learner else ConfChangeType.ADD_NODE
+        await self._change(ConfChange(kind, member.id, info.SerializeToString()), context)
+        after = self._members()
+        completed = next((m for m in after if m.id == member.id), member)
+        response = cluster_pb2.ClusterMemberAddResponse(member=completed, members=after)
+        return self.headers.stamp(response, self.node.state.revision)  # type: ignore[return-value]
+
+    def _check_voter_add(self) -> None:
+        """Rule 4, on the leader: a voter has started once it acknowledged this leader's
+        log (the leader has); it is active if it also answered within the last election
+        timeout. A voter added but never started is neither, as in etcd."""
+        node = self.node
+        status = node.raft_status()
+        voters = status.conf_state.voters
+        for voter in voters:
+            peer = status.progress.get(voter)
+            if voter != node.id and (peer is None or not peer.recent_active or peer.match == 0):
+                raise UnhealthyCluster(
+                    f"voter {voter:#x} has not answered the leader lately (or never started); adding a voter now is unsafe"
+                )
+        started = sum(1 for v in voters if v == node.id or (v in status.progress and status.progress[v].match > 0))
+        quorum = (len(voters) + 1) // 2 + 1
+        if started < quorum:
+            raise NotEnoughStartedMembers(
+                f"{started} of {len(voters)} voters have started; a quorum of {len(voters) + 1} voters needs {quorum}. "
+                "Add a learner and promote it once it has caught up"
+            )
 
     @unary
     async def MemberPromote(

@@ -273,8 +273,10 @@ async def propose(node: Member, command: command_pb2.Command, context: Context |
 
 async def propose_within(node: Member, command: command_pb2.Command, timeout: float, *, batched: bool = False) -> Any:
     """``propose`` with a timeout in seconds rather than a call's deadline."""
-    pending = node.unary_batcher.submit(command.SerializeToString(), timeout) if batched else node.propose(command, timeout)
-    result = await bounded(pending, timeout, PROPOSAL_PENDING)
+    if batched:
+        result = await node.unary_batcher.submit(command.SerializeToString(), timeout)  # its own deadline
+    else:
+        result = await bounded(node.propose(command, timeout), timeout, PROPOSAL_PENDING)
     return response_of(result)
 
 
@@ -296,8 +298,10 @@ async def read_barrier(node: Member, context: Context | None, *, batched: bool =
     """Linearizable read point (ReadIndex); works on followers too. ``batched``: through
     the member's UnaryBatcher (KV.Range), so that concurrent calls share a round."""
     timeout = timeout_of(context)
-    pending = node.unary_batcher.read_barrier(timeout) if batched else node.read_barrier()
-    await bounded(pending, timeout, "the read could be confirmed with a quorum")
+    if batched:
+        await node.unary_batcher.read_barrier(timeout)  # its own deadline
+    else:
+        await bounded(node.read_barrier(), timeout, "the read could be confirmed with a quorum")
     recheck = recheck_after_read.get()
     if recheck is not None:
         recheck()  # the caller's permissions as of the read point (auth interceptor)

@@ -252,6 +252,20 @@ class MVCCStore:
                 out.append(to_event(k, hist[i], self._live_before(hist, i)))
         return out
 
+    def puts_at(self, rev: int, span: keyspan.Span) -> list[common_pb2.Event]:
+        """The puts made at exactly revision ``rev`` that are still kept, for keys in
+        ``span``, in apply order, without prev_kv. After a compaction at ``rev`` these
+        are what remains of that revision (its deletes went with the compaction)."""
+        s, end = span
+        found = []
+        get = self.get
+        for k in self._keys_in(s, end):
+            rec = get(k, rev)
+            if rec is not None and rec[MOD] == rev:
+                found.append((rec[SUB], k, rec))
+        found.sort(key=itemgetter(0))
+        return [to_event(k, rec, None) for _, k, rec in found]
+
     @staticmethod
     def _live_before(hist: list[Record], i: int) -> Record | None:
         if i == 0:

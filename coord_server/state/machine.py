@@ -532,6 +532,18 @@ class StateMachine:
             raise Compacted(start_revision, store.compact_revision)
         return store.events_since(start_revision, keys.span(key, range_end))
 
+    def puts_at_compact_revision(self, key: bytes, range_end: bytes) -> list[common_pb2.Event]:
+        """The puts of the compact revision itself still kept, for the keys ``key``/
+        ``range_end`` select, in apply order and without prev_kv: what etcd replays to a
+        watch from exactly its compact revision (coord.v1 refuses that start as
+        compacted: its deletes are gone). Empty before any compaction."""
+        validate_key(key)
+        validate_range_end(range_end)
+        store = self._store
+        if not store.compact_revision:
+            return []
+        return store.puts_at(store.compact_revision, keys.span(key, range_end))
+
     def add_listener(self, fn: Listener) -> None:
         """Call ``fn(revision, events)`` after each applied entry that changed keys, with
         the new revision and its events (prev_kv filled), before ``apply`` returns. The

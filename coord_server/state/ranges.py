@@ -27,10 +27,13 @@ _SORT_FIELD = {
 }
 
 
-def read_range(store: MVCCStore, req: kv_pb2.RangeRequest, rev: int | None) -> kv_pb2.RangeResponse:
+def read_range(
+    store: MVCCStore, req: kv_pb2.RangeRequest, rev: int | None, indexed: bool = True
+) -> kv_pb2.RangeResponse:
     """Answer ``req`` as of ``rev`` (None: the latest state); the caller validated ``req``
-    and checked ``rev`` against the readable window. The header is left to the caller."""
-    if req.count_only and rev is None and not (
+    and checked ``rev`` against the readable window. The header is left to the caller.
+    ``indexed``: whether the key index is up to date (not inside a Txn that wrote)."""
+    if req.count_only and rev is None and indexed and not (
         req.min_mod_revision or req.max_mod_revision or req.min_create_revision or req.max_create_revision
     ):
         count = store.count(keys.span(req.key, req.range_end))

@@ -86,13 +86,14 @@ class KVWrites:
             resp.prev_kvs.extend(to_kv(k, rec) for k, rec in items)
         return resp
 
-    def range(self, req: kv_pb2.RangeRequest) -> kv_pb2.RangeResponse:
+    def range(self, req: kv_pb2.RangeRequest, w: Write | None = None) -> kv_pb2.RangeResponse:
         """A validated RangeRequest inside a Txn: at a readable revision, or at the latest
-        state with the transaction's writes (revision 0)."""
+        state with the transaction's writes (revision 0). The key index counts only
+        committed writes, so a count after ``w``'s own writes scans."""
         rev = req.revision
         store = self.store
         if rev <= 0:
-            return read_range(store, req, None)
+            return read_range(store, req, None, indexed=not (w is not None and w.changes))
         if rev > store.revision:
             raise FutureRevision(rev, store.revision)
         if rev < store.compact_revision:
@@ -112,7 +113,7 @@ class KVWrites:
             elif which == "request_delete_range":
                 out.response_delete_range.CopyFrom(self.delete_range(w, op.request_delete_range))
             elif which == "request_range":
-                out.response_range.CopyFrom(self.range(op.request_range))
+                out.response_range.CopyFrom(self.range(op.request_range, w))
             elif which == "request_txn":
                 out.response_txn.CopyFrom(self.txn(w, op.request_txn))
             else:

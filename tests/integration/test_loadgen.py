@@ -86,6 +86,26 @@ def test_unary_comparison_reports_rates_and_server_cpu_per_operation(tmp_path: P
     assert not list(tmp_path.glob("bench-unary-*")), "the data directory was not removed"
 
 
+def test_unary_at_leader_gives_clients_only_the_leaders_endpoint() -> None:
+    """bench unary --endpoints leader: workers and the lock workload see one endpoint,
+    the leader's, whichever member leads; everything else is the cluster's."""
+    from bench.unary import AtLeader
+
+    class Cluster:
+        names = ["n1", "n2", "n3"]
+        system = "coord"
+
+        def endpoints(self) -> list[str]:
+            return ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+
+        def wait_for_leader(self) -> str:
+            return "n2"
+
+    at_leader = AtLeader(Cluster())
+    assert at_leader.endpoints() == ["127.0.0.1:2"]
+    assert at_leader.system == "coord" and at_leader.names == ["n1", "n2", "n3"]
+
+
 def test_rounds_summary_takes_each_ratio_within_its_round() -> None:
     from bench.loadgen import Point, summarize_rounds
 

@@ -32,10 +32,10 @@ def _free(port: int) -> bool:
 
 
 def ports_with_free_peer_ports() -> list[int]:
-    """Three free ports whose peer ports (+100) are free too."""
+    """Three free ports whose peer ports (+100) and HTTPS ports (+1000) are free too."""
     for _ in range(50):
         ports = free_ports(3)
-        if all(p + PEER_OFFSET < 65536 and _free(p + PEER_OFFSET) for p in ports):
+        if all(p + 1000 < 65536 and _free(p + PEER_OFFSET) and _free(p + 1000) for p in ports):
             return ports
     raise AssertionError("no three free ports with free peer ports")
 

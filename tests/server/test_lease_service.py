@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 
 import grpc
+import pytest
 
 from coord.v1 import kv_pb2, lease_pb2
 
@@ -116,3 +117,27 @@ async def test_grant_and_revoke_are_exactly_once(cluster):
     await lease.Revoke(lease_pb2.LeaseRevokeRequest(id=first.id), metadata=session("c", 2))
     # the retry gets the first answer, not NOT_FOUND
     await lease.Revoke(lease_pb2.LeaseRevokeRequest(id=first.id), metadata=session("c", 2))
+
+
+@pytest.mark.cluster(size=3)
+async def test_a_keepalive_stream_outlives_an_election(cluster):
+    """services/lease.py Rule 4: a renewal that reaches a follower just after the leader
+    stopped (its forward fails, then no leader is known) waits for the election and is
+    answered by the new leader; the stream goes on."""
+    leader = await cluster.wait_leader()
+    follower = cluster.followers()[0]
+    lease = cluster.lease(follower)
+    g = await lease.Grant(lease_pb2.LeaseGrantRequest(ttl=30))
+    call = lease.KeepAlive()
+    await call.write(lease_pb2.LeaseKeepAliveRequest(id=g.id))
+    assert (await asyncio.wait_for(call.read(), 10)).ttl == 30
+    await cluster._stop_member(leader)
+    cluster.members.remove(leader)
+    await call.write(lease_pb2.LeaseKeepAliveRequest(id=g.id))
+    resp = await asyncio.wait_for(call.read(), 15)
+    assert resp.id == g.id and resp.ttl == 30
+    new = await cluster.wait_leader()
+    assert new is not leader
+    await call.done_writing()
+    assert await call.read() is grpc.aio.EOF
+    assert await call.code() == grpc.StatusCode.OK

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from coord.v1 import kv_pb2
+from coord_server.errors import DeadlineExceeded
 from coord_server.services.unary_batch import UnaryBatcher
 
 from .helpers import expect_error
@@ -168,3 +169,32 @@ async def test_reads_share_the_next_round():
     node.rounds[1].set_result(None)
     await _settle()
     assert all(f.done() and f.exception() is None for f in waiting)
+
+
+async def test_each_operation_fails_at_its_own_deadline_queued_or_in_flight():
+    """Rule 5: a deadline passes for an operation in flight and for one still queued
+    behind it, each at its own time; the queued one is then never proposed; the others
+    keep waiting for their answer, and no deadline fires after its answer came."""
+    node = _FakeNode()
+    batcher = UnaryBatcher(node)
+    in_flight_short = batcher.submit(b"short", 0.05)
+    in_flight_long = batcher.submit(b"long", 5)
+    await _settle()
+    queued_short = batcher.submit(b"queued-short", 0.1)
+    queued_long = batcher.submit(b"queued-long", 5)
+    read = batcher.read_barrier(0.05)
+    await asyncio.sleep(0.2)
+    assert isinstance(in_flight_short.exception(), DeadlineExceeded)
+    assert "applied" in str(in_flight_short.exception())
+    assert isinstance(queued_short.exception(), DeadlineExceeded)
+    assert isinstance(read.exception(), DeadlineExceeded) and "quorum" in str(read.exception())
+    assert not in_flight_long.done() and not queued_long.done()
+    node.futures[0].set_result("late")  # answered after its caller gave up: dropped
+    node.futures[1].set_result("on time")
+    await _settle()
+    assert in_flight_long.result() == "on time"
+    assert node.submitted == [[b"short", b"long"], [b"queued-long"]]
+    node.futures[2].set_result("also")
+    await _settle()
+    assert queued_long.result() == "also"
+    assert batcher.writes.deadlines == {} and batcher.writes.sweep is None

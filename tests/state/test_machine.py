@@ -11,7 +11,7 @@ from coord_server.errors import Code
 from coord_server.state import Compacted, InvalidArgument, SnapshotError, StateMachine
 from coord_server.state.limits import MAX_COMMAND_BYTES
 
-from .driver import Driver, put_op
+from .driver import Driver, del_op, put_op
 
 PUT, DELETE = common_pb2.EVENT_TYPE_PUT, common_pb2.EVENT_TYPE_DELETE
 
@@ -181,3 +181,21 @@ def test_restore_rejects_bad_snapshots() -> None:
 
 def test_fresh_snapshot_is_stable() -> None:
     assert StateMachine().snapshot() == StateMachine.restore(StateMachine().snapshot()).snapshot()
+
+
+def test_puts_at_compact_revision() -> None:
+    """What etcd replays to a watch from exactly its compact revision: that revision's
+    puts still kept, in apply order, without prev_kv; not its deletes."""
+    d = Driver()
+    d.put(b"a", b"1")  # 2
+    d.put(b"b", b"1")  # 3
+    d.ok(d.txn(success=[put_op(b"c", b"1"), put_op(b"b", b"2"), del_op(b"a")]))  # 4
+    d.put(b"c", b"2")  # 5
+    assert d.sm.puts_at_compact_revision(b"\0", b"\0") == []
+    d.ok(d.compact(4))
+    events = d.sm.puts_at_compact_revision(b"\0", b"\0")
+    assert [(e.kv.key, e.kv.value, e.kv.mod_revision, e.HasField("prev_kv")) for e in events] == [
+        (b"c", b"1", 4, False), (b"b", b"2", 4, False),
+    ]
+    assert [e.kv.key for e in d.sm.puts_at_compact_revision(b"b", b"")] == [b"b"]
+    assert d.sm.puts_at_compact_revision(b"a", b"") == []
