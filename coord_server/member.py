@@ -155,6 +155,11 @@ class Member(Proposer, Protocol):
 
     def lease_remaining(self, lease_id: int) -> float | None: ...
 
+    def leadership_confirmed(self) -> asyncio.Future[None]:
+        """Resolved once a quorum round begun after the call confirmed this member's
+        leadership, without waiting for the apply (read_waits.py Rule 5): renewals."""
+        ...
+
     # ---------------------------------------------------------------- hubs
 
     @property
@@ -192,6 +197,7 @@ class NodeMember:
         self.submit = node.submit
         self.read_barrier_future = node.read_barrier_future
         self.read_barrier = node.read_barrier
+        self.leadership_confirmed = node.leadership_confirmed
         self.propose = node.propose
         self.applied_future = node.applied_future
         self.unary_batcher = batcher(self)

@@ -67,6 +67,23 @@ __all__ = ["LAZY_PROPOSAL_DELAY", "DurableLog", "Node", "NodeConfig", "Transport
 log = logging.getLogger("coord.node")
 
 
+CATCH_UP_TICKS = 2
+"""A ticker that wakes more than this many ticks late does not tick for the time it
+missed: it ticks once and goes on from now. The member was stalled (its process got
+no CPU, or its loop was busy) and could not have heard a heartbeat meanwhile: counting
+that time towards an election timeout would make a follower campaign because of its
+own stall (README "Timing"). The Raft clock so runs slow on a starved member, which
+delays only that member's own campaign."""
+
+
+LOST_LEADER_SECONDS = 0.3
+"""How soon (randomised up to twice) a follower campaigns once its connection from the
+leader broke: a leader whose process died is replaced in well under a second, while a
+leader that is alive but stalled keeps its connections and gets the whole election
+timeout (README "Timing"). Long enough for a leader that only replaced its stream to
+send its next heartbeat on the new one."""
+
+
 class DurableLog(Storage, Protocol):
     """The core's read-only Storage plus the writes the node makes (DiskStorage)."""
 
@@ -104,7 +121,12 @@ class NodeConfig:
     heartbeat_ticks: int = 5
     """Ticks between heartbeats: 5 x 20 ms = 100 ms (DESIGN.md default)."""
     election_ticks: int = 15
-    """Base election timeout in ticks: 15 x 20 ms = 300 ms, randomised up to 600 ms."""
+    """Base election timeout in ticks, randomised up to twice. The server passes
+    settings.election_ms (1,000 ms by default, settings.py says why); this default,
+    15 x 20 ms = 300 ms, serves in-process tests."""
+    lost_leader_ticks: int = 15
+    """Ticks (randomised up to twice) after which a follower campaigns once its
+    connection from the leader broke (RaftCore.leader_lost): LOST_LEADER_SECONDS."""
     snapshot_entries: int = 100_000
     """Take a snapshot after this many applied entries since the last one."""
     snapshot_catchup_entries: int = 5_000
@@ -179,6 +201,10 @@ class Node:
 
         self._leader_log = LeaderLog(self)
         self._reads = ReadWaits(config.node_id)
+        self._term_first_index = 0
+        self._expiry: asyncio.Future[Any] | None = None
+        self._expiry_since = 0.0
+        """This leadership's first entry (its empty entry); lease renewals wait until it is applied."""
         self._state_listeners: list[Callable[[StateMachine], None]] = []
         self.lease_timers = LeaseTimers(clock.time)
         self._tasks: list[asyncio.Task[None]] = []
@@ -282,6 +308,13 @@ class Node:
     def report_unreachable(self, node_id: int) -> None:
         self.core.report_unreachable(node_id)
 
+    def peer_link_lost(self, node_id: int) -> None:
+        """The stream on which ``node_id`` sent us its messages broke (the transport calls
+        this). From the leader, it most likely died: campaign soon (RaftCore.leader_lost)."""
+        if not self._stopping and node_id == self.core.lead:
+            self.core.leader_lost(node_id, self.config.lost_leader_ticks)
+            self._wake.set()
+
     def report_snapshot(self, node_id: int, failed: bool) -> None:
         self.core.report_snapshot(node_id, failed)
         self._wake.set()
@@ -293,18 +326,22 @@ class Node:
         while not self._stopping:
             next_at += interval
             delay = next_at - clock.time()
-            if delay < -interval * 10:
-                next_at = clock.time()  # the loop was blocked; do not burst-tick
+            if delay < -interval * CATCH_UP_TICKS:
+                next_at = clock.time()  # this member was stalled: that time is not counted
+                self.lease_timers.postpone(-delay)  # renewals may wait unread meanwhile (lease_timer.py Rule 7)
             await asyncio.sleep(max(0.0, delay))
             self.core.tick()
             if self._ready_busy and self.core.msgs:
                 self._send_now()
             if self._leaderless:
                 self._leaderless.expire()
-            if self.is_leader and self.lease_timers.active:
+            if self.is_leader and self.lease_timers.active and self._expiry_done():
                 expired = self.lease_timers.expired()
                 if expired:
-                    self._propose_internal(command_pb2.Command(lease_expire=command_pb2.LeaseExpire(ids=expired)))
+                    self._expiry = self._propose_internal(
+                        command_pb2.Command(lease_expire=command_pb2.LeaseExpire(ids=expired))
+                    )
+                    self._expiry_since = clock.time()
             self._wake.set()
 
     # ------------------------------------------------------------------ proposals
@@ -378,11 +415,23 @@ class Node:
         assert isinstance(result, command_pb2.CommandResult)
         return result
 
-    def _propose_internal(self, command: command_pb2.Command) -> None:
+    def _propose_internal(self, command: command_pb2.Command) -> asyncio.Future[Any]:
         """A leader-originated command whose outcome nobody awaits (lease expiry)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_consume_exception)
         self.proposals.add(command.SerializeToString(), fut)
+        return fut
+
+    def _expiry_done(self) -> bool:
+        """One LeaseExpire entry in flight at a time: an expiry storm (100,000 leases at
+        once) is revoked as fast as the cluster applies it, never faster, so the entries
+        do not pile up ahead of clients' writes. One that has not applied within an
+        election timeout no longer holds the next back (a lost proposal; lease_timer.py
+        reports its leases again)."""
+        fut = self._expiry
+        return (
+            fut is None or fut.done() or self.clock.time() - self._expiry_since > self.config.election_timeout
+        )
 
     def _flush_proposals(self) -> None:
         for batch in self.proposals.batches(self.is_leader):
@@ -442,6 +491,19 @@ class Node:
         """``read_barrier`` without a coroutine."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._dispatch_read(fut)
+        return fut
+
+    def leadership_confirmed(self) -> asyncio.Future[None]:
+        """A future resolved once a quorum round begun after the call has confirmed the
+        leadership this member knows and the first entry of its term is applied, without
+        waiting for the read point (read_waits.py Rule 5): lease renewals, which read the
+        leader's clocks only."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._stopping or not self.is_leader:
+            fut.set_exception(Unavailable("not the leader", self.leader_address()))
+        else:
+            self._reads.add(fut, apply_floor=self._term_first_index)
+            self._wake.set()
         return fut
 
     def _dispatch_read(self, fut: asyncio.Future[None]) -> None:
@@ -577,6 +639,8 @@ class Node:
         if leader != 0 and self._leaderless:
             self._leaderless.retry_all()
         if role == Role.LEADER:
+            # At or after this term's first entry (become_leader appended it): read_waits Rule 5.
+            self._term_first_index = self.core.log.last_index()
             self.lease_timers.start(self.state.lease_ids(), extension=self.config.election_timeout)
         else:
             self.lease_timers.stop()

@@ -7,6 +7,13 @@ Rule 2: when the round's ReadState comes back, its reads park until the member h
 Rule 3: a round of a leadership that was lost will never complete: ``fail_rounds`` fails
         its reads at once, so clients retry now rather than at their deadline.
 Rule 4: waiters for an applied index (``applied_future``) share the same release.
+Rule 5: a read added with an ``apply_floor`` is released once its round is answered and
+        the floor is applied, not parked until the read point is applied: what it guards
+        (a lease renewal on the leader's own clocks) needs the quorum's word that this
+        member still leads, and must not queue behind a backlog of writes being applied.
+        The floor is the leader's first entry of its term: until that is applied, a new
+        leader's clocks lack what its predecessor applied and answered (a grant it would
+        call unknown, a revoke it would renew).
 """
 
 from __future__ import annotations
@@ -31,10 +38,14 @@ class ReadWaits:
         self._parked: list[tuple[int, int, asyncio.Future[None]]] = []
         self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._apply_floors: dict[asyncio.Future[None], int] = {}
 
-    def add(self, fut: asyncio.Future[None]) -> None:
-        """A read for the next round (Rule 1); the caller wakes the Ready loop."""
+    def add(self, fut: asyncio.Future[None], apply_floor: int | None = None) -> None:
+        """A read for the next round (Rule 1; Rule 5 with ``apply_floor``); the caller
+        wakes the Ready loop."""
         self._pending.append(fut)
+        if apply_floor is not None:
+            self._apply_floors[fut] = apply_floor
 
     def start_round(self, read_index: Callable[[bytes], None], on_refused: Callable[[Exception], CoordError],
                     refused: type[Exception]) -> None:
@@ -61,7 +72,8 @@ class ReadWaits:
             if waiters is None:
                 continue
             for fut in waiters:
-                heapq.heappush(self._parked, (rs.index, next(self._seq), fut))
+                index = self._apply_floors.pop(fut, rs.index)
+                heapq.heappush(self._parked, (index, next(self._seq), fut))
         self.wake(applied)
 
     def applied_future(self, index: int, applied: int) -> asyncio.Future[None]:
@@ -88,6 +100,7 @@ class ReadWaits:
                 if not fut.done():
                     fut.set_exception(error)
         self._rounds.clear()
+        self._apply_floors = {fut: floor for fut, floor in self._apply_floors.items() if not fut.done()}
 
     def fail_all(self, error: CoordError) -> None:
         for fut in self._pending:

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from typing import Any, Protocol
 
 import grpc
@@ -32,7 +33,7 @@ from coord_server.gc_policy import GcPolicy
 from coord_server.loop_lag import LoopLag
 from coord_server.logs import set_term_source
 from coord_server.member import NodeMember, transfer_target
-from coord_server.node import Node, NodeConfig
+from coord_server.node import LOST_LEADER_SECONDS, Node, NodeConfig
 from coord_server.request_context import RequestInterceptor
 from coord_server.self_naming import SelfNaming
 from coord_server.settings import ServerSettings, SettingsError, cluster_id_of, member_id_of
@@ -129,7 +130,9 @@ class CoordServer:
                 for name, address in founders.items()
             }
         # One snapshot file: an older one is never used again, and doubled the disk use.
+        opening = time.monotonic()
         self.storage = DiskStorage(s.data_directory, cluster_id=cluster_id, keep_snapshots=1)
+        opened = time.monotonic()
         if identity is None:
             # The founding membership is kept with the identity: a founder that crashed
             # before its bootstrap entries reached the disk must bootstrap again on
@@ -163,6 +166,7 @@ class CoordServer:
             tick_interval=s.tick_ms / 1000,
             heartbeat_ticks=s.heartbeat_ms // s.tick_ms,
             election_ticks=s.election_ms // s.tick_ms,
+            lost_leader_ticks=max(1, round(LOST_LEADER_SECONDS * 1000 / s.tick_ms)),
             snapshot_entries=s.snapshot_entries,
             snapshot_catchup_entries=max(50, s.snapshot_entries // 2),
             peer_overrides=dict(s.peer_overrides),
@@ -174,6 +178,11 @@ class CoordServer:
         known = initial_members if not founders else None
         node = Node(config, self.storage, self.transport, bootstrap_members=bootstrap, known_members=known)
         self.node = node
+        log.info(
+            "recovered in %.2f s: log and snapshot file %.2f s, state of %.0f MB %.2f s; %d log entries to apply",
+            time.monotonic() - opening, opened - opening, node.state.size_bytes / 1e6, time.monotonic() - opened,
+            self.storage.hard_state.commit - node.applied_index,
+        )
         set_term_source(lambda: node.core.term)
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if s.metrics_listen:
@@ -220,7 +229,7 @@ class CoordServer:
 
         transport = self.transport
         add_etcd_services(server, member, admission, lambda: transport.credentials)  # etcd's v3 API (docs/etcd.md)
-        raft_service = RaftPeerService(cluster_id, member_id, node.step, forward)
+        raft_service = RaftPeerService(cluster_id, member_id, node.step, forward, link_lost=node.peer_link_lost)
         self.health = MemberHealth(node)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         peer_tls_listener = None

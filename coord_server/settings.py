@@ -64,10 +64,15 @@ class ServerSettings:
     etcd's MemberAdd added at this peer address) instead of founding one."""
     heartbeat_ms: int = 100
     """Leader heartbeat interval."""
-    election_ms: int = 300
-    """Base election timeout: a follower campaigns after a random 1x..2x of it without a
-    leader. 300 ms keeps failover well under a second, and with PreVote and CheckQuorum no
-    spurious election was seen under load on a busy 2-core machine (README, "Timing")."""
+    election_ms: int = 1000
+    """Base election timeout: a follower campaigns after a random 1x..2x of it without
+    hearing the leader. 1,000 ms (etcd's): on the busy 2-core machine, members loading a
+    million keys were kept off the CPU for 0.3-1.6 s at a time (no thread of theirs ran:
+    bench/thread_probe.py), and with 300 ms each such stall of the leader cost an
+    election (3-12 per 1M load); with 1,000 ms none (README "Timing"). A leader that
+    crashed is still replaced in 0.3-0.6 s: its followers see its connection close and
+    campaign after 300-600 ms (node.py LOST_LEADER_SECONDS). Only a leader
+    that hangs or is cut off takes the whole 1-2 s, as in etcd."""
     tick_ms: int = 20
     """Granularity of the Raft clock; heartbeat_ms and election_ms must be multiples."""
     snapshot_entries: int = 100_000
@@ -341,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--join", metavar="ADDR", help="join the cluster of the live member at ADDR (added as a learner, or as the member "
                         "`etcdctl member add` added at this peer address)")
     parser.add_argument("--heartbeat-ms", type=int, help="leader heartbeat interval (default: 100)")
-    parser.add_argument("--election-ms", type=int, help="base election timeout (default: 300)")
+    parser.add_argument("--election-ms", type=int, help="base election timeout (default: 1000)")
     parser.add_argument("--tick-ms", type=int, help="Raft clock granularity (default: 20)")
     parser.add_argument("--snapshot-entries", type=int, help="snapshot after this many applied entries (default: 100000)")
     parser.add_argument("--log-level", help="debug, info, warning or error (default: info)")

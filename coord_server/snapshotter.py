@@ -53,7 +53,7 @@ async def write_snapshot(state: StateMachine, storage: Any, index: int, conf_sta
                 break
             await io(functools.partial(writer.write, chunk))
         snapshot = await io(writer.finish)
-        log.info("snapshot at index %d: %d keys in %.2f s", index, len(image.keys), time.monotonic() - started)
+        log.info("snapshot at index %d: %d keys in %.2f s", index, image.key_count, time.monotonic() - started)
         return snapshot
     except ImageOutdated as err:
         storage.end_snapshot(writer)

@@ -12,6 +12,7 @@ otherwise. Conventions (leader, exactly-once, errors, limits) are in common.prot
 
 from collections import abc as _abc
 from coord.v1 import common_pb2 as _common_pb2
+from coord.v1 import lease_pb2 as _lease_pb2
 from coord.v1 import lock_pb2 as _lock_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -267,6 +268,7 @@ class PipelineOp(_message.Message):
     TXN_FIELD_NUMBER: _builtins.int
     LOCK_ACQUIRE_FIELD_NUMBER: _builtins.int
     LOCK_RELEASE_FIELD_NUMBER: _builtins.int
+    LEASE_GRANT_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """id is chosen by the client and echoed in the operation's result; ids of operations
     awaiting a result must be distinct.
@@ -307,6 +309,12 @@ class PipelineOp(_message.Message):
     def lock_release(self) -> _lock_pb2.LockReleaseRequest:
         """lock_release is a Lock.Release call."""
 
+    @_builtins.property
+    def lease_grant(self) -> _lease_pb2.LeaseGrantRequest:
+        """lease_grant is a Lease.Grant call: a client granting many leases at once sends
+        them in a few messages rather than one unary call each.
+        """
+
     def __init__(
         self,
         *,
@@ -320,12 +328,13 @@ class PipelineOp(_message.Message):
         txn: Global___TxnRequest | None = ...,
         lock_acquire: _lock_pb2.LockAcquireRequest | None = ...,
         lock_release: _lock_pb2.LockReleaseRequest | None = ...,
+        lease_grant: _lease_pb2.LeaseGrantRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_range", b"delete_range", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "put", b"put", "range", b"range", "request", b"request", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_range", b"delete_range", "lease_grant", b"lease_grant", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "put", b"put", "range", b"range", "request", b"request", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "delete_range", b"delete_range", "id", b"id", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "put", b"put", "range", b"range", "request", b"request", "seq", b"seq", "timeout_ms", b"timeout_ms", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "delete_range", b"delete_range", "id", b"id", "lease_grant", b"lease_grant", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "put", b"put", "range", b"range", "request", b"request", "seq", b"seq", "timeout_ms", b"timeout_ms", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["range", "put", "delete_range", "txn", "lock_acquire", "lock_release"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["range", "put", "delete_range", "txn", "lock_acquire", "lock_release", "lease_grant"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -379,6 +388,7 @@ class PipelineResult(_message.Message):
     TXN_FIELD_NUMBER: _builtins.int
     LOCK_ACQUIRE_FIELD_NUMBER: _builtins.int
     LOCK_RELEASE_FIELD_NUMBER: _builtins.int
+    LEASE_GRANT_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """id is the id of the operation this result answers."""
     code: _builtins.int
@@ -418,6 +428,10 @@ class PipelineResult(_message.Message):
     def lock_release(self) -> _lock_pb2.LockReleaseResponse:
         """lock_release answers a lock_release operation."""
 
+    @_builtins.property
+    def lease_grant(self) -> _lease_pb2.LeaseGrantResponse:
+        """lease_grant answers a lease_grant operation."""
+
     def __init__(
         self,
         *,
@@ -431,12 +445,13 @@ class PipelineResult(_message.Message):
         txn: Global___TxnResponse | None = ...,
         lock_acquire: _lock_pb2.LockAcquireResponse | None = ...,
         lock_release: _lock_pb2.LockReleaseResponse | None = ...,
+        lease_grant: _lease_pb2.LeaseGrantResponse | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_range", b"delete_range", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "put", b"put", "range", b"range", "response", b"response", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_range", b"delete_range", "lease_grant", b"lease_grant", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "put", b"put", "range", b"range", "response", b"response", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "delete_range", b"delete_range", "id", b"id", "leader", b"leader", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "message", b"message", "put", b"put", "range", b"range", "response", b"response", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "delete_range", b"delete_range", "id", b"id", "leader", b"leader", "lease_grant", b"lease_grant", "lock_acquire", b"lock_acquire", "lock_release", b"lock_release", "message", b"message", "put", b"put", "range", b"range", "response", b"response", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["range", "put", "delete_range", "txn", "lock_acquire", "lock_release"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["range", "put", "delete_range", "txn", "lock_acquire", "lock_release", "lease_grant"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 

@@ -166,7 +166,7 @@ class KVServicer:
 
     def Pipeline(self, request_iterator, context):
         """Pipeline carries many Range, Put, DeleteRange and Txn calls, and Lock.Acquire and
-        Lock.Release calls, over one bidirectional stream, so that a busy client pays the
+        Lock.Release and Lease.Grant calls, over one bidirectional stream, so that a busy client pays the
         per-call cost of gRPC once per batch rather than once per operation. Each operation
         has exactly the semantics, side effects and error codes of the unary RPC of the same
         name; it carries a client-chosen id that its result echoes. Results may arrive in any order and in batches of any size; operations

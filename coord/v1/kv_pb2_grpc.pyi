@@ -106,7 +106,7 @@ class KVStub:
     """
     Pipeline: _grpc.StreamStreamMultiCallable[_kv_pb2.PipelineRequest, _kv_pb2.PipelineResponse]
     """Pipeline carries many Range, Put, DeleteRange and Txn calls, and Lock.Acquire and
-    Lock.Release calls, over one bidirectional stream, so that a busy client pays the
+    Lock.Release and Lease.Grant calls, over one bidirectional stream, so that a busy client pays the
     per-call cost of gRPC once per batch rather than once per operation. Each operation
     has exactly the semantics, side effects and error codes of the unary RPC of the same
     name; it carries a client-chosen id that its result echoes. Results may arrive in any order and in batches of any size; operations
@@ -194,7 +194,7 @@ class KVAsyncStub(KVStub):
     """
     Pipeline: _aio.StreamStreamMultiCallable[_kv_pb2.PipelineRequest, _kv_pb2.PipelineResponse]  # type: ignore[assignment]
     """Pipeline carries many Range, Put, DeleteRange and Txn calls, and Lock.Acquire and
-    Lock.Release calls, over one bidirectional stream, so that a busy client pays the
+    Lock.Release and Lease.Grant calls, over one bidirectional stream, so that a busy client pays the
     per-call cost of gRPC once per batch rather than once per operation. Each operation
     has exactly the semantics, side effects and error codes of the unary RPC of the same
     name; it carries a client-chosen id that its result echoes. Results may arrive in any order and in batches of any size; operations
@@ -321,7 +321,7 @@ class KVServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_kv_pb2.PipelineResponse], _abc.AsyncIterator[_kv_pb2.PipelineResponse]]:
         """Pipeline carries many Range, Put, DeleteRange and Txn calls, and Lock.Acquire and
-        Lock.Release calls, over one bidirectional stream, so that a busy client pays the
+        Lock.Release and Lease.Grant calls, over one bidirectional stream, so that a busy client pays the
         per-call cost of gRPC once per batch rather than once per operation. Each operation
         has exactly the semantics, side effects and error codes of the unary RPC of the same
         name; it carries a client-chosen id that its result echoes. Results may arrive in any order and in batches of any size; operations

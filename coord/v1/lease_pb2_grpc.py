@@ -104,8 +104,9 @@ class LeaseServicer:
         together (one leadership check for all of them), so a client with many leases keeps
         them on one stream; `ids` spares it one message per lease.
         Stream errors: UNAVAILABLE (with `coord-leader`) when the member is not, or stops
-        being, the leader and cannot forward; reopen the stream on the leader and renew at
-        once, since a new leader has extended the lease by one election timeout.
+        being, the leader and cannot forward within 5 s (a request that meets an election
+        waits for the new leader first); reopen the stream on the leader and renew at once,
+        since a new leader has extended the lease by one election timeout.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

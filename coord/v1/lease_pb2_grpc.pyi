@@ -73,8 +73,9 @@ class LeaseStub:
     together (one leadership check for all of them), so a client with many leases keeps
     them on one stream; `ids` spares it one message per lease.
     Stream errors: UNAVAILABLE (with `coord-leader`) when the member is not, or stops
-    being, the leader and cannot forward; reopen the stream on the leader and renew at
-    once, since a new leader has extended the lease by one election timeout.
+    being, the leader and cannot forward within 5 s (a request that meets an election
+    waits for the new leader first); reopen the stream on the leader and renew at once,
+    since a new leader has extended the lease by one election timeout.
     """
     TimeToLive: _grpc.UnaryUnaryMultiCallable[_lease_pb2.LeaseTimeToLiveRequest, _lease_pb2.LeaseTimeToLiveResponse]
     """TimeToLive describes one lease: its remaining and granted TTL and, on request, what is
@@ -122,8 +123,9 @@ class LeaseAsyncStub(LeaseStub):
     together (one leadership check for all of them), so a client with many leases keeps
     them on one stream; `ids` spares it one message per lease.
     Stream errors: UNAVAILABLE (with `coord-leader`) when the member is not, or stops
-    being, the leader and cannot forward; reopen the stream on the leader and renew at
-    once, since a new leader has extended the lease by one election timeout.
+    being, the leader and cannot forward within 5 s (a request that meets an election
+    waits for the new leader first); reopen the stream on the leader and renew at once,
+    since a new leader has extended the lease by one election timeout.
     """
     TimeToLive: _aio.UnaryUnaryMultiCallable[_lease_pb2.LeaseTimeToLiveRequest, _lease_pb2.LeaseTimeToLiveResponse]  # type: ignore[assignment]
     """TimeToLive describes one lease: its remaining and granted TTL and, on request, what is
@@ -186,8 +188,9 @@ class LeaseServicer(metaclass=_abc_1.ABCMeta):
         together (one leadership check for all of them), so a client with many leases keeps
         them on one stream; `ids` spares it one message per lease.
         Stream errors: UNAVAILABLE (with `coord-leader`) when the member is not, or stops
-        being, the leader and cannot forward; reopen the stream on the leader and renew at
-        once, since a new leader has extended the lease by one election timeout.
+        being, the leader and cannot forward within 5 s (a request that meets an election
+        waits for the new leader first); reopen the stream on the leader and renew at once,
+        since a new leader has extended the lease by one election timeout.
         """
 
     @_abc_1.abstractmethod

@@ -302,9 +302,16 @@ class AsyncClient:
     ) -> Lease:
         """A new lease of ``ttl`` seconds (raised to the cluster's minimum), kept alive in
         the background unless ``keepalive`` is False."""
+        if keepalive:
+            await self._keepaliver.caught_up()  # renewals before grants (lease.py Rule 6)
         sent = time.monotonic()
         request = lease_pb2.LeaseGrantRequest(ttl=ttl, id=lease_id)
-        response = await self._transport.call(lambda s: s.lease.Grant, request, timeout=timeout, mutating=True)
+        # Through the member's Pipeline stream, to the leader: many grants in flight at
+        # once travel in a few messages and one group commit (a unary call each cost the
+        # client and the leader ~0.5 ms of CPU; 100,000 leases took minutes to grant).
+        response = await self._transport.call(
+            lambda s: s.pipelined("lease_grant"), request, timeout=timeout, mutating=True, to_leader=True
+        )
         lease = Lease(self, response.id, response.ttl, sent)
         if keepalive:
             self._keepaliver.track(lease)

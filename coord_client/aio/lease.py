@@ -27,6 +27,18 @@ Rule 4: renewals are paced and batched. Each lease is due again a third of its T
         Due times and deadlines sit in heaps, so the work per wake-up is the leases due,
         not every lease tracked. Against a member that ignores ``ids`` (an older server)
         the client falls back to one lease per request.
+Rule 5: a stream is given up on (and every renewal on it with it) only when the member
+        answered nothing for the attempt timeout, not because one answer is late: a
+        member slowed by a burst (100,000 renewals after a reconnect) is still working,
+        and a new stream would put every lease in the same queue again.
+Rule 6: renewals come before grants. While the oldest unanswered renewal has waited
+        longer than ``_LAGGING``, a new grant that is to be kept alive waits for the
+        renewals to catch up (``caught_up``): a client granting many leases at once
+        (each a small write) must not starve the renewals of those it already holds.
+Rule 7: while a stream is up, no lease's deadline is watched: a lease is either due
+        (taken for renewal, so pending, before any deadline is judged: Rule 2) or
+        awaiting its answer, which decides. Deadlines are queued again, all at once,
+        when the stream ends; so a renewal costs one heap entry, not two.
 """
 
 from __future__ import annotations
@@ -63,6 +75,10 @@ _JITTER = 0.2
 """A renewal is due up to this fraction of its interval early (Rule 4)."""
 _MAX_IDS_PER_REQUEST = 1000
 """Leases renewed by one KeepAlive request (Rule 4); the server accepts up to 10,000."""
+_AWAITING_ANSWER = float("inf")
+"""A lease's ``_next_due`` while its renewal awaits the answer."""
+_LAGGING = 0.5
+"""Seconds a renewal may wait for its answer before new grants wait for it (Rule 6)."""
 _GATHER = 0.2
 """Seconds ahead of its due time a lease is renewed with others due then (Rule 4), so
 thousands of leases renew in a few requests per second rather than one per lease."""
@@ -253,6 +269,31 @@ class KeepAliver:
         """Renewals confirmed by the cluster so far (a statistic)."""
         self.requests = 0
         """KeepAlive requests sent so far (a statistic: renewals per request, Rule 4)."""
+        self._sent: collections.deque[tuple[float, list[int], bool]] = collections.deque()
+        """The current stream's unanswered requests (see _serve)."""
+        self._answered_at = 0.0
+        self._live = False
+        """Whether a stream is up (Rule 7: deadlines are then not queued)."""
+        self._catching_up: asyncio.Event | None = None
+        """Set once renewals are answered in time again (Rule 6)."""
+
+    def lagging(self) -> bool:
+        """Whether the oldest unanswered renewal waits longer than _LAGGING (Rule 6)."""
+        sent = self._sent
+        return bool(sent) and time.monotonic() - sent[0][0] > _LAGGING
+
+    async def caught_up(self) -> None:
+        """Return once renewals are not lagging (Rule 6): at once when they are not, else
+        when an answer brings the oldest unanswered one under _LAGGING, or after
+        _LAGGING seconds at most (the stream may have ended meanwhile)."""
+        while self.lagging():
+            if self._catching_up is None:
+                self._catching_up = asyncio.Event()
+            try:
+                async with asyncio.timeout(_LAGGING):
+                    await self._catching_up.wait()
+            except TimeoutError:
+                pass
 
     def track(self, lease: Lease) -> None:
         lease.keepalive = True
@@ -322,6 +363,8 @@ class KeepAliver:
     # -- schedules (Rule 4) --------------------------------------------------------------
 
     def _queue_deadline(self, lease: Lease) -> None:
+        if self._live:
+            return  # Rule 7: the stream's answers decide
         if lease._deadline_queued is None:
             lease._deadline_queued = lease._deadline
             heapq.heappush(self._deadlines, (lease._deadline, lease.id))
@@ -343,8 +386,10 @@ class KeepAliver:
                 lease._lose("no keep-alive was confirmed within its TTL (the cluster could not be reached)")
 
     def _take_due(self, now: float) -> list[int]:
-        """Once a lease is due, it and every lease due within _GATHER seconds (Rule 4),
-        each due again an interval later unless answered."""
+        """Once a lease is due, it and every lease due within _GATHER seconds (Rule 4).
+        A lease taken is due again only when its answer comes (``_read`` schedules it),
+        or at once on the next stream if this one ends first (``_stream_ended``): one
+        heap entry per renewal, not two."""
         if not self._prune() or self._due[0][0] > now:
             return []
         heap, leases, out = self._due, self._leases, []
@@ -353,8 +398,7 @@ class KeepAliver:
             lease = leases.get(lease_id)
             if lease is None or lease._next_due != due:
                 continue
-            lease._next_due = now + lease.interval
-            heapq.heappush(heap, (lease._next_due, lease_id))
+            lease._next_due = _AWAITING_ANSWER
             out.append(lease_id)
         return out
 
@@ -392,6 +436,14 @@ class KeepAliver:
         """Unanswered renewals died with the stream: their leases are decided by their
         deadlines again, and every lease is due at once (Rule 3)."""
         self._in_doubt.clear()
+        self._sent = collections.deque()
+        self._live = False
+        self._deadlines = []
+        for lease in self._leases.values():
+            lease._deadline_queued = None
+        if self._catching_up is not None:
+            self._catching_up.set()
+            self._catching_up = None
         now = time.monotonic()
         self._due = []
         for lease in self._leases.values():
@@ -414,7 +466,7 @@ class KeepAliver:
             except grpc.aio.AioRpcError as err:
                 self.reconnects += 1
                 hint = errors.leader_hint(err) if err.code() == grpc.StatusCode.UNAVAILABLE else ""
-                log.info("keep-alive stream to %s ended (%s); reconnecting", address, err.code().name)
+                log.info("keep-alive stream to %s ended (%s: %s); reconnecting", address, err.code().name, err.details())
                 at_once = transport.failed(address, hint)
             except (errors.Unavailable, TimeoutError, asyncio.InvalidStateError) as err:
                 self.reconnects += 1
@@ -439,6 +491,9 @@ class KeepAliver:
         call = transport.stubs(address).lease.KeepAlive()
         sent: collections.deque[tuple[float, list[int], bool]] = collections.deque()
         """(sent at, lease ids, as ``ids``) of every unanswered request, in order."""
+        self._sent = sent
+        self._answered_at = time.monotonic()
+        self._live = True  # until _stream_ended
         reader = asyncio.get_running_loop().create_task(self._read(call, sent, address, backoff))
         try:
             while self._leases:
@@ -453,15 +508,19 @@ class KeepAliver:
                 for i in range(0, len(due), step):
                     ids = due[i : i + step]
                     self.requests += 1
+                    # Stamped as it goes out, not when the loop woke: a write that waited
+                    # for the member to read (flow control) must not age its renewals.
                     if len(ids) == 1:
-                        sent.append((now, ids, False))
-                        await call.write(lease_pb2.LeaseKeepAliveRequest(id=ids[0]))
+                        sent.append((time.monotonic(), ids, False))
+                        await self._write(call, reader, lease_pb2.LeaseKeepAliveRequest(id=ids[0]))
                     else:
-                        sent.append((now, ids, True))
-                        await call.write(lease_pb2.LeaseKeepAliveRequest(ids=ids))
+                        sent.append((time.monotonic(), ids, True))
+                        await self._write(call, reader, lease_pb2.LeaseKeepAliveRequest(ids=ids))
                 if not self._leases:
                     break
-                oldest = sent[0][0] if sent else None
+                # Rule 5: a member is given up on when it stopped answering, not when it
+                # answers slowly (then a new stream would only start the queue again).
+                oldest = max(sent[0][0], self._answered_at) if sent else None
                 if oldest is not None and now - oldest > transport.attempt_timeout:
                     raise errors.Unavailable(f"no keep-alive answer from {address} in {transport.attempt_timeout}s")
                 wake_at = now + 60.0
@@ -486,6 +545,19 @@ class KeepAliver:
             if reader.done() and not reader.cancelled():
                 reader.exception()  # retrieved: the stream's end is handled by the caller
 
+    @staticmethod
+    async def _write(call: Any, reader: asyncio.Task[None], request: lease_pb2.LeaseKeepAliveRequest) -> None:
+        """Write one request. A write to a stream the member has just ended fails with
+        grpc's INTERNAL ("Internal error from Core"): the stream's own status (read by
+        ``reader``) is the one that says why, and where the leader is."""
+        try:
+            await call.write(request)
+        except grpc.aio.AioRpcError:
+            await asyncio.wait({reader}, timeout=1.0)
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                raise reader.exception() from None  # type: ignore[misc]
+            raise
+
     async def _read(
         self,
         call: Any,
@@ -500,6 +572,7 @@ class KeepAliver:
                 return
             backoff.reset()
             transport.succeeded(address)
+            self._answered_at = time.monotonic()
             if not sent:
                 raise errors.Unavailable(f"{address} answered a keep-alive that was not sent")
             at, ids, batched = sent.popleft()
@@ -519,6 +592,9 @@ class KeepAliver:
                         heapq.heappush(self._due, (at, lease_id))
                 self._wake.set()
                 continue
+            if self._catching_up is not None and not self.lagging():
+                self._catching_up.set()
+                self._catching_up = None
             for lease_id, ttl in zip(ids, ttls):
                 lease = self._leases.get(lease_id)
                 if lease is None:
@@ -533,7 +609,10 @@ class KeepAliver:
                 heapq.heappush(self._due, (lease._next_due, lease_id))
                 self._queue_deadline(lease)
                 if lease._deadline <= time.monotonic():
-                    self._wake.set()  # answered too late to count: lost at the next check
+                    if lease._pending == 0:  # answered too late to count (Rule 2)
+                        lease._lose("no keep-alive was confirmed within its TTL (the answer came too late)")
+                    else:
+                        self._wake.set()
 
 
 async def call_while_alive(lease: Lease, call: Awaitable[T], lost: str) -> T:

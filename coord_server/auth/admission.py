@@ -30,6 +30,8 @@ class Admission:
     """The bearer token the caller sent, to look its user up again (``recheck``)."""
     auth: Any = None
     """The member's RuntimeAuth (None when auth is off)."""
+    leases: Any = None
+    """The port's LeaseLimit, for a Pipeline's lease_grant ops (None: no limit)."""
 
     def check(self, method: str, request: Any) -> None:
         """PERMISSION_DENIED or RESOURCE_EXHAUSTED for ``request`` sent to ``method``."""

@@ -137,7 +137,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         """``admit`` by what this member has applied now, without waiting (the etcd API's
         translated calls)."""
         if not self.auth.enabled:
-            admission = Admission(None, context.peer(), self.quota)
+            admission = Admission(None, context.peer(), self.quota, leases=self.leases)
         else:
             token = bearer_token(context.invocation_metadata())
             if not token:
@@ -148,7 +148,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             principal = self.auth.authenticate(token)
             if principal is None:
                 raise Unauthenticated("the bearer token is not valid for this cluster")
-            admission = Admission(principal, f"user {principal.name!r}", self.quota, token, self.auth)
+            admission = Admission(principal, f"user {principal.name!r}", self.quota, token, self.auth, self.leases)
             current_user.set(principal.name)  # proposals carry it (Command.user), checked again at apply
         CURRENT.set(admission)
         return admission

@@ -49,7 +49,7 @@ def txn_grows(request: kv_pb2.TxnRequest) -> bool:
 def op_grows(which: str, request: Any) -> bool:
     """For a Pipeline operation by its oneof name: whether it may add to the store (a
     lock_acquire, as Lock.Acquire, may queue a waiter)."""
-    if which in ("put", "lock_acquire"):
+    if which in ("put", "lock_acquire", "lease_grant"):
         return True
     if which == "txn":
         return txn_grows(request)
@@ -107,6 +107,17 @@ class LeaseLimit:
         self._last_sweep = time.monotonic()
         self._recent: set[int] = set()
         """IDs granted since the last sweep, which it keeps (see ``check``)."""
+
+    def admit_now(self, client: str) -> bool:
+        """Admit one grant for ``client`` if it is below the limit without pruning (then
+        ``granted`` must follow, as after ``check``); False: call ``check``, which may
+        need a ReadIndex round. Lets a Pipeline admit a batch of grants without a task each."""
+        if self.limit <= 0:
+            return True
+        if len(self._granted.get(client, ())) + self._pending.get(client, 0) >= self.limit:
+            return False
+        self._pending[client] = self._pending.get(client, 0) + 1
+        return True
 
     async def check(self, client: str, context: Any) -> None:
         """Admit one grant for ``client`` (RESOURCE_EXHAUSTED at the limit); every

@@ -184,6 +184,8 @@ class RaftCore:
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = config.election_tick
+        self._leader_lost = False
+        """``leader_lost`` shortened the election timeout until the leader is heard again."""
         self.lead_transferee = NONE
         self.pending_conf_index = 0
         self.uncommitted_size = 0
@@ -281,6 +283,27 @@ class RaftCore:
 
     def report_unreachable(self, node: int) -> None:
         self.step(Message(type=MT.UNREACHABLE, from_=node))
+
+    def leader_lost(self, leader: int, ticks: int) -> None:
+        """The connection from ``leader`` broke: its process most likely died (a leader
+        that is alive but stalled keeps its connections). A follower of it stops
+        honouring its leader's lease at once and campaigns after ``ticks`` to twice as
+        many, rather than a whole randomised election timeout; any message from the
+        leader meanwhile cancels that. Only when an election happens depends on this,
+        never safety, and PreVote still needs a quorum that stopped hearing the leader
+        too: one follower losing a connection alone cannot unseat a live leader."""
+        if self.role != Role.FOLLOWER or self.lead == NONE or self.lead != leader or ticks <= 0:
+            return
+        self.election_elapsed = max(self.election_elapsed, self.config.election_tick)
+        self.randomized_election_timeout = min(
+            self.randomized_election_timeout, self.election_elapsed + ticks + self.rng.randrange(ticks)
+        )
+        self._leader_lost = True
+
+    def _leader_heard(self) -> None:
+        """A message from the leader after ``leader_lost``: the usual timeout again."""
+        self._leader_lost = False
+        self.randomized_election_timeout = self.config.election_tick + self.rng.randrange(self.config.election_tick)
 
     def report_snapshot(self, node: int, failed: bool) -> None:
         self.step(Message(type=MT.SNAP_STATUS, from_=node, reject=failed))
@@ -642,14 +665,20 @@ class RaftCore:
         if t == MT.APP or t == MT.COMMIT:
             self.election_elapsed = 0
             self.lead = m.from_
+            if self._leader_lost:
+                self._leader_heard()
             self._handle_append(m)
         elif t == MT.HEARTBEAT:
             self.election_elapsed = 0
             self.lead = m.from_
+            if self._leader_lost:
+                self._leader_heard()
             self._handle_heartbeat(m)
         elif t == MT.SNAP:
             self.election_elapsed = 0
             self.lead = m.from_
+            if self._leader_lost:
+                self._leader_heard()
             self._handle_snapshot(m)
         elif t == MT.TRANSFER_LEADER:
             if self.lead != NONE:
@@ -738,6 +767,7 @@ class RaftCore:
         self.randomized_election_timeout = self.config.election_tick + self.rng.randrange(
             self.config.election_tick
         )
+        self._leader_lost = False
         self.lead_transferee = NONE
         self.votes = {}
         self._reset_progress()

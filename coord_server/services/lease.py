@@ -12,11 +12,18 @@ Rule 2: a keepalive is answered only after the leader confirmed its leadership w
         (services/lease_renewals.py), so no deposed leader promises a TTL.
 Rule 3: TTLs are whole seconds, truncated as etcd does (``int(remaining)``); a lease whose
         time ran out but whose revocation is not applied yet reports -1.
+Rule 4: a KeepAlive batch that meets no leader (an election) or a leader that just
+        stepped down waits for the next one, up to KEEPALIVE_TIMEOUT, rather than ending
+        the stream: every renewal queued on a stream dies with it, and a client holding
+        100,000 leases would send them all again at once. Each renewal still counts from
+        when it reached the leader, which extended every lease on taking over.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,6 +52,9 @@ from .common import (
 )
 
 log = logging.getLogger("coord.services.lease")
+
+LEADER_POLL = 0.05
+"""How often a KeepAlive batch that found no leader looks again (Rule 4)."""
 
 KEEPALIVE_TIMEOUT = 5.0
 """Longest wait for one keepalive on a stream (stream calls rarely carry a deadline): a
@@ -124,31 +134,34 @@ class LeaseService(lease_pb2_grpc.LeaseServicer):
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
         except Exception as exc:  # noqa: BLE001 - translated
+            # Every lease on the stream waits for the client to reconnect: worth a line.
+            log.warning("a KeepAlive stream ended: %s: %s", type(exc).__name__, exc)
             await abort(context, exc)
 
     async def _renew(self, lease_ids: list[int], arrived: list[float]) -> list[int]:
-        """One batch of a stream: renewed here when leading, else at the leader."""
+        """One batch of a stream: renewed here when leading, else at the leader (Rule 4)."""
         node = self.node
-        for attempt in range(2):
+        deadline = time.monotonic() + KEEPALIVE_TIMEOUT
+        while True:
+            left = max(0.01, deadline - time.monotonic())
             try:
                 if node.is_leader:
                     return await bounded(
-                        lease_renewals.renew_on_leader(node, lease_ids, arrived), KEEPALIVE_TIMEOUT,
-                        "the keepalive was confirmed",
+                        lease_renewals.renew_on_leader(node, lease_ids, arrived), left, "the keepalive was confirmed",
                     )
                 return await bounded(
-                    lease_renewals.forward_renewals(node, lease_ids, KEEPALIVE_TIMEOUT), KEEPALIVE_TIMEOUT,
-                    "the leader answered",
+                    lease_renewals.forward_renewals(node, lease_ids, left), left, "the leader answered",
                 )
-            except Unavailable:
-                # Leadership moved under us: once more, now forwarding to the new leader.
-                if attempt or node.is_leader or not node.leader_id:
-                    raise
             except CoordError as err:
+                if err.code == Code.UNAVAILABLE:  # also a forward the old leader refused
+                    if time.monotonic() + LEADER_POLL >= deadline:
+                        raise
+                    # Rule 4: wait out the election, then renew at the new leader.
+                    await asyncio.sleep(LEADER_POLL)
+                    continue
                 if err.code == Code.DEADLINE_EXCEEDED:
                     raise Unavailable("the keepalive could not be confirmed in time; reconnect", node.leader_address()) from None
                 raise
-        raise AssertionError("unreachable")
 
     @unary
     async def TimeToLive(

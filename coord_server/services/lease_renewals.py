@@ -7,7 +7,11 @@ confirmed by the next single round.
 
 Rule 1: a renewal is applied only after a read barrier (a ReadIndex quorum round) begun
         after the renewal arrived, so no deposed leader promises a TTL (lease_timer.py
-        Rule 2). One barrier serves the whole batch. Each renewal is judged by when it
+        Rule 2). One barrier serves the whole batch. It waits for the quorum's answer
+        and this leadership's first entry to be applied, not for the read point
+        (read_waits.py Rule 5): the leader's lease clocks then hold every grant that any
+        leader answered, and renewals must not queue
+        behind a backlog of writes (100,000 grants) being applied. Each renewal is judged by when it
         reached this member (lease_timer.py Rule 6): waiting here for its batch never
         costs a lease that was alive when it arrived. (A forwarded batch counts from
         when the leader received it: members' clocks are not compared.)
@@ -66,7 +70,7 @@ async def renew_on_leader(node: Member, lease_ids: Sequence[int], arrived: Seque
         raise Unavailable("keepalives go to the leader", node.leader_address())
     if arrived is None:
         arrived = [time.monotonic()] * len(lease_ids)
-    await node.read_barrier()
+    await node.leadership_confirmed()
     timers = node.lease_timers
     if not node.is_leader or not timers.active:
         raise Unavailable("leadership changed during the keepalive", node.leader_address())

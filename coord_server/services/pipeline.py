@@ -1,5 +1,5 @@
-"""KV.Pipeline: many Range/Put/DeleteRange/Txn and Lock.Acquire/Release operations over
-one bidirectional stream.
+"""KV.Pipeline: many Range/Put/DeleteRange/Txn, Lock.Acquire/Release and Lease.Grant
+operations over one bidirectional stream.
 
 Why: in Python a unary gRPC call costs the server about half a millisecond of CPU before
 any work is done, more than the rest of a Put. A pipelined client pays that once per
@@ -19,6 +19,9 @@ Rule 4: a write or lock result from a follower names the leader: every operation
         granted when the leader applies, not a replication round later when this member
         does. Clients send their next writes and lock operations there; reads stay, so
         followers go on sharing them.
+Rule 5: a lease_grant passes what the unary Lease.Grant passes (its TTL raised to the
+        minimum, the per-client lease limit of the port's interceptor); a client that
+        grants thousands of leases at once pays one message per batch, not one call each.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from typing import Any
 import grpc
 
 from coord.raft.v1 import command_pb2
-from coord.v1 import kv_pb2
-from coord_server.auth.admission import check_pipeline_op, recheck_pipeline_op
+from coord.v1 import kv_pb2, lease_pb2
+from coord_server.auth.admission import CURRENT, check_pipeline_op, recheck_pipeline_op
 from coord_server.errors import Cancelled, Internal, InvalidArgument, from_proto
 from coord_server.request_context import current_user
 from coord_server.state import validation
+from coord_server.state.limits import min_lease_ttl
 from coord_server.member import Member
 
 from . import lock
@@ -58,6 +62,7 @@ _VALIDATORS: dict[str, Callable[[Any], None]] = {
     "txn": validation.validate_txn,
     "lock_acquire": validation.validate_lock_acquire,
     "lock_release": validation.validate_lock_release,
+    "lease_grant": validation.validate_lease_grant,
 }
 
 
@@ -76,6 +81,8 @@ class PipelineSession:
         self.finished: asyncio.Future[None] | None = None
         # lock_acquire operations in progress (they may wait in a queue), by op id.
         self.acquiring: dict[int, asyncio.Future[Any]] = {}
+        # lease_grant operations waiting for the lease limit's ReadIndex round.
+        self.granting: set[asyncio.Task[None]] = set()
 
     async def serve(self, requests: AsyncIterator[kv_pb2.PipelineRequest]) -> None:
         writer = asyncio.create_task(self._write_results())
@@ -100,6 +107,8 @@ class PipelineSession:
             # Waiting acquires end with the stream and leave their queues (waits.py).
             for waiting in list(self.acquiring.values()):
                 waiting.cancel()
+            for task in list(self.granting):
+                task.cancel()
             self.closed = True
             self.wake.set()
             await asyncio.gather(writer, return_exceptions=True)
@@ -127,6 +136,9 @@ class PipelineSession:
                 if which == "lock_acquire":
                     self._start_acquire(op, request)
                     continue
+                if which == "lease_grant":
+                    self._start_grant(op, request)
+                    continue
                 command = command_pb2.Command(client_id=_client_id(op), seq=op.seq, user=current_user.get(), **{which: request})
                 timeout = op.timeout_ms / 1000 if op.timeout_ms else DEFAULT_TIMEOUT
                 fut = self.node.submit(command.SerializeToString(), timeout)
@@ -145,6 +157,41 @@ class PipelineSession:
     def _arm_timeout(self, fut: asyncio.Future[Any], timeout: float = DEFAULT_TIMEOUT) -> None:
         handle = self.loop.call_later(timeout, _expire, fut)
         fut.add_done_callback(lambda _: handle.cancel())
+
+    def _start_grant(self, op: kv_pb2.PipelineOp, request: lease_pb2.LeaseGrantRequest) -> None:
+        """Lease.Grant's checks (Rule 5): the TTL raised to the minimum, the per-client
+        lease limit (admitted at once below it; a ReadIndex round first at it, as the
+        unary Grant's interceptor does), then proposed like any write."""
+        grant = lease_pb2.LeaseGrantRequest(id=request.id, ttl=max(request.ttl, min_lease_ttl(self.node.config.election_timeout)))
+        command = command_pb2.Command(client_id=_client_id(op), seq=op.seq, user=current_user.get(), lease_grant=grant)
+        admission = CURRENT.get()
+        limit = admission.leases if admission is not None else None
+        if limit is None or limit.admit_now(admission.client):  # type: ignore[union-attr]
+            self._propose_grant(op, command, limit, admission.client if admission is not None else "")
+            return
+        task = self.loop.create_task(self._grant_at_limit(op, command, limit, admission.client))  # type: ignore[union-attr]
+        self.granting.add(task)
+        task.add_done_callback(self.granting.discard)
+
+    async def _grant_at_limit(self, op: kv_pb2.PipelineOp, command: command_pb2.Command, limit: Any, client: str) -> None:
+        try:
+            await limit.check(client, None)
+        except Exception as exc:  # noqa: BLE001 - the op's result carries it
+            self._fail(op.id, exc)
+            return
+        self._propose_grant(op, command, limit, client)
+
+    def _propose_grant(self, op: kv_pb2.PipelineOp, command: command_pb2.Command, limit: Any, client: str) -> None:
+        timeout = op.timeout_ms / 1000 if op.timeout_ms else DEFAULT_TIMEOUT
+        try:
+            fut = self.node.submit(command.SerializeToString(), timeout)
+        except Exception:
+            if limit is not None:
+                limit.granted(client, 0)
+            raise
+        self._watch(fut, op.id, "lease_grant", timeout)
+        if limit is not None:
+            fut.add_done_callback(lambda f: limit.granted(client, _granted_id(f)))
 
     def _start_acquire(self, op: kv_pb2.PipelineOp, request: Any) -> None:
         """Lock.Acquire's own path (services/lock.py): it may wait in the lock's queue,
@@ -252,6 +299,14 @@ def _client_id(op: kv_pb2.PipelineOp) -> str:
     if op.client_id:
         check_client_id(op.client_id, op.seq != 0, "client_id", "a seq")
     return op.client_id
+
+
+def _granted_id(fut: asyncio.Future[Any]) -> int:
+    """The lease a proposed lease_grant created, or 0 when it failed."""
+    if fut.cancelled() or fut.exception() is not None:
+        return 0
+    result = fut.result()
+    return int(result.lease_grant.id) if result.WhichOneof("result") == "lease_grant" else 0
 
 
 def _expire(fut: asyncio.Future[Any]) -> None:

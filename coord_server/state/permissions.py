@@ -125,10 +125,12 @@ def name_need(kind: str, name: str, write: bool) -> Need:
 
 def kv_op_needs(which: str, request: Any) -> list[Need]:
     """Needs of one Pipeline or Txn operation by its oneof name (range, put, delete_range,
-    txn, lock_acquire, lock_release, and the request_* names of RequestOp)."""
+    txn, lock_acquire, lock_release, lease_grant, and the request_* names of RequestOp)."""
     which = which.removeprefix("request_")
     if which in ("lock_acquire", "lock_release"):
         return [name_need("locks", request.name, True)]  # as Lock.Acquire and Lock.Release
+    if which == "lease_grant":
+        return []  # as Lease.Grant: any authenticated caller (the lease is its own)
     if which == "range":
         return [key_need(request.key, request.range_end, False)]
     if which == "put":

@@ -25,6 +25,7 @@ Rule 3: the bytes are a head (every part but the history) followed by history ch
 from __future__ import annotations
 
 import operator
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -78,16 +79,44 @@ class SnapshotImage:
         self.store = store
         self.revision = store.revision
         self.compact_revision = store.compact_revision
-        self.keys = store.key_list()
+        self._runs = store.key_runs()
+        self.key_count = len(self._runs[0]) + len(self._runs[1])
+
+    def key_chunks(self, keys_per_chunk: int) -> Iterator[list[bytes]]:
+        """The image's keys in ascending order, ``keys_per_chunk`` at a time: the two runs
+        of ``key_runs`` merged a chunk at a time (each ``next`` is O(chunk)). The merged
+        whole then becomes the store's sorted index (``adopt_index``), so that its tail
+        of new keys stays short and nobody sorts it all at once on the loop."""
+        old, new = self._runs[0], self._runs[1]
+        n = keys_per_chunk
+        merged: list[bytes] = []
+        i = j = 0
+        while i < len(old) or j < len(new):
+            if j >= len(new):
+                take = old[i : i + n]
+                i += len(take)
+            elif i >= len(old):
+                take = new[j : j + n]
+                j += len(take)
+            else:
+                # The n smallest of the next n of each run are the merge's next n.
+                take = old[i : i + n] + new[j : j + n]
+                take.sort()  # two sorted runs: one merge pass
+                del take[n:]
+                last = take[-1]
+                i = bisect_right(old, last, i, min(len(old), i + n))
+                j = bisect_right(new, last, j, min(len(new), j + n))
+            merged += take
+            yield take
+        self.store.adopt_index(self._runs, merged)
 
     def chunks(self, keys_per_chunk: int = HISTORY_CHUNK_KEYS) -> Iterator[bytes]:
         """The history chunks, one per ``next``; the caller may let the store change between
         two of them."""
-        keys = self.keys
-        for at in range(0, len(keys), keys_per_chunk):
+        for keys in self.key_chunks(keys_per_chunk):
             histories = None
             if self.store.compact_revision == self.compact_revision:
-                histories = self.store.histories_at(keys[at : at + keys_per_chunk], self.revision)
+                histories = self.store.histories_at(keys, self.revision)
             if histories is None:
                 raise ImageOutdated(f"the store was compacted at revision {self.store.compact_revision} "
                                     f"while its image at revision {self.revision} was being encoded")

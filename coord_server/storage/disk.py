@@ -52,6 +52,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, TypeVar
 
+from ..thread_names import name_os_thread
 from ..raft.errors import CompactedError, SnapshotOutOfDateError, UnavailableError
 from ..raft.messages import EMPTY_SNAPSHOT, ConfState, Entry, HardState, Snapshot, SnapshotMeta
 from ..raft.storage import limit_size
@@ -112,6 +113,12 @@ _NONE_REMOVED: list[Segment] = []
 _MAX_ENTRY_TYPE = max(ENTRY_TYPES)
 _HS_WORD = (HARD_STATE << 24) | HARD_STATE_BODY.size
 _HS_CHECK = _HS_WORD ^ MASK
+
+
+def _one_thread(name: str) -> ThreadPoolExecutor:
+    """An executor of one thread, named ``name`` for Python and for the OS (top -H,
+    py-spy and bench/thread_probe.py tell the WAL writer from the snapshot writer)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=name_os_thread, initargs=(name,))
 
 
 class _Plan:
@@ -513,7 +520,7 @@ class DiskStorage:
         snapshot = self._snapshot_of(index, conf_state, data)
         name = snapshot_name(snapshot.meta)
         if self._snapshot_writer is None:
-            self._snapshot_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coord-snap")
+            self._snapshot_writer = _one_thread("coord-snap")
         self._pending_snapshots.add(name)
         try:
             await asyncio.get_running_loop().run_in_executor(self._snapshot_writer, self._file_writer(snapshot))
@@ -536,7 +543,7 @@ class DiskStorage:
     async def snapshot_io(self, io: Callable[[], T]) -> T:
         """Run ``io`` on the snapshot thread (it may overlap saves, as write_snapshot_async)."""
         if self._snapshot_writer is None:
-            self._snapshot_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coord-snap")
+            self._snapshot_writer = _one_thread("coord-snap")
         return await asyncio.get_running_loop().run_in_executor(self._snapshot_writer, io)
 
     def end_snapshot(self, writer: SnapshotFileWriter) -> None:
@@ -609,7 +616,7 @@ class DiskStorage:
 
     async def _run_async(self, plan: _Plan) -> Any:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coord-wal")
+            self._executor = _one_thread("coord-wal")
         loop = asyncio.get_running_loop()
         self._busy = True
         fut = loop.run_in_executor(self._executor, plan.io)

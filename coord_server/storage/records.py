@@ -225,11 +225,10 @@ def snapshot_file_tail(crc: int) -> bytes:
     return _CRC.pack(crc)
 
 
-def read_snapshot_file_from(f: BinaryIO, size: int) -> tuple[SnapshotMeta, bytes]:
-    """Verify and decode the snapshot file open as ``f`` (``size`` bytes); raises
-    FormatError saying what is wrong. The data is read straight into its own bytes
-    object: slicing it out of the whole file's bytes copied the whole store holding the
-    GIL (seconds of stalled loop on a member sending a large snapshot)."""
+def read_snapshot_file_head(f: BinaryIO, size: int) -> tuple[SnapshotMeta, int, int]:
+    """Read and check what precedes the data of the snapshot file open as ``f`` (``size``
+    bytes): its meta, the data's length, and the CRC-32 so far (the rest of the file
+    continues it, ``snapshot_file_tail``). Raises FormatError saying what is wrong."""
     head = f.read(_SNAP_FILE_HEAD.size)
     if len(head) < _SNAP_FILE_HEAD.size or size < _SNAP_FILE_HEAD.size + 4:
         raise FormatError(f"snapshot file of {size} bytes is shorter than its header")
@@ -242,12 +241,30 @@ def read_snapshot_file_from(f: BinaryIO, size: int) -> tuple[SnapshotMeta, bytes
     if total != size:
         raise FormatError(f"snapshot file is {size} bytes, its header says {total}")
     meta_bytes = f.read(meta_len)
-    data = f.read(data_len)
-    tail = f.read(4)
-    if len(meta_bytes) != meta_len or len(data) != data_len or len(tail) != 4:
+    if len(meta_bytes) != meta_len:
         raise FormatError("snapshot file is shorter than its header says")
-    (crc,) = _CRC.unpack(tail)
-    if zlib.crc32(data, zlib.crc32(meta_bytes, zlib.crc32(head))) != crc:
-        raise FormatError("snapshot checksum mismatch")
     meta, _ = decode_snapshot(b"\0" + meta_bytes)
+    return meta, data_len, zlib.crc32(meta_bytes, zlib.crc32(head))
+
+
+def check_snapshot_file_tail(f: BinaryIO, crc: int) -> None:
+    """Read the CRC that ends a snapshot file (after its data) and compare it with
+    ``crc``, the CRC-32 of everything before it; FormatError when they differ."""
+    tail = f.read(4)
+    if len(tail) != 4:
+        raise FormatError("snapshot file is shorter than its header says")
+    if _CRC.unpack(tail)[0] != crc:
+        raise FormatError("snapshot checksum mismatch")
+
+
+def read_snapshot_file_from(f: BinaryIO, size: int) -> tuple[SnapshotMeta, bytes]:
+    """Verify and decode the snapshot file open as ``f`` (``size`` bytes); raises
+    FormatError saying what is wrong. The data is read straight into its own bytes
+    object: slicing it out of the whole file's bytes copied the whole store holding the
+    GIL (seconds of stalled loop on a member sending a large snapshot)."""
+    meta, data_len, crc = read_snapshot_file_head(f, size)
+    data = f.read(data_len)
+    if len(data) != data_len:
+        raise FormatError("snapshot file is shorter than its header says")
+    check_snapshot_file_tail(f, zlib.crc32(data, crc))
     return meta, data

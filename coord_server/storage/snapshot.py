@@ -16,15 +16,17 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
 from ..raft.messages import Snapshot, SnapshotMeta
 from .errors import StorageCorruptError
 from .files import TMP_SUFFIX, FileIO, write_all, write_file_atomically
 from .records import (
     FormatError,
+    check_snapshot_file_tail,
     encode_snapshot_file,
     read_snapshot_file_from,
+    read_snapshot_file_head,
     snapshot_file_head,
     snapshot_file_tail,
 )
@@ -138,6 +140,45 @@ class FileSnapshot(Snapshot):
             object.__setattr__(self, "_preloaded", None)
             return preloaded
         return read_snapshot_file(self.path, self.meta)
+
+    def pieces(self, piece_bytes: int) -> tuple[int, Iterator[bytes]]:
+        """The data's length and its pieces of at most ``piece_bytes``, read from the file
+        one ``next`` at a time (blocking I/O: call it off the event loop), so that a
+        member sending a large snapshot never holds it all, nor reads it all before the
+        first piece goes out. The file's checksum is verified as the pieces pass: the last
+        ``next`` raises StorageCorruptError instead of ending when it does not match, so
+        a reader must not trust the data before the iterator has ended."""
+        path, meta = self.path, self.meta
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            raise StorageCorruptError(path, None, f"snapshot {meta.index} (term {meta.term}) is missing") from None
+        try:
+            found, length, crc = read_snapshot_file_head(f, os.fstat(f.fileno()).st_size)
+        except FormatError as e:
+            f.close()
+            raise StorageCorruptError(path, 0, f"snapshot does not verify: {e}") from None
+        if found != meta:
+            f.close()
+            raise StorageCorruptError(path, 0, f"snapshot file holds {found}, the WAL names {meta}")
+
+        def read() -> Iterator[bytes]:
+            nonlocal crc
+            with f:
+                left = length
+                while left:
+                    piece = f.read(min(piece_bytes, left))
+                    if not piece:
+                        raise StorageCorruptError(path, None, "snapshot file is shorter than its header says")
+                    crc = zlib.crc32(piece, crc)
+                    left -= len(piece)
+                    yield piece
+                try:
+                    check_snapshot_file_tail(f, crc)
+                except FormatError as e:
+                    raise StorageCorruptError(path, 0, f"snapshot does not verify: {e}") from None
+
+        return length, read()
 
     def __repr__(self) -> str:
         return f"FileSnapshot(meta={self.meta!r}, path={self.path!r})"

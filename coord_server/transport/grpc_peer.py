@@ -30,7 +30,7 @@ import asyncio
 import hashlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -39,6 +39,7 @@ from coord.raft.v1 import raft_pb2, raft_pb2_grpc
 from coord_server.errors import Code, CoordError, DeadlineExceeded, Unavailable, error_of
 from coord_server.status import code_of
 from coord_server.raft import LOCAL_TYPES, Message, MessageType
+from coord_server.storage.errors import StorageCorruptError
 
 from .codec import DecodeError, message_from_pb, message_to_pb
 from .peer_auth import PEER_CLAIM
@@ -62,8 +63,11 @@ RECONNECT_OPTIONS = [
     # Reach a restarted peer again within a second: gRPC's default reconnect backoff grows
     # towards 120 s while the peer is down, and meanwhile the leader cannot send to it
     # (found by tests/chaos: a follower down for 30 s caught up only 16 s after restarting).
+    # At most 250 ms: a restarted member learns the leader only once the leader's channel
+    # reconnects, and with 1,000 ms that was up to a second of every restart (a refused
+    # connection on a dead peer's port costs next to nothing to retry).
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 250),
 ]
 """Options of the channels to peers (on top of CHANNEL_OPTIONS)."""
 SERVER_OPTIONS = [
@@ -76,6 +80,9 @@ SERVER_OPTIONS = [
 """Options of a member's gRPC server, which carries the peer service."""
 OLD_CHANNEL_GRACE = 60.0
 """Seconds a peer channel replaced by a certificate reload stays open for its calls."""
+MAX_SEND_BACKOFF = 0.25
+"""Longest pause (seconds) before a peer's stream is opened again after it broke (as the
+channel's reconnect backoff above: a restarted member is reached within it)."""
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 ENVELOPE_BYTES = 8 << 20
 """Soft limit on one envelope's entry data; a larger backlog goes in several envelopes."""
@@ -148,7 +155,7 @@ class _Peer:
                     log.debug("peer %x at %s unreachable: %s", self.node_id, self.address, err)
                     self.transport.on_unreachable(self.node_id)
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 1.0)
+                    backoff = min(backoff * 2, MAX_SEND_BACKOFF)
 
     def _take_batch(self) -> list[Message]:
         size = 0
@@ -168,33 +175,49 @@ class _Peer:
     async def _send_snapshot(self, m: Message) -> None:
         assert m.snapshot is not None
         snapshot = m.snapshot
-        # Off the loop: the data is read from the snapshot file (storage/snapshot.py
-        # FileSnapshot) and hashed, hundreds of MB for a large store.
-        data = await asyncio.to_thread(lambda: snapshot.data)
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
+        digest = hashlib.sha256()
         cluster_id = self.transport.cluster_id
+        # Read, checked and hashed piece by piece off the loop (a stored snapshot is a
+        # file of hundreds of MB for a large store: storage/snapshot.py FileSnapshot):
+        # the first piece goes out at once, and the whole never sits in memory.
+        total, pieces = await asyncio.to_thread(_snapshot_pieces, snapshot)
+
+        def advance() -> bytes | None:
+            piece = next(pieces, None)
+            if piece is not None:
+                digest.update(piece)
+            return piece
 
         async def chunks() -> AsyncIterator[raft_pb2.SnapshotChunk]:
             yield raft_pb2.SnapshotChunk(
                 cluster_id=cluster_id, message=message_to_pb(m, with_snapshot_data=False),
-                total_size=len(data), offset=0, done=not data, checksum=digest if not data else b"",
+                total_size=total, offset=0, done=not total, checksum=digest.digest() if not total else b"",
             )
-            for offset in range(0, len(data), SNAPSHOT_CHUNK_BYTES):
-                piece = data[offset : offset + SNAPSHOT_CHUNK_BYTES]
-                last = offset + len(piece) >= len(data)
+            offset = 0
+            piece = await asyncio.to_thread(advance)
+            while piece is not None:
+                # One piece ahead: the file's checksum is verified when its last piece has
+                # been read, before the chunk that says "done" goes out.
+                following = await asyncio.to_thread(advance)
+                last = following is None
                 yield raft_pb2.SnapshotChunk(
                     cluster_id=cluster_id, offset=offset, data=piece, done=last,
-                    checksum=digest if last else b"", total_size=len(data),
+                    checksum=digest.digest() if last else b"", total_size=total,
                 )
+                offset += len(piece)
+                piece = following
 
         failed = False
         try:
             await self.stub().InstallSnapshot(
-                chunks(), timeout=max(30.0, len(data) / (1 << 20)), metadata=self.transport.metadata
+                chunks(), timeout=max(30.0, total / (1 << 20)), metadata=self.transport.metadata
             )
         except grpc.aio.AioRpcError as err:
             failed = True
             log.warning("sending a snapshot to %x failed: %s", self.node_id, err.details())
+        except StorageCorruptError as err:
+            failed = True
+            log.error("not sending snapshot %d to %x: %s", snapshot.meta.index, self.node_id, err)
         self.transport.on_snapshot_status(self.node_id, failed)
 
     async def close(self) -> None:
@@ -204,6 +227,16 @@ class _Peer:
         self.forwards.close()
         if self.channel is not None:
             await self.channel.close()
+
+
+def _snapshot_pieces(snapshot: Any) -> tuple[int, Iterator[bytes]]:
+    """A snapshot's length and its data in SNAPSHOT_CHUNK_BYTES pieces: read from its
+    file when it has one (checked as read), else sliced from memory (the simulator's)."""
+    pieces = getattr(snapshot, "pieces", None)
+    if pieces is not None:
+        return pieces(SNAPSHOT_CHUNK_BYTES)  # type: ignore[no-any-return]
+    data = snapshot.data
+    return len(data), (data[at : at + SNAPSHOT_CHUNK_BYTES] for at in range(0, len(data), SNAPSHOT_CHUNK_BYTES))
 
 
 class _ForwardStream:
@@ -417,38 +450,61 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
         member_id: int,
         step: Callable[[Message], None],
         forward: ForwardHandler,
+        link_lost: Callable[[int], None] | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.member_id = member_id
         self._step = step
         self._forward = forward
+        self._link_lost = link_lost
+        """Called with a peer's id when its Send stream to us broke rather than ended
+        (Node.peer_link_lost: a leader whose process died breaks it at once)."""
 
     async def Send(self, request_iterator: AsyncIterator[raft_pb2.RaftEnvelope], context: grpc.aio.ServicerContext[Any, Any]) -> raft_pb2.SendResponse:
         received = 0
+        sender = 0
         claim = PEER_CLAIM.get()
-        async for envelope in request_iterator:
-            if envelope.cluster_id != self.cluster_id:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, FOREIGN_CLUSTER)
-            for pm in envelope.messages:
-                try:
-                    m = message_from_pb(pm)
-                except DecodeError as err:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-                if m.to != self.member_id:
-                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a message addressed to another member")
-                if claim is not None and m.from_ != claim:
-                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_MESSAGE)
-                if (m.type in LOCAL_TYPES and m.type != MessageType.TRANSFER_LEADER) or m.type == MessageType.SNAP:
-                    await context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT, f"message type {m.type.name} cannot travel between peers"
-                    )
-                self._step(m)
-                received += 1
+        try:
+            async for envelope in request_iterator:
+                if envelope.cluster_id != self.cluster_id:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, FOREIGN_CLUSTER)
+                for pm in envelope.messages:
+                    try:
+                        m = message_from_pb(pm)
+                    except DecodeError as err:
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+                    if m.to != self.member_id:
+                        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a message addressed to another member")
+                    if claim is not None and m.from_ != claim:
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_MESSAGE)
+                    if (m.type in LOCAL_TYPES and m.type != MessageType.TRANSFER_LEADER) or m.type == MessageType.SNAP:
+                        await context.abort(
+                            grpc.StatusCode.INVALID_ARGUMENT, f"message type {m.type.name} cannot travel between peers"
+                        )
+                    self._step(m)
+                    sender = m.from_
+                    received += 1
+        except grpc.aio.AbortError:
+            raise  # refused here: nothing to say about the peer
+        except BaseException:
+            self._stream_lost(sender)
+            raise
+        # A sender's stream ends when its process dies (the server sees the same clean
+        # end then) and otherwise only when it replaces the stream (a reloaded
+        # certificate), whose successor brings the next heartbeat at once.
+        self._stream_lost(sender)
         return raft_pb2.SendResponse(member_id=self.member_id, messages_received=received)
+
+    def _stream_lost(self, sender: int) -> None:
+        if sender and self._link_lost is not None:
+            self._link_lost(sender)
 
     async def InstallSnapshot(self, request_iterator: AsyncIterator[raft_pb2.SnapshotChunk], context: grpc.aio.ServicerContext[Any, Any]) -> raft_pb2.InstallSnapshotResponse:
         first: raft_pb2.SnapshotChunk | None = None
         parts: list[bytes] = []
+        # Hashed as the chunks come (a few ms each) rather than all at the end: hashing
+        # hundreds of MB at once held this member's loop for a second or more.
+        digest = hashlib.sha256()
         received = 0
         done = False
         checksum = b""
@@ -466,6 +522,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
                         f"chunk at offset {chunk.offset}, expected {received}",
                     )
                 parts.append(chunk.data)
+                digest.update(chunk.data)
                 received += len(chunk.data)
             if chunk.done:
                 done = True
@@ -475,7 +532,7 @@ class RaftPeerService(raft_pb2_grpc.RaftServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the snapshot stream ended early")
         assert first is not None
         data = b"".join(parts)
-        if len(data) != first.total_size or hashlib.sha256(data).digest() != checksum:
+        if len(data) != first.total_size or digest.digest() != checksum:
             await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot size or checksum mismatch")
         try:
             m = message_from_pb(first.message, snapshot_data=data)

@@ -16,7 +16,7 @@ import traceback
 # grpc core logs a line at every fork (the runner starts processes while channels are
 # open); only errors are worth seeing. Set before grpc is first imported.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-# No gRPC fork handlers: they can abort a freshly forked child (see spawn.py).
+# No gRPC fork handlers: they can abort a freshly forked child (see tests/integration/harness.py, LAUNCHER).
 os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
 
 from .runner import RunOptions, run  # noqa: E402

@@ -7,19 +7,17 @@ every other slot, a proxy port: member A is started with ``--peer-override B=<pr
 for every B, including members that do not exist yet, so a joiner is reached through
 its proxies too.
 
-Everything is async (the proxies run on the same loop); processes are plain Popen
-children, killed by pid only, and asked to die with this process (PR_SET_PDEATHSIG).
+Everything is async (the proxies run on the same loop). Each slot is a
+``tests.integration.harness.NodeProcess``: started, signalled and killed (by pid only,
+dying with this process) by the same code as the integration tests' members.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,42 +26,24 @@ from typing import Any
 import grpc
 
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
-from tests.integration.harness import free_ports
+from tests.integration.harness import HarnessError, NodeProcess, free_ports, leader_hint
 
 from .proxy import Mesh
-from .spawn import spawn
-from .workloads import CHANNEL_OPTIONS, leader_hint
+from .workloads import CHANNEL_OPTIONS
 
 LEADER = cluster_pb2.RAFT_ROLE_LEADER
 
 
 @dataclass
-class Slot:
-    name: str
-    port: int
-    data_dir: Path
-    log_path: Path
-    args: list[str]
+class Slot(NodeProcess):
+    """A member slot: a harness NodeProcess (started, killed, paused by the same code as
+    the integration tests') and what the chaos run knows about it."""
+
+    port: int = 0
     state: str = "free"
     """``member`` (in the cluster, or joining: has data, should run) or ``free``."""
-    proc: subprocess.Popen[bytes] | None = None
-    paused: bool = False
-    member_id: int = 0
-    starts: int = 0
     reported: Any = None
     """The process whose unexpected exit was reported already."""
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def live(self) -> bool:
-        return self.running and not self.paused
 
 
 class ChaosCluster:
@@ -75,7 +55,7 @@ class ChaosCluster:
         names = [f"n{i + 1}" for i in range(slots)]
         ports = free_ports(slots + Mesh.ports_needed(slots))
         self.slots = {
-            n: Slot(n, ports[i], self.base_dir / n, self.base_dir / f"{n}.log", [])
+            n: Slot(n, f"127.0.0.1:{ports[i]}", self.base_dir / n, self.base_dir / f"{n}.log", [], port=ports[i])
             for i, n in enumerate(names)
         }
         self.mesh = Mesh(names, {n: ("127.0.0.1", s.port) for n, s in self.slots.items()}, ports[slots:])
@@ -108,49 +88,35 @@ class ChaosCluster:
                 await channel.close()
         self._channels.clear()
         for slot in self.slots.values():
-            if slot.proc is not None and slot.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(slot.proc.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    slot.proc.wait(timeout=10)
+            slot.kill(timeout=10)
         await self.mesh.close()
 
     # -- processes ------------------------------------------------------------
 
     def start_node(self, name: str) -> None:
         slot = self.slots[name]
-        if slot.running:
-            return
-        slot.starts += 1
-        with open(slot.log_path, "ab") as log:
-            log.write(f"---- chaos: start #{slot.starts} of {name}: {' '.join(slot.args)}\n".encode())
-            log.flush()
-            slot.proc = spawn(
-                [sys.executable, "-m", "coord_server.cli", *slot.args],
-                cwd=self.base_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        slot.paused = False
+        if not slot.running:
+            slot.launch(self.base_dir, by="chaos")
 
     async def kill(self, name: str) -> None:
         slot = self.slots[name]
-        if slot.proc is None or slot.proc.poll() is not None:
-            return
-        os.kill(slot.proc.pid, signal.SIGKILL)
-        while slot.proc.poll() is None:
+        with contextlib.suppress(HarnessError):  # it exited on its own meanwhile
+            slot.send(signal.SIGKILL)
+        while slot.running:
             await asyncio.sleep(0.01)
         slot.paused = False
 
     def pause(self, name: str) -> None:
         slot = self.slots[name]
-        if slot.running and not slot.paused:
-            os.kill(slot.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
-            slot.paused = True
+        if not slot.paused:
+            with contextlib.suppress(HarnessError):
+                slot.send(signal.SIGSTOP)
 
     def resume(self, name: str) -> None:
         slot = self.slots[name]
-        if slot.running and slot.paused:
-            os.kill(slot.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
+        if slot.paused:
+            with contextlib.suppress(HarnessError):
+                slot.send(signal.SIGCONT)
         slot.paused = False
 
     async def wipe(self, name: str) -> None:

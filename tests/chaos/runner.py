@@ -28,13 +28,13 @@ from typing import Any
 import grpc
 
 from coord.v1 import common_pb2, kv_pb2, kv_pb2_grpc
+from tests.integration.harness import prefix_end, spawn
 
 from .checker import CheckResult, WatchStream, check_locks, check_registers, check_set, check_watches
 from .cluster import LEADER, ChaosCluster
 from .history import FAIL, OK, UNKNOWN, History, Op
 from .nemesis import Nemesis
-from .spawn import spawn
-from .workloads import Client, Endpoints, WorkerConfig, prefix_end
+from .workloads import Client, Endpoints, WorkerConfig
 
 ELECTION_MS = 300
 

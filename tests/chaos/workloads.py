@@ -42,6 +42,8 @@ import grpc
 
 from coord.v1 import common_pb2, kv_pb2, kv_pb2_grpc, lease_pb2, lease_pb2_grpc, lock_pb2, lock_pb2_grpc
 
+from tests.integration.harness import leader_hint, prefix_end
+
 from .checker import WatchStream
 from .history import FAIL, OK, UNKNOWN, Counter, History, Op
 
@@ -96,13 +98,6 @@ class Endpoints:
         for channel in self._channels.values():
             with contextlib.suppress(Exception):
                 await channel.close()
-
-
-def leader_hint(err: grpc.aio.AioRpcError) -> str:
-    for key, value in err.trailing_metadata() or ():
-        if key == "coord-leader":
-            return value.decode() if isinstance(value, bytes) else str(value)
-    return ""
 
 
 class Client:
@@ -166,7 +161,7 @@ class Client:
                     indefinite = True
                     if not self.exactly_once:
                         break  # one attempt only: a retry might apply the write twice
-                hint = self.endpoints.by_address.get(leader_hint(err), "")
+                hint = self.endpoints.by_address.get(leader_hint(err) or "", "")
                 if hint and hint != target:
                     self.prefer = target = hint
                 else:
@@ -187,16 +182,6 @@ class Client:
 
 def _b(s: str) -> bytes:
     return s.encode()
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    end = bytearray(prefix)
-    while end:
-        if end[-1] < 0xFF:
-            end[-1] += 1
-            return bytes(end)
-        end.pop()
-    return b"\0"
 
 
 # ------------------------------------------------------------------ register

@@ -131,3 +131,25 @@ async def _held_up() -> None:
 
 def test_a_lease_due_while_the_sender_was_held_up_is_sent_not_lost() -> None:
     asyncio.run(_held_up())
+
+
+async def _grants_wait_for_renewals() -> None:
+    client = _Client()
+    keeper = client._keepaliver
+    lease = _overdue_lease(client, 5, pending=1)
+    lease._deadline = time.monotonic() + 3
+    await asyncio.wait_for(keeper.caught_up(), 1)  # nothing sent: not lagging
+    sent = collections.deque([(time.monotonic() - 1.0, [5], True)])  # a renewal waiting 1 s for its answer
+    keeper._sent = sent
+    assert keeper.lagging()
+    grant = asyncio.ensure_future(keeper.caught_up())  # what grant_lease awaits first
+    await asyncio.sleep(0.2)
+    assert not grant.done(), "a grant went ahead of a lagging renewal"
+    await keeper._read(_Call([lease_pb2.LeaseKeepAliveResponse(ids=[5], ttls=[3])]), sent, "member", Backoff())
+    await asyncio.wait_for(grant, 1)
+    assert lease.alive and not keeper.lagging()
+
+
+def test_new_grants_wait_while_renewals_lag() -> None:
+    """lease.py Rule 6: renewals come before grants."""
+    asyncio.run(_grants_wait_for_renewals())

@@ -15,6 +15,10 @@ Rules:
 4. Clients here are plain synchronous grpc stubs; :meth:`Cluster.call` retries
    UNAVAILABLE (following ``coord-leader``) so a test can talk to "the cluster" rather than
    to one node.
+5. A process is a :class:`NodeProcess`: it starts itself (:func:`spawn`, dying with the
+   test process), crashes, pauses and resumes itself. The chaos runner's members
+   (tests/chaos/cluster.py, async, every peer link through a fault proxy) are
+   NodeProcesses too: one way to run a coord-server process in the tests.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -102,6 +107,39 @@ class NodeProcess:
             raise HarnessError(f"{self.name} was never started")
         return self.proc.pid
 
+    def launch(self, cwd: Path, by: str = "harness") -> None:
+        """Start ``coord-server`` with :attr:`args`, its output appended to :attr:`log_path`
+        after a line saying who started it (``by``) and how."""
+        if self.running:
+            raise HarnessError(f"{self.name} is already running (pid {self.pid})")
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"---- {by}: start #{self.starts} of {self.name}: coord-server {' '.join(self.args)}\n".encode())
+            log.flush()
+            self.proc = spawn(
+                [sys.executable, "-m", "coord_server.cli", *self.args],
+                cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.paused = False
+
+    def send(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the process (by pid); SIGSTOP and SIGCONT mark it paused or not."""
+        if not self.running:
+            raise HarnessError(f"{self.name} is not running")
+        os.kill(self.pid, sig)
+        if sig in (signal.SIGSTOP, signal.SIGCONT):
+            self.paused = sig == signal.SIGSTOP
+
+    def kill(self, timeout: float = 30) -> None:
+        """SIGKILL (a crash: nothing is flushed) and reap; nothing if it is not running."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=timeout)
+        self.paused = False
+
 
 @dataclass
 class Cluster:
@@ -148,24 +186,7 @@ class Cluster:
 
     def start_node(self, name: str) -> NodeProcess:
         node = self.nodes[name]
-        if node.running:
-            raise HarnessError(f"{name} is already running (pid {node.pid})")
-        node.starts += 1
-        with open(node.log_path, "ab") as log:
-            log.write(f"---- harness: start #{node.starts} of {name}: coord-server {' '.join(node.args)}\n".encode())
-            log.flush()
-            command = [sys.executable, "-m", "coord_server.cli", *node.args]
-            if _in_main_thread():
-                command = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
-            node.proc = subprocess.Popen(
-                command,
-                cwd=self.base_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        node.paused = False
+        node.launch(self.base_dir)
         self._drop_channel(name)
         return node
 
@@ -174,9 +195,7 @@ class Cluster:
         node = self.nodes[name]
         if node.proc is None or node.proc.poll() is not None:
             raise HarnessError(f"{name} is not running")
-        os.kill(node.pid, signal.SIGKILL)
-        node.proc.wait(timeout=30)
-        node.paused = False
+        node.kill()
         self._drop_channel(name)
 
     def terminate(self, name: str, timeout: float = 20) -> int:
@@ -199,18 +218,10 @@ class Cluster:
 
     def pause(self, name: str) -> None:
         """SIGSTOP ``name``: it holds its sockets but answers nothing (a hung node)."""
-        node = self.nodes[name]
-        if not node.running:
-            raise HarnessError(f"{name} is not running")
-        os.kill(node.pid, signal.SIGSTOP)
-        node.paused = True
+        self.nodes[name].send(signal.SIGSTOP)
 
     def resume(self, name: str) -> None:
-        node = self.nodes[name]
-        if not node.running:
-            raise HarnessError(f"{name} is not running")
-        os.kill(node.pid, signal.SIGCONT)
-        node.paused = False
+        self.nodes[name].send(signal.SIGCONT)
 
     def restart(self, name: str) -> NodeProcess:
         """Kill ``name`` if it runs (SIGKILL), then start it again on the same data."""
@@ -235,11 +246,7 @@ class Cluster:
         for name in list(self._channels):
             self._drop_channel(name)
         for node in self.nodes.values():
-            if node.proc is not None and node.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(node.proc.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    node.proc.wait(timeout=30)
+            node.kill()
             node.paused = False
 
     def exited_unexpectedly(self) -> list[str]:
@@ -447,7 +454,8 @@ class Cluster:
 
 
 def leader_hint(err: grpc.RpcError) -> str | None:
-    """The leader's address from the ``coord-leader`` trailing metadata of a failed call."""
+    """The leader's address from the ``coord-leader`` trailing metadata of a failed call
+    (a grpc or a grpc.aio one)."""
     metadata: Any = err.trailing_metadata()
     for key, value in metadata or ():
         if key == "coord-leader":
@@ -470,13 +478,15 @@ def _b(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
-def _in_main_thread() -> bool:
-    import threading
+def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen(argv, **kwargs)`` for a child that dies with this process: from
+    the main thread, through :data:`LAUNCHER` (no preexec_fn, see there)."""
+    if threading.current_thread() is threading.main_thread():
+        argv = [sys.executable, "-c", LAUNCHER, str(os.getpid()), *argv]
+    return subprocess.Popen(argv, **kwargs)
 
-    return threading.current_thread() is threading.main_thread()
 
-
-_DIE_WITH_PARENT = (
+LAUNCHER = (
     "import ctypes, os, signal, sys\n"
     "try:\n"
     "    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG\n"
@@ -493,17 +503,27 @@ Not a ``preexec_fn``: that makes CPython fork() rather than vfork(), so gRPC's f
 handlers run in the child, where they may restart gRPC's poller, which then aborts
 ("epoll_wait error: Bad file descriptor") when the child closes its inherited fds before
 exec. With gRPC busy in the test process, about 3% of the nodes started that way died
-with SIGABRT before running any of coord's code. PR_SET_PDEATHSIG is per parent *thread*,
-hence only used for processes started from the main thread."""
+with SIGABRT before running any of coord's code (the chaos runner also turns gRPC's fork
+support off: tests/chaos/__main__.py). PR_SET_PDEATHSIG is per parent *thread*, hence
+only used for processes started from the main thread."""
 
 
 @contextlib.contextmanager
-def running_cluster(base_dir: Path, size: int = 3, **kwargs: Any) -> Iterator[Cluster]:
-    """A started cluster with a leader, stopped (SIGKILL) on exit."""
-    cluster = Cluster(base_dir, size, **kwargs)
+def running_cluster(
+    base_dir: Path, size: int = 3, *, cluster_class: type[Cluster] = Cluster, leader_timeout: float = 30.0,
+    **kwargs: Any,
+) -> Iterator[Cluster]:
+    """A started cluster (a ``cluster_class``, e.g. the security tests' AuthCluster or
+    TLSCluster, built with ``kwargs``) with a leader, stopped (SIGKILL) on exit: what a
+    module-scoped fixture yields. No leader within ``leader_timeout``: a HarnessError
+    with every node's state and log tail."""
+    cluster = cluster_class(base_dir, size, **kwargs)
     try:
         cluster.start()
-        cluster.wait_for_leader()
+        try:
+            cluster.wait_for_leader(timeout=leader_timeout)
+        except HarnessError as err:
+            raise HarnessError(f"{err}\n{cluster.describe()}") from None
         yield cluster
     finally:
         cluster.stop_all()

@@ -33,7 +33,7 @@ from coord.v1 import (
     ring_pb2,
     ring_pb2_grpc,
 )
-from tests.integration.harness import Cluster, HarnessError, wait_until
+from tests.integration.harness import Cluster, HarnessError, running_cluster, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -46,13 +46,8 @@ RING = ring_pb2_grpc.RingStub
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("coordination"), 3, options=("--snapshot-entries", "100"))
-    try:
-        c.start()
-        c.wait_for_leader()
+    with running_cluster(tmp_path_factory.mktemp("coordination"), 3, options=("--snapshot-entries", "100")) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def addresses(cluster: Cluster) -> str:

@@ -44,6 +44,12 @@ class LocalCluster:
         self.dir = directory
         self.pids: set[int] = set()
 
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill_leftovers()
+
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, str(TOOL), "--dir", str(self.dir), *args],
@@ -73,11 +79,8 @@ class LocalCluster:
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path / "local-cluster")
-    try:
+    with LocalCluster(tmp_path / "local-cluster") as cluster:
         yield cluster
-    finally:
-        cluster.kill_leftovers()
 
 
 def table(output: str) -> dict[str, dict[str, str]]:

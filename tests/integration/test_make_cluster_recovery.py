@@ -18,11 +18,8 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path / "recovery")
-    try:
+    with LocalCluster(tmp_path / "recovery") as cluster:
         yield cluster
-    finally:
-        cluster.kill_leftovers()
 
 
 def test_restart_after_every_member_crashed(local: LocalCluster) -> None:

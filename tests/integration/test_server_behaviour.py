@@ -29,7 +29,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from coord.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, kv_pb2, kv_pb2_grpc, lease_pb2, lease_pb2_grpc
-from tests.integration.harness import LEADER, RETRYABLE, Cluster, HarnessError, free_ports, leader_hint, prefix_end, wait_until
+from tests.integration.harness import (
+    LEADER, RETRYABLE, Cluster, HarnessError, free_ports, leader_hint, prefix_end, running_cluster, wait_until,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -47,13 +49,8 @@ one proposal and one commit on two busy cores)."""
 
 @pytest.fixture(scope="module")
 def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("behaviour"), 3)
-    try:
-        c.start()
-        c.wait_for_leader()
+    with running_cluster(tmp_path_factory.mktemp("behaviour"), 3) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 @pytest.fixture

@@ -19,12 +19,20 @@ Rules:
    ``hold(node)`` stops processing the node's Readies so a test can crash it mid-Ready.
 3. A SNAP that is lost (dropped, or its target is down) is reported to the sender as a
    failed snapshot; one that arrives is reported as done: what a streaming transport knows.
-4. The harness checks, on every step, the safety properties of Raft Figure 3: at most one
-   leader per term (election safety), every applied entry equal at its index on every node
-   (state machine safety), a new leader holding every entry any node applied (leader
-   completeness), and commit/applied never going backwards within one incarnation of a
-   node. ``check_log_matching()`` checks the log matching property on demand. A violation
-   raises ``AssertionError`` at once, naming the nodes, indexes and terms.
+4. The harness checks, on every step, the safety properties of Raft with the one checker
+   of the Raft test harnesses, ``tests/sim/invariants.Checker`` (the Simulator's): at most
+   one leader per term (election safety), log matching for every entry any log ever
+   held, a new leader holding every entry committed before its term (leader
+   completeness), the same entry and the same state (a digest) at each applied index on
+   every node, snapshots included (state machine safety), commit never going backwards
+   nor below what was persisted, and the commit rule of §5.4.2. A violation raises
+   ``InvariantViolation`` (an AssertionError) at once, naming the nodes, indexes and
+   terms. Unlike the Simulator, tests here step cores directly (proposals and ReadIndex
+   calls the harness does not see), so the checker's "nothing invented" and ReadIndex
+   rules are the tests' own business. ``check_log_matching()`` compares whole logs on
+   demand. The state machine is the Simulator's too (tests/sim/statemachine.py), keeping
+   the applied values that the scenarios compare (``sm.values()``), and Readies are
+   persisted by the same code (tests/sim/ready.py).
 5. With ``async_persist`` set, a Ready's disk write may stay outstanding while the node
    steps further messages (the driver overlaps persisting with stepping, as the Ready
    contract allows); a crash meanwhile loses that write, and only the Ready's
@@ -34,7 +42,6 @@ Rules:
 from __future__ import annotations
 
 import random
-import struct
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +51,6 @@ from coord_server.raft import (
     Config,
     ConfState,
     Entry,
-    EntryType,
     HardState,
     MemoryStorage,
     Message,
@@ -55,48 +61,14 @@ from coord_server.raft import (
     Ready,
     Role,
 )
+from tests.sim.invariants import Checker, InvariantViolation
+from tests.sim.ready import persist
+from tests.sim.statemachine import StateMachine
 
 MT = MessageType
 
 MsgHook = Callable[[Message], bool]
 """Called for every message about to be delivered; return False to drop it."""
-
-
-# ---------------------------------------------------------------------------- state machine
-
-
-@dataclass
-class StateMachine:
-    """The replicated toy state machine: the (index, data) of every applied normal entry."""
-
-    index: int = 0
-    """Highest log index applied (or restored from a snapshot)."""
-    data: list[tuple[int, bytes]] = field(default_factory=list)
-
-    _ITEM = struct.Struct(">QI")
-
-    def encode(self) -> bytes:
-        out = [struct.pack(">Q", self.index)]
-        for index, data in self.data:
-            out.append(self._ITEM.pack(index, len(data)))
-            out.append(data)
-        return b"".join(out)
-
-    @classmethod
-    def decode(cls, blob: bytes) -> StateMachine:
-        if not blob:
-            return cls()
-        (index,) = struct.unpack_from(">Q", blob)
-        pos, items = 8, []
-        while pos < len(blob):
-            at, size = cls._ITEM.unpack_from(blob, pos)
-            pos += cls._ITEM.size
-            items.append((at, blob[pos : pos + size]))
-            pos += size
-        return cls(index=index, data=items)
-
-    def values(self) -> list[bytes]:
-        return [d for _, d in self.data]
 
 
 # ---------------------------------------------------------------------------- one node
@@ -110,16 +82,13 @@ class NetNode:
     config: Config
     storage: MemoryStorage
     core: RaftCore | None
-    sm: StateMachine = field(default_factory=StateMachine)
+    sm: StateMachine = field(default_factory=lambda: StateMachine(keep_values=True))
     read_states: list[ReadState] = field(default_factory=list)
     held: bool = False
     """While True the harness leaves this node's Readies alone (see ``Network.hold``)."""
     pending: Ready | None = None
     """A Ready taken from the core whose disk write has not finished (Rule 5)."""
     incarnation: int = 0
-    last_commit: int = 0
-    checked_term: int = 0
-    """The last term in which this node's leader completeness was checked."""
 
     @property
     def alive(self) -> bool:
@@ -132,9 +101,8 @@ def bootstrapped_storage(voters: Sequence[int]) -> MemoryStorage:
     core = RaftCore(Config(id=min(voters)), storage, random.Random(0))
     core.bootstrap(voters)
     rd = core.ready()
-    storage.append(rd.entries)
     assert rd.hard_state is not None
-    storage.set_hard_state(rd.hard_state)
+    persist(storage, rd)
     return storage
 
 
@@ -149,6 +117,15 @@ def crafted_storage(
     )
     storage.set_hard_state(HardState(term=max([term, *terms], default=0), vote=vote, commit=commit))
     return storage
+
+
+def state_at(storage: MemoryStorage, index: int) -> bytes:
+    """The snapshot data of the state machine that applied ``storage``'s entries up to
+    ``index`` (for a test that crafts a snapshot; the checker compares its state)."""
+    sm = StateMachine(keep_values=True)
+    for entry in storage.entries(1, index + 1):
+        sm.apply(entry)
+    return sm.snapshot_data()
 
 
 # ---------------------------------------------------------------------------- the network
@@ -200,17 +177,22 @@ class Network:
         self.trace: list[Message] | None = None
         """Set to a list to record every delivered message."""
         self.ticks = 0
-        # Safety bookkeeping (Rule 4).
-        self.leaders: dict[int, int] = {}
+        # Safety (Rule 4).
+        self.checker = Checker(lambda: self.describe())
+        self.checker.check_proposals = False  # tests propose on cores directly too
+        self.leaders = self.checker.leaders
         """term -> the node that led it."""
         self.applied: dict[int, Entry] = {}
-        """index -> the entry some node applied there (all must agree)."""
+        """index -> the entry the first node to apply it applied there (the checker holds
+        every other node to it)."""
         self.async_persist = 0.0
         """Rule 5: the probability that a Ready's disk write stays outstanding while the
         node keeps stepping messages (0: every Ready is handled at once)."""
         self.crash_in_write = 0.0
         """With ``async_persist``: the probability, at each delivery, that a node whose
         disk write is outstanding crashes before it finishes (restart it yourself)."""
+        self._writes_held = False
+        """Whether any Ready was ever left outstanding (then ``deliver`` looks for them)."""
         self.auto_compact: int = 0
         """When > 0, a node snapshots and compacts its log once this many applied entries
         sit in it beyond its last snapshot."""
@@ -227,9 +209,9 @@ class Network:
                 storage = core.log.storage
                 assert isinstance(storage, MemoryStorage), "the network needs MemoryStorage"
                 n = NetNode(core.id, core.config, storage, core)
-                n.sm = self._restored_state(storage)
-                n.last_commit = core.log.committed
+                n.sm = self._restored_state(n.id, storage)
                 self.nodes[core.id] = n
+                self.checker.node_started(n.id, core)
         for node in list(self.nodes):
             self._process(node)
         self.deliver()
@@ -251,23 +233,25 @@ class Network:
         self._start(net_node)
         return net_node
 
-    @staticmethod
-    def _restored_state(storage: MemoryStorage) -> StateMachine:
-        """The state machine as a restarting server rebuilds it: from its latest snapshot."""
+    def _restored_state(self, node: int, storage: MemoryStorage) -> StateMachine:
+        """The state machine as a restarting server rebuilds it: from its latest snapshot
+        (whose state the checker compares with what other nodes applied there)."""
         snap = storage.snapshot()
-        sm = StateMachine.decode(snap.data)
-        sm.index = snap.meta.index
+        sm = StateMachine(keep_values=True)
+        if not snap.is_empty:
+            sm.restore(snap)
+            self.checker.check_snapshot_digest(node, snap.meta.index, sm.digest)
         return sm
 
     def _start(self, n: NetNode) -> None:
         snap = n.storage.snapshot()
-        n.sm = self._restored_state(n.storage)
+        n.sm = self._restored_state(n.id, n.storage)
         n.core = RaftCore(n.config, n.storage, random.Random(self.rng.randrange(1 << 30)),
                           applied=snap.meta.index)
         n.incarnation += 1
-        n.last_commit = n.core.log.committed
         n.read_states = []
         n.held = False
+        self.checker.node_started(n.id, n.core)
 
     def core(self, node: int) -> RaftCore:
         core = self.nodes[node].core
@@ -330,9 +314,10 @@ class Network:
         n = self.nodes[node]
         n.core = None
         n.pending = None  # a disk write in progress is lost
-        n.sm = StateMachine()
+        n.sm = StateMachine(keep_values=True)
         n.read_states = []
         n.held = False
+        self.checker.node_stopped(node)
 
     def restart(self, node: int) -> None:
         """Start ``node`` again from what its storage holds."""
@@ -437,7 +422,7 @@ class Network:
         """Deliver until no message is in flight and no disk write is outstanding
         (delayed messages wait for the next tick)."""
         while True:
-            pending = [n for n, nn in self.nodes.items() if nn.pending is not None]
+            pending = [n for n, nn in self.nodes.items() if nn.pending is not None] if self._writes_held else []
             if pending and self.crash_in_write and self.rng.random() < self.crash_in_write:
                 self.crash(self.rng.choice(pending))
                 continue
@@ -521,6 +506,7 @@ class Network:
             self._emit(rd.messages)  # may leave before the disk write
             if self.async_persist and self.rng.random() < self.async_persist:
                 n.pending = rd
+                self._writes_held = True
                 return
             self._complete(n, rd)
 
@@ -528,22 +514,19 @@ class Network:
         """The disk write of ``rd`` is done: persist, send, apply, advance."""
         core = n.core
         assert core is not None
-        if rd.snapshot is not None:
-            n.storage.apply_snapshot(rd.snapshot)
-            restored = StateMachine.decode(rd.snapshot.data)
-            for index, data in restored.data:
-                self._check_applied(n, Entry(term=-1, index=index, data=data))
-            n.sm = restored
-            n.sm.index = rd.snapshot.meta.index
-        n.storage.append(rd.entries)
+        persist(n.storage, rd)
         if rd.hard_state is not None:
-            n.storage.set_hard_state(rd.hard_state)
+            self.checker.persisted(n.id, rd.hard_state.commit)
+        if rd.snapshot is not None:
+            self.checker.restored_snapshot(n.id, rd.snapshot, n.sm.applied)
+            n.sm.restore(rd.snapshot)
         self._emit(rd.persisted_messages)  # only now: the disk holds what they promise
         for entry in rd.committed_entries:
             self._apply(n, entry)
         n.read_states.extend(rd.read_states)
         core.advance(rd)
-        self._check_core(n)
+        if rd.snapshot is not None:  # otherwise ``advance`` moves only what the next step's check sees
+            self._check_core(n)
         self._maybe_compact(n)
 
     def _complete_pending(self, node: int) -> None:
@@ -554,70 +537,23 @@ class Network:
             self._process(node)
 
     def _apply(self, n: NetNode, entry: Entry) -> None:
-        if entry.index != n.sm.index + 1:
-            raise AssertionError(
-                f"node {n.id} applies index {entry.index} after {n.sm.index}: applied out of order"
-            )
-        self._check_applied(n, entry)
-        n.sm.index = entry.index
-        if entry.type == EntryType.NORMAL and entry.data:
-            n.sm.data.append((entry.index, entry.data))
-
-    def _check_applied(self, n: NetNode, entry: Entry) -> None:
-        seen = self.applied.get(entry.index)
-        if seen is None:
-            if entry.term >= 0:
-                self.applied[entry.index] = entry
-            return
-        same_data = seen.data == entry.data
-        if entry.term >= 0:  # a full entry (term -1: only data known, from a snapshot)
-            same = seen == entry
-        else:
-            same = same_data
-        if not same:
-            raise AssertionError(
-                f"state machine safety: node {n.id} applied {entry} at index {entry.index}, "
-                f"another node applied {seen}"
-            )
+        expected = n.sm.applied + 1
+        n.sm.apply(entry)
+        self.checker.applied_entry(n.id, expected, entry, n.sm.digest)
+        self.applied.setdefault(entry.index, entry)
 
     def _check_core(self, n: NetNode) -> None:
         core = n.core
         assert core is not None
-        if core.role == Role.LEADER:
-            other = self.leaders.setdefault(core.term, n.id)
-            if other != n.id:
-                raise AssertionError(
-                    f"election safety: nodes {other} and {n.id} both lead term {core.term}"
-                )
-            if n.checked_term != core.term:
-                n.checked_term = core.term
-                self._check_leader_completeness(n)
-        if core.log.committed < n.last_commit:
-            raise AssertionError(
-                f"node {n.id} commit went back from {n.last_commit} to {core.log.committed}"
-            )
-        n.last_commit = core.log.committed
-
-    def _check_leader_completeness(self, n: NetNode) -> None:
-        """§5.4: a leader's log holds every entry that any node has applied."""
-        core = n.core
-        assert core is not None
-        first = core.log.first_index()
-        for index, entry in self.applied.items():
-            if index < first:
-                continue
-            term = core.log.term_or_zero(index)
-            if term != entry.term:
-                raise AssertionError(
-                    f"leader completeness: node {n.id} leads term {core.term} but its entry "
-                    f"{index} has term {term}; applied elsewhere with term {entry.term}"
-                )
+        self.checker.check_node(n.id, core)
+        if self.checker.fresh:
+            self.checker.check_leaders({i: m.core for i, m in self.nodes.items() if m.core is not None})
 
     def _maybe_compact(self, n: NetNode) -> None:
         if not self.auto_compact or n.core is None:
             return
         snap_index = n.storage.snapshot().meta.index
-        if n.sm.index - snap_index >= self.auto_compact and n.sm.index <= n.storage.last_index():
+        if n.sm.applied - snap_index >= self.auto_compact and n.sm.applied <= n.storage.last_index():
             self.compact(n.id)
 
     # ------------------------------------------------------------------------ queries
@@ -627,9 +563,10 @@ class Network:
         it (as the server does). Returns the snapshot index."""
         n = self.nodes[node]
         core = self.core(node)
-        index = n.sm.index
+        index = n.sm.applied
         assert core.log.applied == index, (core.log.applied, index)
-        n.storage.create_snapshot(index, core.conf_state(), n.sm.encode())
+        self.checker.snapshot_taken(node, index, core.conf_state(), n.sm.conf)
+        n.storage.create_snapshot(index, core.conf_state(), n.sm.snapshot_data())
         n.storage.compact(index)
         return index
 
@@ -663,7 +600,7 @@ class Network:
 
     def committed_on(self, index: int) -> list[int]:
         """Live nodes that applied ``index``."""
-        return [n for n, nn in self.nodes.items() if nn.alive and nn.sm.index >= index]
+        return [n for n, nn in self.nodes.items() if nn.alive and nn.sm.applied >= index]
 
     def agree(self, data: bytes, expected: int | None = None, max_ticks: int = 300) -> int:
         """Like MIT 6.824's ``one()``: propose ``data`` on whichever node leads, retrying on
@@ -728,12 +665,12 @@ class Network:
             c = n.core
             parts.append(
                 f"{node}: {c.role.name} term={c.term} lead={c.lead} commit={c.log.committed} "
-                f"last={c.log.last_index()} applied={n.sm.index}"
+                f"last={c.log.last_index()} applied={n.sm.applied}"
             )
         return "[" + "; ".join(parts) + f"] at tick {self.ticks}"
 
 
 __all__ = [
-    "CompactedError", "MsgHook", "NetNode", "Network", "StateMachine", "bootstrapped_storage",
-    "crafted_storage",
+    "CompactedError", "InvariantViolation", "MsgHook", "NetNode", "Network", "StateMachine",
+    "bootstrapped_storage", "crafted_storage", "state_at",
 ]

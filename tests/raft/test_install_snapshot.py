@@ -13,7 +13,7 @@ import pytest
 
 from coord_server.raft import Config, MessageType, ProgressState, RaftCore, Role
 
-from .network import Network, crafted_storage
+from .network import Network, crafted_storage, state_at
 
 MT = MessageType
 ELECTION = 10
@@ -58,7 +58,7 @@ def test_lost_snapshot_is_retried() -> None:
     net.recover()
     net.ignore(MT.SNAP)
     net.tick(count=2 * ELECTION)
-    assert net.nodes[lagging].sm.index < net.nodes[lead].sm.index
+    assert net.nodes[lagging].sm.applied < net.nodes[lead].sm.applied
     assert net.core(lead).status().progress[lagging].state == ProgressState.PROBE
     net.recover()
     net.tick(count=3)
@@ -101,7 +101,7 @@ def test_snapshot_to_follower_holding_the_snapshot_entry_and_a_divergent_suffix(
         crafted_storage(voters, follower_terms, term=3, commit=1),
     ]
     # The leader compacted its log through index 2, the last entry both histories share.
-    storages[0].create_snapshot(2, storages[0].initial_state()[1], b"")
+    storages[0].create_snapshot(2, storages[0].initial_state()[1], state_at(storages[0], 2))
     storages[0].compact(2)
     cores = [
         RaftCore(Config(id=i, pre_vote=False, check_quorum=False), s, random.Random(i))
@@ -169,6 +169,6 @@ def test_snapshots_under_unreliable_network_and_crashes(seed: int) -> None:
     assert net.delivered[MT.SNAP] > 0, "the scenario never exercised InstallSnapshot"
     committed = [(i, e.data) for i, e in sorted(net.applied.items()) if e.data and e.type == 0]
     for node in range(1, 6):
-        assert net.nodes[node].sm.index == max(net.applied)
+        assert net.nodes[node].sm.applied == max(net.applied)
         assert net.nodes[node].sm.data == committed
     net.check_log_matching()

@@ -29,6 +29,8 @@ from coord_server.raft import (
 )
 from coord_server.raft.messages import LOCAL_TYPES
 
+from tests.sim.ready import persist
+
 from .network import Network
 
 MT = MessageType
@@ -56,12 +58,7 @@ def answers(net: Network, node: int, m: Message) -> list[Message]:
     if core.has_ready():
         rd = core.ready()
         out = rd.messages + rd.persisted_messages
-        # Persist as the driver would, without sending.
-        if rd.snapshot is not None:
-            n.storage.apply_snapshot(rd.snapshot)
-        n.storage.append(rd.entries)
-        if rd.hard_state is not None:
-            n.storage.set_hard_state(rd.hard_state)
+        persist(n.storage, rd)  # as the driver would, without sending
         for entry in rd.committed_entries:
             net._apply(n, entry)
         core.advance(rd)
@@ -254,12 +251,7 @@ def test_fuzzed_messages_never_crash_a_core(msgs: list[Message], seed: int) -> N
         # Drive the Ready by hand: persisting must work whatever was stepped.
         while core.has_ready():
             rd = core.ready()
-            n = net.nodes[m.to]
-            if rd.snapshot is not None:
-                n.storage.apply_snapshot(rd.snapshot)
-            n.storage.append(rd.entries)
-            if rd.hard_state is not None:
-                n.storage.set_hard_state(rd.hard_state)
+            persist(net.nodes[m.to].storage, rd)
             core.advance(rd)
     for node in (1, 2, 3):
         net.core(node).tick()

@@ -32,7 +32,7 @@ def change(net: Network, kind: ConfChangeType, node: int, max_ticks: int = 100) 
     index = net.core(lead).propose_conf_change(ConfChange(kind, node))
     net.process(lead)
     net.tick_until(
-        lambda: all(net.nodes[n].sm.index >= index for n in net.alive() if n != node or kind != CC.REMOVE_NODE),
+        lambda: all(net.nodes[n].sm.applied >= index for n in net.alive() if n != node or kind != CC.REMOVE_NODE),
         max_ticks, f"{kind.name} {node} applied",
     )
     return index
@@ -49,7 +49,7 @@ def test_add_learner_catch_up_promote_remove() -> None:
     change(net, CC.ADD_LEARNER, 4)
     assert net.core(lead).status().conf_state.learners == {4}
     net.add_node(4)  # a brand-new, empty server
-    net.tick_until(lambda: net.nodes[4].sm.index == net.nodes[lead].sm.index, 20, "learner caught up")
+    net.tick_until(lambda: net.nodes[4].sm.applied == net.nodes[lead].sm.applied, 20, "learner caught up")
     assert net.nodes[4].sm.values() == net.nodes[lead].sm.values()
     assert net.core(4).status().conf_state.learners == {4}
     # A learner does not count: with two voters cut off, nothing commits.
@@ -194,10 +194,10 @@ def test_membership_changes_under_churn(seed: int) -> None:
         net.process(lead)
         if kind == CC.ADD_LEARNER:
             net.add_node(node)
-        net.tick_until(lambda: any(net.nodes[n].sm.index >= index for n in net.alive()), 60 * ELECTION)
+        net.tick_until(lambda: any(net.nodes[n].sm.applied >= index for n in net.alive()), 60 * ELECTION)
         if kind == CC.REMOVE_NODE:
             net.tick_until(lambda: all(
-                net.nodes[n].sm.index >= index for n in net.alive() if n != node), 60 * ELECTION)
+                net.nodes[n].sm.applied >= index for n in net.alive() if n != node), 60 * ELECTION)
             net.crash(node)
         for i in range(3):
             current = net.leader()

@@ -24,6 +24,7 @@ from coord_server.raft import (
     RaftCore,
     Role,
 )
+from tests.sim.ready import persist
 
 MT = MessageType
 
@@ -54,11 +55,7 @@ def drain(core: RaftCore) -> list[Message]:
         return []
     rd = core.ready()
     storage: MemoryStorage = core.log.storage  # type: ignore[assignment]
-    if rd.snapshot is not None:
-        storage.apply_snapshot(rd.snapshot)
-    storage.append(rd.entries)
-    if rd.hard_state is not None:
-        storage.set_hard_state(rd.hard_state)
+    persist(storage, rd)
     core.advance(rd)
     return rd.messages + rd.persisted_messages
 

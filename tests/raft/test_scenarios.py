@@ -164,7 +164,7 @@ def test_no_agreement_without_quorum() -> None:
         net.isolate(node)
     index = net.propose(lead, b"20")
     net.tick(count=2 * ELECTION)
-    assert all(net.nodes[n].sm.index < index for n in range(1, 6))
+    assert all(net.nodes[n].sm.applied < index for n in range(1, 6))
     assert net.core(lead).log.committed < index
     net.recover()
     after = net.agree(b"30", max_ticks=10 * ELECTION)
@@ -576,7 +576,7 @@ def _figure8_random(seed: int, unreliable: bool, iterations: int) -> None:
     top = max(net.applied)
     for node in range(1, 6):
         sm = net.nodes[node].sm
-        assert sm.index == top
+        assert sm.applied == top
         assert sm.data == [(i, e.data) for i, e in sorted(net.applied.items()) if e.data and e.type == 0]
 
 
@@ -657,7 +657,7 @@ def test_churn(seed: int, unreliable: bool, overlapped_writes: bool) -> None:
     top = max(net.applied)
     committed = [(i, e.data) for i, e in sorted(net.applied.items()) if e.data and e.type == 0]
     for node in range(1, 6):
-        assert net.nodes[node].sm.index == top
+        assert net.nodes[node].sm.applied == top
         assert net.nodes[node].sm.data == committed
     net.check_log_matching()
 

@@ -8,6 +8,7 @@ authentication on. Tests talk to the cluster as other users through their own ch
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import grpc
 import pytest
 
 from tests.integration.conftest import CLUSTERS
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, running_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,28 +153,22 @@ _LIVE: list[Cluster] = []
 @pytest.fixture(scope="module")
 def module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Cluster]]:
     """``make(size, options=(...), auth=True)``: a started cluster with a leader, shared by
-    the module's tests and stopped (its processes, by pid) after them."""
-    made: list[Cluster] = []
+    the module's tests and stopped (its processes, by pid) after them. ``auth=True``
+    starts it with the auth file and the peer secret, as an AuthCluster; other keywords
+    (``cluster_class``, ``admin_token``...) go to ``running_cluster``."""
+    with contextlib.ExitStack() as stack:
 
-    def make(size: int = 3, *, options: tuple[str, ...] = (), auth: bool = False) -> Cluster:
-        base = tmp_path_factory.mktemp("security-cluster")
-        if auth:
-            options = (*auth_options(base), *options)
-            cluster: Cluster = AuthCluster(base, size, options=options)
-        else:
-            cluster = Cluster(base, size, options=options)
-        made.append(cluster)
-        _LIVE.append(cluster)
-        cluster.start()
-        cluster.wait_for_leader()
-        return cluster
+        def make(size: int = 3, *, options: tuple[str, ...] = (), auth: bool = False, **kwargs: Any) -> Cluster:
+            base = tmp_path_factory.mktemp("security-cluster")
+            if auth:
+                options = (*auth_options(base), *options)
+                kwargs.setdefault("cluster_class", AuthCluster)
+            cluster = stack.enter_context(running_cluster(base, size, options=options, **kwargs))
+            _LIVE.append(cluster)
+            stack.callback(_LIVE.remove, cluster)
+            return cluster
 
-    try:
         yield make
-    finally:
-        for cluster in made:
-            cluster.stop_all()
-            _LIVE.remove(cluster)
 
 
 @pytest.fixture(autouse=True)

@@ -23,11 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path / "auth-local-cluster")
-    try:
+    with LocalCluster(tmp_path / "auth-local-cluster") as cluster:
         yield cluster
-    finally:
-        cluster.kill_leftovers()
 
 
 def test_make_cluster_auth_starts_with_a_token_and_a_peer_secret(local: LocalCluster) -> None:

@@ -17,11 +17,8 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path / "tls-peer-ports")
-    try:
+    with LocalCluster(tmp_path / "tls-peer-ports") as cluster:
         yield cluster
-    finally:
-        cluster.kill_leftovers()
 
 
 def test_peer_ports_are_settable(local: LocalCluster) -> None:

@@ -42,11 +42,8 @@ def ports_with_free_peer_ports() -> list[int]:
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path / "tls-local-cluster")
-    try:
+    with LocalCluster(tmp_path / "tls-local-cluster") as cluster:
         yield cluster
-    finally:
-        cluster.kill_leftovers()
 
 
 def test_make_cluster_tls_starts_reports_and_restarts(local: LocalCluster) -> None:

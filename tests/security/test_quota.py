@@ -77,6 +77,35 @@ def test_grants_sent_at_once_count_against_the_limit_too(limited: Cluster) -> No
     channel.close()
 
 
+def test_grants_on_a_pipeline_pass_the_same_limit(limited: Cluster) -> None:
+    """Lease grants sent as KV.Pipeline ops (as coord_client sends them) count against the
+    per-client limit as unary grants do: eight in one message, three granted; once one
+    is revoked, a fourth passes after the limit's ReadIndex round."""
+    channel = grpc.insecure_channel(limited.nodes["n1"].address)
+    kv, lease = kv_pb2_grpc.KVStub(channel), lease_pb2_grpc.LeaseStub(channel)
+
+    def grant_ops(first: int, count: int) -> list[kv_pb2.PipelineResult]:
+        ops = [kv_pb2.PipelineOp(id=first + i, lease_grant=lease_pb2.LeaseGrantRequest(ttl=60)) for i in range(count)]
+        results = [r for response in kv.Pipeline(iter([kv_pb2.PipelineRequest(ops=ops)]), timeout=20)
+                   for r in response.results]
+        assert sorted(r.id for r in results) == [first + i for i in range(count)]
+        return results
+
+    results = grant_ops(1, 8)
+    granted = [r.lease_grant.id for r in results if r.code == 0]
+    codes = sorted({r.code for r in results if r.code})
+    assert len(granted) == 3 and codes == [grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]], results
+    assert all(r.lease_grant.ttl >= 60 for r in results if r.code == 0)
+    lease.Revoke(lease_pb2.LeaseRevokeRequest(id=granted.pop()), timeout=10)
+    again = wait_until(lambda: [r for r in grant_ops(100, 1) if r.code == 0], 10, "a pipelined grant once a lease was revoked")
+    granted.append(again[0].lease_grant.id)
+    listed = {le.id for le in lease.List(lease_pb2.LeaseListRequest(), timeout=10).leases}
+    assert set(granted) <= listed
+    for lease_id in granted:
+        lease.Revoke(lease_pb2.LeaseRevokeRequest(id=lease_id), timeout=10)
+    channel.close()
+
+
 def test_watchers_per_stream_are_limited(limited: Cluster) -> None:
     channel = grpc.insecure_channel(limited.nodes["n1"].address)
     requests: list[kv_pb2.WatchRequest] = [

@@ -10,7 +10,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -21,7 +21,7 @@ from coord_client import Client, errors
 from coord_client.aio import AsyncClient
 from tests.integration.harness import wait_until
 
-from .conftest import _LIVE, ROOT, AuthCluster, channel_as, write_peer_secret
+from .conftest import ROOT, AuthCluster, channel_as, write_peer_secret
 
 pytestmark = pytest.mark.slow
 
@@ -42,21 +42,13 @@ def coordctl(cluster: AuthCluster, *args: str, token: str = "", stdin: str = "")
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthCluster]:
+def cluster(module_cluster: Callable[..., AuthCluster], tmp_path_factory: pytest.TempPathFactory) -> AuthCluster:
     """3 members, auth off at start; the harness's channels get root's token once it exists."""
     # Small snapshots: the auth state must come back from a snapshot after a restart. The
     # peer secret: auth on needs authenticated peer RPCs (Auth.Enable refuses otherwise).
-    base = Path(tmp_path_factory.mktemp("runtime-auth"))
-    options = ("--snapshot-entries", "100", "--peer-secret-file", str(write_peer_secret(base)))
-    c = AuthCluster(base, 3, options=options, admin_token="")
-    _LIVE.append(c)
-    try:
-        c.start()
-        c.wait_for_leader()
-        yield c
-    finally:
-        c.stop_all()
-        _LIVE.remove(c)
+    secret = write_peer_secret(tmp_path_factory.mktemp("runtime-auth"))
+    options = ("--snapshot-entries", "100", "--peer-secret-file", str(secret))
+    return module_cluster(3, options=options, cluster_class=AuthCluster, admin_token="")
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from coord.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 from coord_client import AsyncClient, Client, TLSConfig, errors
 from coord_server.raft import Message, MessageType
 from coord_server.transport.codec import message_to_pb
-from tests.integration.harness import HarnessError, free_ports, wait_until
+from tests.integration.harness import free_ports, running_cluster, wait_until
 from tests.security.tls_cluster import ROOT, TLSCluster, channel_credentials, make_certs, server_tls_flags
 
 pytestmark = pytest.mark.timeout(120)
@@ -45,16 +45,9 @@ def other_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> Iterator[TLSCluster]:
-    cluster = TLSCluster(tmp_path_factory.mktemp("tls-cluster"), 3, certs=certs)
-    try:
-        cluster.start()
-        try:
-            cluster.wait_for_leader(timeout=60)
-        except HarnessError as err:
-            raise HarnessError(f"{err}\n{cluster.describe()}") from None
+    with running_cluster(tmp_path_factory.mktemp("tls-cluster"), 3, cluster_class=TLSCluster, certs=certs, leader_timeout=60) as cluster:
+        assert isinstance(cluster, TLSCluster)
         yield cluster
-    finally:
-        cluster.stop_all()
 
 
 def tls(certs: Path) -> TLSConfig:

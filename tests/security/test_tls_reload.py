@@ -28,7 +28,7 @@ import pytest
 
 from coord.v1 import kv_pb2, kv_pb2_grpc
 from coord_client import Client, TLSConfig
-from tests.integration.harness import HarnessError, wait_until
+from tests.integration.harness import running_cluster, wait_until
 from tests.security.tls_cluster import TLSCluster, certs_tool, channel_credentials, make_certs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -39,16 +39,9 @@ REPORT = os.environ.get("COORD_ROTATION_REPORT", "")
 @pytest.fixture()
 def cluster(tmp_path: Path) -> Iterator[TLSCluster]:
     certs = make_certs(tmp_path / "certs")
-    cluster = TLSCluster(tmp_path / "cluster", 3, certs=certs)
-    try:
-        cluster.start()
-        try:
-            cluster.wait_for_leader(timeout=60)
-        except HarnessError as err:
-            raise HarnessError(f"{err}\n{cluster.describe()}") from None
+    with running_cluster(tmp_path / "cluster", 3, cluster_class=TLSCluster, certs=certs, leader_timeout=60) as cluster:
+        assert isinstance(cluster, TLSCluster)
         yield cluster
-    finally:
-        cluster.stop_all()
 
 
 def served_certificate(address: str, certs: Path, client: str = "client") -> bytes:

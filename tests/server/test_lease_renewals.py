@@ -19,16 +19,17 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 def _count_barriers(node: Any) -> list[int]:
-    """Count the read barriers the services of member ``node`` (its NodeMember) ask for
+    """Count the leadership confirmations (quorum rounds) the services of member ``node``
+    (its NodeMember) serve renewals with
     from now on."""
     calls = [0]
-    original = node.read_barrier
+    original = node.leadership_confirmed
 
-    async def counted() -> None:
+    def counted() -> Any:
         calls[0] += 1
-        await original()
+        return original()
 
-    node.read_barrier = counted
+    node.leadership_confirmed = counted
     return calls
 
 

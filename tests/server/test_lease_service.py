@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 
 import grpc
+import pytest
 
 from coord.v1 import kv_pb2, lease_pb2
 
@@ -116,3 +117,72 @@ async def test_grant_and_revoke_are_exactly_once(cluster):
     await lease.Revoke(lease_pb2.LeaseRevokeRequest(id=first.id), metadata=session("c", 2))
     # the retry gets the first answer, not NOT_FOUND
     await lease.Revoke(lease_pb2.LeaseRevokeRequest(id=first.id), metadata=session("c", 2))
+
+
+@pytest.mark.cluster(size=3)
+async def test_a_keepalive_stream_outlives_an_election(cluster):
+    """services/lease.py Rule 4: a renewal that reaches a follower just after the leader
+    stopped (its forward fails, then no leader is known) waits for the election and is
+    answered by the new leader; the stream goes on."""
+    leader = await cluster.wait_leader()
+    follower = cluster.followers()[0]
+    lease = cluster.lease(follower)
+    g = await lease.Grant(lease_pb2.LeaseGrantRequest(ttl=30))
+    call = lease.KeepAlive()
+    await call.write(lease_pb2.LeaseKeepAliveRequest(id=g.id))
+    assert (await asyncio.wait_for(call.read(), 10)).ttl == 30
+    await cluster._stop_member(leader)
+    cluster.members.remove(leader)
+    await call.write(lease_pb2.LeaseKeepAliveRequest(id=g.id))
+    resp = await asyncio.wait_for(call.read(), 15)
+    assert resp.id == g.id and resp.ttl == 30
+    new = await cluster.wait_leader()
+    assert new is not leader
+    await call.done_writing()
+    assert await call.read() is grpc.aio.EOF
+    assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_an_expiry_storm_has_one_entry_in_flight(cluster):
+    """node.py ``_expiry_done``: 1,200 leases expiring together are revoked in several
+    LeaseExpire entries (lease_timer.EXPIRE_CHUNK each), one at a time, so they never pile
+    up ahead of clients' writes; all of them expire."""
+    node = cluster.node
+    propose_internal = node._propose_internal  # noqa: SLF001 - observing the expiry entries
+    in_flight, most, entries = 0, 0, 0
+
+    def observed(command):
+        nonlocal in_flight, most, entries
+        fut = propose_internal(command)
+        if not command.HasField("lease_expire"):
+            return fut
+        # Each entry counts as in flight until 0.1 s after it applied: a slow cluster.
+        slow = asyncio.get_running_loop().create_future()
+        in_flight += 1
+        entries += 1
+        most = max(most, in_flight)
+
+        def landed(_):
+            def done():
+                nonlocal in_flight
+                in_flight -= 1
+                slow.set_result(None)
+
+            asyncio.get_running_loop().call_later(0.1, done)
+
+        fut.add_done_callback(landed)
+        return slow
+
+    node._propose_internal = observed  # noqa: SLF001
+    lease = cluster.lease()
+    grants = []
+    for _ in range(12):
+        grants += await asyncio.gather(*(lease.Grant(lease_pb2.LeaseGrantRequest(ttl=1)) for _ in range(100)))
+
+    async def all_gone() -> bool:
+        listed = await lease.List(lease_pb2.LeaseListRequest())
+        return not {g.id for g in grants} & {item.id for item in listed.leases}
+
+    await eventually(all_gone, timeout=30, what="every lease to expire")
+    assert entries >= 3, entries
+    assert most == 1, f"{most} LeaseExpire entries were in flight at once"

@@ -98,3 +98,22 @@ def test_a_renewal_that_arrived_in_time_counts_though_confirmed_late() -> None:
     assert timers.keepalive(2, clock.now) is None  # arrived late: expired
     assert timers.expired() == [2, 3]  # 1 was renewed; 3's expiry is now reported
     assert timers.keepalive(3, arrived) is None  # reported: its revocation may be in the log
+
+
+def test_a_pause_of_the_leader_does_not_count_against_leases() -> None:
+    """Rule 7: the leader's loop was held up for 4 s; renewals sent meanwhile are read only
+    now, so no lease expires for the pause, and a lease renewed since is kept after it."""
+    timers, clock = _timers([(1, 10), (2, 10), (3, 10)])
+    clock.now += 8
+    assert timers.keepalive(3) == 10  # 3 due at 118
+    clock.now += 4  # 112: past 1's and 2's deadlines (111), the loop did not run
+    timers.postpone(4)
+    assert timers.expired() == []
+    assert timers.keepalive(1, arrived_at=clock.now) == 10
+    clock.now += 3.5  # 115.5: past 2's moved deadline (115)
+    assert timers.expired() == [2]
+    timers.revoked(2)  # its LeaseExpire applied
+    clock.now += 6  # 121.5: 3's deadline moved to 122
+    assert timers.expired() == []
+    clock.now += 1
+    assert timers.expired() == [1, 3]  # 1 was renewed at 112: due at 122 too

@@ -173,6 +173,36 @@ async def test_reads_share_one_round_and_wait_for_their_read_point():
     assert a.result() is None and b.result() is None
 
 
+async def test_a_renewal_read_is_released_by_its_round_and_floor_not_the_read_point():
+    """read_waits.py Rule 5 (lease renewals): the quorum's answer and the leader's first
+    entry of its term applied are enough; the backlog behind the read point is not waited for."""
+    reads = ReadWaits(member_id=7)
+    read, renewal = future(), future()
+    reads.add(read)
+    reads.add(renewal, apply_floor=3)
+    reads.start_round(lambda c: None, lambda e: Unavailable(str(e)), Refused)
+    assert not renewal.done()
+    reads.release([ReadState(index=10, context=b"7:1")], applied=3)  # a backlog to apply
+    assert renewal.result() is None and not read.done()
+    reads.wake(applied=10)
+    assert read.result() is None
+
+
+async def test_a_new_leaders_renewals_wait_for_its_first_entry_applied():
+    """A new leader's clocks lack what its predecessor applied and answered until the
+    entries before its own first one are applied: a renewal must not be judged before."""
+    reads = ReadWaits(member_id=7)
+    renewal = future()
+    reads.add(renewal, apply_floor=8)
+    reads.start_round(lambda c: None, lambda e: Unavailable(str(e)), Refused)
+    reads.release([ReadState(index=10, context=b"7:1")], applied=5)
+    assert not renewal.done()
+    reads.wake(applied=7)
+    assert not renewal.done()
+    reads.wake(applied=8)
+    assert renewal.result() is None
+
+
 async def test_a_refused_round_fails_its_reads_at_once():
     reads = ReadWaits(member_id=1)
     fut = future()

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from coord.v1 import kv_pb2
+from coord.v1 import kv_pb2, lease_pb2
+from coord_server.state.limits import min_lease_ttl
 
 OK = 0
 INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -99,3 +100,26 @@ async def test_a_follower_pipelines_writes_to_the_leader(cluster: object) -> Non
     leader_kv = cluster.kv(cluster.leader())  # type: ignore[attr-defined]
     got = await leader_kv.Range(kv_pb2.RangeRequest(key=b"f", range_end=b"g", count_only=True))
     assert got.count == 20
+
+
+async def test_lease_grants_through_the_pipeline(cluster: object) -> None:
+    """lease_grant ops: each a Lease.Grant (TTL raised to the minimum, an ID chosen or
+    the one asked for, a duplicate ID refused alone), exactly once."""
+    kv, lease = cluster.kv(), cluster.lease()  # type: ignore[attr-defined]
+    ops = [kv_pb2.PipelineOp(id=i, lease_grant=lease_pb2.LeaseGrantRequest(ttl=60)) for i in range(1, 21)]
+    ops.append(kv_pb2.PipelineOp(id=21, lease_grant=lease_pb2.LeaseGrantRequest(ttl=1)))
+    ops.append(kv_pb2.PipelineOp(id=22, lease_grant=lease_pb2.LeaseGrantRequest(ttl=60, id=777)))
+    ops.append(kv_pb2.PipelineOp(id=23, lease_grant=lease_pb2.LeaseGrantRequest(ttl=60, id=777)))
+    ops.append(kv_pb2.PipelineOp(id=24, lease_grant=lease_pb2.LeaseGrantRequest(ttl=-1)))
+    ops.append(kv_pb2.PipelineOp(id=25, client_id="grant-client", seq=3, lease_grant=lease_pb2.LeaseGrantRequest(ttl=60)))
+    results = await run(kv, ops)
+    ids = {results[i].lease_grant.id for i in range(1, 21)}
+    assert all(results[i].code == OK for i in range(1, 23)) and len(ids) == 20 and 0 not in ids
+    minimum = min_lease_ttl(cluster.leader().node.config.election_timeout)  # type: ignore[attr-defined]
+    assert results[21].lease_grant.ttl == max(1, minimum), "a TTL below the minimum is raised to it"
+    assert results[22].lease_grant.id == 777
+    assert [results[23].code, results[24].code] == [grpc.StatusCode.FAILED_PRECONDITION.value[0], INVALID]
+    again = (await run(kv, [ops[-1]]))[25]
+    assert again.code == OK and again.lease_grant.id == results[25].lease_grant.id, "the retried grant was applied once"
+    listed = {le.id for le in (await lease.List(lease_pb2.LeaseListRequest())).leases}
+    assert ids | {777, results[21].lease_grant.id, results[25].lease_grant.id} == listed

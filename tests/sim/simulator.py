@@ -53,6 +53,7 @@ from coord_server.raft import (
 from .invariants import Checker, InvariantViolation
 from .network import Network
 from .profiles import MIXED, Profile
+from .ready import persist
 from .statemachine import StateMachine
 
 MT = MessageType
@@ -364,13 +365,8 @@ class Simulator:
         rd = node.ready
         assert rd is not None
         self._note(EV_PERSIST, node.id, len(rd.entries))
-        storage = node.storage
-        if rd.snapshot is not None:
-            storage.apply_snapshot(rd.snapshot)
-        if rd.entries:
-            storage.append(rd.entries)
+        persist(node.storage, rd)
         if rd.hard_state is not None:
-            storage.set_hard_state(rd.hard_state)
             self.checker.persisted(node.id, rd.hard_state.commit)
         if self.faults and self.rng.random() < self.profile.crash_in_write / 2:
             self._crash(node, "after its disk write")

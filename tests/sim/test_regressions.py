@@ -23,7 +23,6 @@ from coord_server.raft import (
     Message,
     MessageType,
     RaftCore,
-    Ready,
     Role,
     Snapshot,
     SnapshotMeta,
@@ -31,18 +30,10 @@ from coord_server.raft import (
 
 from .invariants import InvariantViolation
 from .profiles import SCRIPTED
+from .ready import persist
 from .simulator import Simulator
 
 MT = MessageType
-
-
-def persist(storage: MemoryStorage, rd: Ready) -> None:
-    if rd.snapshot is not None:
-        storage.apply_snapshot(rd.snapshot)
-    if rd.entries:
-        storage.append(rd.entries)
-    if rd.hard_state is not None:
-        storage.set_hard_state(rd.hard_state)
 
 
 def test_snapshot_received_while_a_ready_is_out_keeps_its_membership() -> None:

@@ -78,3 +78,32 @@ def test_an_abandoned_snapshot_leaves_no_file(data_dir: str) -> None:
             assert disk.snapshot().meta.index == 0
 
     asyncio.run(main())
+
+
+def test_pieces_read_the_file_in_order_and_check_it_at_the_end(data_dir: str) -> None:
+    """What a leader sends to a follower (grpc_peer.py): the file read piece by piece,
+    never whole; a damaged file is refused by the last ``next``, before a sender could
+    tell the follower the snapshot is complete."""
+    body = os.urandom((1 << 20) + 123)
+
+    async def main() -> FileSnapshot:
+        with open_disk(data_dir) as disk:
+            await disk.save_async(HardState(1, 1, 2), [entry(1), entry(2)])
+            await disk.record_snapshot_async(await stream(disk, 2, [body]))
+            snap = disk.snapshot()
+            assert isinstance(snap, FileSnapshot)
+            return snap
+
+    snap = asyncio.run(main())
+    length, pieces = snap.pieces(256 << 10)
+    got = list(pieces)
+    assert length == len(body) and b"".join(got) == body
+    assert [len(p) for p in got] == [256 << 10] * 4 + [123]
+    with open(snap.path, "r+b") as f:
+        f.seek(-200, os.SEEK_END)
+        f.write(b"y")
+    length, pieces = snap.pieces(256 << 10)
+    for _ in range(5):
+        next(pieces)  # every piece is handed out...
+    with pytest.raises(StorageCorruptError, match="checksum"):
+        next(pieces)  # ...and the check follows the last

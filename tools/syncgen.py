@@ -1,0 +1,341 @@
+"""Generate the synchronous client's delegating methods from the asyncio client, or check
+that they are current.
+
+    python tools/syncgen.py            rewrite the generated blocks in place   (make syncgen)
+    python tools/syncgen.py --check    exit 1 naming every stale block (tests/client/test_sync_twins.py)
+
+Why: ``coord_client.sync`` is a facade over ``coord_client.aio`` (one implementation, run
+on a private loop thread), and a facade written by hand drifts: a new argument, a changed
+default or a new method in aio must reach the sync twin. Here the twin is derived from
+the aio source, so it cannot drift, and it is ordinary code that mypy --strict checks.
+
+Rules:
+
+1. Each pair in ``TWINS`` names an aio class and its sync twin. The twin's class body ends
+   with a block between the ``BEGIN``/``END`` marker lines; this tool owns that block and
+   nothing else. Everything above it is written by hand.
+2. Every public method and property of the aio class (in source order) gets a twin in the
+   block, unless the sync class defines that name by hand (above the block, or as an
+   attribute set in ``__init__``): that is how a documented difference is kept (``lost``
+   is a threading.Event, ``with client.lock(...)`` blocks, ``acquire`` clears ``lost``),
+   and tests/client/test_sync_twins.py checks that the hand-written one has the same
+   signature. ``NOT_MIRRORED`` lists the few aio names with no sync twin, and why.
+3. A generated twin has the aio method's signature, annotations and docstring, with the
+   aio class names that have sync twins written as the twin's name (``AsyncTxn`` is
+   ``Txn``; ``Lease``, ``Watch``... keep their names). Its body:
+   - ``async def``: blocks on the coroutine run on the client's loop (``_run``);
+   - a plain ``def``: called in the caller's thread, so it must not touch the event loop
+     (one that does, such as ``on_lost``, is written by hand);
+   - a property: read in the caller's thread;
+   - an argument annotated with ``Lease`` is passed as the aio lease it wraps
+     (``_inner_lease``); a result of a class with a sync twin (``Watch``, ``Lock``...) from
+     a plain ``def`` is wrapped in the twin (``Watch(client, inner)``).
+   Anything else that involves a twinned class (say, an ``async def`` returning a Lease)
+   stops the tool with an error asking for the method to be written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WIDTH = 120
+
+
+@dataclass(frozen=True)
+class Twin:
+    aio_file: str
+    aio_class: str
+    sync_file: str
+    sync_class: str
+    inner: str
+    """The expression, in a sync method, for the aio object it wraps."""
+    run: str
+    """The expression for the blocking runner of coroutines."""
+    client: str
+    """The expression for the sync Client (what a wrapped result is built with)."""
+
+
+TWINS = [
+    Twin("coord_client/aio/client.py", "AsyncClient", "coord_client/sync.py", "Client",
+         "self._aclient", "self._run", "self"),
+    Twin("coord_client/aio/client.py", "AsyncTxn", "coord_client/sync.py", "Txn",
+         "self._inner", "self._client._run", "self._client"),
+    Twin("coord_client/aio/lease.py", "Lease", "coord_client/sync.py", "Lease",
+         "self._inner", "self._client._run", "self._client"),
+    Twin("coord_client/aio/lease.py", "LeaseScope", "coord_client/sync.py", "LeaseScope",
+         "self._inner", "self._client._run", "self._client"),
+    Twin("coord_client/aio/lock.py", "Lock", "coord_client/sync.py", "Lock",
+         "self._inner", "self._client._run", "self._client"),
+    Twin("coord_client/aio/election.py", "Campaign", "coord_client/sync.py", "Campaign",
+         "self._inner", "self._client._run", "self._client"),
+    Twin("coord_client/aio/election.py", "Observation", "coord_client/sync.py", "Observation",
+         "self._inner", "self._client._run", "self._client"),
+    Twin("coord_client/aio/watch.py", "Watch", "coord_client/sync.py", "Watch",
+         "self._inner", "self._client._run", "self._client"),
+    Twin("coord_client/aio/ring.py", "RingView", "coord_client/sync.py", "RingView",
+         "self._inner", "self._client._run", "self._client"),
+    Twin("coord_client/auth.py", "AsyncAuth", "coord_client/auth.py", "Auth",
+         "self._inner", "self._run", "self._client"),
+]
+
+RENAMED = {t.aio_class: t.sync_class for t in TWINS}
+"""aio class name -> sync twin name, for annotations."""
+
+WRAPPABLE = {"Watch", "Observation", "RingView", "Lock", "Campaign", "Auth"}
+"""Sync twins built as ``Twin(client, inner)``: a plain def or property returning one is wrapped."""
+
+NOT_MIRRORED = {
+    ("Watch", "aclose"): "the sync Watch stops with close() or cancel(), from any thread",
+    ("Observation", "aclose"): "the sync Observation stops with close(), from any thread",
+}
+
+BEGIN = "    # -- BEGIN generated by tools/syncgen.py from {aio}: edit aio, then `make syncgen` --"
+END = "    # -- END generated by tools/syncgen.py --"
+
+
+class SyncGenError(Exception):
+    """The aio source has something this tool cannot mirror: write that twin by hand."""
+
+
+def _read(path: str) -> str:
+    return (ROOT / path).read_text()
+
+
+def _class(tree: ast.Module, name: str, path: str) -> ast.ClassDef:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node
+    raise SyncGenError(f"{path}: no class {name}")
+
+
+def _is_property(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(isinstance(d, ast.Name) and d.id == "property" for d in fn.decorator_list)
+
+
+def _public_members(cls: ast.ClassDef) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    return [
+        n for n in cls.body
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and not n.name.startswith("_")
+    ]
+
+
+def _names(node: ast.AST | None) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} if node is not None else set()
+
+
+class _Rename(ast.NodeTransformer):
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        return ast.Name(RENAMED.get(node.id, node.id), node.ctx)
+
+
+def _annotation(node: ast.expr | None) -> str:
+    if node is None:
+        return ""
+    return ast.unparse(_Rename().visit(ast.parse(ast.unparse(node), mode="eval")).body)
+
+
+def _hand_written(cls: ast.ClassDef, tree: ast.Module, lines: list[str]) -> set[str]:
+    """Names the sync class defines outside its generated block, its __init__'s attributes
+    and what its base classes in the same module define included."""
+    names: set[str] = set()
+    for base in cls.bases:
+        if isinstance(base, ast.Subscript):
+            base = base.value
+        if isinstance(base, ast.Name) and any(isinstance(n, ast.ClassDef) and n.name == base.id for n in tree.body):
+            names |= _hand_written(_class(tree, base.id, "sync"), tree, lines)
+    try:
+        begin = _marker_line(lines, cls, BEGIN.split("{")[0])
+    except SyncGenError:
+        begin = cls.end_lineno or 0  # a base class with no generated block of its own
+    for node in cls.body:
+        if node.lineno > begin:
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+            if node.name == "__init__":
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store):
+                        names.add(sub.attr)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def _marker_line(lines: list[str], cls: ast.ClassDef, prefix: str) -> int:
+    """The 1-based line of the first marker starting with ``prefix`` in ``cls``: after its
+    first line and before the next line that is not indented (a marker is a comment, so it
+    may follow the class's last statement)."""
+    for number in range(cls.lineno + 1, len(lines) + 1):
+        line = lines[number - 1]
+        if line.startswith(prefix):
+            return number
+        if line and not line[0].isspace() and not line.startswith("#"):
+            break
+    raise SyncGenError(f"class {cls.name} has no line starting {prefix.strip()!r}")
+
+
+def _signature(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[list[str], str]:
+    """The parameters (each as written, annotations renamed) and the return annotation."""
+    args = fn.args
+    params: list[str] = []
+    positional = args.posonlyargs + args.args
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    for i, (arg, default) in enumerate(zip(positional, defaults, strict=True)):
+        params.append(_param(arg, default))
+        if args.posonlyargs and i == len(args.posonlyargs) - 1:
+            params.append("/")
+    if args.vararg is not None:
+        params.append("*" + _param(args.vararg, None))
+    elif args.kwonlyargs:
+        params.append("*")
+    for arg, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+        params.append(_param(arg, kw_default))
+    if args.kwarg is not None:
+        params.append("**" + _param(args.kwarg, None))
+    return params, _annotation(fn.returns)
+
+
+def _param(arg: ast.arg, default: ast.expr | None) -> str:
+    text = arg.arg
+    if arg.annotation is not None:
+        text += f": {_annotation(arg.annotation)}"
+        if default is not None:
+            text += f" = {_literal(default)}"
+    elif default is not None:
+        text += f"={_literal(default)}"
+    return text
+
+
+def _literal(node: ast.expr) -> str:
+    """A default value as written, strings in double quotes (the project's style)."""
+    text = ast.unparse(node)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)) and '"' not in text:
+        text = text.replace("'", '"')
+    return text
+
+
+def _call_args(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    args = fn.args
+
+    def value(arg: ast.arg) -> str:
+        return f"_inner_lease({arg.arg})" if "Lease" in _names(arg.annotation) else arg.arg
+
+    out = [value(a) for a in (args.posonlyargs + args.args)[1:]]
+    if args.vararg is not None:
+        out.append(f"*{args.vararg.arg}")
+    out += [f"{a.arg}={value(a)}" for a in args.kwonlyargs]
+    if args.kwarg is not None:
+        out.append(f"**{args.kwarg.arg}")
+    return out
+
+
+def _def_line(name: str, params: list[str], returns: str) -> list[str]:
+    one = f"    def {name}({', '.join(params)}) -> {returns}:"
+    if len(one) <= WIDTH:
+        return [one]
+    return [f"    def {name}(", *(f"        {p}," for p in params), f"    ) -> {returns}:"]
+
+
+def _call_lines(prefix: str, func: str, args: list[str], suffix: str) -> list[str]:
+    one = f"        {prefix}{func}({', '.join(args)}){suffix}"
+    if len(one) <= WIDTH:
+        return [one]
+    return [f"        {prefix}{func}(", *(f"            {a}," for a in args), f"        ){suffix}"]
+
+
+def _docstring(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    doc = ast.get_docstring(fn, clean=True)
+    if doc is None:
+        return []
+    body = [("        " + line).rstrip() for line in doc.split("\n")]
+    body[0] = '        """' + body[0].lstrip()
+    body[-1] += '"""'
+    return body
+
+
+def _twin(twin: Twin, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    params, returns = _signature(fn)
+    where = f"{twin.aio_class}.{fn.name}"
+    twinned = _names(fn.returns) & set(RENAMED)
+    wrapped = returns in WRAPPABLE
+    if twinned and (isinstance(fn, ast.AsyncFunctionDef) or not wrapped):
+        raise SyncGenError(f"{where} returns {returns}: write {twin.sync_class}.{fn.name} by hand in {twin.sync_file}")
+    lines = (["    @property"] if _is_property(fn) else []) + _def_line(fn.name, params, returns) + _docstring(fn)
+    target = f"{twin.inner}.{fn.name}"
+    if _is_property(fn):
+        value = f"{returns}({twin.client}, {target})" if wrapped else target
+        return lines + [f"        return {value}"]
+    args = _call_args(fn)
+    prefix = "" if returns == "None" else "return "
+    if isinstance(fn, ast.AsyncFunctionDef):
+        return lines + _call_lines(prefix + f"{twin.run}(", target, args, ")")
+    if wrapped:
+        return lines + _call_lines(prefix + f"{returns}({twin.client}, ", target, args, ")")
+    return lines + _call_lines(prefix, target, args, "")
+
+
+def _block(twin: Twin, aio_cls: ast.ClassDef, hand: set[str]) -> list[str]:
+    out = [BEGIN.format(aio=f"{twin.aio_file}:{twin.aio_class}")]
+    for fn in _public_members(aio_cls):
+        if fn.name in hand or (twin.sync_class, fn.name) in NOT_MIRRORED:
+            continue
+        out += ["", *_twin(twin, fn)]
+    return out + ["", END]
+
+
+def render() -> dict[str, str]:
+    """Every sync file, with its generated blocks as the aio source says they should be."""
+    texts = {t.sync_file: _read(t.sync_file) for t in TWINS}
+    for twin in TWINS:
+        aio_path = twin.aio_file
+        aio_cls = _class(ast.parse(_read(aio_path)), twin.aio_class, aio_path)
+        text = texts[twin.sync_file]
+        lines = text.split("\n")
+        tree = ast.parse(text)
+        sync_cls = _class(tree, twin.sync_class, twin.sync_file)
+        begin = _marker_line(lines, sync_cls, BEGIN.split("{")[0])
+        end = _marker_line(lines, sync_cls, END)
+        block = _block(twin, aio_cls, _hand_written(sync_cls, tree, lines))
+        texts[twin.sync_file] = "\n".join(lines[: begin - 1] + block + lines[end:])
+    return texts
+
+
+def stale() -> list[str]:
+    """A unified diff per sync file whose generated blocks are not current (empty: all current)."""
+    out = []
+    for path, want in render().items():
+        have = _read(path)
+        if have != want:
+            out.append("".join(difflib.unified_diff(
+                have.splitlines(keepends=True), want.splitlines(keepends=True), path, f"{path} (generated)")))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only report stale blocks (exit 1)")
+    options = parser.parse_args(argv)
+    if options.check:
+        diffs = stale()
+        for diff in diffs:
+            sys.stdout.write(diff)
+        if diffs:
+            print("the sync client is stale: run `make syncgen` (tools/syncgen.py) and commit", file=sys.stderr)
+        return 1 if diffs else 0
+    for path, text in render().items():
+        if _read(path) != text:
+            (ROOT / path).write_text(text)
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
