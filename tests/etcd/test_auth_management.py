@@ -64,6 +64,8 @@ def test_etcdctl_manages_users_and_roles_and_auth_applies(address: str) -> None:
         address, "role", "revoke-permission", "app", "nothing", ok=False)
     # etcdctl's auth enable creates the root role (coord: an admin role) and grants it to root.
     assert "Authentication Enabled" in ctl(address, "auth", "enable")
+    assert "etcdserver: invalid auth management" in ctl(  # the last admin: coord's NoAdmin, by class
+        address, "user", "revoke-role", "root", "root", user="root:rootpw", ok=False)
 
     assert ctl(address, "put", "app/x", "1", user="alice:alicepw") == "OK\n"
     assert ctl(address, "get", "app/x", "--print-value-only", user="alice:alicepw") == "1\n"
