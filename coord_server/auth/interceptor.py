@@ -35,7 +35,7 @@ from coord_server.services.common import abort, read_barrier
 from .admission import CURRENT, Admission
 from .auth_off import quota_only
 from .lease_owner import check_lease_owner
-from .quota import QUOTA_CHECKED_METHODS, LeaseLimit, Quota
+from .quota import GRANT_SLOT, QUOTA_CHECKED_METHODS, GrantSlot, LeaseLimit, Quota
 from .requirements import LEASE_REVOKE, LEASE_TIME_TO_LIVE
 from .rules import Access, access_of, service_of
 from .runtime import RuntimeAuth
@@ -205,14 +205,17 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                     await self.leases.check(admission.client, context)
             except CoordError as exc:
                 await abort(context, exc)
-            if not is_grant:
+            if not is_grant or self.leases.limit <= 0:
                 return await inner(request, context)
-            response = None
+            # The servicer ends the slot with its proposal's outcome (quota.py
+            # LeaseLimit.follow); a grant refused before it proposes frees it here.
+            slot = GrantSlot(self.leases, admission.client)
+            token = GRANT_SLOT.set(slot)
             try:
-                response = await inner(request, context)
-                return response
+                return await inner(request, context)
             finally:
-                self.leases.granted(admission.client, response.id if response is not None else 0)
+                GRANT_SLOT.reset(token)
+                slot.release()
 
         return behaviour
 

@@ -15,11 +15,13 @@ what is in flight, as etcd's is.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from contextvars import ContextVar
 from typing import Any
 
 from coord.v1 import kv_pb2
-from coord_server.errors import QuotaExhausted, ResourceExhausted
+from coord_server.errors import Cancelled, QuotaExhausted, ResourceExhausted, Unavailable
 from coord_server.member import Member
 
 
@@ -114,6 +116,8 @@ class LeaseLimit:
         need a ReadIndex round. Lets a Pipeline admit a batch of grants without a task each."""
         if self.limit <= 0:
             return True
+        if not client:
+            return False
         if len(self._granted.get(client, ())) + self._pending.get(client, 0) >= self.limit:
             return False
         self._pending[client] = self._pending.get(client, 0) + 1
@@ -124,6 +128,10 @@ class LeaseLimit:
         admitted grant must be followed by ``granted`` (with its id, or 0 if it failed)."""
         if self.limit <= 0:
             return
+        if not client:
+            # gRPC names no peer for a call that has already ended (its deadline passed):
+            # all such calls would share one count, a limit of their own.
+            raise Cancelled("the call ended before its lease grant was admitted")
         ids = self._granted.setdefault(client, set())
         if len(ids) + self._pending.get(client, 0) >= self.limit:
             from coord_server.services.common import read_barrier
@@ -138,6 +146,50 @@ class LeaseLimit:
                     "per client (--max-leases-per-client); revoke leases it no longer needs"
                 )
         self._pending[client] = self._pending.get(client, 0) + 1
+
+    def follow(self, client: str, proposal: asyncio.Future[Any], lease_id: int, ttl: int) -> None:
+        """End the grant ``check`` admitted by the outcome of its ``proposal`` (the
+        future ``Member.submit`` returned), never by the caller's deadline or cancel: a
+        caller that gives up does not stop the entry from committing, and freeing its slot
+        then would let a client with tiny deadlines grant without limit.
+
+        - The CommandResult's lease: counted (``granted``). Its error: freed.
+        - Unavailable on the leader that proposed it (overtaken by another leader's
+          entry, dropped by the core, the member stopping): nothing was applied
+          (errors.py), freed. A leader that loses its leadership answers the proposal
+          only once the entry at its index is applied here (proposals.py Rule 3):
+          until then the slot stays counted.
+        - Any other failure, and any failure of a grant this member forwarded (the
+          forwarding stream is shared, and a break of it fails every request it
+          carries, answered or not): the outcome is unknown, and the conservative
+          choice is to keep it counted. A grant of a chosen ``lease_id`` is recorded as
+          that lease, so it is pruned when the lease list no longer holds it; a grant
+          whose id the leader would pick cannot be looked up, so its slot stays pending
+          for ``ttl`` seconds: by then a lease it may have created has expired unless
+          someone who learned its ID renewed it.
+
+        Called right after ``submit``, which proposed locally iff this member leads.
+        """
+        if self.limit <= 0:
+            return
+        proposed_here = self.node.is_leader
+
+        def settle(fut: asyncio.Future[Any]) -> None:
+            error = None if fut.cancelled() else fut.exception()
+            if fut.cancelled() or (error is not None and not (proposed_here and isinstance(error, Unavailable))):
+                if lease_id:
+                    self.granted(client, lease_id)
+                else:
+                    asyncio.get_running_loop().call_later(max(ttl, 1), self.granted, client, 0)
+                return
+            if error is not None:
+                self.granted(client, 0)
+                return
+            result = fut.result()
+            granted = result.WhichOneof("result") == "lease_grant"
+            self.granted(client, int(result.lease_grant.id) if granted else 0)
+
+        proposal.add_done_callback(settle)
 
     def granted(self, client: str, lease_id: int) -> None:
         """The end of a grant ``check`` admitted: ``lease_id``, or 0 when it failed."""
@@ -163,3 +215,28 @@ class LeaseLimit:
                 ids.intersection_update([i for i in ids if i in recent or self.node.state.has_lease(i)])
                 if not ids:
                     del self._granted[name]
+
+
+class GrantSlot:
+    """One unary Lease.Grant's admitted place under the limit, handed from the auth
+    interceptor to the servicer: the servicer ``follow``s its proposal (the slot ends
+    with the proposal's outcome); if it never proposes, the interceptor ``release``s it."""
+
+    def __init__(self, limit: LeaseLimit, client: str) -> None:
+        self.limit = limit
+        self.client = client
+        self.followed = False
+
+    def follow(self, proposal: asyncio.Future[Any], lease_id: int, ttl: int) -> None:
+        self.followed = True
+        self.limit.follow(self.client, proposal, lease_id, ttl)
+
+    def release(self) -> None:
+        """The grant was refused before it was proposed."""
+        if not self.followed:
+            self.followed = True
+            self.limit.granted(self.client, 0)
+
+
+GRANT_SLOT: ContextVar[GrantSlot | None] = ContextVar("coord_grant_slot", default=None)
+"""The current unary Lease.Grant's slot under the per-client lease limit (None: none)."""

@@ -31,6 +31,7 @@ import grpc
 
 from coord.raft.v1 import command_pb2, raft_pb2
 from coord.v1 import lease_pb2, lease_pb2_grpc
+from coord_server.auth.quota import GRANT_SLOT
 from coord_server.errors import Code, CoordError, Unavailable
 from coord_server.request_context import current_user
 from coord_server.state import validation
@@ -39,6 +40,8 @@ from coord_server.member import Member
 
 from . import lease_renewals
 from .common import (
+    DEFAULT_TIMEOUT,
+    PROPOSAL_PENDING,
     Context,
     Headers,
     abort,
@@ -46,6 +49,7 @@ from .common import (
     check_size,
     propose,
     read_barrier,
+    response_of,
     session_of,
     timeout_of,
     unary,
@@ -113,7 +117,17 @@ class LeaseService(lease_pb2_grpc.LeaseServicer):
         grant.ttl = max(request.ttl, min_lease_ttl(self.node.config.election_timeout))
         client_id, seq = session_of(context)
         command = command_pb2.Command(client_id=client_id, seq=seq, user=current_user.get(), lease_grant=grant)
-        response = await propose(self.node, command, context)
+        slot = GRANT_SLOT.get()
+        if slot is None:
+            response = await propose(self.node, command, context)
+        else:
+            # Under the per-client lease limit the slot ends with the proposal's outcome,
+            # not the caller's deadline (quota.py LeaseLimit.follow): the proposal waits
+            # as long as a call without one, and the caller's deadline only ends the wait.
+            proposal = self.node.submit(command.SerializeToString(), DEFAULT_TIMEOUT)
+            slot.follow(proposal, grant.id, grant.ttl)
+            result = await bounded(asyncio.shield(proposal), timeout_of(context), PROPOSAL_PENDING)
+            response = response_of(result)
         return self.headers.stamp(response)  # type: ignore[return-value]
 
     @unary

@@ -165,7 +165,7 @@ class PipelineSession:
         grant = lease_pb2.LeaseGrantRequest(id=request.id, ttl=max(request.ttl, min_lease_ttl(self.node.config.election_timeout)))
         command = command_pb2.Command(client_id=_client_id(op), seq=op.seq, user=current_user.get(), lease_grant=grant)
         admission = CURRENT.get()
-        limit = admission.leases if admission is not None else None
+        limit = admission.leases if admission is not None and admission.leases.limit > 0 else None
         if limit is None or limit.admit_now(admission.client):  # type: ignore[union-attr]
             self._propose_grant(op, command, limit, admission.client if admission is not None else "")
             return
@@ -182,16 +182,23 @@ class PipelineSession:
         self._propose_grant(op, command, limit, client)
 
     def _propose_grant(self, op: kv_pb2.PipelineOp, command: command_pb2.Command, limit: Any, client: str) -> None:
+        """Under a lease limit the op's timeout ends only its wait, on a future of its
+        own: the slot ends with the proposal's outcome (quota.py LeaseLimit.follow), and
+        the proposal waits as long as one without a timeout."""
         timeout = op.timeout_ms / 1000 if op.timeout_ms else DEFAULT_TIMEOUT
         try:
-            fut = self.node.submit(command.SerializeToString(), timeout)
+            proposal = self.node.submit(command.SerializeToString(), DEFAULT_TIMEOUT if limit is not None else timeout)
         except Exception:
             if limit is not None:
                 limit.granted(client, 0)
             raise
-        self._watch(fut, op.id, "lease_grant", timeout)
-        if limit is not None:
-            fut.add_done_callback(lambda f: limit.granted(client, _granted_id(f)))
+        if limit is None:
+            self._watch(proposal, op.id, "lease_grant", timeout)
+            return
+        limit.follow(client, proposal, command.lease_grant.id, command.lease_grant.ttl)
+        wait: asyncio.Future[Any] = self.loop.create_future()
+        proposal.add_done_callback(functools.partial(_pass_on, wait))
+        self._watch(wait, op.id, "lease_grant", timeout)
 
     def _start_acquire(self, op: kv_pb2.PipelineOp, request: Any) -> None:
         """Lock.Acquire's own path (services/lock.py): it may wait in the lock's queue,
@@ -301,12 +308,16 @@ def _client_id(op: kv_pb2.PipelineOp) -> str:
     return op.client_id
 
 
-def _granted_id(fut: asyncio.Future[Any]) -> int:
-    """The lease a proposed lease_grant created, or 0 when it failed."""
-    if fut.cancelled() or fut.exception() is not None:
-        return 0
-    result = fut.result()
-    return int(result.lease_grant.id) if result.WhichOneof("result") == "lease_grant" else 0
+def _pass_on(wait: asyncio.Future[Any], proposal: asyncio.Future[Any]) -> None:
+    """A proposal's outcome to the future its op waits on, unless that timed out first."""
+    if wait.done():
+        return
+    if proposal.cancelled():
+        wait.cancel()
+    elif proposal.exception() is not None:
+        wait.set_exception(proposal.exception())  # type: ignore[arg-type]
+    else:
+        wait.set_result(proposal.result())
 
 
 def _expire(fut: asyncio.Future[Any]) -> None:

@@ -106,6 +106,73 @@ def test_grants_on_a_pipeline_pass_the_same_limit(limited: Cluster) -> None:
     channel.close()
 
 
+PIPELINED_IDS = 1 << 40
+
+
+def listed_leases(lease: lease_pb2_grpc.LeaseStub) -> set[int]:
+    return {le.id for le in lease.List(lease_pb2.LeaseListRequest(), timeout=10).leases}
+
+
+def test_pipelined_grants_with_tiny_timeouts_still_count(limited: Cluster) -> None:
+    """An op's timeout ends only its wait, not its grant: lease_grant ops sent with
+    timeout_ms=1, message after message, may leave at most three leases, and the next
+    grant is refused. (The timeout used to free the slot while the grant committed.)
+    Their IDs are chosen, PIPELINED_IDS and up: one this member forwarded and lost
+    track of may still commit after the test, and the next test must tell it apart."""
+    channel = grpc.insecure_channel(limited.nodes["n1"].address)
+    kv, lease = kv_pb2_grpc.KVStub(channel), lease_pb2_grpc.LeaseStub(channel)
+    before = listed_leases(lease)
+
+    def send(first: int, count: int, timeout_ms: int) -> list[kv_pb2.PipelineResult]:
+        ops = [kv_pb2.PipelineOp(id=first + i, timeout_ms=timeout_ms,
+                                 lease_grant=lease_pb2.LeaseGrantRequest(id=PIPELINED_IDS + first + i, ttl=60))
+               for i in range(count)]
+        return [r for response in kv.Pipeline(iter([kv_pb2.PipelineRequest(ops=ops)]), timeout=20)
+                for r in response.results]
+
+    sent = 0
+    deadline = time.monotonic() + 20
+    while len(listed_leases(lease) - before) < 3 and time.monotonic() < deadline:
+        send(sent, 20, 1)
+        sent += 20
+    final = send(10_000, 1, 0)[0]
+    new = listed_leases(lease) - before
+    for lease_id in new:
+        lease.Revoke(lease_pb2.LeaseRevokeRequest(id=lease_id), timeout=10)
+    channel.close()
+    assert final.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], (final, len(new), sent)
+    assert len(new) == 3 and all(i >= PIPELINED_IDS for i in new), (new, sent)
+
+
+def test_unary_grants_with_tiny_deadlines_still_count(limited: Cluster) -> None:
+    """The same through the unary Lease.Grant: a caller's deadline passing (here one of
+    a few milliseconds, through a follower) does not free its grant's place."""
+    channel = grpc.insecure_channel(limited.nodes["n2"].address)
+    lease = lease_pb2_grpc.LeaseStub(channel)
+    before = listed_leases(lease)
+    sent = 0
+    deadline = time.monotonic() + 20
+    while len(listed_leases(lease) - before) < 3 and time.monotonic() < deadline:
+        calls = [lease.Grant.future(lease_pb2.LeaseGrantRequest(ttl=60), timeout=0.005) for _ in range(10)]
+        for call in calls:
+            try:
+                call.result()
+            except grpc.RpcError:
+                pass
+        sent += len(calls)
+    try:
+        lease.Grant(lease_pb2.LeaseGrantRequest(ttl=60), timeout=10)
+        refused = None
+    except grpc.RpcError as err:
+        refused = err.code()
+    new = {i for i in listed_leases(lease) - before if i < PIPELINED_IDS}
+    for lease_id in new:
+        lease.Revoke(lease_pb2.LeaseRevokeRequest(id=lease_id), timeout=10)
+    channel.close()
+    assert refused == grpc.StatusCode.RESOURCE_EXHAUSTED, (refused, new, sent)
+    assert len(new) == 3, (new, sent)
+
+
 def test_watchers_per_stream_are_limited(limited: Cluster) -> None:
     channel = grpc.insecure_channel(limited.nodes["n1"].address)
     requests: list[kv_pb2.WatchRequest] = [
