@@ -28,9 +28,10 @@ Rule 7: time the leader did not run does not count against leases, up to a bound
         them. The timers' clock is the monotonic clock minus the total pause, one offset,
         so a pause costs O(1) however many leases there are. The node counts only stalls
         of at least a heartbeat interval, and the total per leadership is capped at
-        ``max_postpone`` (one election timeout): a lease lives at most TTL + extension
-        (Rule 1) + that cap after its last renewal, never less than its TTL, so each
-        client's own view of its lease stays conservative.
+        ``max_postpone`` (one election timeout): a lease lives at most TTL + that cap
+        after its last renewal to this leader (TTL + extension + cap after the leadership
+        began, if not renewed since), and never less than its TTL, so each client's own
+        view of its lease stays conservative.
 Rule 8: once a lease's expiry was reported, its LeaseExpire may be in the log and will be
         applied whatever happens to the deadline: from then on ``keepalive`` refuses it
         (TTL 0) and ``remaining`` is 0, even if a pause moved the clock back before its
