@@ -34,6 +34,7 @@ See kv.py for the data structures.
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -113,9 +114,9 @@ class StateMachine:
         self._locks = LockTable(emit)
         self._elections = ElectionTable(emit)
         self._rings = RingTable(emit)
-        # No reference back to this object (no bound method of it is kept, _OPS is the
-        # class's): a replaced state is freed as soon as it is dropped, even frozen.
-        self._writes = KVWrites(self._store, self._leases, self._locks.tokens)
+        # No reference back to this object (_OPS is the class's, the lock-token hook is
+        # weak): a replaced state is freed as soon as it is dropped, even frozen.
+        self._writes = KVWrites(self._store, self._leases, _weak_lock_tokens(self))
 
     @property
     def revision(self) -> int:
@@ -660,6 +661,19 @@ _OPS: dict[str, Callable[[StateMachine, Any, int], CommandResult]] = {
     "ring_leave": StateMachine._ring_leave,
 }
 """A command's operation to its handler (the class's functions, not bound methods)."""
+
+
+def _weak_lock_tokens(sm: StateMachine) -> Callable[[str], set[int]]:
+    """``sm.lock_tokens`` (a hook a subclass may override) without a reference to ``sm``:
+    a cycle would keep a replaced state in memory while frozen."""
+    method = weakref.WeakMethod(sm.lock_tokens)
+
+    def lock_tokens(name: str) -> set[int]:
+        bound = method()
+        assert bound is not None  # KVWrites lives only as long as its state machine
+        return bound(name)
+
+    return lock_tokens
 
 
 def _error(err: CoordError) -> CommandResult:
