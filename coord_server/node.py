@@ -261,6 +261,16 @@ class Node:
         """The error that stopped the Ready loop (a storage failure), if any."""
         return self._fatal
 
+    def fail(self, err: BaseException) -> None:
+        """Stop serving on a storage failure found outside the Ready loop (a snapshot
+        file found corrupt as it is sent to a follower): as the loop does on its own."""
+        if self._fatal is None:
+            self._fatal = err
+            log.critical("node %#x stops: %s", self.id, err)
+        self._stopping = True
+        self._wake.set()
+        self._fail_all(Unavailable(f"the node failed: {err}"))
+
     # ------------------------------------------------------------------ status
 
     @property
