@@ -53,7 +53,8 @@ def test_writes_and_lock_calls_move_to_the_leader_and_reads_stay(shared_cluster:
             assert got is not None and got.value == b"v3"
             assert used[-1] == follower, "a read stays on the preferred member"
             lease = await client.grant_lease(10)
-            assert used[-1] == follower and transport.pick() == follower
+            # A grant is a write (it rides the leader's Pipeline stream); reads stay.
+            assert used[-1] == leader_address and transport.pick() == follower
             async with client.lock(f"{ns}lock", lease=lease) as held:
                 assert used[-1] == leader_address
                 first = held.fencing_token
@@ -91,8 +92,10 @@ def test_election_calls_move_to_the_leader(shared_cluster: Cluster, ns: str) -> 
             transport = client._transport
             used = _record_members(transport)
             async with client.campaign(f"{ns}election", "a", ttl=10) as term:
-                assert used[-1] == follower, "the first Campaign went to the preferred member"
-                assert transport.pick(to_leader=True) == leader_address, "its answer named the leader"
+                # The campaign's lease grant is a write on the leader's Pipeline stream,
+                # whose answers name the leader: the Campaign already went there.
+                assert used[-1] == leader_address, "the first Campaign went to the leader"
+                assert transport.pick(to_leader=True) == leader_address
                 await term.proclaim("b")
                 assert used[-1] == leader_address
                 used.clear()
