@@ -21,12 +21,21 @@ Rule 5: ``expired`` reports at most ``limit`` leases per call: an expiry storm b
 Rule 6: a renewal is judged by when it arrived, not when its batch was confirmed: one that
         waited in the leader's queue past the deadline still counts unless the expiry
         was already reported (services/lease_renewals.py passes the arrival time).
-Rule 7: time the leader did not run does not count against leases. When its loop was
-        held up (a long pause, or the process kept off the CPU for seconds on a busy
-        machine), renewals sent meanwhile sit unread in its sockets; ``postpone`` moves
-        every deadline by the pause, so none expires before the leader has read them.
-        Like the extension a new leader grants (Rule 1), this only ends leases later,
-        never earlier: each client's own view of its lease stays conservative.
+Rule 7: time the leader did not run does not count against leases, up to a bound. When
+        its loop was held up (a long pause, or the process kept off the CPU on a busy
+        machine), renewals sent meanwhile sit unread in its sockets; ``postpone`` stops
+        the timers' clock for the pause, so no lease expires before the leader has read
+        them. The timers' clock is the monotonic clock minus the total pause, one offset,
+        so a pause costs O(1) however many leases there are. The node counts only stalls
+        of at least a heartbeat interval, and the total per leadership is capped at
+        ``max_postpone`` (one election timeout): a lease lives at most TTL + that cap
+        after its last renewal to this leader (TTL + extension + cap after the leadership
+        began, if not renewed since), and never less than its TTL, so each client's own
+        view of its lease stays conservative.
+Rule 8: once a lease's expiry was reported, its LeaseExpire may be in the log and will be
+        applied whatever happens to the deadline: from then on ``keepalive`` refuses it
+        (TTL 0) and ``remaining`` is 0, even if a pause moved the clock back before its
+        deadline, until its revocation is applied or it is granted anew.
 """
 
 from __future__ import annotations
@@ -55,11 +64,21 @@ class LeaseTimers:
         """(report at, lease id) of expired leases, in report order (Rule 3); an entry
         counts only while it matches ``_report_at``."""
         self._report_at: dict[int, float] = {}
+        self._paused = 0.0
+        """Total pause of this leadership (Rule 7): the timers' clock runs this much behind
+        ``clock``; every deadline and report time is in the timers' clock."""
+        self._max_paused = 0.0
         self.active = False
 
-    def start(self, leases: Iterable[tuple[int, int]], extension: float) -> None:
-        """Become the keeper (Rule 1)."""
-        now = self._clock()
+    def _now(self) -> float:
+        return self._clock() - self._paused
+
+    def start(self, leases: Iterable[tuple[int, int]], extension: float, max_postpone: float | None = None) -> None:
+        """Become the keeper (Rule 1); ``postpone`` may stop the clock for at most
+        ``max_postpone`` s in all (Rule 7; by default ``extension``, one election timeout)."""
+        self._paused = 0.0
+        self._max_paused = extension if max_postpone is None else max_postpone
+        now = self._now()
         self.active = True
         self._ttl = dict(leases)
         self._deadline = {lid: now + ttl + extension for lid, ttl in self._ttl.items()}
@@ -81,20 +100,23 @@ class LeaseTimers:
     def granted(self, lease_id: int, ttl: int) -> None:
         if self.active:
             self._ttl[lease_id] = ttl
-            self._deadline[lease_id] = deadline = self._clock() + ttl
+            self._deadline[lease_id] = deadline = self._now() + ttl
             self._report_at.pop(lease_id, None)
             if lease_id not in self._scheduled:
                 self._scheduled[lease_id] = deadline
                 heapq.heappush(self._heap, (deadline, lease_id))
 
     def postpone(self, seconds: float) -> None:
-        """Move every deadline ``seconds`` later (Rule 7). O(leases), for pauses only;
-        adding one constant to every heap entry keeps the heap's order."""
+        """Stop the timers' clock for a pause of ``seconds`` (Rule 7), within what is left
+        of this leadership's cap; O(1). Reported leases stay refused (Rule 8)."""
         if not self.active or seconds <= 0:
             return
-        self._deadline = {lid: d + seconds for lid, d in self._deadline.items()}
-        self._scheduled = {lid: d + seconds for lid, d in self._scheduled.items()}
-        self._heap = [(d + seconds, lid) for d, lid in self._heap]
+        self._paused += min(seconds, max(0.0, self._max_paused - self._paused))
+
+    @property
+    def postponed(self) -> float:
+        """Seconds the timers' clock was stopped in this leadership (at most the cap)."""
+        return self._paused
 
     def revoked(self, lease_id: int) -> None:
         # Its heap and due entries no longer count; they are dropped when they surface.
@@ -108,12 +130,14 @@ class LeaseTimers:
 
         ``arrived_at`` (this clock) is when the renewal reached this member: one that
         arrived in time but waited in a queue past the deadline still renews, unless
-        the lease's expiry was already reported (its revocation may be in the log)."""
+        the lease's expiry was already reported (Rule 8: its revocation may be in the log)."""
         deadline = self._deadline.get(lease_id)
-        now = self._clock()
-        if deadline is None or deadline <= (now if arrived_at is None else min(now, arrived_at)):
+        if deadline is None or lease_id in self._report_at:
             return None
-        if deadline <= now and lease_id in self._report_at:
+        now = self._now()
+        # A renewal that arrived before a pause is judged slightly leniently (the whole
+        # pause is taken off its arrival): safe, since no expiry of it was reported.
+        if deadline <= (now if arrived_at is None else min(now, arrived_at - self._paused)):
             return None
         ttl = self._ttl[lease_id]
         self._deadline[lease_id] = now + ttl
@@ -123,7 +147,9 @@ class LeaseTimers:
         deadline = self._deadline.get(lease_id)
         if deadline is None:
             return None
-        return max(0.0, deadline - self._clock())
+        if lease_id in self._report_at:
+            return 0.0  # Rule 8
+        return max(0.0, deadline - self._now())
 
     def __len__(self) -> int:
         return len(self._deadline)
@@ -131,7 +157,7 @@ class LeaseTimers:
     def expired(self, limit: int = EXPIRE_CHUNK) -> list[int]:
         """At most ``limit`` leases past their deadline and not reported in the last
         ``retry_after`` s (Rules 3-5), by ascending ID."""
-        now = self._clock()
+        now = self._now()
         heap, deadlines, scheduled, report_at = self._heap, self._deadline, self._scheduled, self._report_at
         while heap and heap[0][0] <= now:
             pushed, lease_id = heapq.heappop(heap)

@@ -202,6 +202,8 @@ class Node:
         self._leader_log = LeaderLog(self)
         self._reads = ReadWaits(config.node_id)
         self._term_first_index = 0
+        self._term_first_index_term = 0
+        """The term ``_term_first_index`` belongs to (set with it in ``_on_soft_state``)."""
         self._expiry: asyncio.Future[Any] | None = None
         self._expiry_since = 0.0
         """This leadership's first entry (its empty entry); lease renewals wait until it is applied."""
@@ -258,6 +260,16 @@ class Node:
     def failed(self) -> BaseException | None:
         """The error that stopped the Ready loop (a storage failure), if any."""
         return self._fatal
+
+    def fail(self, err: BaseException) -> None:
+        """Stop serving on a storage failure found outside the Ready loop (a snapshot
+        file found corrupt as it is sent to a follower): as the loop does on its own."""
+        if self._fatal is None:
+            self._fatal = err
+            log.critical("node %#x stops: %s", self.id, err)
+        self._stopping = True
+        self._wake.set()
+        self._fail_all(Unavailable(f"the node failed: {err}"))
 
     # ------------------------------------------------------------------ status
 
@@ -321,6 +333,10 @@ class Node:
 
     async def _ticker(self) -> None:
         interval = self.config.tick_interval
+        # Only a stall of a heartbeat interval or more stops the lease clocks: shorter
+        # delays are ordinary load, and counting them would let leases age slower than
+        # real time (the total is capped too: lease_timer.py Rule 7).
+        stall = interval * self.config.heartbeat_ticks
         clock = self.clock
         next_at = clock.time()
         while not self._stopping:
@@ -328,7 +344,8 @@ class Node:
             delay = next_at - clock.time()
             if delay < -interval * CATCH_UP_TICKS:
                 next_at = clock.time()  # this member was stalled: that time is not counted
-                self.lease_timers.postpone(-delay)  # renewals may wait unread meanwhile (lease_timer.py Rule 7)
+                if -delay >= stall:  # renewals may wait unread meanwhile (lease_timer.py Rule 7)
+                    self.lease_timers.postpone(-delay)
             await asyncio.sleep(max(0.0, delay))
             self.core.tick()
             if self._ready_busy and self.core.msgs:
@@ -501,6 +518,10 @@ class Node:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._stopping or not self.is_leader:
             fut.set_exception(Unavailable("not the leader", self.leader_address()))
+        elif not self.lease_timers.active or self._term_first_index_term != self.core.term:
+            # The core just became leader (a message from the transport) and the Ready
+            # loop has not yet set this term's floor nor started the lease clocks.
+            fut.set_exception(Unavailable("leadership is starting; retry", self.leader_address()))
         else:
             self._reads.add(fut, apply_floor=self._term_first_index)
             self._wake.set()
@@ -586,6 +607,10 @@ class Node:
     async def _handle_ready_now(self, rd: Ready) -> None:
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
+        elif self.is_leader and self._term_first_index_term != self.core.term:
+            # Deposed and elected again between two Ready cycles (no soft-state change):
+            # the new term still needs its floor and fresh lease clocks.
+            self._on_soft_state(self.core.role, self.core.lead)
         messages = self._commit_notices.filter(rd.messages) if rd.messages else rd.messages
         if messages:
             self.transport.send(messages)
@@ -641,7 +666,9 @@ class Node:
         if role == Role.LEADER:
             # At or after this term's first entry (become_leader appended it): read_waits Rule 5.
             self._term_first_index = self.core.log.last_index()
-            self.lease_timers.start(self.state.lease_ids(), extension=self.config.election_timeout)
+            self._term_first_index_term = self.core.term
+            timeout = self.config.election_timeout
+            self.lease_timers.start(self.state.lease_ids(), extension=timeout, max_postpone=timeout)
         else:
             self.lease_timers.stop()
             self._commit_notices.drop()

@@ -155,6 +155,7 @@ class CoordServer:
             cluster_id,
             on_unreachable=lambda nid: self.node.report_unreachable(nid) if self.node else None,
             on_snapshot_status=lambda nid, failed: self.node.report_snapshot(nid, failed) if self.node else None,
+            on_corrupt=lambda err: self.node.fail(err) if self.node else None,
             credentials=peer_tls.channel_credentials() if peer_tls is not None else None,
             metadata=PeerCredentials(member_id, s.peer_secret).metadata,
         )

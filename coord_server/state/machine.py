@@ -34,6 +34,7 @@ See kv.py for the data structures.
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -105,7 +106,6 @@ class StateMachine:
         """The user of the command being applied (Command.user): a lease's owner."""
         self._sessions = Sessions(session_retention)
         self._members = Members()
-        self._writes = KVWrites(self._store, self._leases, self.lock_tokens)
         self._listeners: list[Listener] = []
         self._events: list[common_pb2.Event] = []
         self._coord_listeners: list[CoordinationListener] = []
@@ -114,24 +114,9 @@ class StateMachine:
         self._locks = LockTable(emit)
         self._elections = ElectionTable(emit)
         self._rings = RingTable(emit)
-        self._ops: dict[str, Callable[[Any, int], CommandResult]] = {
-            "put": self._put,
-            "delete_range": self._delete_range,
-            "txn": self._txn,
-            "compact": self._compact,
-            "lease_grant": self._lease_grant,
-            "lease_revoke": self._lease_revoke,
-            "lease_expire": self._lease_expire,
-            "lock_acquire": self._lock_acquire,
-            "lock_release": self._lock_release,
-            "lock_cancel": self._lock_cancel,
-            "election_campaign": self._election_campaign,
-            "election_proclaim": self._election_proclaim,
-            "election_resign": self._election_resign,
-            "election_cancel": self._election_cancel,
-            "ring_join": self._ring_join,
-            "ring_leave": self._ring_leave,
-        }
+        # No reference back to this object (_OPS is the class's, the lock-token hook is
+        # weak): a replaced state is freed as soon as it is dropped, even frozen.
+        self._writes = KVWrites(self._store, self._leases, _weak_lock_tokens(self))
 
     @property
     def revision(self) -> int:
@@ -201,7 +186,7 @@ class StateMachine:
             self._user = cmd.user
             if which in AUTH_OPS:
                 return self._auth_change(which, op, index)
-            return self._ops[which](op, index)
+            return _OPS[which](self, op, index)
         except CoordError as err:
             return _error(err)
         except Exception as exc:  # noqa: BLE001 - Rule 2: a bug must not stop the cluster
@@ -605,7 +590,9 @@ class StateMachine:
         triggered collection after collection that found nothing to free (about 15% of
         a restore's CPU at 1M keys). The restored state is long-lived: it is frozen
         (gc_policy.py Rule 1) rather than left for the next young collection to walk
-        (a second-long pause of a learner after installing a 1M-key snapshot)."""
+        (a second-long pause of a learner after installing a 1M-key snapshot). The state
+        it replaces is frozen too, which holds no reference cycle so that it is freed
+        all the same when the node drops it."""
         enabled = gc.isenabled()
         gc.disable()
         try:
@@ -653,6 +640,40 @@ class StateMachine:
         except ValueError as err:
             raise SnapshotError(f"state snapshot coordination state is inconsistent: {err}") from None
         return sm
+
+
+_OPS: dict[str, Callable[[StateMachine, Any, int], CommandResult]] = {
+    "put": StateMachine._put,
+    "delete_range": StateMachine._delete_range,
+    "txn": StateMachine._txn,
+    "compact": StateMachine._compact,
+    "lease_grant": StateMachine._lease_grant,
+    "lease_revoke": StateMachine._lease_revoke,
+    "lease_expire": StateMachine._lease_expire,
+    "lock_acquire": StateMachine._lock_acquire,
+    "lock_release": StateMachine._lock_release,
+    "lock_cancel": StateMachine._lock_cancel,
+    "election_campaign": StateMachine._election_campaign,
+    "election_proclaim": StateMachine._election_proclaim,
+    "election_resign": StateMachine._election_resign,
+    "election_cancel": StateMachine._election_cancel,
+    "ring_join": StateMachine._ring_join,
+    "ring_leave": StateMachine._ring_leave,
+}
+"""A command's operation to its handler (the class's functions, not bound methods)."""
+
+
+def _weak_lock_tokens(sm: StateMachine) -> Callable[[str], set[int]]:
+    """``sm.lock_tokens`` (a hook a subclass may override) without a reference to ``sm``:
+    a cycle would keep a replaced state in memory while frozen."""
+    method = weakref.WeakMethod(sm.lock_tokens)
+
+    def lock_tokens(name: str) -> set[int]:
+        bound = method()
+        assert bound is not None  # KVWrites lives only as long as its state machine
+        return bound(name)
+
+    return lock_tokens
 
 
 def _error(err: CoordError) -> CommandResult:

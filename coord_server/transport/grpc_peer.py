@@ -173,52 +173,77 @@ class _Peer:
         self.snapshot_task = asyncio.create_task(self._send_snapshot(m))
 
     async def _send_snapshot(self, m: Message) -> None:
+        """Stream ``m``'s snapshot, then report how it went: every way this can end,
+        the core hears of it (but when the transport closes), or it would keep the
+        follower waiting for the snapshot (no more replication to it) until the next
+        leader. A snapshot file found corrupt stops the member (DESIGN.md)."""
         assert m.snapshot is not None
         snapshot = m.snapshot
         digest = hashlib.sha256()
         cluster_id = self.transport.cluster_id
-        # Read, checked and hashed piece by piece off the loop (a stored snapshot is a
-        # file of hundreds of MB for a large store: storage/snapshot.py FileSnapshot):
-        # the first piece goes out at once, and the whole never sits in memory.
-        total, pieces = await asyncio.to_thread(_snapshot_pieces, snapshot)
-
-        def advance() -> bytes | None:
-            piece = next(pieces, None)
-            if piece is not None:
-                digest.update(piece)
-            return piece
-
-        async def chunks() -> AsyncIterator[raft_pb2.SnapshotChunk]:
-            yield raft_pb2.SnapshotChunk(
-                cluster_id=cluster_id, message=message_to_pb(m, with_snapshot_data=False),
-                total_size=total, offset=0, done=not total, checksum=digest.digest() if not total else b"",
-            )
-            offset = 0
-            piece = await asyncio.to_thread(advance)
-            while piece is not None:
-                # One piece ahead: the file's checksum is verified when its last piece has
-                # been read, before the chunk that says "done" goes out.
-                following = await asyncio.to_thread(advance)
-                last = following is None
-                yield raft_pb2.SnapshotChunk(
-                    cluster_id=cluster_id, offset=offset, data=piece, done=last,
-                    checksum=digest.digest() if last else b"", total_size=total,
-                )
-                offset += len(piece)
-                piece = following
-
-        failed = False
+        failed = True
+        # What stopped the pieces mid-stream: grpc.aio then cancels the call, and
+        # awaiting it raises CancelledError, not this error.
+        broken: BaseException | None = None
         try:
+            # Read, checked and hashed piece by piece off the loop (a stored snapshot is
+            # a file of hundreds of MB for a large store: storage/snapshot.py
+            # FileSnapshot): the first piece goes out at once, the whole is never held.
+            total, pieces = await asyncio.to_thread(_snapshot_pieces, snapshot)
+
+            def advance() -> bytes | None:
+                nonlocal broken
+                try:
+                    piece = next(pieces, None)
+                except Exception as err:
+                    broken = err
+                    raise
+                if piece is not None:
+                    digest.update(piece)
+                return piece
+
+            async def chunks() -> AsyncIterator[raft_pb2.SnapshotChunk]:
+                yield raft_pb2.SnapshotChunk(
+                    cluster_id=cluster_id, message=message_to_pb(m, with_snapshot_data=False),
+                    total_size=total, offset=0, done=not total, checksum=digest.digest() if not total else b"",
+                )
+                offset = 0
+                piece = await asyncio.to_thread(advance)
+                while piece is not None:
+                    # One piece ahead: the file's checksum is verified when its last piece
+                    # has been read, before the chunk that says "done" goes out.
+                    following = await asyncio.to_thread(advance)
+                    last = following is None
+                    yield raft_pb2.SnapshotChunk(
+                        cluster_id=cluster_id, offset=offset, data=piece, done=last,
+                        checksum=digest.digest() if last else b"", total_size=total,
+                    )
+                    offset += len(piece)
+                    piece = following
+
             await self.stub().InstallSnapshot(
                 chunks(), timeout=max(30.0, total / (1 << 20)), metadata=self.transport.metadata
             )
+            failed = False
+        except StorageCorruptError as err:  # its head is bad, or the file is missing
+            broken = err
         except grpc.aio.AioRpcError as err:
-            failed = True
-            log.warning("sending a snapshot to %x failed: %s", self.node_id, err.details())
-        except StorageCorruptError as err:
-            failed = True
-            log.error("not sending snapshot %d to %x: %s", snapshot.meta.index, self.node_id, err)
-        self.transport.on_snapshot_status(self.node_id, failed)
+            if broken is None:
+                log.warning("sending a snapshot to %x failed: %s", self.node_id, err.details())
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if broken is None and task is not None and task.cancelling():
+                raise  # this peer is closed (the finally still reports, unless all close)
+        except Exception as err:  # noqa: BLE001 - reported below like any failure
+            broken = err
+        finally:
+            if isinstance(broken, StorageCorruptError):
+                log.critical("snapshot %d is corrupt, not sent to %x: %s", snapshot.meta.index, self.node_id, broken)
+                self.transport.on_corrupt(broken)
+            elif broken is not None:
+                log.error("sending snapshot %d to %x failed: %r", snapshot.meta.index, self.node_id, broken)
+            if not self.transport.closed:
+                self.transport.on_snapshot_status(self.node_id, failed)
 
     async def close(self) -> None:
         self.task.cancel()
@@ -351,8 +376,13 @@ class PeerTransport:
         max_queue: int = 8192,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: tuple[tuple[str, str], ...] = (),
+        on_corrupt: Callable[[StorageCorruptError], None] = lambda err: None,
     ) -> None:
         self.cluster_id = cluster_id
+        self.on_corrupt = on_corrupt
+        """Called when a local snapshot file is found corrupt as it is sent: the member
+        must stop (DESIGN.md: corruption stops the node)."""
+        self.closed = False
         self.credentials = credentials
         """TLS credentials of the peer channels (None: insecure channels)."""
         self.metadata = metadata
@@ -414,6 +444,7 @@ class PeerTransport:
         return await peer.forwards.request(kind, payload, timeout)
 
     async def close(self) -> None:
+        self.closed = True
         for peer in self._peers.values():
             await peer.close()
         self._peers.clear()

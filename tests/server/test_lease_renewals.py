@@ -5,6 +5,7 @@ follower forwarding a whole batch in one call."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import grpc
@@ -13,6 +14,9 @@ import pytest
 from coord.v1 import lease_pb2
 from coord_server.state.limits import MAX_KEEPALIVE_IDS
 
+from coord_server.errors import Unavailable
+
+from .conftest import eventually
 from .helpers import expect_error
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -115,3 +119,54 @@ async def test_a_follower_forwards_a_batch_in_one_call(cluster):
     # Renewed on the leader's clock: nearly a full TTL left.
     assert all(leader.node.lease_timers.remaining(i) > 25 for i in ids)
     call.cancel()
+
+
+async def test_a_renewal_waits_until_the_ready_loop_has_set_up_a_new_term(cluster):
+    """The core becomes leader of a new term at once (a message from the transport steps
+    it), but the term's floor (its first entry) and fresh lease clocks are set by the
+    Ready loop: a renewal in that gap is refused Unavailable, which the client retries,
+    rather than released against the previous term's floor (node.py leadership_confirmed)."""
+    node = cluster.node
+    [lease_id] = await _grant(cluster, 1)
+    term = node.core.term
+    node.core.become_follower(term, 0)  # deposed...
+    node.core.campaign()  # ...and elected again, all before the Ready loop runs
+    assert node.is_leader and node.core.term > term
+    fut = node.leadership_confirmed()
+    assert fut.done()
+    with pytest.raises(Unavailable, match="leadership is starting"):
+        fut.result()
+    # The next Ready cycle sets the term up (no soft-state change marks it): renewals go on.
+    await eventually(lambda: node.lease_timers.active and node._term_first_index_term == node.core.term)
+    call = cluster.lease().KeepAlive()
+    await call.write(lease_pb2.LeaseKeepAliveRequest(id=lease_id))
+    answer = await asyncio.wait_for(call.read(), 30)
+    assert (answer.id, answer.ttl) == (lease_id, 30)
+    await call.done_writing()
+
+
+async def test_only_real_stalls_stop_the_lease_clocks_and_only_up_to_the_cap(cluster):
+    """lease_timer.py Rule 7 through the node's ticker: a loop held up for less than a
+    heartbeat interval (ordinary load) does not postpone leases, or they would age slower
+    than real time; a long stall does, but by at most one election timeout per leadership."""
+    node = cluster.node
+    await eventually(lambda: node.lease_timers.active)
+    calls: list[float] = []
+    original = node.lease_timers.postpone
+
+    def recorded(seconds: float) -> None:
+        calls.append(seconds)
+        original(seconds)
+
+    node.lease_timers.postpone = recorded  # type: ignore[method-assign]
+    stall = node.config.tick_interval * node.config.heartbeat_ticks
+    for _ in range(5):
+        time.sleep(stall * 0.9)  # more than CATCH_UP_TICKS ticks, less than a heartbeat
+        await asyncio.sleep(0.05)
+    assert all(seconds >= stall for seconds in calls), calls
+    timeout = node.config.election_timeout
+    for _ in range(3):
+        seen = len(calls)
+        time.sleep(timeout)  # the loop is held up
+        await eventually(lambda seen=seen: len(calls) > seen, what="the stall postponed")
+    assert node.lease_timers.postponed == pytest.approx(timeout)

@@ -4,6 +4,10 @@ leases."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from coord_server.lease_timer import EXPIRE_CHUNK, LeaseTimers
 
 
@@ -15,10 +19,12 @@ class Clock:
         return self.now
 
 
-def _timers(leases: list[tuple[int, int]], extension: float = 1.0) -> tuple[LeaseTimers, Clock]:
+def _timers(
+    leases: list[tuple[int, int]], extension: float = 1.0, max_postpone: float | None = None
+) -> tuple[LeaseTimers, Clock]:
     clock = Clock()
     timers = LeaseTimers(clock, retry_after=1.0)
-    timers.start(leases, extension=extension)
+    timers.start(leases, extension=extension, max_postpone=max_postpone)
     return timers, clock
 
 
@@ -103,7 +109,7 @@ def test_a_renewal_that_arrived_in_time_counts_though_confirmed_late() -> None:
 def test_a_pause_of_the_leader_does_not_count_against_leases() -> None:
     """Rule 7: the leader's loop was held up for 4 s; renewals sent meanwhile are read only
     now, so no lease expires for the pause, and a lease renewed since is kept after it."""
-    timers, clock = _timers([(1, 10), (2, 10), (3, 10)])
+    timers, clock = _timers([(1, 10), (2, 10), (3, 10)], max_postpone=5)
     clock.now += 8
     assert timers.keepalive(3) == 10  # 3 due at 118
     clock.now += 4  # 112: past 1's and 2's deadlines (111), the loop did not run
@@ -117,3 +123,47 @@ def test_a_pause_of_the_leader_does_not_count_against_leases() -> None:
     assert timers.expired() == []
     clock.now += 1
     assert timers.expired() == [1, 3]  # 1 was renewed at 112: due at 122 too
+
+
+def test_a_reported_lease_is_refused_even_when_a_pause_follows_the_report() -> None:
+    """Rule 8: its LeaseExpire may be in the log and will be applied anyway, so a renewal
+    must not be told it has a TTL, whatever a later pause did to the clock."""
+    timers, clock = _timers([(7, 10)], extension=0)
+    clock.now += 10.5
+    assert timers.expired() == [7]  # the node proposes LeaseExpire([7])
+    timers.postpone(2)  # then the ticker sees a stall
+    assert timers.keepalive(7, arrived_at=clock.now + 0.05) is None
+    assert timers.keepalive(7) is None
+    assert timers.remaining(7) == 0.0
+    timers.revoked(7)  # its LeaseExpire applied
+    assert timers.remaining(7) is None
+    timers.granted(7, 10)  # granted anew: renewable again
+    assert timers.keepalive(7) == 10
+
+
+def test_pauses_count_only_up_to_the_cap_per_leadership() -> None:
+    """Rule 7: a lease lives at most TTL + extension + cap after its last renewal, however
+    often the leader stalls."""
+    timers, clock = _timers([(1, 10)], extension=1, max_postpone=2)
+    for _ in range(10):  # ten stalls of 1 s: only the first two count
+        clock.now += 1
+        timers.postpone(1)
+    assert timers.postponed == 2
+    clock.now = 100 + 10 + 1 + 2 - 0.01
+    assert timers.expired() == []
+    clock.now += 0.02
+    assert timers.expired() == [1]
+    timers.start([(1, 10)], extension=1, max_postpone=2)  # a new leadership: a new cap
+    assert timers.postponed == 0
+    timers.postpone(5)
+    assert timers.postponed == 2
+
+
+def test_a_pause_costs_the_same_however_many_leases_there_are() -> None:
+    """Rule 7: ``postpone`` is O(1); the ticker may call it often under load."""
+    timers, clock = _timers([(i, 60) for i in range(1, 100_001)], max_postpone=1e9)
+    started = time.perf_counter()
+    for _ in range(100):
+        timers.postpone(0.1)
+    assert time.perf_counter() - started < 1.0
+    assert timers.remaining(1) == pytest.approx(61 + 10)
