@@ -148,7 +148,7 @@ class Lease:
     @property
     def remaining(self) -> float:
         """Seconds the lease is known to live at least, by the client's clock (Rule 1);
-        0 once lost, and while a renewal past the deadline awaits its answer (Rule 2)."""
+        0 once lost (Rule 2)."""
         return self._inner.remaining
 
     def check(self) -> None:

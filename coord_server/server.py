@@ -229,7 +229,9 @@ class CoordServer:
         from coord_server.etcd import add_etcd_services
 
         transport = self.transport
-        add_etcd_services(server, member, admission, lambda: transport.credentials)  # etcd's v3 API (docs/etcd.md)
+        add_etcd_services(  # etcd's v3 API (docs/etcd.md)
+            server, member, admission, lambda: transport.credentials, client_tls=bool(s.cert_file),
+        )
         raft_service = RaftPeerService(cluster_id, member_id, node.step, forward, link_lost=node.peer_link_lost)
         self.health = MemberHealth(node)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)

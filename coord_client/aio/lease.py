@@ -9,36 +9,36 @@ Rule 1: the client's own view of a lease's end is conservative. Each renewal ans
         to s + t; the leader counts from when it received the request, which is later. So
         the client never believes a lease alive that the cluster has already ended.
 Rule 2: a lease is *lost* when a renewal is answered with TTL 0 (it expired or was revoked)
-        or when its local deadline passes without a confirmed renewal (the cluster could
-        not be reached in time). Losing is final: ``lost`` is set, ``lost_reason`` says
-        why, and every ``on_lost`` callback runs once, on the event loop. A lease whose
-        deadline passes while its renewal is merely queued (due and about to be sent, or
-        sent and not yet answered on a live stream) is not lost yet: the answer says
-        whether the leader renewed it in time (``remaining`` is 0 meanwhile); if the
-        stream fails instead (no answer within the attempt timeout), it is lost then.
+        or when its local deadline passes without a confirmed renewal, whether or not a
+        renewal is on its way: the leader may end it from then on, so a lock holder must
+        know by then. An answer that comes after the deadline does not undo it. Losing is
+        final: ``lost`` is set, ``lost_reason`` says why, and every ``on_lost`` callback
+        runs once, on the event loop.
 Rule 3: when the stream fails, it is reopened on the leader named by ``coord-leader`` or
         the next endpoint, with backoff, and every lease is renewed at once (lease.proto:
         a new leader has extended every lease by one election timeout).
 Rule 4: renewals are paced and batched. Each lease is due again a third of its TTL after
         its last answer, less up to ``_JITTER`` of that (so leases granted together drift
-        apart rather than renewing in one burst forever); every lease due within
+        apart rather than renewing in one burst forever), and at most halfway from that
+        answer to the deadline (an answer that came late leaves less time); every lease due within
         ``_GATHER`` seconds goes out at once, in requests of up to
         ``_MAX_IDS_PER_REQUEST`` ``ids``, answered together.
         Due times and deadlines sit in heaps, so the work per wake-up is the leases due,
         not every lease tracked. Against a member that ignores ``ids`` (an older server)
         the client falls back to one lease per request.
-Rule 5: a stream is given up on (and every renewal on it with it) only when the member
-        answered nothing for the attempt timeout, not because one answer is late: a
-        member slowed by a burst (100,000 renewals after a reconnect) is still working,
-        and a new stream would put every lease in the same queue again.
+Rule 5: a stream is given up on (and every renewal on it with it) when its oldest
+        unanswered request has waited the attempt timeout, even if it answers older
+        requests meanwhile: a member that reads renewals far behind them (a burst) leaves
+        them unread while it answers others.
 Rule 6: renewals come before grants. While the oldest unanswered renewal has waited
         longer than ``_LAGGING``, a new grant that is to be kept alive waits for the
         renewals to catch up (``caught_up``): a client granting many leases at once
         (each a small write) must not starve the renewals of those it already holds.
-Rule 7: while a stream is up, no lease's deadline is watched: a lease is either due
-        (taken for renewal, so pending, before any deadline is judged: Rule 2) or
-        awaiting its answer, which decides. Deadlines are queued again, all at once,
-        when the stream ends; so a renewal costs one heap entry, not two.
+Rule 7: deadlines are watched cheaply. While a stream is up, a lease costs one heap
+        entry per renewal (its due time; a lease's next renewal is due before its
+        deadline) and each request one more, at the earliest deadline among its leases;
+        only when a request is still unanswered at that time are its leases' own
+        deadlines queued. When the stream ends, every lease's deadline is queued.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class Lease:
     @property
     def remaining(self) -> float:
         """Seconds the lease is known to live at least, by the client's clock (Rule 1);
-        0 once lost, and while a renewal past the deadline awaits its answer (Rule 2)."""
+        0 once lost (Rule 2)."""
         if self.lost.is_set():
             return 0.0
         return max(0.0, self._deadline - time.monotonic())
@@ -192,8 +192,9 @@ class Lease:
     # -- called by the keep-aliver ------------------------------------------------------
 
     def _renewed(self, sent: float, ttl: int) -> None:
+        now = time.monotonic()
         self._deadline = max(self._deadline, sent + ttl)
-        self._next_due = time.monotonic() + _paced(max(_MIN_INTERVAL, ttl / 3))
+        self._next_due = now + min(_paced(max(_MIN_INTERVAL, ttl / 3)), (self._deadline - now) / 2)
 
     def _lose(self, reason: str, unexpected: bool = True) -> None:
         """Rule 2. ``unexpected`` is False for this client's own revoke: ``lost`` is set
@@ -258,8 +259,6 @@ class KeepAliver:
         """(due at, lease id); an entry counts while it matches the lease's _next_due."""
         self._deadlines: list[tuple[float, int]] = []
         """(deadline, lease id); an entry counts while it matches _deadline_queued."""
-        self._in_doubt: set[int] = set()
-        """Leases past their deadline with a renewal unanswered (Rule 2)."""
         self._batched = True
         """Whether the members accept ``ids`` (Rule 4)."""
         self._task: asyncio.Task[None] | None = None
@@ -271,9 +270,16 @@ class KeepAliver:
         """KeepAlive requests sent so far (a statistic: renewals per request, Rule 4)."""
         self._sent: collections.deque[tuple[float, list[int], bool]] = collections.deque()
         """The current stream's unanswered requests (see _serve)."""
-        self._answered_at = 0.0
+        self._sent_count = 0
+        self._answered_count = 0
+        """Requests sent and answered on the current stream: request n (counted from 0) is
+        unanswered while n >= _answered_count (a member answers in order)."""
+        self._watch: list[tuple[float, int, list[int]]] = []
+        """(earliest deadline among its leases, n, its lease ids) for each request n sent
+        on the current stream (Rule 7)."""
         self._live = False
-        """Whether a stream is up (Rule 7: deadlines are then not queued)."""
+        """Whether a stream is up (Rule 7: lease deadlines are then queued only for late
+        requests)."""
         self._catching_up: asyncio.Event | None = None
         """Set once renewals are answered in time again (Rule 6)."""
 
@@ -312,7 +318,6 @@ class KeepAliver:
         if lease is not None:
             lease.keepalive = False
             lease._deadline_queued = None
-            self._in_doubt.discard(lease_id)
             self._wake.set()
 
     def rescheduled(self, lease: Lease) -> None:
@@ -370,7 +375,9 @@ class KeepAliver:
             heapq.heappush(self._deadlines, (lease._deadline, lease.id))
 
     def _expire_overdue(self, now: float) -> None:
-        """Lose every lease past its deadline with no renewal awaiting an answer (Rule 2)."""
+        """Lose every lease past its deadline (Rule 2), first queuing the deadlines of the
+        leases of every request unanswered at its earliest deadline (Rule 7)."""
+        self._watch_late(now)
         heap, leases = self._deadlines, self._leases
         while heap and heap[0][0] <= now:
             queued, lease_id = heapq.heappop(heap)
@@ -381,15 +388,35 @@ class KeepAliver:
             if lease._deadline > now:
                 self._queue_deadline(lease)  # renewed since
             elif lease._pending > 0:
-                self._in_doubt.add(lease_id)  # the answer decides (Rule 2)
+                lease._lose("no keep-alive was confirmed within its TTL (its renewal is still unanswered)")
             else:
                 lease._lose("no keep-alive was confirmed within its TTL (the cluster could not be reached)")
+
+    def _watch_late(self, now: float) -> None:
+        """Queue the deadline of every lease of each request still unanswered when the
+        earliest of them came (Rule 7); forget the requests answered."""
+        watch, leases = self._watch, self._leases
+        while self._prune_watch() and watch[0][0] <= now:
+            _, _, ids = heapq.heappop(watch)
+            for lease_id in ids:
+                lease = leases.get(lease_id)
+                if lease is not None and lease._deadline_queued is None:
+                    lease._deadline_queued = lease._deadline
+                    heapq.heappush(self._deadlines, (lease._deadline, lease_id))
+
+    def _prune_watch(self) -> bool:
+        """Drop the answered requests at the top of the watch; whether one is left."""
+        watch = self._watch
+        while watch and watch[0][1] < self._answered_count:
+            heapq.heappop(watch)
+        return bool(watch)
 
     def _take_due(self, now: float) -> list[int]:
         """Once a lease is due, it and every lease due within _GATHER seconds (Rule 4).
         A lease taken is due again only when its answer comes (``_read`` schedules it),
         or at once on the next stream if this one ends first (``_stream_ended``): one
-        heap entry per renewal, not two."""
+        heap entry per renewal, not two. A lease already past its deadline (the loop was
+        held up) is lost rather than taken (Rule 2)."""
         if not self._prune() or self._due[0][0] > now:
             return []
         heap, leases, out = self._due, self._leases, []
@@ -397,6 +424,9 @@ class KeepAliver:
             due, lease_id = heapq.heappop(heap)
             lease = leases.get(lease_id)
             if lease is None or lease._next_due != due:
+                continue
+            if lease._deadline <= now:
+                lease._lose("no keep-alive was confirmed within its TTL (its renewal was not sent in time)")
                 continue
             lease._next_due = _AWAITING_ANSWER
             out.append(lease_id)
@@ -435,8 +465,8 @@ class KeepAliver:
     def _stream_ended(self) -> None:
         """Unanswered renewals died with the stream: their leases are decided by their
         deadlines again, and every lease is due at once (Rule 3)."""
-        self._in_doubt.clear()
         self._sent = collections.deque()
+        self._watch = []
         self._live = False
         self._deadlines = []
         for lease in self._leases.values():
@@ -492,35 +522,40 @@ class KeepAliver:
         sent: collections.deque[tuple[float, list[int], bool]] = collections.deque()
         """(sent at, lease ids, as ``ids``) of every unanswered request, in order."""
         self._sent = sent
-        self._answered_at = time.monotonic()
+        self._sent_count = self._answered_count = 0
+        self._watch = []
         self._live = True  # until _stream_ended
         reader = asyncio.get_running_loop().create_task(self._read(call, sent, address, backoff))
         try:
             while self._leases:
                 now = time.monotonic()
-                # Due leases are taken first: one whose deadline passed while it waited
-                # here (the loop or a write was held up) is sent and decided by its answer.
                 due = self._take_due(now)
                 for lease_id in due:  # before any await: the reader may lose one meanwhile
-                    self._leases[lease_id]._pending += 1
+                    taken = self._leases.get(lease_id)  # (an on_lost callback may untrack one)
+                    if taken is not None:
+                        taken._pending += 1
                 self._expire_overdue(now)
                 step = _MAX_IDS_PER_REQUEST if self._batched else 1
                 for i in range(0, len(due), step):
                     ids = due[i : i + step]
                     self.requests += 1
+                    leases = self._leases
+                    deadline = min((leases[k]._deadline for k in ids if k in leases), default=float("inf"))
+                    heapq.heappush(self._watch, (deadline, self._sent_count, ids))
+                    self._sent_count += 1
                     # Stamped as it goes out, not when the loop woke: a write that waited
                     # for the member to read (flow control) must not age its renewals.
                     if len(ids) == 1:
                         sent.append((time.monotonic(), ids, False))
-                        await self._write(call, reader, lease_pb2.LeaseKeepAliveRequest(id=ids[0]))
+                        await self._write_watching(call, reader, lease_pb2.LeaseKeepAliveRequest(id=ids[0]))
                     else:
                         sent.append((time.monotonic(), ids, True))
-                        await self._write(call, reader, lease_pb2.LeaseKeepAliveRequest(ids=ids))
+                        await self._write_watching(call, reader, lease_pb2.LeaseKeepAliveRequest(ids=ids))
                 if not self._leases:
                     break
-                # Rule 5: a member is given up on when it stopped answering, not when it
-                # answers slowly (then a new stream would only start the queue again).
-                oldest = max(sent[0][0], self._answered_at) if sent else None
+                # Rule 5: a member is given up on when a request waited too long for its
+                # answer, whatever it answered meanwhile.
+                oldest = sent[0][0] if sent else None
                 if oldest is not None and now - oldest > transport.attempt_timeout:
                     raise errors.Unavailable(f"no keep-alive answer from {address} in {transport.attempt_timeout}s")
                 wake_at = now + 60.0
@@ -528,6 +563,8 @@ class KeepAliver:
                     wake_at = min(wake_at, self._due[0][0])
                 if self._prune_deadlines():
                     wake_at = min(wake_at, self._deadlines[0][0])
+                if self._prune_watch():
+                    wake_at = min(wake_at, self._watch[0][0])
                 if oldest is not None:
                     wake_at = min(wake_at, oldest + transport.attempt_timeout)
                 self._wake.clear()
@@ -544,6 +581,24 @@ class KeepAliver:
             call.cancel()
             if reader.done() and not reader.cancelled():
                 reader.exception()  # retrieved: the stream's end is handled by the caller
+
+    async def _write_watching(self, call: Any, reader: asyncio.Task[None], request: lease_pb2.LeaseKeepAliveRequest) -> None:
+        """``_write``, losing the leases whose deadlines pass while it waits for the member
+        to read (flow control: a member reads renewals only so far ahead, Rule 2)."""
+        write = asyncio.ensure_future(self._write(call, reader, request))
+        try:
+            while True:
+                wake_at = min(
+                    self._watch[0][0] if self._prune_watch() else float("inf"),
+                    self._deadlines[0][0] if self._prune_deadlines() else float("inf"),
+                )
+                timeout = None if wake_at == float("inf") else max(0.0, wake_at - time.monotonic())
+                done, _ = await asyncio.wait({write}, timeout=timeout)
+                if done:
+                    return write.result()
+                self._expire_overdue(time.monotonic())
+        finally:
+            write.cancel()
 
     @staticmethod
     async def _write(call: Any, reader: asyncio.Task[None], request: lease_pb2.LeaseKeepAliveRequest) -> None:
@@ -572,10 +627,11 @@ class KeepAliver:
                 return
             backoff.reset()
             transport.succeeded(address)
-            self._answered_at = time.monotonic()
             if not sent:
                 raise errors.Unavailable(f"{address} answered a keep-alive that was not sent")
             at, ids, batched = sent.popleft()
+            self._answered_count += 1
+            now = time.monotonic()
             if not batched:
                 ttls = [response.ttl]
             elif list(response.ids) == ids and len(response.ttls) == len(ids):
@@ -600,19 +656,16 @@ class KeepAliver:
                 if lease is None:
                     continue
                 lease._pending -= 1
-                self._in_doubt.discard(lease_id)
                 if ttl <= 0:
                     lease._lose("the lease expired or was revoked (the cluster no longer knows it)")
+                    continue
+                if lease._deadline <= now:  # the deadline passed unconfirmed (Rule 2)
+                    lease._lose("no keep-alive was confirmed within its TTL (the answer came too late)")
                     continue
                 self.renewals += 1
                 lease._renewed(at, ttl)
                 heapq.heappush(self._due, (lease._next_due, lease_id))
                 self._queue_deadline(lease)
-                if lease._deadline <= time.monotonic():
-                    if lease._pending == 0:  # answered too late to count (Rule 2)
-                        lease._lose("no keep-alive was confirmed within its TTL (the answer came too late)")
-                    else:
-                        self._wake.set()
 
 
 async def call_while_alive(lease: Lease, call: Awaitable[T], lost: str) -> T:

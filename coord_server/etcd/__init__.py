@@ -68,11 +68,13 @@ they make; every other etcd call needs an admin role when auth is on)."""
 def add_etcd_services(
     server: grpc.aio.Server, node: Member, interceptor: Any,
     peer_credentials: Callable[[], grpc.ChannelCredentials | None] = lambda: None,
+    client_tls: bool = False,
 ) -> None:
     """Register etcd's services for ``node`` (after coord's: they share its WatchHub),
     checked by ``interceptor`` (the member's AdmissionInterceptor, or None).
     ``peer_credentials``: this member's current peer TLS credentials (None without TLS),
-    with which a follower relays etcd's membership calls to the leader (relay.py)."""
+    with which a follower relays etcd's membership calls to the leader (relay.py);
+    ``client_tls``: whether the client ports use TLS (then a relay is never in clear)."""
     calls = CoordCalls(interceptor)
     if interceptor is not None:
         # With auth on, every call of these services first proves a valid token
@@ -93,7 +95,7 @@ def add_etcd_services(
     rpc_pb2_grpc.add_KVServicer_to_server(EtcdKV(node, calls), server)
     rpc_pb2_grpc.add_WatchServicer_to_server(EtcdWatch(calls, node.watch_hub, node), server)
     rpc_pb2_grpc.add_LeaseServicer_to_server(EtcdLease(calls, lease), server)
-    rpc_pb2_grpc.add_ClusterServicer_to_server(EtcdCluster(node, calls, cluster, LeaderRelay(node, peer_credentials)), server)
+    rpc_pb2_grpc.add_ClusterServicer_to_server(EtcdCluster(node, calls, cluster, LeaderRelay(node, peer_credentials, client_tls)), server)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(EtcdMaintenance(node, calls), server)
     rpc_pb2_grpc.add_AuthServicer_to_server(EtcdAuth(node, interceptor, calls), server)
     recipes = Recipes(node, calls)

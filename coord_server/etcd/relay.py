@@ -11,7 +11,10 @@ Without TLS the call goes over plain TCP. With TLS it presents this member's pee
 certificate and trusts the peer CA (the peer transport's current credentials, which
 server.py hands in), which
 works where one CA signs the peer and client certificates, as `make certs` does and as
-``--join`` and the dashboard's ``Coord-Member`` calls need too.
+``--join`` and the dashboard's ``Coord-Member`` calls need too. A member whose client
+port uses TLS but that has no peer credentials refuses to relay (FAILED_PRECONDITION,
+naming the leader and the fix) rather than send the caller's token in clear to a TLS
+port.
 """
 
 from __future__ import annotations
@@ -42,10 +45,14 @@ _RESPONSES: dict[str, Any] = {
 class LeaderRelay:
     """One member's channels to whoever leads, made on first use."""
 
-    def __init__(self, node: Member, credentials: Callable[[], grpc.ChannelCredentials | None]) -> None:
+    def __init__(
+        self, node: Member, credentials: Callable[[], grpc.ChannelCredentials | None], client_tls: bool = False,
+    ) -> None:
         self.node = node
         self.credentials = credentials
         """This member's current peer credentials (they change when certificates reload)."""
+        self.client_tls = client_tls
+        """Whether the client ports use TLS (cert_file): then a relay never goes in clear."""
         self._channels: dict[tuple[str, int], grpc.aio.Channel] = {}
 
     def leader_elsewhere(self, context: Any) -> str:
@@ -72,6 +79,15 @@ class LeaderRelay:
         """etcd's Cluster ``method`` with ``request`` on the member at ``address``; its
         status ends ``context`` as it came."""
         response_class = _RESPONSES[method]
+        if self.client_tls and self.credentials() is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"this member cannot relay {method} to the leader at {address}: its client port uses TLS "
+                "but this member has no peer TLS credentials to reach it with (and will not send the "
+                "token in clear); send the call to the leader, or give this member peer mutual TLS "
+                "(peer_listen, peer_cert_file, peer_key_file, peer_ca_file; docs/security.md)",
+            )
+            raise AssertionError("not reached")
         call = self._channel(address).unary_unary(
             f"/etcdserverpb.Cluster/{method}",
             request_serializer=type(request).SerializeToString,
