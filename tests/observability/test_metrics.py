@@ -119,8 +119,15 @@ def test_error_codes_are_counted_and_the_cluster_keeps_serving(metered: tuple[Cl
     with pytest.raises(grpc.RpcError) as caught:
         cluster.kv(name).Put(kv_pb2.PutRequest(key=b"", value=b"v"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    after = scrape(addresses[name])
-    assert value(after, "coord_grpc_requests_total", method=method, code="INVALID_ARGUMENT") == before + 1
+    # A call is counted when it ends (request_context.py), which may come just after the
+    # client has its answer: wait for the count rather than read it once.
+    wait_until(
+        lambda: value(scrape(addresses[name]), "coord_grpc_requests_total", method=method, code="INVALID_ARGUMENT")
+        == before + 1,
+        10,
+        "the refused Put to be counted",
+    )
+    assert value(scrape(addresses[name]), "coord_grpc_requests_total", method=method, code="INVALID_ARGUMENT") == before + 1
     cluster.put("still", "serving")
     assert value(scrape(addresses[name]), "coord_grpc_requests_total", method="/coord.v1.Cluster/Status", code="OK") > 0
     # The endpoint itself refuses what it does not serve, and keeps serving.
