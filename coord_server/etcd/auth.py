@@ -19,6 +19,7 @@ from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import auth_pb2
 from coord_server.member import Member
+from coord_server.state.keys import prefix_end
 
 from . import convert, errors
 from .calls import CoordCalls
@@ -35,17 +36,9 @@ METHODS = (
     "RoleRevokePermission",
 )
 EVERY_KEY = b"\x00"
+"""etcd's range_end for every key (prefix_end of an empty prefix)."""
 
 
-def prefix_end(prefix: bytes) -> bytes:
-    """The range end etcd pairs with ``prefix`` (``--prefix``); b"\\x00" for every key."""
-    end = bytearray(prefix)
-    while end:
-        if end[-1] < 0xFF:
-            end[-1] += 1
-            return bytes(end)
-        end.pop()
-    return EVERY_KEY
 
 
 def key_prefix(key: bytes, range_end: bytes) -> bytes | None:

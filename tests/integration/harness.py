@@ -39,6 +39,7 @@ import grpc
 
 from bench.processes import free_ports
 from coord.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
+from coord_client.types import prefix_end  # re-exported: the chaos runner and workloads import it from here
 
 T = TypeVar("T")
 
@@ -463,15 +464,6 @@ def leader_hint(err: grpc.RpcError) -> str | None:
     return None
 
 
-def prefix_end(prefix: bytes) -> bytes:
-    """The range_end that selects every key starting with ``prefix`` (etcd's rule)."""
-    end = bytearray(prefix)
-    while end:
-        if end[-1] < 0xFF:
-            end[-1] += 1
-            return bytes(end)
-        end.pop()
-    return b"\0"
 
 
 def _b(value: bytes | str) -> bytes:
