@@ -19,18 +19,13 @@ from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from coord.v1 import cluster_pb2, cluster_pb2_grpc
 from tests.etcd.servers import client_env, require_etcdctl
-from tests.integration.harness import Cluster, NodeProcess, free_ports, wait_until
+from tests.integration.harness import Cluster, running_cluster, NodeProcess, free_ports, wait_until
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "c", 3)
-    c.start()
-    try:
-        c.wait_for_leader()
+    with running_cluster(tmp_path / "c", 3) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def etcdctl(address: str, *args: str, ok: bool | None = True) -> subprocess.CompletedProcess[str]:

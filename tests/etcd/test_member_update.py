@@ -14,18 +14,13 @@ import pytest
 from coord.etcd.etcdserverpb import rpc_pb2 as etcd
 from coord.etcd.etcdserverpb import rpc_pb2_grpc as etcd_grpc
 from tests.etcd.servers import client_env, require_etcdctl
-from tests.integration.harness import Cluster, free_ports
+from tests.integration.harness import Cluster, running_cluster, free_ports
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "c", 3)
-    c.start()
-    try:
-        c.wait_for_leader()
+    with running_cluster(tmp_path / "c", 3) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def etcdctl(address: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
