@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import shlex
-import socket
 import ssl
 import subprocess
 import urllib.error
@@ -19,30 +18,14 @@ from pathlib import Path
 import pytest
 
 from tests.etcd.servers import client_env, require_etcdctl
-from tests.integration.harness import free_ports
+from tests.integration.harness import MAKE_CLUSTER_HTTP_OFFSET, MAKE_CLUSTER_PEER_OFFSET, ports_for_make_cluster
 from tests.integration.test_make_cluster import LocalCluster
 
 pytestmark = pytest.mark.timeout(180)
 
-PEER_OFFSET, HTTP_OFFSET = 100, 1000
+PEER_OFFSET, HTTP_OFFSET = MAKE_CLUSTER_PEER_OFFSET, MAKE_CLUSTER_HTTP_OFFSET
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def ports_with_free_neighbours() -> list[int]:
-    """Three free client ports whose peer (+100) and HTTP (+1000) ports are free too."""
-    for _ in range(50):
-        ports = free_ports(3)
-        if all(p + HTTP_OFFSET < 65536 and _free(p + PEER_OFFSET) and _free(p + HTTP_OFFSET) for p in ports):
-            return ports
-    raise AssertionError("no three free ports with free peer and HTTP ports")
 
 
 @pytest.fixture
@@ -65,7 +48,7 @@ def b64(text: str) -> str:
 
 
 def test_gateway_serves_https_under_make_cluster_tls(local: LocalCluster) -> None:
-    ports = ports_with_free_neighbours()
+    ports = ports_for_make_cluster()
     started = local.run("start", "--tls", "--ports", " ".join(map(str, ports)))
     assert started.returncode == 0, started.stdout + started.stderr
     certs = local.dir / "certs"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +43,32 @@ from coord.v1 import cluster_pb2, cluster_pb2_grpc, kv_pb2, kv_pb2_grpc
 from coord_client.types import prefix_end  # re-exported: the chaos runner and workloads import it from here
 
 T = TypeVar("T")
+
+MAKE_CLUSTER_PEER_OFFSET, MAKE_CLUSTER_HTTP_OFFSET = 100, 1000
+"""Where tools/cluster.py (``make cluster``) puts a member's peer and HTTP ports, from its client port."""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def ports_for_make_cluster() -> list[int]:
+    """Three free client ports whose peer (+100) and HTTP (+1000) ports are free too."""
+    for _ in range(50):
+        ports = free_ports(3)
+        if all(
+            p + MAKE_CLUSTER_HTTP_OFFSET < 65536
+            and _port_free(p + MAKE_CLUSTER_PEER_OFFSET)
+            and _port_free(p + MAKE_CLUSTER_HTTP_OFFSET)
+            for p in ports
+        ):
+            return ports
+    raise AssertionError("no three free ports with free peer and HTTP ports")
 
 LEADER = cluster_pb2.RAFT_ROLE_LEADER
 

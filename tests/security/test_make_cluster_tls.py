@@ -6,38 +6,21 @@ environment."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import free_ports
+from tests.integration.harness import MAKE_CLUSTER_HTTP_OFFSET, MAKE_CLUSTER_PEER_OFFSET, ports_for_make_cluster
 from tests.integration.test_make_cluster import LocalCluster
 from tests.security.tls_cluster import ROOT
 
 pytestmark = pytest.mark.timeout(180)
 
-PEER_OFFSET = 100
+PEER_OFFSET = MAKE_CLUSTER_PEER_OFFSET
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def ports_with_free_peer_ports() -> list[int]:
-    """Three free ports whose peer ports (+100) and HTTPS ports (+1000) are free too."""
-    for _ in range(50):
-        ports = free_ports(3)
-        if all(p + 1000 < 65536 and _free(p + PEER_OFFSET) and _free(p + 1000) for p in ports):
-            return ports
-    raise AssertionError("no three free ports with free peer ports")
 
 
 @pytest.fixture
@@ -47,7 +30,7 @@ def local(tmp_path: Path) -> Iterator[LocalCluster]:
 
 
 def test_make_cluster_tls_starts_reports_and_restarts(local: LocalCluster) -> None:
-    ports = ports_with_free_peer_ports()
+    ports = ports_for_make_cluster()
     started = local.run("start", "--tls", "--ports", " ".join(map(str, ports)))
     assert started.returncode == 0, started.stdout + started.stderr
     certs = local.dir / "certs"
