@@ -10,10 +10,10 @@ Rule 1: a renewal is applied only after a read barrier (a ReadIndex quorum round
         Rule 2). One barrier serves the whole batch. It waits for the quorum's answer
         and this leadership's first entry to be applied, not for the read point
         (read_waits.py Rule 5): the leader's lease clocks then hold every grant that any
-        leader answered, and renewals must not queue
-        behind a backlog of writes (100,000 grants) being applied. Each renewal is judged by when it
-        reached this member (lease_timer.py Rule 6): waiting here for its batch never
-        costs a lease that was alive when it arrived. (A forwarded batch counts from
+        leader answered, and renewals must not queue behind a backlog of writes being
+        applied. Each renewal is judged by when it reached this member (lease_timer.py
+        Rule 6): waiting here for its batch never costs a lease that was alive when it
+        arrived. (A forwarded batch counts from
         when the leader received it: members' clocks are not compared.)
 Rule 2: answers keep the order of the requests on the stream, one response per request
         (``id`` -> ``id``/``ttl``, ``ids`` -> ``ids``/``ttls``); a lease that does not
